@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Build QPULib (github.com/mn416/QPULib) as a shared library, libqpu.so.
+#
+# Usage: build.sh SRC_DIR PREFIX MODE
+#   SRC_DIR  a QPULib source tree (holding Lib/); it is never modified:
+#            the build works on a copy, fixed up by fixup.py next to this file.
+#   PREFIX   install prefix: PREFIX/lib/libqpu.so.1 (+ libqpu.so link),
+#            PREFIX/include/qpulib/ (Lib's layout: -I PREFIX/include/qpulib
+#            works like -I Lib), PREFIX/lib/pkgconfig/qpulib.pc and
+#            PREFIX/share/qpulib/build-info (mode, commit, flags).
+#   MODE     qpu (real VideoCore IV QPUs: Raspberry Pi, root, /dev/vcio)
+#            or emulation (QPULib's software emulator, any CPU).
+#
+# Environment:
+#   QPULIB_COMMIT  upstream commit recorded in build-info (optional)
+#   CXX            compiler (default g++)
+#   CXXFLAGS       extra compiler flags (appended)
+#   JOBS           parallel compiles (default: number of CPUs)
+#
+# Why our own build: upstream's Makefile only builds test programs, and the
+# upstream sources need small fix-ups for C++20, g++ 12 and arm64 (see
+# fixup.py and README.md in this folder).
+set -euo pipefail
+
+die() {
+    echo "qpulib/build.sh: error: $*" >&2
+    exit 1
+}
+
+[ "$#" -eq 3 ] || die "usage: build.sh SRC_DIR PREFIX MODE (MODE = qpu|emulation)"
+src_dir=$1
+prefix=$2
+mode=$3
+here=$(cd "$(dirname "$0")" && pwd)
+
+case "$mode" in
+    qpu) mode_define=-DQPU_MODE ;;
+    emulation) mode_define=-DEMULATION_MODE ;;
+    *) die "MODE must be 'qpu' or 'emulation', not '$mode'" ;;
+esac
+[ -d "$src_dir/Lib" ] || die "$src_dir has no Lib/ folder: not a QPULib source tree"
+command -v python3 >/dev/null || die "python3 is needed to run fixup.py (apt-get install python3)"
+cxx=${CXX:-g++}
+command -v "$cxx" >/dev/null || die "C++ compiler '$cxx' not found (apt-get install g++)"
+mkdir -p "$prefix" || die "cannot create PREFIX $prefix"
+prefix=$(cd "$prefix" && pwd)  # absolute: the build below runs elsewhere
+jobs=${JOBS:-$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)}
+
+# The library speaks C++ through its headers (templates), so its ABI must
+# match the consumers': build as C++17, which is also what C++20 consumers
+# link against without trouble (no std:: types cross the boundary).
+std_flag=-std=c++17
+# shellcheck disable=SC2206  # CXXFLAGS is a flag list: word splitting wanted
+cxxflags=("$std_flag" -O2 -fPIC -fvisibility=default "$mode_define" -w ${CXXFLAGS:-})
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/qpulib-build.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+echo "qpulib: copying $src_dir to $work/src"
+mkdir -p "$work/src"
+cp -R "$src_dir/Lib" "$work/src/Lib"
+python3 "$here/fixup.py" "$work/src"
+
+cd "$work/src/Lib"
+mapfile -t sources < <(find . -name '*.cpp' | sort)
+[ "${#sources[@]}" -gt 0 ] || die "no .cpp files under $src_dir/Lib"
+echo "qpulib: compiling ${#sources[@]} files ($mode mode, $jobs jobs)"
+
+soname=libqpu.so.1
+command -v make >/dev/null || die "make not found (apt-get install make)"
+make -f "$here/lib.mk" -j "$jobs" CXX="$cxx" SONAME="$soname" \
+    QPULIB_CXXFLAGS="${cxxflags[*]}" ||
+    die "compilation failed (see the compiler messages above)"
+
+mkdir -p "$prefix/lib/pkgconfig" "$prefix/include/qpulib" "$prefix/share/qpulib"
+echo "qpulib: installing $prefix/lib/$soname"
+cp "$soname.0" "$prefix/lib/$soname.0"
+ln -sf "$soname.0" "$prefix/lib/$soname"
+ln -sf "$soname" "$prefix/lib/libqpu.so"
+
+# Headers keep Lib's layout; the .cpp files are not installed.
+find . -name '*.h' | while read -r header; do
+    mkdir -p "$prefix/include/qpulib/$(dirname "$header")"
+    cp "$header" "$prefix/include/qpulib/$header"
+done
+
+commit=${QPULIB_COMMIT:-unknown}
+cat >"$prefix/share/qpulib/build-info" <<EOF
+mode=$mode
+define=${mode_define#-D}
+commit=$commit
+std=${std_flag#-std=}
+compiler=$("$cxx" --version | head -n 1)
+EOF
+cat >"$prefix/lib/pkgconfig/qpulib.pc" <<EOF
+prefix=$prefix
+libdir=\${prefix}/lib
+includedir=\${prefix}/include/qpulib
+mode=$mode
+
+Name: qpulib
+Description: QPULib for the VideoCore IV QPUs ($mode mode, upstream $commit)
+Version: 0.0.0+${commit:0:12}
+Libs: -L\${libdir} -lqpu
+Cflags: -I\${includedir} $mode_define
+EOF
+echo "qpulib: installed $mode build in $prefix (lib/libqpu.so, include/qpulib, share/qpulib/build-info)"

@@ -1,0 +1,302 @@
+#!/usr/bin/env python3
+"""Compatibility fix-ups for a copy of the QPULib source tree (mn416/QPULib).
+
+Upstream QPULib (last commit c2658a55) was written for g++ 4.x, C++11 and
+32-bit Raspbian.  rpibuild builds it as a shared library for three settings
+upstream never saw: C++20 (recent torch forces ``-std=c++20`` on extensions,
+which include QPULib's headers), g++ 12 (Debian bookworm) and 64-bit arm64
+in QPU mode.  Each fix below is a small, named rewrite of exact upstream text.
+
+Rules every fix follows:
+
+* it names the file(s) it touches and says why in ``doc``;
+* it is idempotent: once applied, a marker comment is left in the file and a
+  second run skips it;
+* it fails loudly: when an expected upstream pattern is missing or occurs a
+  different number of times than expected, the script stops with an error
+  naming the fix, the file and the pattern, so a changed upstream is noticed
+  instead of silently producing a half-fixed tree.
+
+Only the Python 3 standard library is used: this runs inside minimal Debian
+armhf/arm64 build containers.
+
+Usage: ``python3 fixup.py SRC_DIR`` (SRC_DIR is the tree holding ``Lib/``).
+Edit a *copy*: the tree is modified in place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MARKER_PREFIX = "rpibuild-fixup:"
+
+
+class FixupError(RuntimeError):
+    """An expected upstream pattern was not found (upstream changed?)."""
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """One regex substitution that must match exactly ``count`` times."""
+
+    pattern: str
+    replacement: str
+    count: int = 1
+
+
+@dataclass(frozen=True)
+class Fix:
+    """A named, documented set of rewrites applied to one file."""
+
+    name: str
+    path: str
+    doc: str
+    rewrites: tuple[Rewrite, ...] = field(default_factory=tuple)
+
+    def marker(self) -> str:
+        return f"// {MARKER_PREFIX} {self.name}"
+
+
+STDEXCEPT_INCLUDE = Rewrite(
+    r"(#include <stdlib.h>\n)",
+    r"\1#include <stdexcept>\n",
+)
+
+FIXES: tuple[Fix, ...] = (
+    Fix(
+        name="cxx20-ptr-constructors",
+        path="Lib/Source/Ptr.h",
+        doc=(
+            "C++20 no longer accepts a template-id as a constructor name "
+            "(`Ptr<T>(...)` inside `struct Ptr`, DR 2237); use the injected "
+            "class name `Ptr(...)` / `PtrExpr(...)`, valid in every standard."
+        ),
+        rewrites=(
+            Rewrite(r"^(\s*)PtrExpr<T>\(\)", r"\1PtrExpr()", 1),
+            Rewrite(r"^(\s*)Ptr<T>\(", r"\1Ptr(", 4),
+        ),
+    ),
+    Fix(
+        name="ptr-assign-declared",
+        path="Lib/Source/Ptr.h",
+        doc=(
+            "Ptr<T>'s members call assign(), which is only declared later "
+            "(Source/Stmt.h). Two-phase name lookup (enforced by modern g++, "
+            "upstream relied on -fpermissive) needs a declaration before the "
+            "template: add the same prototype Stmt.h declares."
+        ),
+        rewrites=(
+            Rewrite(
+                r'(#include "Source/Syntax.h"\n)',
+                r"\1\n// Defined in Source/Stmt.cpp, declared in Source/Stmt.h.\n"
+                r"void assign(Expr* lhs, Expr* rhs);\n",
+            ),
+        ),
+    ),
+    Fix(
+        name="lp64-shared-array-bus-address",
+        path="Lib/VideoCore/SharedArray.h",
+        doc=(
+            "GPU bus addresses are 32-bit but were kept in a `void*` and cast "
+            "straight to uint32_t, which g++ rejects on 64-bit (arm64) "
+            "targets. Go through uintptr_t so the cast is well-formed on "
+            "LP64 while the bus address stays 32-bit."
+        ),
+        rewrites=(
+            Rewrite(
+                r"gpu_base = \(void\*\) mem_lock\(mb, handle\);",
+                "gpu_base = (void*) (uintptr_t) mem_lock(mb, handle);",
+            ),
+            Rewrite(r"\(uint32_t\) gpu_base", "(uint32_t) (uintptr_t) gpu_base", 2),
+        ),
+    ),
+    Fix(
+        name="alloc-failures-throw",
+        path="Lib/VideoCore/SharedArray.h",
+        doc=(
+            "Allocation failures (emulator heap full, GPU memory exhausted, "
+            "subscript off the emulator heap) called abort()/exit(), killing "
+            "the whole Python process that loaded the library. Throw "
+            "std::bad_alloc / std::out_of_range instead so callers report "
+            "a clean error."
+        ),
+        rewrites=(
+            Rewrite(r"(#include <assert.h>\n)", r"\1#include <new>\n#include <stdexcept>\n"),
+            Rewrite(r"abort\(\);", "throw std::bad_alloc();", 1),
+            Rewrite(
+                r"(accessing off end of heap\\n\"\);\n\s*)exit\(EXIT_FAILURE\);",
+                r'\1throw std::out_of_range("QPULib: accessing off end of heap");',
+            ),
+            Rewrite(
+                r"(Failed to allocate GPU memory\.\"\);\n\s*)exit\(EXIT_FAILURE\);",
+                r"\1throw std::bad_alloc();",
+            ),
+        ),
+    ),
+    Fix(
+        name="lp64-invoke-bus-address",
+        path="Lib/VideoCore/Invoke.cpp",
+        doc=(
+            "invoke() builds the QPU launch messages from pointers holding "
+            "32-bit bus addresses and casts them to uint32_t (an error on "
+            "arm64). Cast through uintptr_t. Also free the per-call "
+            "parameter pointer table (upstream leaks it on every launch) and "
+            "throw when the firmware refuses the job instead of only printing."
+        ),
+        rewrites=(
+            Rewrite(r"(#include \"VideoCore/VideoCore.h\"\n)", r"\1#include <stdexcept>\n#include <stdint.h>\n"),
+            Rewrite(r"\(uint32_t\) paramsPtr\[i\]", "(uint32_t) (uintptr_t) paramsPtr[i]"),
+            Rewrite(r"\(uint32_t\) qpuCodePtr;", "(uint32_t) (uintptr_t) qpuCodePtr;"),
+            Rewrite(r"\(uint32_t\) launchMsgsPtr", "(uint32_t) (uintptr_t) launchMsgsPtr"),
+            Rewrite(
+                r"(\n\s*// Launch QPUs\n)",
+                r"\n  delete [] paramsPtr;\1",
+            ),
+            Rewrite(
+                r"printf\(\"Failed to invoke kernel on QPUs\\n\"\);",
+                'throw std::runtime_error("QPULib: the firmware refused or timed out the QPU job "\n'
+                '      "(is the vc4-kms-v3d/vc4-fkms-v3d overlay active?)");',
+            ),
+        ),
+    ),
+    Fix(
+        name="mailbox-errors-throw",
+        path="Lib/VideoCore/Mailbox.cpp",
+        doc=(
+            "Opening /dev/mem or /dev/vcio and mapping GPU memory called "
+            "exit(-1) on failure, which ends the host process (a Python "
+            "interpreter for us). Throw std::runtime_error so the error "
+            "reaches the caller; a failed munmap is only reported."
+        ),
+        rewrites=(
+            STDEXCEPT_INCLUDE,
+            Rewrite(
+                r"(Try prefixing command with: sudo\\n\"\);\n\s*)exit \(-1\);",
+                r'\1throw std::runtime_error("QPULib: cannot open /dev/mem (needs root)");',
+            ),
+            Rewrite(
+                r"(mmap error %p\\n\", mem\);\n\s*)exit \(-1\);",
+                r'\1throw std::runtime_error("QPULib: mmap of GPU memory failed");',
+            ),
+            Rewrite(r"(munmap error %d\\n\", s\);\n\s*)exit \(-1\);", r"\1/* not fatal */"),
+            Rewrite(
+                r"(DEVICE_FILE_NAME, MAJOR_NUM\);\n\s*)exit\(-1\);",
+                r'\1throw std::runtime_error("QPULib: cannot open " DEVICE_FILE_NAME);',
+            ),
+        ),
+    ),
+    Fix(
+        name="enable-qpus-throws",
+        path="Lib/VideoCore/VideoCore.cpp",
+        doc=(
+            "enableQPUs() exit()ed when the firmware refused to power the "
+            "QPUs; throw instead so the host process survives."
+        ),
+        rewrites=(
+            STDEXCEPT_INCLUDE,
+            Rewrite(
+                r"(Check your firmware is latest\.\"\);\n\s*)exit\(EXIT_FAILURE\);",
+                r'\1throw std::runtime_error("QPULib: unable to enable the QPUs");',
+            ),
+        ),
+    ),
+    Fix(
+        name="heap-full-throws",
+        path="Lib/Common/Heap.h",
+        doc=(
+            "A full AST heap exit()ed the process; throw std::bad_alloc "
+            "instead (the kernel compile fails, the process lives)."
+        ),
+        rewrites=(
+            Rewrite(r"(#include <stdint.h>\n)", r"\1#include <new>\n"),
+            Rewrite(r"exit\(-1\);\n(\s*)return \(T\*\) NULL;", r"throw std::bad_alloc();"),
+        ),
+    ),
+    Fix(
+        name="ast-heap-size",
+        path="Lib/Params.h",
+        doc=(
+            "In emulation mode the AST heap is never cleared (the "
+            "interpreter keeps every kernel's source), and 128 KiB holds only "
+            "a few kernels. Default to 16 MiB (malloc'd lazily) and allow "
+            "-DAST_HEAP_SIZE=... at library build time."
+        ),
+        rewrites=(
+            Rewrite(
+                r"#define AST_HEAP_SIZE 131072\n",
+                "#ifndef AST_HEAP_SIZE\n#define AST_HEAP_SIZE (16u << 20)\n#endif\n",
+            ),
+        ),
+    ),
+    Fix(
+        name="emulator-heap-size",
+        path="Lib/Target/Emulator.h",
+        doc=(
+            "The emulator's shared-memory pool was 65536 words (256 KiB), "
+            "far too small for real tensors (a 100 x 10^5 matrix is 40 MB). "
+            "Default to 2^25 words (128 MiB of lazily committed memory) and "
+            "allow -DEMULATOR_HEAP_SIZE=... (must match in library and users)."
+        ),
+        rewrites=(
+            Rewrite(
+                r"#define EMULATOR_HEAP_SIZE 65536\n",
+                "#ifndef EMULATOR_HEAP_SIZE\n#define EMULATOR_HEAP_SIZE (1u << 25)\n#endif\n",
+            ),
+        ),
+    ),
+)
+
+
+def apply_fix(root: Path, fix: Fix) -> str:
+    """Apply one fix to the tree under ``root``; return 'applied' or 'already applied'."""
+    path = root / fix.path
+    if not path.is_file():
+        raise FixupError(f"{fix.name}: {fix.path} not found under {root}")
+    text = path.read_text(encoding="utf-8")
+    if fix.marker() in text:
+        return "already applied"
+    for rewrite in fix.rewrites:
+        found = len(re.findall(rewrite.pattern, text, flags=re.MULTILINE))
+        if found != rewrite.count:
+            raise FixupError(
+                f"{fix.name}: in {fix.path} expected {rewrite.count} match(es) of "
+                f"{rewrite.pattern!r}, found {found}; upstream QPULib changed? "
+                "Update images/qpulib/fixup.py."
+            )
+        text = re.sub(rewrite.pattern, rewrite.replacement, text, flags=re.MULTILINE)
+    # The marker goes last so that a fix is either fully applied or not at all.
+    path.write_text(text.rstrip("\n") + f"\n{fix.marker()}\n", encoding="utf-8")
+    return "applied"
+
+
+def apply_all(root: Path) -> list[tuple[str, str]]:
+    """Apply every fix in order; return (name, status) pairs."""
+    if not (root / "Lib").is_dir():
+        raise FixupError(f"{root} has no Lib/ folder: not a QPULib source tree")
+    return [(fix.name, apply_fix(root, fix)) for fix in FIXES]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("src_dir", type=Path, help="copy of the QPULib tree (edited in place)")
+    parser.add_argument("--list", action="store_true", help="list the fixes and exit")
+    args = parser.parse_args(argv)
+    if args.list:
+        for fix in FIXES:
+            print(f"{fix.name} ({fix.path}): {fix.doc}")
+        return 0
+    try:
+        for name, status in apply_all(args.src_dir):
+            print(f"fixup {name}: {status}")
+    except FixupError as err:
+        print(f"fixup.py: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""Build script for torch_qpu.
+
+Three build modes, chosen by the environment (see README.md):
+
+* ``QPULIB_PREFIX=/usr/local``: link against a QPULib installed by
+  ``images/qpulib/build.sh`` (``lib/libqpu.so``, ``include/qpulib``); the
+  mode (qpu/emulation) is read from ``share/qpulib/build-info`` unless
+  ``QPULIB_MODE`` says otherwise.  The extension gets an rpath to the prefix.
+* ``RPIBUILD_QPULIB_SRC=/path/to/QPULib``: build QPULib first with
+  ``../qpulib/build.sh`` (mode ``QPULIB_MODE``, default ``emulation``) into
+  ``build/``, and bundle ``libqpu.so.1`` inside the package (rpath
+  ``$ORIGIN``), so ``import torch_qpu`` needs no ldconfig.
+* neither: pure-Python package, cpu backend only.
+
+The extension compiles against the torch that is *already installed* (the
+target's, e.g. a community armv7 wheel), hence ``--no-build-isolation``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from setuptools import setup
+
+HERE = Path(__file__).resolve().parent
+QPULIB_BUILD_SH = HERE.parent / "qpulib" / "build.sh"
+SONAME = "libqpu.so.1"
+MODES = {"qpu": "QPU_MODE", "emulation": "EMULATION_MODE"}
+
+
+def fail(message: str) -> None:
+    sys.stderr.write(f"torch_qpu setup.py: error: {message}\n")
+    raise SystemExit(1)
+
+
+def read_build_info(prefix: Path) -> dict[str, str]:
+    """Parse PREFIX/share/qpulib/build-info (key=value lines) if present."""
+    info = prefix / "share" / "qpulib" / "build-info"
+    if not info.is_file():
+        return {}
+    pairs = (line.split("=", 1) for line in info.read_text().splitlines() if "=" in line)
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def qpulib_from_source(src: Path, mode: str) -> Path:
+    """Build QPULib from a source tree into build/ with ../qpulib/build.sh."""
+    if not (src / "Lib").is_dir():
+        fail(f"RPIBUILD_QPULIB_SRC={src} has no Lib/ folder: not a QPULib source tree")
+    if not QPULIB_BUILD_SH.is_file():
+        fail(f"{QPULIB_BUILD_SH} not found: build from the rpibuild checkout (images/torch-qpu)")
+    prefix = HERE / "build" / f"qpulib-{mode}"
+    if prefix.exists():
+        shutil.rmtree(prefix)
+    result = subprocess.run(["bash", str(QPULIB_BUILD_SH), str(src), str(prefix), mode])
+    if result.returncode != 0:
+        fail(f"building QPULib from {src} failed (exit {result.returncode}); see above")
+    return prefix
+
+
+def resolve_qpulib() -> tuple[Path, str, bool] | None:
+    """Return (prefix, mode, bundle_library) or None for a pure-Python build."""
+    env_mode = os.environ.get("QPULIB_MODE", "").strip() or None
+    if env_mode is not None and env_mode not in MODES:
+        fail(f"QPULIB_MODE must be one of {sorted(MODES)}, not {env_mode!r}")
+    prefix_env = os.environ.get("QPULIB_PREFIX", "").strip()
+    src_env = os.environ.get("RPIBUILD_QPULIB_SRC", "").strip()
+    if prefix_env:
+        prefix = Path(prefix_env).resolve()
+        if not (prefix / "lib" / "libqpu.so").exists():
+            fail(f"QPULIB_PREFIX={prefix}: lib/libqpu.so not found (run images/qpulib/build.sh)")
+        if not (prefix / "include" / "qpulib" / "QPULib.h").is_file():
+            fail(f"QPULIB_PREFIX={prefix}: include/qpulib/QPULib.h not found")
+        mode = env_mode or read_build_info(prefix).get("mode")
+        if mode not in MODES:
+            fail(
+                f"QPULIB_PREFIX={prefix}: mode unknown (no share/qpulib/build-info); "
+                "set QPULIB_MODE=qpu or QPULIB_MODE=emulation"
+            )
+        return prefix, mode, False
+    if src_env:
+        mode = env_mode or "emulation"
+        return qpulib_from_source(Path(src_env).resolve(), mode), mode, True
+    return None
+
+
+def torch_needs_cxx17_flag() -> bool:
+    """Old (C++14-era, e.g. 1.4 armv7) torch adds -std=c++14 unless told otherwise."""
+    import torch
+
+    major, minor = (int(part) for part in torch.__version__.split(".")[:2])
+    return (major, minor) < (2, 1)
+
+
+def extension_setup() -> dict:
+    """setup() keywords for the QPULib-backed build, or {} for pure Python."""
+    qpulib = resolve_qpulib()
+    if qpulib is None:
+        print("torch_qpu: no QPULIB_PREFIX / RPIBUILD_QPULIB_SRC: building the cpu-only package")
+        return {}
+    prefix, mode, bundle = qpulib
+    try:
+        from torch.utils.cpp_extension import BuildExtension, CppExtension
+    except ImportError:
+        fail(
+            "torch is not importable in the build environment; build with "
+            "`pip install --no-build-isolation` against the installed torch"
+        )
+
+    class BuildWithQPULib(BuildExtension):
+        """Also copies libqpu.so.1 next to the extension when bundling."""
+
+        def run(self) -> None:
+            super().run()
+            if not bundle:
+                return
+            target_dir = (HERE if self.inplace else Path(self.build_lib)) / "torch_qpu"
+            target_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(prefix / "lib" / f"{SONAME}.0", target_dir / SONAME)
+
+    compile_args = ["-O2", f"-D{MODES[mode]}", "-Wall", "-Wno-unused-function"]
+    if torch_needs_cxx17_flag():
+        compile_args.append("-std=c++17")
+    lib_dir = prefix / "lib"
+    rpath = "$ORIGIN" if bundle else str(lib_dir)
+    print(f"torch_qpu: building the QPULib extension ({mode} mode) against {prefix}")
+    extension = CppExtension(
+        name="torch_qpu._C",
+        sources=["csrc/module.cpp"],
+        include_dirs=[str(prefix / "include" / "qpulib"), str(HERE / "csrc")],
+        library_dirs=[str(lib_dir)],
+        libraries=["qpu"],
+        extra_compile_args=compile_args,
+        extra_link_args=[f"-Wl,-rpath,{rpath}"],
+    )
+    return {
+        "ext_modules": [extension],
+        "cmdclass": {"build_ext": BuildWithQPULib.with_options(use_ninja=True)},
+    }
+
+
+setup(**extension_setup())

@@ -1,0 +1,199 @@
+"""Backend registry: which backends this build can run and which one to use.
+
+Three backends share one API:
+
+* ``qpu``: QPULib in QPU mode, the real VideoCore IV on a Raspberry Pi;
+* ``emulator``: QPULib in emulation mode, the same kernels on any CPU
+  (slow, for testing kernels off the Pi);
+* ``cpu``: plain torch, always available.
+
+``auto`` (the default) picks ``qpu`` for work above a size threshold, where
+the QPUs beat the ARM cores despite the copies, and ``cpu`` otherwise; it
+never picks the emulator, which is only ever chosen by name.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from types import ModuleType
+
+BACKENDS = ("qpu", "emulator", "cpu")
+CHOICES = (*BACKENDS, "auto")
+MAX_QPUS = 12
+# Elements of work (multiply-adds or elementwise outputs) from which `auto`
+# uses the QPU. The seed's measurements put the break-even near 10^4 for the
+# kernel alone; copies in and out move it up.
+DEFAULT_AUTO_THRESHOLD = 1 << 15
+
+
+class BackendUnavailableError(RuntimeError):
+    """The requested backend is not part of this build or cannot run here."""
+
+
+def _load_extension() -> ModuleType | None:
+    """Import torch_qpu._C if this build has it (a QPULib build)."""
+    try:
+        from . import _C
+    except ImportError:
+        return None
+    return _C
+
+
+_EXT = _load_extension()
+
+
+@dataclass
+class _Settings:
+    backend: str = "auto"
+    num_qpus: int = MAX_QPUS
+    auto_threshold: int = DEFAULT_AUTO_THRESHOLD
+
+
+def _settings_from_env() -> _Settings:
+    settings = _Settings()
+    backend = os.environ.get("TORCH_QPU_BACKEND")
+    if backend:
+        settings.backend = _check_name(backend, "TORCH_QPU_BACKEND")
+    num_qpus = os.environ.get("TORCH_QPU_NUM_QPUS")
+    if num_qpus:
+        settings.num_qpus = _check_num_qpus(int(num_qpus))
+    threshold = os.environ.get("TORCH_QPU_AUTO_THRESHOLD")
+    if threshold:
+        settings.auto_threshold = int(threshold)
+    return settings
+
+
+def _check_name(name: str, where: str = "backend") -> str:
+    if name not in CHOICES:
+        raise ValueError(f"unknown {where} {name!r}: choose one of {', '.join(CHOICES)}")
+    return name
+
+
+def _check_num_qpus(num_qpus: int) -> int:
+    if isinstance(num_qpus, bool) or not isinstance(num_qpus, int):
+        raise TypeError(f"num_qpus must be an int, got {type(num_qpus).__name__}")
+    if not 1 <= num_qpus <= MAX_QPUS:
+        raise ValueError(f"num_qpus must be in 1..{MAX_QPUS}, got {num_qpus}")
+    return num_qpus
+
+
+_SETTINGS = _settings_from_env()
+
+
+def extension() -> ModuleType | None:
+    """The compiled QPULib extension, or None in a cpu-only build."""
+    return _EXT
+
+
+def build_mode() -> str | None:
+    """'qpu' or 'emulation' for a QPULib build, None for a cpu-only build."""
+    return None if _EXT is None else str(_EXT.mode)
+
+
+def qpu_device_problems() -> list[str]:
+    """Why the QPUs cannot be driven from this process (empty when they can).
+
+    Checked before each launch on the qpu backend: QPULib needs the mailbox
+    (/dev/vcio) and /dev/mem, which means root on Raspberry Pi OS.
+    """
+    problems = []
+    for path in ("/dev/vcio", "/dev/mem"):
+        if not os.path.exists(path):
+            problems.append(f"{path} does not exist")
+        elif not os.access(path, os.R_OK | os.W_OK):
+            problems.append(f"{path} is not readable and writable (run as root)")
+    return problems
+
+
+def available_backends() -> list[str]:
+    """Backends this build can run in this process, fastest first."""
+    names = []
+    mode = build_mode()
+    if mode == "qpu" and not qpu_device_problems():
+        names.append("qpu")
+    if mode == "emulation":
+        names.append("emulator")
+    names.append("cpu")
+    return names
+
+
+def set_backend(name: str) -> None:
+    """Choose the default backend for every op ('qpu', 'emulator', 'cpu', 'auto')."""
+    _check_name(name)
+    if name != "auto":
+        _require(name)
+    _SETTINGS.backend = name
+
+
+def get_backend() -> str:
+    """The default backend name (may be 'auto')."""
+    return _SETTINGS.backend
+
+
+def set_num_qpus(num_qpus: int) -> None:
+    """How many QPUs (1-12) kernels are split across by default."""
+    _SETTINGS.num_qpus = _check_num_qpus(num_qpus)
+
+
+def get_num_qpus() -> int:
+    return _SETTINGS.num_qpus
+
+
+def set_auto_threshold(elements: int) -> None:
+    """Work size (elements) from which 'auto' prefers the QPU over the CPU."""
+    if elements < 0:
+        raise ValueError("threshold must be >= 0")
+    _SETTINGS.auto_threshold = int(elements)
+
+
+def get_auto_threshold() -> int:
+    return _SETTINGS.auto_threshold
+
+
+def _require(name: str) -> None:
+    """Raise BackendUnavailableError with the fix when `name` cannot run."""
+    if name == "cpu":
+        return
+    mode = build_mode()
+    want = "qpu" if name == "qpu" else "emulation"
+    if mode is None:
+        raise BackendUnavailableError(
+            f"the {name!r} backend needs torch_qpu built with QPULib ({want} mode); this is "
+            "a cpu-only build. Rebuild with QPULIB_PREFIX=<prefix made by "
+            "images/qpulib/build.sh> or RPIBUILD_QPULIB_SRC=<QPULib source tree> "
+            f"and QPULIB_MODE={want}"
+        )
+    if mode != want:
+        raise BackendUnavailableError(
+            f"the {name!r} backend needs a QPULib {want}-mode build; this build is "
+            f"{mode} mode (available: {', '.join(available_backends())})"
+        )
+    if name == "qpu":
+        problems = qpu_device_problems()
+        if problems:
+            raise BackendUnavailableError(
+                "the 'qpu' backend cannot run here: "
+                + "; ".join(problems)
+                + ". Run `python -m torch_qpu doctor` for the fixes."
+            )
+
+
+def resolve(backend: str | None, work: int) -> str:
+    """The concrete backend ('qpu', 'emulator' or 'cpu') for one call."""
+    name = _check_name(backend) if backend is not None else _SETTINGS.backend
+    if name == "auto":
+        if work >= _SETTINGS.auto_threshold and "qpu" in available_backends():
+            return "qpu"
+        return "cpu"
+    _require(name)
+    return name
+
+
+def resolve_num_qpus(num_qpus: int | None) -> int:
+    return _SETTINGS.num_qpus if num_qpus is None else _check_num_qpus(num_qpus)
+
+
+def stats() -> dict[str, object]:
+    """Extension counters (kernel compiles, launches, pool sizes); {} if cpu-only."""
+    return {} if _EXT is None else dict(_EXT.stats())

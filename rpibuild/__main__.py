@@ -1,0 +1,6 @@
+"""Allow ``python -m rpibuild``."""
+
+from rpibuild.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,313 @@
+"""The base image of a profile: pulled, or bootstrapped with debootstrap.
+
+A bootstrapped base is tagged by a hash of everything that produced it, so the same
+profile finds it again in seconds and a changed suite or package list makes a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rpibuild import qemu
+from rpibuild.config.model import Profile
+from rpibuild.errors import BuildError, EngineError, HostSetupError
+from rpibuild.sources import cache_dir
+
+if TYPE_CHECKING:
+    from rpibuild.engine import Engine, ImageInfo
+
+BASE_REPOSITORY = "rpibuild/base"
+# Bump when the bootstrap recipe itself changes, so old bases are not reused.
+RECIPE_VERSION = 1
+
+
+def base_key(profile: Profile) -> str:
+    """Content hash of what produces the base (platform, suite, mirror, variant, packages)."""
+    bootstrap = profile.base.bootstrap
+    payload = {
+        "recipe": RECIPE_VERSION,
+        "platform": profile.platform,
+        "bootstrap": bootstrap.model_dump() if bootstrap else None,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def base_reference(profile: Profile) -> str:
+    """The image a build starts FROM: the pulled reference, or the bootstrapped base's tag."""
+    if profile.base.image:
+        return profile.base.image
+    bootstrap = profile.base.bootstrap
+    assert bootstrap is not None  # the model guarantees one of the two
+    return f"{BASE_REPOSITORY}:{bootstrap.suite}-{profile.target.slug}-{base_key(profile)[:16]}"
+
+
+# ---------------------------------------------------------------- producing the base
+
+DEBOOTSTRAP_HINTS = (
+    ("Exec format error", "no binfmt handler for this architecture: run `rpibuild qemu install`"),
+    ("Failed getting release file", "the suite or mirror is wrong, or the mirror is unreachable"),
+    ("Couldn't download", "the mirror is unreachable (check network.http_proxy / base.bootstrap.mirror)"),
+    ("No space left", "the disk is full: free space or set RPIBUILD_CACHE to a bigger disk"),
+    ("Release signed by unknown key", "give base.bootstrap.keyring (Raspbian needs its own keyring)"),
+    ("No such script", "debootstrap does not know this suite (base.bootstrap.suite)"),
+)
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    """The base a build starts from."""
+
+    image: str
+    id: str
+    platform: str
+    cached: bool
+
+    def as_dict(self) -> dict[str, object]:
+        return {"image": self.image, "id": self.id, "platform": self.platform, "cached": self.cached}
+
+
+def ensure_base(
+    profile: Profile,
+    engine: Engine,
+    *,
+    refresh: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> BaseImage:
+    """Reuse, pull or bootstrap the profile's base image and return it."""
+    reference = base_reference(profile)
+    platform = profile.target
+    existing = None if refresh else engine.image(reference)
+    if existing is not None and _matches(existing, profile):
+        return BaseImage(reference, existing.id, existing.platform, cached=True)
+    if profile.base.image:
+        image_id = engine.pull(reference, platform=platform.name)
+        pulled = engine.image(image_id)
+        if pulled is None or not _matches(pulled, profile):
+            got = pulled.platform if pulled else "nothing"
+            raise HostSetupError(
+                f"{reference} is {got}, not {platform.name}",
+                hint="pin the image by a digest of the right platform, or bootstrap instead",
+            )
+        return BaseImage(reference, pulled.id, pulled.platform, cached=False)
+    image_id = bootstrap_base(profile, engine, reference, progress=progress)
+    return BaseImage(reference, image_id, platform.name, cached=False)
+
+
+def _matches(image: ImageInfo, profile: Profile) -> bool:
+    target = profile.target
+    return (
+        image.os == target.os
+        and image.architecture == target.architecture
+        and (target.variant is None or image.variant == target.variant)
+    )
+
+
+def log_dir() -> Path:
+    return cache_dir() / "logs"
+
+
+def debootstrap_command(profile: Profile, target: Path) -> list[str]:
+    bootstrap = profile.base.bootstrap
+    assert bootstrap is not None
+    command = [
+        "debootstrap",
+        f"--arch={profile.target.debian_arch}",
+        f"--variant={bootstrap.variant}" if bootstrap.variant != "default" else "",
+        f"--components={','.join(bootstrap.components)}",
+    ]
+    if bootstrap.packages:
+        command.append(f"--include={','.join(bootstrap.packages)}")
+    if bootstrap.keyring:
+        command.append(f"--keyring={bootstrap.keyring}")
+    command += [bootstrap.suite, str(target)]
+    if bootstrap.mirror:
+        command.append(bootstrap.mirror)
+    return [part for part in command if part]
+
+
+def bootstrap_base(
+    profile: Profile,
+    engine: Engine,
+    reference: str,
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> str:
+    """debootstrap into a temporary folder, then load it as an image with true metadata.
+
+    Nothing is tagged until the image is complete: an interrupted or failed bootstrap leaves
+    no image, and its temporary folder (after unmounting anything debootstrap mounted in it)
+    is removed.
+    """
+    platform = profile.target
+    if platform.binfmt and not qemu.status(platform.binfmt).usable:
+        raise HostSetupError(
+            f"this host cannot run {platform.name} binaries: qemu-{platform.binfmt} is "
+            f"{qemu.status(platform.binfmt).problem()}",
+            hint="rpibuild qemu install",
+        )
+    if shutil.which("debootstrap") is None:
+        raise HostSetupError(
+            "debootstrap is not installed",
+            hint="apt-get install -y debootstrap (or set base.image to pull a base instead)",
+        )
+    log_dir().mkdir(parents=True, exist_ok=True)
+    log_path = log_dir() / f"base-{base_key(profile)[:16]}.log"
+    work_parent = cache_dir() / "tmp"
+    work_parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="base-", dir=work_parent))
+    try:
+        rootfs = work / "rootfs"
+        command = debootstrap_command(profile, rootfs)
+        _run_logged(command, log_path, progress)
+        _tidy_rootfs(rootfs)
+        archive = _docker_archive(profile, rootfs, work, reference)
+        shutil.rmtree(rootfs, ignore_errors=True)
+        ids = engine.load(archive)
+    finally:
+        _unmount_below(work)
+        shutil.rmtree(work, ignore_errors=True)
+    loaded = engine.image(reference)
+    if loaded is None:
+        raise EngineError(f"the engine loaded {ids} but {reference} is not there")
+    return loaded.id
+
+
+def _run_logged(command: list[str], log_path: Path, progress: Callable[[str], None] | None) -> None:
+    tail: deque[str] = deque(maxlen=40)
+    with log_path.open("w", encoding="utf-8") as log:
+        log.write("$ " + " ".join(command) + "\n")
+        log.flush()
+        process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        )
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                log.write(line)
+                tail.append(line.rstrip())
+                if progress and line.startswith(("I: ", "W: ", "E: ")):
+                    progress(line[3:].strip())
+            code = process.wait()
+        except BaseException:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            raise
+    if code != 0:
+        text = "\n".join(tail)
+        hint = next((h for needle, h in DEBOOTSTRAP_HINTS if needle in text), None)
+        raise BuildError(
+            f"debootstrap failed (exit {code})",
+            stage="base",
+            log_tail=list(tail),
+            log_file=str(log_path),
+            hint=hint,
+        )
+
+
+def _tidy_rootfs(rootfs: Path) -> None:
+    """Drop what must not be baked into an image: host resolv.conf, package caches."""
+    for relative in ("etc/resolv.conf", "etc/hostname"):
+        path = rootfs / relative
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+    for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
+        for entry in (rootfs / cache).glob("*"):
+            if entry.is_file() and entry.name != "lock":
+                entry.unlink()
+
+
+def _unmount_below(directory: Path) -> None:
+    """Unmount anything debootstrap left mounted under ``directory`` (deepest first)."""
+    prefix = str(directory.resolve()) + "/"
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return
+    points = [line.split()[1] for line in mounts if len(line.split()) > 1]
+    for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+
+
+def _docker_archive(profile: Profile, rootfs: Path, work: Path, reference: str) -> Path:
+    """Write a ``docker load`` archive whose config carries the true os/architecture/variant.
+
+    ``docker import`` would mark the image amd64; writing the config ourselves is the one
+    way to get arm/v7 or arm64 metadata without a registry.
+    """
+    layer = work / "layer.tar"
+    subprocess.run(
+        ["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", str(rootfs), "-cf", str(layer), "."],
+        check=True,
+        capture_output=True,
+    )
+    diff_id = "sha256:" + _file_sha256(layer)
+    platform = profile.target
+    bootstrap = profile.base.bootstrap
+    config = {
+        "architecture": platform.architecture,
+        "os": platform.os,
+        **({"variant": platform.variant} if platform.variant else {}),
+        "created": _EPOCH,
+        "config": {
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"],
+            "Cmd": ["/bin/bash"],
+            "Labels": {
+                "io.rpibuild.base.key": base_key(profile),
+                "io.rpibuild.base.suite": bootstrap.suite if bootstrap else "",
+                "io.rpibuild.platform": platform.name,
+            },
+        },
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "history": [
+            {
+                "created": _EPOCH,
+                "created_by": "rpibuild base: " + " ".join(debootstrap_command(profile, Path("/rootfs"))),
+            }
+        ],
+    }
+    config_bytes = json.dumps(config, sort_keys=True).encode()
+    config_name = hashlib.sha256(config_bytes).hexdigest() + ".json"
+    layer_name = diff_id.removeprefix("sha256:") + "/layer.tar"
+    manifest = [{"Config": config_name, "RepoTags": [reference], "Layers": [layer_name]}]
+    archive = work / "image.tar"
+    with tarfile.open(archive, "w") as tar:
+        _add_bytes(tar, config_name, config_bytes)
+        _add_bytes(tar, "manifest.json", json.dumps(manifest).encode())
+        tar.add(layer, arcname=layer_name)
+    layer.unlink()
+    return archive
+
+
+_EPOCH = "1970-01-01T00:00:00Z"
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,72 @@
+"""The ``rpibuild`` command line: a thin shell over the core modules, one module per command.
+
+Only ``main`` catches rpibuild errors: it prints what failed and how to fix it, and exits
+with the error's own code. Heavy imports (docker) happen inside commands so --help is instant.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from rpibuild import __version__, console
+from rpibuild.cli import base as base_cmd
+from rpibuild.cli import config as config_cmd
+from rpibuild.cli import doctor as doctor_cmd
+from rpibuild.cli import qemu as qemu_cmd
+from rpibuild.cli import render as render_cmd
+from rpibuild.errors import BuildError, Interrupted, RpibuildError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="rpibuild")
+@click.option("-v", "--verbose", count=True, help="More output (repeatable).")
+@click.option("-q", "--quiet", count=True, help="Less output (repeatable).")
+def cli(verbose: int, quiet: int) -> None:
+    """Build GPU-accelerated PyTorch images for the Raspberry Pi on an x86 host, under QEMU.
+
+    Profiles (configs/*.yaml) describe a target; start with `rpibuild doctor`, then
+    `rpibuild build`. Every -p/--profile option also reads RPIBUILD_PROFILE.
+    """
+    console.set_verbosity(verbose - quiet)
+
+
+cli.add_command(doctor_cmd.doctor)
+cli.add_command(qemu_cmd.qemu)
+cli.add_command(config_cmd.config)
+cli.add_command(render_cmd.render)
+cli.add_command(base_cmd.base)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        console.err.print("[red]interrupted[/red]")
+        sys.exit(Interrupted.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except RpibuildError as exc:
+        report(exc)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        console.err.print("[red]interrupted[/red]: cleaned up, nothing was tagged")
+        sys.exit(Interrupted.exit_code)
+
+
+def report(exc: RpibuildError) -> None:
+    """Print an rpibuild error for a person: the log tail first, then what failed and the fix."""
+    if isinstance(exc, BuildError) and exc.log_tail:
+        console.err.rule(f"last {len(exc.log_tail)} lines of {exc.stage or 'the build'}")
+        for line in exc.log_tail:
+            console.err.print(line, markup=False, highlight=False)
+        console.err.rule()
+    console.err.print(f"[red]error:[/red] {exc.message}", markup=True, highlight=False)
+    if isinstance(exc, BuildError) and exc.log_file:
+        console.err.print(f"full log: {exc.log_file}")
+    if exc.hint:
+        console.err.print(f"[yellow]hint:[/yellow] {exc.hint}")

@@ -1,0 +1,35 @@
+"""``rpibuild base``."""
+
+from __future__ import annotations
+
+import click
+
+from rpibuild.cli.options import emit_json, json_option, profile_options
+
+
+@click.command()
+@profile_options
+@json_option
+@click.option("--refresh", is_flag=True, help="Rebuild (or re-pull) even if a matching base exists.")
+def base(profile: str | None, overrides: tuple[str, ...], as_json: bool, refresh: bool) -> None:
+    """Produce the profile's base image: debootstrapped (default) or pulled.
+
+    A bootstrapped base is tagged by a hash of what produced it (platform, suite, mirror,
+    variant, packages), so the next run reuses it. Prints the image reference.
+    """
+    from rpibuild import console
+    from rpibuild.base import ensure_base
+    from rpibuild.config import load_profile
+    from rpibuild.engine import Engine
+
+    loaded = load_profile(profile, overrides)
+    engine = Engine.connect()
+    with console.step(f"base image for {loaded.profile.name} ({loaded.profile.platform})"):
+        with console.status("bootstrapping") as update:
+            result = ensure_base(loaded.profile, engine, refresh=refresh, progress=update)
+    if as_json:
+        emit_json(result.as_dict())
+    else:
+        state = "reused" if result.cached else "built"
+        console.info(f"{state} {result.image} ({result.id[:19]}, {result.platform})")
+        click.echo(result.image)

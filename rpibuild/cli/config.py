@@ -1,0 +1,55 @@
+"""``rpibuild config show|validate|list``."""
+
+from __future__ import annotations
+
+import click
+
+from rpibuild.cli.options import emit_json, json_option, profile_options
+
+
+@click.group()
+def config() -> None:
+    """Inspect and validate build profiles (configs/*.yaml)."""
+
+
+@config.command("list")
+@json_option
+def list_(as_json: bool) -> None:
+    """List the profiles shipped in configs/."""
+    from rpibuild.config import DEFAULT_PROFILE, available_profiles
+
+    names = available_profiles()
+    if as_json:
+        emit_json(names)
+        return
+    for name in names:
+        click.echo(name + ("  (default)" if name == DEFAULT_PROFILE else ""))
+
+
+@config.command()
+@profile_options
+@json_option
+def show(profile: str | None, overrides: tuple[str, ...], as_json: bool) -> None:
+    """Print the fully merged profile (parents, --set and ${ENV} applied; secrets masked)."""
+    import yaml
+
+    from rpibuild.config import load_profile
+
+    loaded = load_profile(profile, overrides)
+    data = loaded.profile.model_dump(mode="json")
+    if as_json:
+        emit_json(data)
+    else:
+        click.echo(f"# {loaded.path}" + "".join(f"\n#   extends {p}" for p in loaded.chain[1:]))
+        click.echo(yaml.safe_dump(data, sort_keys=False).rstrip())
+
+
+@config.command()
+@profile_options
+def validate(profile: str | None, overrides: tuple[str, ...]) -> None:
+    """Validate a profile; exit 2 with file, line and field if it is wrong."""
+    from rpibuild import console
+    from rpibuild.config import load_profile
+
+    loaded = load_profile(profile, overrides)
+    console.info(f"[green]ok[/green] {loaded.path} ({loaded.profile.name}, {loaded.profile.platform})")

@@ -1,0 +1,59 @@
+"""``rpibuild qemu status|install``."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from rpibuild.cli.options import emit_json, json_option
+
+
+@click.group()
+def qemu() -> None:
+    """QEMU user-mode emulation through binfmt_misc (how x86 hosts run ARM containers)."""
+
+
+@qemu.command()
+@json_option
+def status(as_json: bool) -> None:
+    """Show the arm and aarch64 binfmt handlers; exit 1 if one is unusable."""
+    from rpibuild import console
+    from rpibuild import qemu as binfmt
+
+    handlers = [binfmt.status(arch) for arch in binfmt.HANDLERS]
+    if as_json:
+        emit_json(
+            [
+                {
+                    "name": h.name,
+                    "registered": h.registered,
+                    "enabled": h.enabled,
+                    "flags": h.flags,
+                    "interpreter": h.interpreter,
+                    "usable": h.usable,
+                }
+                for h in handlers
+            ]
+        )
+    else:
+        for h in handlers:
+            problem = h.problem()
+            mark = "[red]FAIL[/red]" if problem else "[green]OK  [/green]"
+            text = problem or f"flags {h.flags}, {h.interpreter}"
+            console.err.print(f"{mark} {h.name:<14} {text}", highlight=False, soft_wrap=True)
+    if not all(h.usable for h in handlers):
+        sys.exit(1)
+
+
+@qemu.command()
+def install() -> None:
+    """Register the arm and aarch64 handlers from qemu-user-static (F flag); idempotent.
+
+    Mounts binfmt_misc first if needed. Needs root.
+    """
+    from rpibuild import console
+    from rpibuild import qemu as binfmt
+
+    for action in binfmt.install():
+        console.info(action)

@@ -1,0 +1,35 @@
+"""``rpibuild render``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from rpibuild.cli.options import profile_options
+
+
+@click.command()
+@profile_options
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write the whole build context (Dockerfile and the files it copies) to this new folder.",
+)
+def render(profile: str | None, overrides: tuple[str, ...], output: Path | None) -> None:
+    """Print the Dockerfile a build of PROFILE would use (a dry run: no engine needed).
+
+    With -o, also fetch the pinned sources and write the complete build context.
+    """
+    from rpibuild import console
+    from rpibuild.config import load_profile
+    from rpibuild.context import prepare_context
+    from rpibuild.render import render as render_profile
+
+    loaded = load_profile(profile, overrides)
+    if output is None:
+        click.echo(render_profile(loaded.profile).dockerfile, nl=False)
+        return
+    prepare_context(loaded.profile, output)
+    console.info(f"build context written to {output}")

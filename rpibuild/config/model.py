@@ -1,0 +1,194 @@
+"""The schema of a build profile: frozen pydantic models, validated once at the edge.
+
+Unknown keys are rejected (``extra="forbid"``) so a typo never silently falls back to a
+default; the loader turns pydantic's errors into messages that name file, line and field.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from rpibuild.platforms import Platform, get_platform
+
+QPULIB_UPSTREAM_COMMIT = "c2658a55f2b21de6f3270c86c227011b10d447c2"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_PKG = re.compile(r"^[a-z0-9][a-z0-9+.\-]*(:[a-z0-9]+)?(=[A-Za-z0-9.+~:\-]+)?$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_packages(value: list[str]) -> list[str]:
+    for name in value:
+        if not _PKG.match(name):
+            raise ValueError(f"{name!r} is not a Debian package name")
+    return value
+
+
+def _check_sha256(value: str | None) -> str | None:
+    if value is not None and not _SHA256.match(value):
+        raise ValueError("must be 64 lowercase hex digits (a sha256)")
+    return value
+
+
+class Bootstrap(_Model):
+    """debootstrap a Debian or Raspbian suite into a fresh base image."""
+
+    suite: str = "bookworm"
+    mirror: str | None = Field(None, description="None: debootstrap's own default mirror")
+    variant: Literal["minbase", "buildd", "default"] = "minbase"
+    components: list[str] = ["main"]
+    packages: list[str] = []
+    keyring: str | None = Field(None, description="keyring file (needed for Raspbian)")
+
+    _packages = field_validator("packages")(_check_packages)
+
+
+class Base(_Model):
+    """Where the root filesystem comes from: pulled (``image``) or bootstrapped."""
+
+    image: str | None = None
+    bootstrap: Bootstrap | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Base:
+        if self.image and self.bootstrap:
+            raise ValueError("give either base.image or base.bootstrap, not both")
+        if not self.image and not self.bootstrap:
+            raise ValueError("give base.image (to pull) or base.bootstrap (to debootstrap)")
+        return self
+
+
+class Apt(_Model):
+    """Debian packages: ``packages`` for the build stages, ``runtime_packages`` for the result."""
+
+    packages: list[str] = []
+    runtime_packages: list[str] = []
+
+    _packages = field_validator("packages", "runtime_packages")(_check_packages)
+
+
+class Network(_Model):
+    """Proxies, mirrors and a CA bundle: they reach every build stage, never the runtime image."""
+
+    http_proxy: str | None = None
+    https_proxy: str | None = None
+    no_proxy: str | None = None
+    apt_mirror: str | None = None
+    pip_index_url: str | None = None
+    pip_extra_index_url: str | None = None
+    ca_bundle: str | None = Field(
+        None, description="PEM bundle for TLS-intercepting proxies; 'host' = this host's bundle"
+    )
+
+
+class Torch(_Model):
+    """Which torch goes into the image."""
+
+    source: Literal["pypi", "wheel", "source", "none"] = "pypi"
+    version: str | None = None
+    sha256: str | None = Field(None, description="sha256 of the wheel file (pypi, wheel)")
+    wheel: str | None = Field(None, description="path or URL of a wheel (source: wheel)")
+    git_url: str = "https://github.com/pytorch/pytorch.git"
+    git_ref: str | None = None
+    max_jobs: int = Field(2, ge=1, le=64)
+    build_env: dict[str, str] = {}
+
+    _sha = field_validator("sha256")(_check_sha256)
+
+    @model_validator(mode="after")
+    def _by_source(self) -> Torch:
+        if self.source == "pypi" and not self.version:
+            raise ValueError("torch.source 'pypi' needs torch.version (pin it)")
+        if self.source == "wheel" and not (self.wheel and self.sha256):
+            raise ValueError("torch.source 'wheel' needs torch.wheel and torch.sha256")
+        if self.source == "source" and not self.git_ref:
+            raise ValueError("torch.source 'source' needs torch.git_ref (a tag or commit)")
+        return self
+
+
+class QPULib(_Model):
+    """QPULib, the VideoCore IV QPU library: upstream pinned by commit, or a local tree."""
+
+    enabled: bool = True
+    mode: Literal["qpu", "emulation"] = "qpu"
+    commit: str = QPULIB_UPSTREAM_COMMIT
+    url: str = "https://github.com/mn416/QPULib/archive/{commit}.tar.gz"
+    tree_sha256: str | None = Field(
+        None, description="content hash of the unpacked tree (rpibuild.sources.tree_sha256)"
+    )
+    path: str | None = Field(None, description="local source tree; default $RPIBUILD_QPULIB_SRC")
+
+    _sha = field_validator("tree_sha256")(_check_sha256)
+
+    @field_validator("commit")
+    @classmethod
+    def _commit(cls, value: str) -> str:
+        if not re.fullmatch(r"[0-9a-f]{40}", value):
+            raise ValueError("must be a full 40-digit commit id (pins the source)")
+        return value
+
+
+class Extension(_Model):
+    enabled: bool = True
+    path: str | None = Field(None, description="None: the torch-qpu package shipped in images/")
+
+
+class Verify(_Model):
+    enabled: bool = True
+    qemu_cpu: str | None = Field(None, description="None: the platform's Pi core")
+    emulator: bool = Field(False, description="also run the emulator-backend accuracy tests")
+
+
+class Image(_Model):
+    repository: str
+    tags: list[str] = ["{profile}"]
+    labels: dict[str, str] = {}
+    keep_build_tools: bool = False
+
+    @field_validator("repository")
+    @classmethod
+    def _repository(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9]+([._\-/][a-z0-9]+)*", value):
+            raise ValueError("must be a lowercase image repository such as 'rpibuild/pi3b'")
+        return value
+
+
+class Registry(_Model):
+    url: str | None = None
+    namespace: str | None = None
+    username: str | None = None
+    password: SecretStr | None = Field(None, description="use ${ENV} interpolation, never plain")
+    password_env: str | None = None
+    insecure: bool = False
+    ca_cert: str | None = None
+
+
+class Profile(_Model):
+    """One build target: everything ``rpibuild build`` needs to know."""
+
+    name: str
+    description: str = ""
+    platform: str
+    base: Base
+    apt: Apt = Apt()
+    network: Network = Network()
+    torch: Torch
+    qpulib: QPULib = QPULib()
+    extension: Extension = Extension()
+    verify: Verify = Verify()
+    image: Image
+    registry: Registry = Registry()
+
+    @field_validator("platform")
+    @classmethod
+    def _platform(cls, value: str) -> str:
+        return get_platform(value).name
+
+    @property
+    def target(self) -> Platform:
+        return get_platform(self.platform)

@@ -1,0 +1,68 @@
+"""Human output on stderr (progress, steps with durations); machine output stays on stdout."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+
+err = Console(stderr=True, highlight=False)
+_verbosity = 0
+
+
+def set_verbosity(level: int) -> None:
+    """-v raises it, -q lowers it: below 0 only warnings and errors are shown."""
+    global _verbosity
+    _verbosity = level
+
+
+def verbosity() -> int:
+    return _verbosity
+
+
+def info(message: str) -> None:
+    if _verbosity >= 0:
+        err.print(message)
+
+
+def detail(message: str) -> None:
+    if _verbosity >= 1:
+        err.print(f"[dim]{message}[/dim]")
+
+
+def warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/yellow] {message}")
+
+
+@contextmanager
+def step(title: str) -> Iterator[None]:
+    """Log a unit of work with its begin, end and duration (as pi-gen does)."""
+    started = time.monotonic()
+    info(f"[bold]==>[/bold] {title}")
+    try:
+        yield
+    except BaseException:
+        info(f"[red]<== {title}: failed after {time.monotonic() - started:.1f}s[/red]")
+        raise
+    info(f"[green]<==[/green] {title} [dim]({time.monotonic() - started:.1f}s)[/dim]")
+
+
+@contextmanager
+def status(title: str) -> Iterator[Callable[[str], None]]:
+    """A live one-line status (spinner, elapsed time, latest message) for long work.
+
+    Yields a function to report the latest message; with -q or a non-terminal stderr the
+    messages are printed as plain lines only with -v, so logs stay readable in CI.
+    """
+    started = time.monotonic()
+    if not err.is_terminal or _verbosity < 0:
+        yield lambda message: detail(f"{title}: {message}")
+        return
+    with err.status(title) as live:
+
+        def update(message: str) -> None:
+            live.update(f"{title} [dim]({time.monotonic() - started:.0f}s)[/dim] {message}")
+
+        yield update

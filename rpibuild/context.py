@@ -1,0 +1,31 @@
+"""Assemble a complete build context: rendered Dockerfile plus every file it COPYs."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from rpibuild import sources
+from rpibuild.config.model import Profile
+from rpibuild.render import Rendered, render
+
+
+def qpulib_tree(profile: Profile) -> Path | None:
+    """The QPULib source tree: the local folder if given, else the pinned upstream archive."""
+    qpulib = profile.qpulib
+    if not qpulib.enabled:
+        return None
+    if qpulib.path:
+        return sources.local_tree(qpulib.path, field="qpulib.path")
+    url = qpulib.url.format(commit=qpulib.commit)
+    return sources.fetch_tree(url, qpulib.tree_sha256, name=f"qpulib-{qpulib.commit}")
+
+
+def prepare_context(profile: Profile, directory: Path, base_ref: str | None = None) -> Rendered:
+    """Render and write the context into ``directory`` (new or empty)."""
+    with tempfile.TemporaryDirectory(prefix="rpibuild-scratch-") as scratch:
+        rendered = render(
+            profile, base_ref=base_ref, qpulib_src=qpulib_tree(profile), scratch=Path(scratch)
+        )
+        rendered.write(directory)
+    return rendered

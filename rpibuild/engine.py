@@ -1,0 +1,305 @@
+"""The one module that talks to the container engine (docker-py).
+
+Everything else gets typed results and rpibuild errors. Builds use the low-level streaming
+API (``images.build()`` would hide the log until the end) and every chunk is checked for an
+``error``, because the engine answers 200 and reports failures inside the stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rpibuild.errors import BuildError, EngineError
+
+if TYPE_CHECKING:
+    import docker
+
+START_HINT = "start the engine: bash scripts/setup-host.sh (or `dockerd &` as root)"
+_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+_FROM_AS = re.compile(r"^FROM\s+\S+\s+AS\s+(\S+)", re.IGNORECASE)
+_RUNNING_IN = re.compile(r"^ ---> Running in ([0-9a-f]{12,64})")
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str
+    tags: tuple[str, ...]
+    os: str
+    architecture: str
+    variant: str | None
+    labels: dict[str, str]
+    size: int
+
+    @property
+    def platform(self) -> str:
+        parts = [self.os, self.architecture] + ([self.variant] if self.variant else [])
+        return "/".join(parts)
+
+
+@dataclass
+class StageTiming:
+    name: str
+    seconds: float = 0.0
+    steps: int = 0
+    cached_steps: int = 0
+
+    @property
+    def cached(self) -> bool:
+        return self.steps > 0 and self.steps == self.cached_steps
+
+
+@dataclass(frozen=True)
+class BuildEvent:
+    """One line of build progress, already attributed to its stage."""
+
+    stage: str
+    step: int
+    total: int
+    line: str
+    is_step: bool
+
+
+@dataclass
+class BuildResult:
+    image_id: str
+    stages: list[StageTiming] = field(default_factory=list)
+
+
+class Engine:
+    """A connection to the Docker engine."""
+
+    def __init__(self, client: docker.DockerClient) -> None:
+        self.client = client
+        self.api = client.api
+
+    @classmethod
+    def connect(cls, timeout: int = 600) -> Engine:
+        import docker
+        import docker.errors
+
+        try:
+            client = docker.from_env(timeout=timeout)
+            client.ping()
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"cannot reach the Docker engine: {_reason(exc)}", hint=START_HINT) from None
+        return cls(client)
+
+    def version(self) -> dict[str, Any]:
+        return self.client.version()
+
+    def info(self) -> dict[str, Any]:
+        return self.client.info()
+
+    # -------------------------------------------------------------- images
+
+    def image(self, ref: str) -> ImageInfo | None:
+        """Inspect an image; None when it does not exist."""
+        import docker.errors
+
+        try:
+            data = self.api.inspect_image(ref)
+        except docker.errors.ImageNotFound:
+            return None
+        except docker.errors.APIError as exc:
+            raise EngineError(f"cannot inspect {ref}: {_reason(exc)}") from None
+        return ImageInfo(
+            id=data["Id"],
+            tags=tuple(data.get("RepoTags") or ()),
+            os=data.get("Os", ""),
+            architecture=data.get("Architecture", ""),
+            variant=data.get("Variant") or None,
+            labels=dict((data.get("Config") or {}).get("Labels") or {}),
+            size=int(data.get("Size", 0)),
+        )
+
+    def tag(self, image_id: str, reference: str) -> None:
+        repository, _, tag = reference.rpartition(":")
+        if not repository or "/" in tag:
+            repository, tag = reference, "latest"
+        self.api.tag(image_id, repository, tag)
+
+    def remove_image(self, ref: str, *, force: bool = False) -> None:
+        import docker.errors
+
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            self.api.remove_image(ref, force=force, noprune=False)
+
+    def load(self, tarball: Path) -> list[str]:
+        """``docker load`` a docker-archive; returns the loaded image ids."""
+        import docker.errors
+
+        try:
+            with tarball.open("rb") as stream:
+                images = self.client.images.load(stream)
+        except docker.errors.APIError as exc:
+            raise EngineError(f"cannot load {tarball.name}: {_reason(exc)}") from None
+        return [image.id for image in images]
+
+    def pull(self, reference: str, platform: str | None = None) -> str:
+        import docker.errors
+
+        repository, _, tag = reference.partition("@") if "@" in reference else (reference, "", "")
+        try:
+            image = self.client.images.pull(repository if not tag else reference, platform=platform)
+        except docker.errors.APIError as exc:
+            raise EngineError(
+                f"cannot pull {reference}: {_reason(exc)}",
+                hint="if no registry is reachable, bootstrap the base instead (base.bootstrap)",
+            ) from None
+        return image.id
+
+    # -------------------------------------------------------------- containers
+
+    def run(
+        self,
+        image: str,
+        command: list[str],
+        *,
+        platform: str | None = None,
+        environment: dict[str, str] | None = None,
+        volumes: dict[str, dict[str, str]] | None = None,
+        privileged: bool = False,
+    ) -> tuple[int, str]:
+        """Run a command to completion; the container is always removed."""
+        import docker.errors
+
+        container = None
+        try:
+            container = self.client.containers.create(
+                image,
+                command,
+                environment=environment,
+                volumes=volumes,
+                privileged=privileged,
+                platform=platform,
+                labels={"io.rpibuild.temporary": "1"},
+            )
+            container.start()
+            code = container.wait()["StatusCode"]
+            output = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
+            return code, output
+        except docker.errors.APIError as exc:
+            raise EngineError(f"cannot run {image}: {_reason(exc)}") from None
+        finally:
+            if container is not None:
+                with contextlib.suppress(docker.errors.APIError):
+                    container.remove(force=True)
+
+    def remove_containers(self, ids: list[str]) -> None:
+        import docker.errors
+
+        for cid in ids:
+            with contextlib.suppress(docker.errors.APIError):
+                self.api.remove_container(cid, force=True)
+
+    # -------------------------------------------------------------- builds
+
+    def build(
+        self,
+        context: Path,
+        *,
+        target: str | None = None,
+        platform: str | None = None,
+        buildargs: dict[str, str] | None = None,
+        nocache: bool = False,
+        on_event: Callable[[BuildEvent], None] | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> BuildResult:
+        """Build without tagging (tags move only after success); stream progress per stage."""
+        import docker.errors
+
+        stages: list[StageTiming] = []
+        tail: deque[str] = deque(maxlen=40)
+        containers: list[str] = []
+        image_id: str | None = None
+        stage = StageTiming("(start)")
+        started = time.monotonic()
+        step = total = 0
+        try:
+            stream = self.api.build(
+                path=str(context),
+                target=target,
+                platform=platform,
+                buildargs=buildargs or {},
+                nocache=nocache,
+                rm=True,
+                forcerm=True,
+                pull=False,
+                decode=True,
+            )
+            for chunk in _chunks(stream):
+                if "error" in chunk or "errorDetail" in chunk:
+                    detail = chunk.get("errorDetail") or {}
+                    message = detail.get("message") or chunk.get("error") or "build failed"
+                    tail.append(message)
+                    if log:
+                        log(message)
+                    stage.seconds += time.monotonic() - started
+                    raise BuildError(
+                        f"stage {stage.name!r} failed: {message.strip()}",
+                        stage=stage.name,
+                        log_tail=list(tail),
+                    )
+                if "aux" in chunk and isinstance(chunk["aux"], dict) and "ID" in chunk["aux"]:
+                    image_id = chunk["aux"]["ID"]
+                text = chunk.get("stream") or chunk.get("status") or ""
+                for line in text.splitlines():
+                    if not line.strip():
+                        continue
+                    tail.append(line)
+                    if log:
+                        log(line)
+                    is_step = False
+                    if match := _STEP.match(line):
+                        step, total, instruction = int(match[1]), int(match[2]), match[3]
+                        is_step = True
+                        if named := _FROM_AS.match(instruction):
+                            now = time.monotonic()
+                            stage.seconds += now - started
+                            started = now
+                            stage = StageTiming(named[1])
+                            stages.append(stage)
+                        stage.steps += 1
+                    elif line.strip() == "---> Using cache":
+                        stage.cached_steps += 1
+                    elif running := _RUNNING_IN.match(line):
+                        containers.append(running[1])
+                    if on_event:
+                        on_event(BuildEvent(stage.name, step, total, line, is_step))
+        except docker.errors.APIError as exc:
+            raise BuildError(
+                f"the engine refused the build: {_reason(exc)}", stage=stage.name, log_tail=list(tail)
+            ) from None
+        except BaseException:
+            # Failure or Ctrl-C: the engine removes intermediate containers itself (forcerm),
+            # but not when the client went away mid-step, so remove every one we saw.
+            self.remove_containers(containers)
+            raise
+        stage.seconds += time.monotonic() - started
+        # A FROM line counts as a step the engine never marks as cached; don't let it
+        # make every stage look rebuilt.
+        for timing in stages:
+            timing.steps -= 1
+        if image_id is None:
+            raise BuildError("the engine reported no image id", stage=stage.name, log_tail=list(tail))
+        return BuildResult(image_id, stages)
+
+
+def _chunks(stream: Iterator[Any]) -> Iterator[dict[str, Any]]:
+    for chunk in stream:
+        if isinstance(chunk, dict):
+            yield chunk
+
+
+def _reason(exc: Exception) -> str:
+    explanation = getattr(exc, "explanation", None)
+    if explanation:
+        return str(explanation)
+    return str(exc).strip() or type(exc).__name__

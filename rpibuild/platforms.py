@@ -1,0 +1,59 @@
+"""The target platforms rpibuild knows, and every per-platform fact in one table.
+
+armv6 (Raspbian armhf), armv7 (Debian armhf) and arm64 are different ABIs even where the
+Debian architecture name is shared, so a profile names the OCI platform and everything else
+(debootstrap arch, binfmt handler, the Pi core QEMU should emulate, ELF machine) follows here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Platform:
+    """One OCI platform and what building for it needs."""
+
+    name: str  # OCI form, e.g. "linux/arm/v7"
+    architecture: str  # OCI/docker "architecture"
+    variant: str | None  # OCI/docker "variant"
+    debian_arch: str  # debootstrap --arch / dpkg --print-architecture
+    binfmt: str | None  # qemu binfmt handler name (None: runs natively on x86_64)
+    qemu_cpu: str | None  # QEMU_CPU matching the Pi's real core
+    uname: str  # `uname -m` inside a container of this platform
+    elf_machine: int  # e_machine of its binaries
+    elf_class: int  # 1 = 32-bit, 2 = 64-bit
+
+    @property
+    def os(self) -> str:
+        return "linux"
+
+    @property
+    def slug(self) -> str:
+        """A tag-safe short name: ``armv7``, ``arm64``."""
+        return {"arm": f"arm{self.variant}"}.get(self.architecture, self.architecture)
+
+
+EM_ARM, EM_AARCH64, EM_X86_64 = 40, 183, 62
+
+PLATFORMS: dict[str, Platform] = {
+    p.name: p
+    for p in (
+        Platform("linux/arm/v6", "arm", "v6", "armhf", "arm", "arm1176", "armv6l", EM_ARM, 1),
+        Platform("linux/arm/v7", "arm", "v7", "armhf", "arm", "cortex-a7", "armv7l", EM_ARM, 1),
+        Platform(
+            "linux/arm64", "arm64", None, "arm64", "aarch64", "cortex-a53", "aarch64", EM_AARCH64, 2
+        ),
+        Platform("linux/amd64", "amd64", None, "amd64", None, None, "x86_64", EM_X86_64, 2),
+    )
+}
+
+
+def get_platform(name: str) -> Platform:
+    """Look a platform up by its OCI name (``linux/arm64/v8`` is accepted as ``linux/arm64``)."""
+    key = "linux/arm64" if name == "linux/arm64/v8" else name
+    try:
+        return PLATFORMS[key]
+    except KeyError:
+        known = ", ".join(PLATFORMS)
+        raise ValueError(f"unknown platform {name!r} (known: {known})") from None

@@ -1,0 +1,226 @@
+"""Turn a profile into a Dockerfile and a build context folder, without touching the engine.
+
+Templates live in ``dockerfiles/`` and are rendered with ``StrictUndefined`` (a typo in a
+template is an error, not an empty string); every value that reaches a shell line goes
+through the ``q`` filter (``shlex.quote``).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import jinja2
+
+from rpibuild import __version__, resources
+from rpibuild.base import base_reference
+from rpibuild.config.model import Profile
+from rpibuild.errors import ConfigError
+
+STAGES = ("system", "torch", "qpulib", "extension", "verify", "runtime")
+HOST_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
+# What never goes into a build context from the extension's folder.
+_CONTEXT_IGNORE = shutil.ignore_patterns(
+    "build", "dist", "*.egg-info", "__pycache__", "*.pyc", "*.so", ".pytest_cache", ".hypothesis"
+)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """What a build needs: the Dockerfile, the files it COPYs, and how to name the result."""
+
+    dockerfile: str
+    tags: tuple[str, ...]
+    labels: dict[str, str]
+    files: dict[str, Path] = field(default_factory=dict)  # context path -> host source
+    dirs: dict[str, Path] = field(default_factory=dict)  # context dir -> host dir
+
+    def write(self, directory: Path) -> Path:
+        """Materialise the build context in ``directory`` (created; must be empty if it exists)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        if any(directory.iterdir()):
+            raise ConfigError(f"output folder {directory} is not empty", field="--output")
+        (directory / "Dockerfile").write_text(self.dockerfile, encoding="utf-8")
+        for target, source in self.files.items():
+            dest = directory / target
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest)
+        for target, source in self.dirs.items():
+            shutil.copytree(source, directory / target, ignore=_CONTEXT_IGNORE, symlinks=True)
+        return directory
+
+
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(resources.dockerfiles_dir()),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters["q"] = lambda value: shlex.quote(str(value))
+    return env
+
+
+def torch_label(profile: Profile) -> str:
+    torch = profile.torch
+    if torch.source == "none":
+        return "none"
+    if torch.version:
+        return torch.version
+    if torch.source == "wheel" and torch.wheel:
+        match = re.match(r"torch-([^-]+)-", Path(urlsplit(torch.wheel).path).name)
+        return match.group(1) if match else "wheel"
+    return f"src-{torch.git_ref}"
+
+
+def qpulib_revision(profile: Profile) -> str:
+    if not profile.qpulib.enabled:
+        return "none"
+    return "local" if profile.qpulib.path else profile.qpulib.commit
+
+
+def image_tags(profile: Profile) -> tuple[str, ...]:
+    """The profile's tag templates filled in: ``{profile}``, ``{platform}``, ``{torch}``..."""
+    values = {
+        "profile": profile.name,
+        "platform": profile.target.slug,
+        "torch": torch_label(profile).replace("+", "_"),
+        "qpulib": qpulib_revision(profile)[:12],
+        "version": __version__,
+    }
+    tags = []
+    for template in profile.image.tags:
+        try:
+            tag = template.format(**values)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(
+                f"bad tag template {template!r} ({exc})",
+                field="image.tags",
+                hint=f"placeholders: {', '.join('{' + k + '}' for k in values)}",
+            ) from None
+        if not _TAG.fullmatch(tag):
+            raise ConfigError(f"tag {tag!r} is not a valid image tag", field="image.tags")
+        tags.append(f"{profile.image.repository}:{tag}")
+    return tuple(dict.fromkeys(tags))
+
+
+def image_labels(profile: Profile) -> dict[str, str]:
+    """OCI labels plus rpibuild's own; nothing time-dependent, so rebuilds stay cached."""
+    labels = {
+        "org.opencontainers.image.title": profile.image.repository,
+        "org.opencontainers.image.description": profile.description,
+        "org.opencontainers.image.version": torch_label(profile),
+        "io.rpibuild.version": __version__,
+        "io.rpibuild.profile": profile.name,
+        "io.rpibuild.platform": profile.platform,
+        "io.rpibuild.torch.source": profile.torch.source,
+        "io.rpibuild.torch.version": torch_label(profile),
+        "io.rpibuild.qpulib.commit": qpulib_revision(profile),
+        "io.rpibuild.qpulib.mode": profile.qpulib.mode if profile.qpulib.enabled else "none",
+        "io.rpibuild.extension": "torch-qpu" if profile.extension.enabled else "none",
+    }
+    labels.update(profile.image.labels)
+    return labels
+
+
+def _ca_bundle(profile: Profile) -> Path | None:
+    value = profile.network.ca_bundle
+    if not value:
+        return None
+    if value == "host":
+        return next((Path(p) for p in HOST_CA_BUNDLES if Path(p).is_file()), None)
+    path = Path(value)
+    if not path.is_file():
+        raise ConfigError(f"CA bundle {value} does not exist", field="network.ca_bundle")
+    return path
+
+
+def pip_conf(profile: Profile) -> str | None:
+    lines = []
+    if profile.network.pip_index_url:
+        lines.append(f"index-url = {profile.network.pip_index_url}")
+    if profile.network.pip_extra_index_url:
+        lines.append(f"extra-index-url = {profile.network.pip_extra_index_url}")
+    return "[global]\n" + "\n".join(lines) + "\n" if lines else None
+
+
+def render(
+    profile: Profile,
+    *,
+    base_ref: str | None = None,
+    qpulib_src: Path | None = None,
+    scratch: Path | None = None,
+) -> Rendered:
+    """Render the Dockerfile and list the context files.
+
+    ``qpulib_src`` is the QPULib tree to copy in (see ``rpibuild.sources``); without it the
+    context lists none, which is fine for printing the Dockerfile. ``scratch`` is a folder
+    for generated files (pip.conf); without it none are generated.
+    """
+    images = resources.images_dir()
+    files: dict[str, Path] = {"rpibuild/verify.py": images / "verify" / "verify.py"}
+    dirs: dict[str, Path] = {}
+    names: dict[str, str | None] = {"ca_bundle": None, "pip_conf": None, "torch_wheel": None}
+
+    ca = _ca_bundle(profile)
+    if ca is not None:
+        names["ca_bundle"] = "rpibuild/ca-bundle.pem"
+        files["rpibuild/ca-bundle.pem"] = ca
+    conf = pip_conf(profile)
+    if conf is not None:
+        names["pip_conf"] = "rpibuild/pip.conf"
+        if scratch is not None:
+            scratch.mkdir(parents=True, exist_ok=True)
+            (scratch / "pip.conf").write_text(conf, encoding="utf-8")
+            files["rpibuild/pip.conf"] = scratch / "pip.conf"
+
+    torch = profile.torch
+    wheel_name = Path(urlsplit(torch.wheel).path).name if torch.wheel else ""
+    if torch.source == "wheel" and torch.wheel and "://" not in torch.wheel:
+        wheel_path = Path(torch.wheel)
+        if not wheel_path.is_file():
+            raise ConfigError(f"torch wheel {torch.wheel} does not exist", field="torch.wheel")
+        names["torch_wheel"] = f"torch/{wheel_name}"
+        files[f"torch/{wheel_name}"] = wheel_path
+    if profile.qpulib.enabled:
+        dirs["qpulib"] = images / "qpulib"
+        if qpulib_src is not None:
+            dirs["qpulib-src"] = qpulib_src
+    if profile.extension.enabled:
+        dirs["torch-qpu"] = Path(profile.extension.path or images / "torch-qpu")
+
+    runtime_packages = list(profile.apt.runtime_packages)
+    if profile.image.keep_build_tools:
+        runtime_packages += [p for p in profile.apt.packages if p not in runtime_packages]
+    labels = image_labels(profile)
+    text = (
+        environment()
+        .get_template("Dockerfile.j2")
+        .render(
+            rpibuild_version=__version__,
+            profile=profile,
+            platform=profile.target,
+            base_ref=base_ref or base_reference(profile),
+            network=profile.network,
+            apt=profile.apt,
+            runtime_packages=runtime_packages,
+            torch=torch,
+            torch_wheel_name=wheel_name,
+            qpulib=profile.qpulib,
+            qpulib_revision=qpulib_revision(profile),
+            extension=profile.extension,
+            verify=profile.verify,
+            verify_cpu=profile.verify.qemu_cpu or profile.target.qemu_cpu,
+            image=profile.image,
+            labels=labels,
+            files=names,
+        )
+    )
+    return Rendered(text, image_tags(profile), labels, files, dirs)

@@ -1,0 +1,139 @@
+"""The QPULib kernels (emulator anywhere, qpu on a Pi) against torch.
+
+Marked 'qpulib': skipped loudly when torch_qpu was built without QPULib.
+The emulator runs at a few tens of M elements/s, so large shapes are few.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import torch_qpu
+
+pytestmark = pytest.mark.qpulib
+
+ELEMENTWISE = [
+    (torch_qpu.add, torch.add),
+    (torch_qpu.sub, torch.sub),
+    (torch_qpu.mul, torch.mul),
+]
+SIZES = [0, 1, 2, 15, 16, 17, 31, 32, 33, 191, 192, 193, 1000, 4097]
+
+
+def assert_dot_close(result: torch.Tensor, expected: torch.Tensor, scale: torch.Tensor) -> None:
+    """Float32 sums in another order: error bounded relative to sum(|a_i b_i|)."""
+    assert result.shape == expected.shape
+    assert result.dtype == torch.float32
+    tolerance = 1e-5 * scale + 1e-6
+    error = (result - expected).abs()
+    assert bool((error <= tolerance).all()), f"max error {error.max().item()}"
+
+
+@pytest.mark.parametrize(("op", "ref"), ELEMENTWISE)
+@pytest.mark.parametrize("n", SIZES)
+def test_elementwise_sizes(backend: str, op, ref, n: int) -> None:
+    a, b = torch.randn(n), torch.randn(n)
+    a0, b0 = a.clone(), b.clone()
+    result = op(a, b, backend=backend)
+    torch.testing.assert_close(result, ref(a, b), rtol=1e-6, atol=1e-6)
+    assert torch.equal(a, a0) and torch.equal(b, b0), "inputs must not be modified"
+
+
+@pytest.mark.parametrize("num_qpus", [1, 2, 5, 12])
+@pytest.mark.parametrize("n", [16, 17, 100, 16 * 12 + 5])
+def test_elementwise_qpu_counts(backend: str, num_qpus: int, n: int) -> None:
+    a, b = torch.randn(n), torch.randn(n)
+    torch.testing.assert_close(torch_qpu.mul(a, b, backend=backend, num_qpus=num_qpus), a * b)
+
+
+def test_elementwise_large(backend: str) -> None:
+    a, b = torch.randn(100_003), torch.randn(100_003)
+    torch.testing.assert_close(torch_qpu.add(a, b, backend=backend), a + b)
+
+
+def test_elementwise_non_contiguous_and_out_alias(backend: str) -> None:
+    a = torch.randn(9, 21).t()
+    b = torch.randn(21, 9)
+    expected = a - b
+    torch.testing.assert_close(torch_qpu.sub(a, b, backend=backend), expected)
+    out = torch.empty(9, 21).t()  # non-contiguous out
+    assert torch_qpu.sub(a, b, out=out, backend=backend) is out
+    torch.testing.assert_close(out, expected)
+    c = torch.randn(50)
+    d = torch.randn(50)
+    expected = c + d
+    torch_qpu.add(c, d, out=c, backend=backend)  # out aliasing an input, on request
+    torch.testing.assert_close(c, expected)
+
+
+MV_SHAPES = [(0, 5), (5, 0), (1, 1), (1, 16), (15, 15), (16, 16), (17, 17), (3, 33), (13, 100)]
+MV_SHAPES += [(100, 10**i) for i in range(6)]
+
+
+@pytest.mark.parametrize(("h", "w"), MV_SHAPES)
+def test_mv_shapes(backend: str, h: int, w: int) -> None:
+    m, v = torch.randn(h, w), torch.randn(w)
+    m0, v0 = m.clone(), v.clone()
+    result = torch_qpu.mv(m, v, backend=backend)
+    assert_dot_close(result, torch.mv(m, v), m.abs() @ v.abs())
+    assert torch.equal(m, m0) and torch.equal(v, v0)
+
+
+@pytest.mark.parametrize("num_qpus", [1, 3, 12])
+def test_mv_qpu_counts_and_non_contiguous(backend: str, num_qpus: int) -> None:
+    m = torch.randn(40, 70)[:, ::2]  # 40 x 35, strided
+    v = torch.randn(70)[::2]
+    result = torch_qpu.mv(m, v, backend=backend, num_qpus=num_qpus)
+    assert_dot_close(result, m @ v, m.abs() @ v.abs())
+
+
+@pytest.mark.parametrize(("m", "k", "n"), [(0, 3, 4), (3, 0, 4), (1, 1, 1), (7, 33, 5), (16, 16, 16), (20, 47, 31)])
+def test_mm_shapes(backend: str, m: int, k: int, n: int) -> None:
+    a, b = torch.randn(m, k), torch.randn(k, n)
+    assert_dot_close(torch_qpu.mm(a, b, backend=backend), a @ b, a.abs() @ b.abs())
+
+
+def test_linear_and_layers(backend: str) -> None:
+    torch.manual_seed(1)
+    x, w, bias = torch.randn(2, 3, 19), torch.randn(6, 19), torch.randn(6)
+    expected = torch.nn.functional.linear(x, w, bias)
+    assert_dot_close(torch_qpu.linear(x, w, bias, backend=backend), expected, x.abs() @ w.abs().t() + bias.abs())
+    model = torch.nn.Sequential(torch.nn.Linear(19, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+    with torch.no_grad():
+        reference = model(x)
+        torch_qpu.convert(model, backend=backend)
+        torch.testing.assert_close(model(x), reference, rtol=1e-4, atol=1e-4)
+
+
+def test_forward_only(backend: str) -> None:
+    a = torch.randn(4, requires_grad=True)
+    with pytest.raises(RuntimeError, match="forward-only"):
+        torch_qpu.add(a, a, backend=backend)
+    with torch.no_grad():
+        torch.testing.assert_close(torch_qpu.add(a, a, backend=backend), 2 * a.detach())
+
+
+def test_kernels_compiled_once_and_pool_reused(backend: str) -> None:
+    m, v = torch.randn(30, 50), torch.randn(50)
+    a, b = torch.randn(500), torch.randn(500)
+    torch_qpu.mv(m, v, backend=backend)
+    torch_qpu.add(a, b, backend=backend)
+    before = torch_qpu.stats()
+    for _ in range(3):
+        torch_qpu.mv(m, v, backend=backend, num_qpus=3)
+        torch_qpu.add(a, b, backend=backend, num_qpus=7)
+    after = torch_qpu.stats()
+    assert after["kernel_compiles"] == before["kernel_compiles"]
+    assert after["pool_capacity_floats"] == before["pool_capacity_floats"]
+    assert after["launches"] == before["launches"] + 6
+
+
+def test_extension_checks_reach_python(backend: str) -> None:
+    ext = torch_qpu._backend.extension()
+    with pytest.raises(RuntimeError, match="float32"):
+        ext.dot_rows(torch.ones(2, 2, dtype=torch.float64), torch.ones(2, 2), 1)
+    with pytest.raises(RuntimeError, match="num_qpus"):
+        ext.dot_rows(torch.ones(2, 2), torch.ones(2, 2), 13)
+    with pytest.raises(RuntimeError, match="contiguous"):
+        ext.elementwise(0, torch.ones(4), torch.ones(4), torch.ones(8)[::2], 1)

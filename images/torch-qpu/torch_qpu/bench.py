@@ -1,0 +1,163 @@
+"""``python -m torch_qpu.bench``: timings per backend, next to torch on this host.
+
+Tables:
+
+* per-call overhead: first call of each op (compiles its kernel, allocates
+  the buffer pool) against the median of later calls, so the kernel cache
+  shows;
+* mv: the original table, matrix 100 x 10^i times vector 10^i, i = 0..--max-exp;
+* elementwise (add, mul) and mm.
+
+Times are wall-clock per call including copies to and from GPU memory (the
+original write-up timed the kernel only). ratio = backend time / torch time
+(below 1: the backend is faster). On x86 the 'emulator' column measures
+QPULib's software emulator plus host overheads. Figures only: nothing is
+asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+
+from . import _backend, ops
+
+
+def best_time(fn: Callable[[], object], repeat: int) -> float:
+    """Best of `repeat` timed calls after one warm-up (seconds)."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def kernel_backends(requested: list[str] | None) -> list[str]:
+    available = [name for name in _backend.available_backends() if name != "cpu"]
+    if requested:
+        return [name for name in requested if name in (*available, "cpu")]
+    return [*available, "cpu"]
+
+
+def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    print(f"\n{title}")
+    print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
+    for row in rows:
+        print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
+
+
+def comparison(
+    title: str,
+    cases: list[tuple[str, Callable[[], object], Callable[[str], object]]],
+    backends: list[str],
+    repeat: int,
+) -> None:
+    """cases: (label, torch call, backend call(name)) per row."""
+    header = ["case", "torch s"]
+    for name in backends:
+        header += [f"{name} s", f"{name}/torch"]
+    rows = []
+    for label, torch_call, backend_call in cases:
+        base = best_time(torch_call, repeat)
+        row = [label, f"{base:.6f}"]
+        for name in backends:
+            elapsed = best_time(lambda name=name: backend_call(name), repeat)
+            row += [f"{elapsed:.6f}", f"{elapsed / base:.2f}" if base > 0 else "-"]
+        rows.append(row)
+    print_table(title, header, rows)
+
+
+def overhead_table(backends: list[str]) -> None:
+    """First call (kernel compile + pool allocation) vs later calls."""
+    a, b = torch.randn(16), torch.randn(16)
+    m, v = torch.randn(16, 16), torch.randn(16)
+    calls = {
+        "add 16": lambda name: ops.add(a, b, backend=name),
+        "mv 16x16": lambda name: ops.mv(m, v, backend=name),
+        "mm 16x16x16": lambda name: ops.mm(m, m, backend=name),
+    }
+    rows = []
+    for name in backends:
+        for label, call in calls.items():
+            start = time.perf_counter()
+            call(name)
+            first = time.perf_counter() - start
+            later = []
+            for _ in range(20):
+                start = time.perf_counter()
+                call(name)
+                later.append(time.perf_counter() - start)
+            median = statistics.median(later)
+            rows.append([name, label, f"{first:.6f}", f"{median:.6f}", f"{first / median:.1f}"])
+    print_table(
+        "per-call overhead (first call compiles the kernel; later calls reuse it)",
+        ["backend", "op", "first s", "later s (median)", "first/later"],
+        rows,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m torch_qpu.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--max-exp", type=int, default=5, help="largest i in 100 x 10^i (default 5)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed calls per case, best kept")
+    parser.add_argument("--backends", help="comma-separated subset (default: all available)")
+    parser.add_argument("--num-qpus", type=int, default=None, help="QPUs per kernel (1-12)")
+    parser.add_argument("--quick", action="store_true", help="small elementwise/mm sizes only")
+    args = parser.parse_args(argv)
+    if not 0 <= args.max_exp <= 7:
+        parser.error("--max-exp must be in 0..7")
+    if args.num_qpus is not None:
+        _backend.set_num_qpus(args.num_qpus)
+    backends = kernel_backends(args.backends.split(",") if args.backends else None)
+    torch.manual_seed(0)
+    print(
+        f"torch_qpu bench: torch {torch.__version__}, {torch.get_num_threads()} torch threads, "
+        f"build {_backend.build_mode() or 'cpu only'}, backends {', '.join(backends)}, "
+        f"{_backend.get_num_qpus()} QPUs"
+    )
+    overhead_table(backends)
+
+    mv_cases = []
+    for i in range(args.max_exp + 1):
+        m, v = torch.randn(100, 10**i), torch.randn(10**i)
+        mv_cases.append(
+            (f"i={i} 100x{10**i}", lambda m=m, v=v: torch.mv(m, v),
+             lambda name, m=m, v=v: ops.mv(m, v, backend=name))
+        )
+    comparison("mv: matrix 100 x 10^i times vector 10^i", mv_cases, backends, args.repeat)
+
+    sizes = [10**2, 10**4] if args.quick else [10**2, 10**3, 10**4, 10**5, 10**6]
+    ew_cases = []
+    for n in sizes:
+        a, b = torch.randn(n), torch.randn(n)
+        for op_name, torch_op in (("add", torch.add), ("mul", torch.mul)):
+            op = getattr(ops, op_name)
+            ew_cases.append(
+                (f"{op_name} {n}", lambda a=a, b=b, t=torch_op: t(a, b),
+                 lambda name, a=a, b=b, op=op: op(a, b, backend=name))
+            )
+    comparison("elementwise", ew_cases, backends, args.repeat)
+
+    mm_sizes = [16, 32] if args.quick else [16, 64, 128, 256]
+    mm_cases = []
+    for n in mm_sizes:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        mm_cases.append(
+            (f"mm {n}x{n}x{n}", lambda a=a, b=b: torch.mm(a, b),
+             lambda name, a=a, b=b: ops.mm(a, b, backend=name))
+        )
+    comparison("mm (square)", mm_cases, backends, args.repeat)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

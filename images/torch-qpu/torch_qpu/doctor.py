@@ -1,0 +1,224 @@
+"""``python -m torch_qpu doctor``: can the qpu backend run here, and if not, why.
+
+QPULib drives the VideoCore IV directly: it needs root, the firmware mailbox
+(/dev/vcio), /dev/mem to map GPU memory, enough GPU memory (gpu_mem), and the
+firmware refuses QPU jobs while the V3D KMS graphics driver owns the GPU
+(dtoverlay=vc4-kms-v3d or vc4-fkms-v3d in config.txt, the default on recent
+Raspberry Pi OS). Each check prints the fix. Exit status 0 when the qpu
+backend can run, 1 otherwise (always 1 off a Pi, after listing what can run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import _backend
+
+CONFIG_FILES = ("boot/firmware/config.txt", "boot/config.txt")
+MODEL_FILES = ("proc/device-tree/model", "sys/firmware/devicetree/base/model")
+KMS_OVERLAY = re.compile(r"^\s*dtoverlay\s*=\s*(vc4-f?kms-v3d)\b")
+GPU_MEM = re.compile(r"^\s*(gpu_mem(?:_\d+)?)\s*=\s*(\d+)")
+# The firmware default on a Pi 3 is 64 MB (76 on some boards); the kernels'
+# buffers plus the firmware's own needs fit from there. Less and GPU
+# allocations fail; big matrices want more (100 x 10^5 floats is 40 MB).
+MIN_GPU_MEM_MB = 64
+# QPULib targets the VideoCore IV: Pi 1, 2, 3, Zero (W/2W) and CM1/3.
+NOT_VIDEOCORE_IV = ("Raspberry Pi 4", "Raspberry Pi 400", "Raspberry Pi 5", "Compute Module 4")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One finding. ok=None means 'could not tell' (does not block)."""
+
+    name: str
+    ok: bool | None
+    detail: str
+    fix: str = ""
+
+
+def _read_model(root: Path) -> str | None:
+    for rel in MODEL_FILES:
+        path = root / rel
+        if path.is_file():
+            return path.read_bytes().rstrip(b"\0\n").decode(errors="replace")
+    return None
+
+
+def _config_lines(root: Path) -> Iterable[tuple[str, int, str]]:
+    """(file, line number, text without comment) for each config.txt found."""
+    for rel in CONFIG_FILES:
+        path = root / rel
+        if path.is_file():
+            for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+                yield f"/{rel}", number, line.split("#", 1)[0]
+
+
+def check_model(root: Path) -> Check:
+    model = _read_model(root)
+    if model is None:
+        return Check(
+            "raspberry pi",
+            False,
+            f"not a Raspberry Pi ({platform.machine()}, no device-tree model)",
+            "the qpu backend needs a Pi with a VideoCore IV (Pi 1/2/3/Zero); here use "
+            "backend='emulator' (QPULib emulation build) or 'cpu'",
+        )
+    if "Raspberry Pi" not in model:
+        return Check("raspberry pi", False, f"board is {model!r}", "run on a Raspberry Pi 1/2/3/Zero")
+    if any(name in model for name in NOT_VIDEOCORE_IV):
+        return Check(
+            "raspberry pi",
+            False,
+            f"{model}: not a VideoCore IV GPU (QPULib supports Pi 1/2/3/Zero only)",
+            "use a Pi 3 (or 1/2/Zero), or the cpu backend",
+        )
+    return Check("raspberry pi", True, model)
+
+
+def check_build() -> Check:
+    mode = _backend.build_mode()
+    if mode == "qpu":
+        return Check("build", True, "torch_qpu built with QPULib in qpu mode")
+    what = "without QPULib (cpu only)" if mode is None else "with QPULib in emulation mode"
+    return Check(
+        "build",
+        False,
+        f"torch_qpu built {what}",
+        "rebuild on the Pi image with QPULIB_PREFIX=<prefix from images/qpulib/build.sh ... qpu> "
+        "pip install --no-build-isolation images/torch-qpu",
+    )
+
+
+def check_root() -> Check:
+    if os.geteuid() == 0:
+        return Check("root", True, "running as root")
+    return Check(
+        "root",
+        False,
+        f"running as uid {os.geteuid()}",
+        "run as root (sudo): QPULib maps GPU memory through /dev/mem",
+    )
+
+
+def check_device(path: str, fix: str) -> Check:
+    if not os.path.exists(path):
+        return Check(path, False, "missing", fix)
+    if not os.access(path, os.R_OK | os.W_OK):
+        return Check(path, False, "present but not readable and writable by this user", fix)
+    return Check(path, True, "present and accessible")
+
+
+def check_overlay(root: Path) -> Check:
+    found = [
+        f"{name}:{number}: {text.strip()}"
+        for name, number, text in _config_lines(root)
+        if KMS_OVERLAY.match(text)
+    ]
+    driver_loaded = (root / "sys/module/vc4").is_dir()
+    if found:
+        return Check(
+            "graphics overlay",
+            False,
+            "active: " + "; ".join(found),
+            "comment out the vc4-kms-v3d / vc4-fkms-v3d dtoverlay line in that config.txt and "
+            "reboot: the firmware refuses QPU jobs while the KMS driver owns the GPU",
+        )
+    if driver_loaded:
+        return Check(
+            "graphics overlay",
+            False,
+            "the vc4 kernel module is loaded (KMS driver owns the GPU)",
+            "remove dtoverlay=vc4-kms-v3d/vc4-fkms-v3d from config.txt (all sections) and reboot",
+        )
+    if not any(True for _ in _config_lines(root)):
+        return Check(
+            "graphics overlay",
+            None,
+            f"no config.txt found (looked in /{' and /'.join(CONFIG_FILES)})",
+            "on a Pi, check the boot partition's config.txt for dtoverlay=vc4-kms-v3d",
+        )
+    return Check("graphics overlay", True, "no vc4-kms-v3d / vc4-fkms-v3d overlay active")
+
+
+def check_gpu_mem(root: Path) -> Check:
+    values = [
+        (f"{name}:{number}", key, int(value))
+        for name, number, text in _config_lines(root)
+        if (match := GPU_MEM.match(text))
+        for key, value in [match.groups()]
+    ]
+    if not values:
+        return Check(
+            "gpu_mem",
+            None,
+            f"not set in config.txt (firmware default, {MIN_GPU_MEM_MB} MB on a Pi 3)",
+            "set gpu_mem=128 in config.txt for large tensors",
+        )
+    where, key, megabytes = values[-1]  # the firmware uses the last setting it reads
+    if megabytes < MIN_GPU_MEM_MB:
+        return Check(
+            "gpu_mem",
+            False,
+            f"{key}={megabytes} ({where}): too little for QPU buffers",
+            f"set gpu_mem={max(128, MIN_GPU_MEM_MB)} in config.txt and reboot",
+        )
+    return Check("gpu_mem", True, f"{key}={megabytes} MB ({where})")
+
+
+def run_checks(root: Path = Path("/")) -> list[Check]:
+    """All checks; `root` lets tests point at a fake filesystem."""
+    return [
+        check_model(root),
+        check_build(),
+        check_root(),
+        check_device(
+            "/dev/vcio",
+            "create it with `mknod /dev/vcio c 100 0`; in a chroot bind /dev "
+            "(`mount --rbind /dev <root>/dev`), in a container pass --device /dev/vcio",
+        ),
+        check_device(
+            "/dev/mem",
+            "run as root; in a container use --privileged (or --device /dev/mem)",
+        ),
+        check_overlay(root),
+        check_gpu_mem(root),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m torch_qpu doctor", description=__doc__)
+    parser.add_argument("--root", type=Path, default=Path("/"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    import torch
+
+    from . import __version__
+
+    print(
+        f"torch_qpu {__version__} doctor: torch {torch.__version__}, python "
+        f"{platform.python_version()}, {platform.machine()}, build: "
+        f"{_backend.build_mode() or 'cpu only'}"
+    )
+    checks = run_checks(args.root)
+    labels = {True: " OK ", False: "FAIL", None: " ?? "}
+    for check in checks:
+        print(f"  [{labels[check.ok]}] {check.name}: {check.detail}")
+        if check.ok is not True and check.fix:
+            print(f"         fix: {check.fix}")
+    failures = [check for check in checks if check.ok is False]
+    print(f"backends usable here: {', '.join(_backend.available_backends())}")
+    if failures:
+        print(f"qpu backend: cannot run ({len(failures)} problem(s) above)")
+        return 1
+    print("qpu backend: ready")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

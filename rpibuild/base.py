@@ -254,7 +254,17 @@ def _docker_archive(profile: Profile, rootfs: Path, work: Path, reference: str) 
     """
     layer = work / "layer.tar"
     subprocess.run(
-        ["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", str(rootfs), "-cf", str(layer), "."],
+        [
+            "tar",
+            "--numeric-owner",
+            "--xattrs",
+            "--xattrs-include=*",
+            "-C",
+            str(rootfs),
+            "-cf",
+            str(layer),
+            ".",
+        ],
         check=True,
         capture_output=True,
     )

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 from rich.console import Console
 
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 _verbosity = 0
 
 

@@ -24,8 +24,6 @@ def qpulib_tree(profile: Profile) -> Path | None:
 def prepare_context(profile: Profile, directory: Path, base_ref: str | None = None) -> Rendered:
     """Render and write the context into ``directory`` (new or empty)."""
     with tempfile.TemporaryDirectory(prefix="rpibuild-scratch-") as scratch:
-        rendered = render(
-            profile, base_ref=base_ref, qpulib_src=qpulib_tree(profile), scratch=Path(scratch)
-        )
+        rendered = render(profile, base_ref=base_ref, qpulib_src=qpulib_tree(profile), scratch=Path(scratch))
         rendered.write(directory)
     return rendered

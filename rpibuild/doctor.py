@@ -86,9 +86,7 @@ def check_disk(path: str | None) -> Check:
 def check_root() -> Check:
     if os.geteuid() == 0:
         return Check("privileges", True, "root")
-    return Check(
-        "privileges", False, "not root: binfmt and debootstrap need root", "run rpibuild as root"
-    )
+    return Check("privileges", False, "not root: binfmt and debootstrap need root", "run rpibuild as root")
 
 
 def run_checks(profile: Profile | None) -> list[Check]:
@@ -97,7 +95,11 @@ def run_checks(profile: Profile | None) -> list[Check]:
     engine, root = check_engine()
     checks.append(engine)
     arches = (
-        [profile.target.binfmt] if profile and profile.target.binfmt else [] if profile else list(qemu.HANDLERS)
+        [profile.target.binfmt]
+        if profile and profile.target.binfmt
+        else []
+        if profile
+        else list(qemu.HANDLERS)
     )
     for arch in arches:
         assert arch is not None

@@ -41,9 +41,7 @@ PLATFORMS: dict[str, Platform] = {
     for p in (
         Platform("linux/arm/v6", "arm", "v6", "armhf", "arm", "arm1176", "armv6l", EM_ARM, 1),
         Platform("linux/arm/v7", "arm", "v7", "armhf", "arm", "cortex-a7", "armv7l", EM_ARM, 1),
-        Platform(
-            "linux/arm64", "arm64", None, "arm64", "aarch64", "cortex-a53", "aarch64", EM_AARCH64, 2
-        ),
+        Platform("linux/arm64", "arm64", None, "arm64", "aarch64", "cortex-a53", "aarch64", EM_AARCH64, 2),
         Platform("linux/amd64", "amd64", None, "amd64", None, None, "x86_64", EM_X86_64, 2),
     )
 }

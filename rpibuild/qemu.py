@@ -32,12 +32,7 @@ class HandlerStatus:
     @property
     def usable(self) -> bool:
         """Registered, enabled, fix-binary, and its interpreter exists."""
-        return (
-            self.registered
-            and self.enabled
-            and "F" in self.flags
-            and Path(self.interpreter).exists()
-        )
+        return self.registered and self.enabled and "F" in self.flags and Path(self.interpreter).exists()
 
     def problem(self) -> str | None:
         if not self.registered:
@@ -64,9 +59,7 @@ def status(arch: str) -> HandlerStatus:
     except OSError:
         return HandlerStatus(name, registered=False)
     fields = dict(
-        line.split(" ", 1) if " " in line else (line, "")
-        for line in text.splitlines()
-        if line.strip()
+        line.split(" ", 1) if " " in line else (line, "") for line in text.splitlines() if line.strip()
     )
     return HandlerStatus(
         name,
@@ -107,8 +100,7 @@ def mount() -> None:
     if result.returncode != 0:
         raise HostSetupError(
             f"cannot mount binfmt_misc on {BINFMT_DIR}: {result.stderr.strip()}",
-            hint="run as root (or in a privileged container): "
-            f"mount -t binfmt_misc binfmt_misc {BINFMT_DIR}",
+            hint=f"run as root (or in a privileged container): mount -t binfmt_misc binfmt_misc {BINFMT_DIR}",
         )
 
 

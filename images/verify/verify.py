@@ -81,8 +81,9 @@ def main() -> int:
     if args.extension:
         report.update(check_extension())
     if args.emulator_tests:
-        code = subprocess.call([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                                args.emulator_tests])
+        code = subprocess.call(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", args.emulator_tests]
+        )
         if code != 0:
             raise SystemExit(f"verify: extension tests failed (exit {code})")
         report["emulator_tests"] = "passed"

@@ -12,6 +12,7 @@ import click
 
 from rpibuild import __version__, console
 from rpibuild.cli import base as base_cmd
+from rpibuild.cli import build as build_cmd
 from rpibuild.cli import config as config_cmd
 from rpibuild.cli import doctor as doctor_cmd
 from rpibuild.cli import qemu as qemu_cmd
@@ -37,6 +38,7 @@ cli.add_command(qemu_cmd.qemu)
 cli.add_command(config_cmd.config)
 cli.add_command(render_cmd.render)
 cli.add_command(base_cmd.base)
+cli.add_command(build_cmd.build)
 
 
 def main() -> None:

@@ -24,9 +24,9 @@ def base(profile: str | None, overrides: tuple[str, ...], as_json: bool, refresh
 
     loaded = load_profile(profile, overrides)
     engine = Engine.connect()
-    with console.step(f"base image for {loaded.profile.name} ({loaded.profile.platform})"):
-        with console.status("bootstrapping") as update:
-            result = ensure_base(loaded.profile, engine, refresh=refresh, progress=update)
+    title = f"base image for {loaded.profile.name} ({loaded.profile.platform})"
+    with console.step(title), console.status("bootstrapping") as update:
+        result = ensure_base(loaded.profile, engine, refresh=refresh, progress=update)
     if as_json:
         emit_json(result.as_dict())
     else:

@@ -32,9 +32,9 @@ def profile_options(func: F) -> F:
 
 
 def json_option(func: F) -> F:
-    return click.option(
-        "--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout."
-    )(func)
+    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")(
+        func
+    )
 
 
 def emit_json(data: object) -> None:

@@ -113,9 +113,7 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[KeyPath, Origin]]:
     if node is None:
         return {}, {(): Origin(file, 1)}
     if not isinstance(node, yaml.MappingNode):
-        raise ConfigError(
-            "a profile must be a mapping of fields", file=file, line=node.start_mark.line + 1
-        )
+        raise ConfigError("a profile must be a mapping of fields", file=file, line=node.start_mark.line + 1)
     origins: dict[KeyPath, Origin] = {(): Origin(file, node.start_mark.line + 1)}
     _walk(node, (), file, origins)
     data = yaml.SafeLoader(text).get_single_data()
@@ -208,7 +206,9 @@ def parse_override(text: str) -> tuple[KeyPath, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
         raise ConfigError(
-            f"--set expects FIELD.PATH=VALUE, got {text!r}", file="--set", hint="e.g. --set torch.version=2.5.1"
+            f"--set expects FIELD.PATH=VALUE, got {text!r}",
+            file="--set",
+            hint="e.g. --set torch.version=2.5.1",
         )
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
@@ -310,7 +310,9 @@ def _fields_at(path: KeyPath) -> list[str]:
     return list(model.model_fields) if model else []
 
 
-def _config_error(exc: ValidationError, origins: Mapping[KeyPath, Origin], data: Mapping[str, Any]) -> ConfigError:
+def _config_error(
+    exc: ValidationError, origins: Mapping[KeyPath, Origin], data: Mapping[str, Any]
+) -> ConfigError:
     problems = []
     for error in exc.errors():
         loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p))
@@ -328,9 +330,7 @@ def _config_error(exc: ValidationError, origins: Mapping[KeyPath, Origin], data:
         problems.append((origin, loc, message, hint))
     origin, loc, message, hint = problems[0]
     if len(problems) > 1:
-        rest = "; ".join(
-            f"{_dotted(l) or '<top>'} (line {o.line}): {m}" for o, l, m, _ in problems[1:]
-        )
+        rest = "; ".join(f"{_dotted(loc_) or '<top>'} (line {o.line}): {m}" for o, loc_, m, _ in problems[1:])
         hint = (hint + "; " if hint else "") + f"also: {rest}"
     return ConfigError(message, file=origin.file, line=origin.line, field=_dotted(loc) or None, hint=hint)
 
@@ -338,9 +338,7 @@ def _config_error(exc: ValidationError, origins: Mapping[KeyPath, Origin], data:
 # ---------------------------------------------------------------- entry point
 
 
-def _resolve_paths(
-    data: dict[str, Any], origins: Mapping[KeyPath, Origin], from_env: set[KeyPath]
-) -> None:
+def _resolve_paths(data: dict[str, Any], origins: Mapping[KeyPath, Origin], from_env: set[KeyPath]) -> None:
     for field in PATH_FIELDS:
         node: Any = data
         for key in field[:-1]:
@@ -373,7 +371,11 @@ def load_profile(
     from_env: set[KeyPath] = set()
     data = _interpolate(data, (), origins, env, from_env)
     qpulib = data.get("qpulib")
-    if env.get(QPULIB_SRC_ENV) and (qpulib is None or isinstance(qpulib, dict)) and not (qpulib or {}).get("path"):
+    if (
+        env.get(QPULIB_SRC_ENV)
+        and (qpulib is None or isinstance(qpulib, dict))
+        and not (qpulib or {}).get("path")
+    ):
         data["qpulib"] = {**(qpulib or {}), "path": env[QPULIB_SRC_ENV]}
         origins = {**origins, ("qpulib", "path"): Origin(f"${QPULIB_SRC_ENV}")}
         from_env.add(("qpulib", "path"))

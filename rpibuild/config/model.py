@@ -98,6 +98,12 @@ class Torch(_Model):
     max_jobs: int = Field(2, ge=1, le=64)
     build_env: dict[str, str] = {}
 
+    @field_validator("wheel", "sha256", "version", "git_ref", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """``${VAR:-}`` left empty means "not given"."""
+        return None if value == "" else value
+
     _sha = field_validator("sha256")(_check_sha256)
 
     @model_validator(mode="after")
@@ -105,7 +111,10 @@ class Torch(_Model):
         if self.source == "pypi" and not self.version:
             raise ValueError("torch.source 'pypi' needs torch.version (pin it)")
         if self.source == "wheel" and not (self.wheel and self.sha256):
-            raise ValueError("torch.source 'wheel' needs torch.wheel and torch.sha256")
+            raise ValueError(
+                "torch.source 'wheel' needs torch.wheel and torch.sha256 "
+                "(the armv7 profile reads RPIBUILD_TORCH_WHEEL and RPIBUILD_TORCH_WHEEL_SHA256)"
+            )
         if self.source == "source" and not self.git_ref:
             raise ValueError("torch.source 'source' needs torch.git_ref (a tag or commit)")
         return self

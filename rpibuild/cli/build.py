@@ -1,0 +1,75 @@
+"""``rpibuild build``."""
+
+from __future__ import annotations
+
+import click
+
+from rpibuild.cli.options import emit_json, json_option, profile_options
+from rpibuild.render import STAGES
+
+
+@click.command()
+@profile_options
+@json_option
+@click.option("--target", type=click.Choice(STAGES), help="Stop after this stage (tagged TAG-STAGE).")
+@click.option("--no-cache", is_flag=True, help="Rebuild every stage (the base image is kept).")
+@click.option("--refresh-base", is_flag=True, help="Bootstrap or pull the base image again.")
+def build(
+    profile: str | None,
+    overrides: tuple[str, ...],
+    as_json: bool,
+    target: str | None,
+    no_cache: bool,
+    refresh_base: bool,
+) -> None:
+    """Build, verify and tag the image of PROFILE (default pi3b-arm64).
+
+    Stages: base -> system -> torch -> qpulib -> extension -> verify -> runtime, each under
+    QEMU for the profile's platform; verify runs as the Pi's own core (QEMU_CPU). Tags move
+    only when every stage passed. The full log is kept; --json prints a summary for CI.
+    """
+    from rpibuild import console
+    from rpibuild.build import build_profile
+    from rpibuild.config import load_profile
+    from rpibuild.engine import BuildEvent, Engine
+
+    loaded = load_profile(profile, overrides)
+    prof = loaded.profile
+    if prof.qpulib.enabled is False:
+        console.warn("QPULib is disabled: the extension gets only its cpu backend")
+    engine = Engine.connect()
+    console.info(f"[bold]building {prof.name}[/bold] ({prof.platform}) from {loaded.path}")
+
+    with console.status(f"{prof.name}") as update:
+
+        def on_event(event: BuildEvent) -> None:
+            if event.is_step:
+                text = f"[{event.stage}] step {event.step}/{event.total}: {event.line.split(' : ', 1)[-1]}"
+                update(text)
+                console.info(
+                    f"[cyan]{event.stage:>9}[/cyan] {event.step:>2}/{event.total} "
+                    f"{event.line.split(' : ', 1)[-1][:110]}"
+                )
+            else:
+                console.detail(event.line)
+
+        outcome = build_profile(
+            prof,
+            engine,
+            target=target,
+            no_cache=no_cache,
+            refresh_base=refresh_base,
+            on_event=on_event,
+            on_base_progress=lambda line: update(f"[base] {line}"),
+        )
+    if as_json:
+        emit_json(outcome.as_dict())
+        return
+    state = "reused" if outcome.base.cached else "built"
+    console.info(f"{'base':>9}  {state} {outcome.base.image}")
+    for stage in outcome.stages:
+        cached = " [dim](cached)[/dim]" if stage.cached else ""
+        console.info(f"{stage.name:>9}  {stage.seconds:7.1f}s{cached}")
+    console.info(f"[green]done[/green] in {outcome.seconds:.0f}s: {', '.join(outcome.tags)}")
+    console.info(f"log: {outcome.log_file}")
+    click.echo(outcome.image)

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Set up an x86_64 Debian/Ubuntu host for rpibuild; safe to run again (idempotent).
+#
+# Installs (only what is missing): a Docker engine, qemu-user-static, debootstrap, a
+# registry server for the tests (Debian's docker-registry), htpasswd, zstd; starts the
+# engine (systemd when it runs, else dockerd in the background: containers and CI hosts
+# have no systemd); installs rpibuild with its test dependencies; registers the arm and
+# aarch64 binfmt handlers. Needs root. (shellcheck is for the tests.)
+#
+# Environment:
+#   RPIBUILD_SKIP_PIP=1   do not pip install rpibuild (e.g. inside your own venv setup)
+#   PYTHON                the interpreter to install into (default: python3)
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+python=${PYTHON:-python3}
+log() { printf '\033[1msetup-host:\033[0m %s\n' "$*" >&2; }
+die() { printf 'setup-host: error: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "run as root (it installs packages and registers binfmt handlers)"
+command -v apt-get >/dev/null || die "needs a Debian-based host (apt-get)"
+
+# 1. Debian packages, installed only when one is missing.
+packages=(qemu-user-static debootstrap docker-registry apache2-utils zstd ca-certificates tar shellcheck)
+command -v dockerd >/dev/null || packages+=(docker.io)
+missing=()
+for pkg in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+    log "Debian packages present"
+fi
+# The registry package starts nothing useful here; the tests run their own on 127.0.0.1.
+pkill -f '^/usr/bin/docker-registry serve /etc/docker/registry/config.yml' 2>/dev/null || true
+
+# 2. The engine.
+if docker info >/dev/null 2>&1; then
+    log "Docker engine running"
+elif [ -d /run/systemd/system ]; then
+    log "starting docker with systemd"
+    systemctl start docker
+else
+    log "starting dockerd in the background (log: /var/log/rpibuild-dockerd.log)"
+    nohup dockerd >/var/log/rpibuild-dockerd.log 2>&1 &
+fi
+for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+docker info >/dev/null 2>&1 || die "the Docker engine did not start; see /var/log/rpibuild-dockerd.log"
+
+# 3. rpibuild itself (editable: configs/, dockerfiles/ and images/ are read from the checkout).
+if [ "${RPIBUILD_SKIP_PIP:-0}" != 1 ]; then
+    log "installing rpibuild (pip install -e .[test])"
+    "$python" -m pip install -q --disable-pip-version-check -e "$here[test]" 2>&1 \
+        | grep -vE "^WARNING: (Running pip as|Location 'file)" >&2 || true
+    "$python" -c 'import rpibuild' || die "rpibuild did not install"
+fi
+
+# 4. binfmt handlers (mounts binfmt_misc when needed).
+"$python" -m rpibuild qemu install
+log "ready: $("$python" -m rpibuild --version)"

@@ -1,0 +1,42 @@
+"""Shared fixtures; every test module is marked unit, integration or e2e by its folder."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+FOLDER_MARKERS = {"unit": pytest.mark.unit, "integration": pytest.mark.integration, "e2e": pytest.mark.e2e}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        try:
+            folder = Path(str(item.fspath)).relative_to(HERE).parts[0]
+        except ValueError:
+            continue
+        if folder in FOLDER_MARKERS:
+            item.add_marker(FOLDER_MARKERS[folder])
+
+
+@pytest.fixture
+def write_profile(tmp_path: Path) -> Callable[..., Path]:
+    """Write a YAML profile (dedented) into tmp_path and return its path."""
+
+    def write(text: str, name: str = "profile.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep logs and fetched sources of tests out of the user's cache (unless CI shares one)."""
+    if "RPIBUILD_CACHE" not in os.environ:
+        monkeypatch.setenv("RPIBUILD_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))

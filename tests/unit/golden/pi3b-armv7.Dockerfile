@@ -1,0 +1,59 @@
+# Rendered by rpibuild 0.1.0 for profile pi3b-armv7 (linux/arm/v7).
+# Do not edit: change dockerfiles/ or the profile and render again.
+# Stages run in this order; each one only COPYs what it needs, so editing the extension
+# reruns extension, verify and runtime while the torch and QPULib layers stay cached.
+# ---- system: the base plus what the build stages need (network settings live only here).
+FROM rpibuild/base:bookworm-armv7-431c41c5119e17e9 AS system
+ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates python3 python3-dev python3-venv python3-numpy g++ make \
+ && rm -rf /var/lib/apt/lists/*
+# A venv that also sees Debian's python3-numpy (no numpy wheels exist for armv7l).
+RUN python3 -m venv --system-site-packages /opt/rpibuild/venv \
+ && /opt/rpibuild/venv/bin/pip install --upgrade 'pip>=23' wheel setuptools \
+ && mkdir -p /opt/rpibuild/wheels
+ENV VIRTUAL_ENV=/opt/rpibuild/venv PATH=/opt/rpibuild/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+# ---- torch: source wheel.
+FROM system AS torch
+RUN python3 -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' \
+      https://wheels.example.invalid/torch-1.4.0a0+7f73f1d-cp311-cp311-linux_armv7l.whl /opt/rpibuild/wheels/torch-1.4.0a0+7f73f1d-cp311-cp311-linux_armv7l.whl
+RUN cd /opt/rpibuild/wheels && echo 'bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb  '"$(ls torch-*.whl)" | sha256sum -c -
+RUN pip install /opt/rpibuild/wheels/torch-*.whl \
+ && python -c 'import torch; print("torch", torch.__version__)'
+
+# ---- qpulib: libqpu.so in qpu mode, built by images/qpulib/build.sh.
+FROM torch AS qpulib
+COPY qpulib /opt/rpibuild/src/qpulib
+COPY qpulib-src /opt/rpibuild/src/qpulib-src
+RUN QPULIB_COMMIT=c2658a55f2b21de6f3270c86c227011b10d447c2 bash /opt/rpibuild/src/qpulib/build.sh \
+      /opt/rpibuild/src/qpulib-src /usr/local qpu \
+ && ldconfig
+
+# ---- extension: the torch_qpu wheel, built against this image's torch and libqpu.
+FROM qpulib AS extension
+COPY torch-qpu /opt/rpibuild/src/torch-qpu
+RUN QPULIB_PREFIX=/usr/local QPULIB_MODE=qpu pip wheel --no-deps --no-build-isolation \
+      -w /opt/rpibuild/wheels /opt/rpibuild/src/torch-qpu \
+ && pip install --no-deps /opt/rpibuild/wheels/torch_qpu-*.whl
+
+# ---- verify: runs under QEMU as the Pi's own core (cortex-a7), so an instruction the Pi lacks fails here.
+FROM extension AS verify
+COPY rpibuild/verify.py /opt/rpibuild/verify.py
+ENV QEMU_CPU=cortex-a7
+RUN python /opt/rpibuild/verify.py --machine armv7l --torch --extension \
+      --report /opt/rpibuild/verify.json
+
+# ---- runtime: a fresh copy of the base with the venv and libqpu; no proxies, mirrors, CA or pip settings.
+FROM rpibuild/base:bookworm-armv7-431c41c5119e17e9 AS runtime
+ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates python3 python3-numpy libgomp1 \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=extension /opt/rpibuild/venv /opt/rpibuild/venv
+COPY --from=extension /usr/local/lib /usr/local/lib
+RUN ldconfig
+COPY --from=verify /opt/rpibuild/verify.json /opt/rpibuild/verify.json
+ENV VIRTUAL_ENV=/opt/rpibuild/venv PATH=/opt/rpibuild/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+LABEL "org.opencontainers.image.title"="rpibuild/pi3b-armv7" "org.opencontainers.image.description"="Raspberry Pi 3B, 32-bit Debian bookworm armhf (armv7), torch from a given wheel" "org.opencontainers.image.version"="1.4.0a0+7f73f1d" "io.rpibuild.version"="0.1.0" "io.rpibuild.profile"="pi3b-armv7" "io.rpibuild.platform"="linux/arm/v7" "io.rpibuild.torch.source"="wheel" "io.rpibuild.torch.version"="1.4.0a0+7f73f1d" "io.rpibuild.qpulib.commit"="c2658a55f2b21de6f3270c86c227011b10d447c2" "io.rpibuild.qpulib.mode"="qpu" "io.rpibuild.extension"="torch-qpu"
+CMD ["python"]

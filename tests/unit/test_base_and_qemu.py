@@ -1,0 +1,58 @@
+"""Pure parts of base images and binfmt handling (the real thing is in tests/integration)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rpibuild import qemu
+from rpibuild.base import base_key, base_reference, debootstrap_command
+from rpibuild.config import load_profile
+from rpibuild.platforms import get_platform
+
+
+def test_base_key_follows_what_produces_the_base() -> None:
+    profile = load_profile("pi3b-arm64", env={}).profile
+    same = load_profile("pi3b-arm64", ["torch.version=2.6.0", "image.repository=x/y"], env={}).profile
+    suite = load_profile("pi3b-arm64", ["base.bootstrap.suite=trixie"], env={}).profile
+    pkgs = load_profile("pi3b-arm64", ["base.bootstrap.packages=[python3]"], env={}).profile
+    assert base_key(profile) == base_key(same)
+    assert len({base_key(profile), base_key(suite), base_key(pkgs)}) == 3
+    assert base_reference(profile).startswith("rpibuild/base:bookworm-arm64-")
+    pulled = load_profile("pi3b-arm64", ["base.bootstrap=null", "base.image=arm64v8/debian:bookworm"], env={})
+    assert base_reference(pulled.profile) == "arm64v8/debian:bookworm"
+
+
+def test_debootstrap_command() -> None:
+    profile = load_profile(
+        "pi3b-armv7",
+        ["base.bootstrap.mirror=http://mirror.example.invalid/raspbian", "torch.source=none"],
+        env={},
+    ).profile
+    command = debootstrap_command(profile, Path("/t"))
+    assert command[:2] == ["debootstrap", "--arch=armhf"]
+    assert "--variant=minbase" in command
+    assert command[-3:] == ["bookworm", "/t", "http://mirror.example.invalid/raspbian"]
+
+
+def test_platform_table() -> None:
+    assert get_platform("linux/arm64/v8").name == "linux/arm64"
+    v7 = get_platform("linux/arm/v7")
+    assert (v7.binfmt, v7.qemu_cpu, v7.uname, v7.slug) == ("arm", "cortex-a7", "armv7l", "armv7")
+    with pytest.raises(ValueError, match="unknown platform"):
+        get_platform("linux/mips")
+
+
+def test_handler_status_parsing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stand-in binfmt_misc folder: the kernel's file format, without touching the kernel."""
+    monkeypatch.setattr(qemu, "BINFMT_DIR", tmp_path)
+    (tmp_path / "register").write_text("")
+    (tmp_path / "qemu-arm").write_text(
+        "enabled\ninterpreter /bin/sh\nflags: POF\noffset 0\nmagic 7f454c46\nmask ffffffff\n"
+    )
+    (tmp_path / "qemu-aarch64").write_text("disabled\ninterpreter /nonexistent\nflags: P\n")
+    arm, aarch64 = qemu.status("arm"), qemu.status("aarch64")
+    assert arm.usable and arm.problem() is None
+    assert not aarch64.usable and aarch64.problem() == "registered but disabled"
+    assert qemu.status("mips").problem() == "not registered"

@@ -1,0 +1,97 @@
+"""The command line through click's runner: help, data output, and user errors (no traceback)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from rpibuild.cli import cli
+
+COMMANDS = [
+    [],
+    ["doctor"],
+    ["qemu"],
+    ["qemu", "status"],
+    ["qemu", "install"],
+    ["config"],
+    ["config", "show"],
+    ["config", "validate"],
+    ["config", "list"],
+    ["render"],
+    ["base"],
+    ["build"],
+]
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a) or "rpibuild")
+def test_every_command_has_help(args: list[str]) -> None:
+    result = CliRunner().invoke(cli, [*args, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+    assert len(result.output.splitlines()) > 4
+
+
+def test_config_list_and_show_json() -> None:
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["config", "list", "--json"])
+    assert "pi3b-arm64" in json.loads(listed.output)
+    shown = runner.invoke(
+        cli, ["config", "show", "-p", "pi3b-arm64", "--set", "torch.version=2.6.0", "--json"]
+    )
+    data = json.loads(shown.output)
+    assert data["torch"]["version"] == "2.6.0"
+    assert data["platform"] == "linux/arm64"
+
+
+def test_profile_from_environment_variable() -> None:
+    result = CliRunner().invoke(cli, ["config", "show", "--json"], env={"RPIBUILD_PROFILE": "host-emulator"})
+    assert json.loads(result.output)["platform"] == "linux/amd64"
+
+
+def test_render_prints_the_dockerfile() -> None:
+    result = CliRunner().invoke(cli, ["render", "-p", "pi3b-arm64"])
+    assert result.exit_code == 0
+    assert result.output.count("FROM ") == 6
+
+
+def test_secrets_are_masked_in_config_show() -> None:
+    result = CliRunner().invoke(
+        cli,
+        ["config", "show", "--json", "--set", "registry.password=${RPIBUILD_TEST_SECRET}"],
+        env={"RPIBUILD_TEST_SECRET": "hunter2"},
+    )
+    assert result.exit_code == 0
+    assert "hunter2" not in result.output
+
+
+def run_main(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rpibuild", *args], capture_output=True, text=True, check=False
+    )
+
+
+def test_bad_profile_exits_2_with_location_and_no_traceback(tmp_path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("extends: pi3b-arm64\nverify:\n  emulater: true\n")
+    result = run_main("config", "validate", "-p", str(bad))
+    assert result.returncode == 2
+    assert f"{bad}:3: verify.emulater: unknown field" in result.stderr
+    assert "did you mean 'emulator'?" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_profile_and_bad_set_exit_2() -> None:
+    assert run_main("render", "-p", "nope").returncode == 2
+    result = run_main("render", "--set", "verify.enabled=perhaps")
+    assert result.returncode == 2
+    assert "--set verify.enabled=perhaps" in result.stderr
+
+
+def test_bad_option_is_a_usage_error() -> None:
+    result = run_main("build", "--target", "nowhere")
+    assert result.returncode == 2
+    assert "Invalid value" in result.stderr

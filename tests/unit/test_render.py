@@ -1,0 +1,108 @@
+"""Rendering: golden Dockerfiles per profile, quoting, secrets kept out, context contents."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import jinja2
+import pytest
+
+from rpibuild.config import available_profiles, load_profile
+from rpibuild.errors import ConfigError
+from rpibuild.render import STAGES, environment, image_labels, image_tags, render
+
+GOLDEN = Path(__file__).parent / "golden"
+# Fixed inputs so the golden files do not depend on who runs the tests.
+ENV = {
+    "RPIBUILD_TORCH_WHEEL": "https://wheels.example.invalid/torch-1.4.0a0+7f73f1d-cp311-cp311-linux_armv7l.whl",
+    "RPIBUILD_TORCH_WHEEL_SHA256": "b" * 64,
+}
+
+
+@pytest.mark.parametrize("name", available_profiles())
+def test_golden_dockerfile(name: str) -> None:
+    """Set RPIBUILD_UPDATE_GOLDEN=1 to rewrite the files after an intended change."""
+    profile = load_profile(name, ["network.ca_bundle=null"], env=ENV).profile
+    text = render(profile).dockerfile
+    golden = GOLDEN / f"{name}.Dockerfile"
+    if os.environ.get("RPIBUILD_UPDATE_GOLDEN"):
+        golden.write_text(text, encoding="utf-8")
+    assert text == golden.read_text(encoding="utf-8")
+
+
+def test_stages_appear_in_pipeline_order() -> None:
+    text = render(load_profile("pi3b-arm64", env={}).profile).dockerfile
+    positions = [text.index(f" AS {stage}\n") for stage in STAGES]
+    assert positions == sorted(positions)
+
+
+def test_verify_runs_as_the_pi_core_and_runtime_is_fresh() -> None:
+    text = render(load_profile("pi3b-arm64", env={}).profile).dockerfile
+    verify = text[text.index("AS verify") : text.index("AS runtime")]
+    runtime = text[text.index("AS runtime") :]
+    assert "ENV QEMU_CPU=cortex-a53" in verify
+    assert "QEMU_CPU" not in runtime
+    for leak in ("pip.conf", "ca-bundle", "PROXY", "proxy", "g++"):
+        assert leak not in runtime
+    assert "COPY --from=verify" in runtime  # runtime cannot exist without a passed verify
+
+
+def test_values_reaching_shell_lines_are_quoted() -> None:
+    profile = load_profile(
+        "pi3b-arm64", ["network.apt_mirror=http://m.example.invalid/debian; touch /pwned"], env={}
+    ).profile
+    text = render(profile).dockerfile
+    assert "'http://m.example.invalid/debian; touch /pwned'" in text
+
+
+def test_index_credentials_go_to_a_file_not_the_dockerfile(tmp_path: Path) -> None:
+    url = "https://user:t0ken@index.example.invalid/simple"
+    profile = load_profile("pi3b-arm64", [f"network.pip_index_url={url}"], env={}).profile
+    rendered = render(profile, scratch=tmp_path)
+    assert "t0ken" not in rendered.dockerfile
+    assert "COPY rpibuild/pip.conf /etc/pip.conf" in rendered.dockerfile
+    assert url in rendered.files["rpibuild/pip.conf"].read_text()
+    assert all("t0ken" not in value for value in rendered.labels.values())
+
+
+def test_tags_and_labels() -> None:
+    profile = load_profile("pi3b-arm64", env={}).profile
+    assert image_tags(profile) == (
+        "rpibuild/pi3b-arm64:pi3b-arm64",
+        "rpibuild/pi3b-arm64:pi3b-arm64-torch2.5.1",
+    )
+    labels = image_labels(profile)
+    assert labels["io.rpibuild.torch.version"] == "2.5.1"
+    assert labels["io.rpibuild.qpulib.commit"] == profile.qpulib.commit
+    bad = load_profile("pi3b-arm64", ["image.tags=['{nope}']"], env={}).profile
+    with pytest.raises(ConfigError, match="bad tag template"):
+        image_tags(bad)
+
+
+def test_qpulib_disabled_renders_no_qpulib_build() -> None:
+    text = render(load_profile("pi3b-arm64", ["qpulib.enabled=false"], env={}).profile).dockerfile
+    assert "build.sh" not in text
+    assert "QPULIB_PREFIX" not in text
+    assert "COPY --from=extension /usr/local/lib" not in text
+
+
+def test_templates_are_strict() -> None:
+    with pytest.raises(jinja2.UndefinedError):
+        environment().from_string("{{ missing }}").render()
+
+
+def test_write_context(tmp_path: Path) -> None:
+    src = tmp_path / "qpulib-src"
+    (src / "Lib").mkdir(parents=True)
+    (src / "Lib" / "Kernel.h").write_text("// stand-in\n")
+    profile = load_profile("pi3b-arm64", env={}).profile
+    out = render(profile, qpulib_src=src).write(tmp_path / "ctx")
+    assert (out / "Dockerfile").is_file()
+    assert (out / "qpulib-src" / "Lib" / "Kernel.h").is_file()
+    assert (out / "qpulib" / "build.sh").is_file()
+    assert (out / "torch-qpu" / "setup.py").is_file()
+    assert (out / "rpibuild" / "verify.py").is_file()
+    assert not list(out.rglob("*.so")) and not list(out.rglob("__pycache__"))
+    with pytest.raises(ConfigError, match="not empty"):
+        render(profile).write(out)

@@ -79,16 +79,32 @@ def test_non_contiguous_inputs() -> None:
 @pytest.mark.parametrize(
     ("call", "error", "match"),
     [
-        (lambda: torch_qpu.add(torch.ones(3, dtype=torch.float64), torch.ones(3)), TypeError, "float32"),
-        (lambda: torch_qpu.add(torch.ones(3), torch.ones(3, dtype=torch.int32)), TypeError, "float32"),
+        (
+            lambda: torch_qpu.add(torch.ones(3, dtype=torch.float64), torch.ones(3)),
+            TypeError,
+            "float32",
+        ),
+        (
+            lambda: torch_qpu.add(torch.ones(3), torch.ones(3, dtype=torch.int32)),
+            TypeError,
+            "float32",
+        ),
         (lambda: torch_qpu.add([1.0], torch.ones(1)), TypeError, "torch.Tensor"),
         (lambda: torch_qpu.add(torch.ones(3), torch.ones(4)), ValueError, "shapes"),
         (lambda: torch_qpu.add(torch.ones(3, device="meta"), torch.ones(3)), ValueError, "CPU"),
         (lambda: torch_qpu.mv(torch.ones(3, 4), torch.ones(3)), ValueError, "mv"),
         (lambda: torch_qpu.mv(torch.ones(3), torch.ones(3)), ValueError, "2-D"),
-        (lambda: torch_qpu.mm(torch.ones(3, 4), torch.ones(3, 4)), ValueError, "cannot be multiplied"),
+        (
+            lambda: torch_qpu.mm(torch.ones(3, 4), torch.ones(3, 4)),
+            ValueError,
+            "cannot be multiplied",
+        ),
         (lambda: torch_qpu.linear(torch.ones(2, 3), torch.ones(4, 5)), ValueError, "linear"),
-        (lambda: torch_qpu.linear(torch.ones(2, 3), torch.ones(4, 3), torch.ones(3)), ValueError, "bias"),
+        (
+            lambda: torch_qpu.linear(torch.ones(2, 3), torch.ones(4, 3), torch.ones(3)),
+            ValueError,
+            "bias",
+        ),
         (lambda: torch_qpu.add(torch.ones(3), torch.ones(3), out=torch.ones(4)), ValueError, "out"),
     ],
 )

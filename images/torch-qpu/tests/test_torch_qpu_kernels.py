@@ -88,7 +88,9 @@ def test_mv_qpu_counts_and_non_contiguous(backend: str, num_qpus: int) -> None:
     assert_dot_close(result, m @ v, m.abs() @ v.abs())
 
 
-@pytest.mark.parametrize(("m", "k", "n"), [(0, 3, 4), (3, 0, 4), (1, 1, 1), (7, 33, 5), (16, 16, 16), (20, 47, 31)])
+@pytest.mark.parametrize(
+    ("m", "k", "n"), [(0, 3, 4), (3, 0, 4), (1, 1, 1), (7, 33, 5), (16, 16, 16), (20, 47, 31)]
+)
 def test_mm_shapes(backend: str, m: int, k: int, n: int) -> None:
     a, b = torch.randn(m, k), torch.randn(k, n)
     assert_dot_close(torch_qpu.mm(a, b, backend=backend), a @ b, a.abs() @ b.abs())
@@ -98,7 +100,9 @@ def test_linear_and_layers(backend: str) -> None:
     torch.manual_seed(1)
     x, w, bias = torch.randn(2, 3, 19), torch.randn(6, 19), torch.randn(6)
     expected = torch.nn.functional.linear(x, w, bias)
-    assert_dot_close(torch_qpu.linear(x, w, bias, backend=backend), expected, x.abs() @ w.abs().t() + bias.abs())
+    assert_dot_close(
+        torch_qpu.linear(x, w, bias, backend=backend), expected, x.abs() @ w.abs().t() + bias.abs()
+    )
     model = torch.nn.Sequential(torch.nn.Linear(19, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
     with torch.no_grad():
         reference = model(x)

@@ -9,7 +9,9 @@ import pytest
 from torch_qpu import bench, check, doctor
 
 
-def make_pi_root(tmp_path: Path, config: str, model: str = "Raspberry Pi 3 Model B Rev 1.2") -> Path:
+def make_pi_root(
+    tmp_path: Path, config: str, model: str = "Raspberry Pi 3 Model B Rev 1.2"
+) -> Path:
     (tmp_path / "proc" / "device-tree").mkdir(parents=True)
     (tmp_path / "proc" / "device-tree" / "model").write_text(model + "\0")
     (tmp_path / "boot" / "firmware").mkdir(parents=True)

@@ -18,6 +18,7 @@ asserted.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -47,11 +48,13 @@ def kernel_backends(requested: list[str] | None) -> list[str]:
 
 
 def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)
+    ]
     print(f"\n{title}")
-    print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
+    print("  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
     for row in rows:
-        print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
+        print("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
 
 
 def comparison(
@@ -69,7 +72,7 @@ def comparison(
         base = best_time(torch_call, repeat)
         row = [label, f"{base:.6f}"]
         for name in backends:
-            elapsed = best_time(lambda name=name: backend_call(name), repeat)
+            elapsed = best_time(functools.partial(backend_call, name), repeat)
             row += [f"{elapsed:.6f}", f"{elapsed / base:.2f}" if base > 0 else "-"]
         rows.append(row)
     print_table(title, header, rows)
@@ -87,28 +90,45 @@ def overhead_table(backends: list[str]) -> None:
     rows = []
     for name in backends:
         for label, call in calls.items():
+            compiles = _backend.stats().get("kernel_compiles", 0)
             start = time.perf_counter()
             call(name)
             first = time.perf_counter() - start
+            compiled = _backend.stats().get("kernel_compiles", 0) != compiles
             later = []
             for _ in range(20):
                 start = time.perf_counter()
                 call(name)
                 later.append(time.perf_counter() - start)
             median = statistics.median(later)
-            rows.append([name, label, f"{first:.6f}", f"{median:.6f}", f"{first / median:.1f}"])
+            rows.append(
+                [
+                    name,
+                    label,
+                    "yes" if compiled else "no",
+                    f"{first:.6f}",
+                    f"{median:.6f}",
+                    f"{first / median:.1f}",
+                ]
+            )
     print_table(
-        "per-call overhead (first call compiles the kernel; later calls reuse it)",
-        ["backend", "op", "first s", "later s (median)", "first/later"],
+        "per-call overhead (a first call compiles its kernel once per process; mv, mm and "
+        "linear share one kernel)",
+        ["backend", "op", "compiled", "first s", "later s (median)", "first/later"],
         rows,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m torch_qpu.bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--max-exp", type=int, default=5, help="largest i in 100 x 10^i (default 5)")
-    parser.add_argument("--repeat", type=int, default=3, help="timed calls per case, best kept")
+    parser = argparse.ArgumentParser(
+        prog="python -m torch_qpu.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--max-exp", type=int, default=5, help="largest i in 100 x 10^i (default 5)"
+    )
+    parser.add_argument("--repeat", type=int, default=5, help="timed calls per case, best kept")
     parser.add_argument("--backends", help="comma-separated subset (default: all available)")
     parser.add_argument("--num-qpus", type=int, default=None, help="QPUs per kernel (1-12)")
     parser.add_argument("--quick", action="store_true", help="small elementwise/mm sizes only")
@@ -130,8 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(args.max_exp + 1):
         m, v = torch.randn(100, 10**i), torch.randn(10**i)
         mv_cases.append(
-            (f"i={i} 100x{10**i}", lambda m=m, v=v: torch.mv(m, v),
-             lambda name, m=m, v=v: ops.mv(m, v, backend=name))
+            (
+                f"i={i} 100x{10**i}",
+                lambda m=m, v=v: torch.mv(m, v),
+                lambda name, m=m, v=v: ops.mv(m, v, backend=name),
+            )
         )
     comparison("mv: matrix 100 x 10^i times vector 10^i", mv_cases, backends, args.repeat)
 
@@ -142,8 +165,11 @@ def main(argv: list[str] | None = None) -> int:
         for op_name, torch_op in (("add", torch.add), ("mul", torch.mul)):
             op = getattr(ops, op_name)
             ew_cases.append(
-                (f"{op_name} {n}", lambda a=a, b=b, t=torch_op: t(a, b),
-                 lambda name, a=a, b=b, op=op: op(a, b, backend=name))
+                (
+                    f"{op_name} {n}",
+                    lambda a=a, b=b, t=torch_op: t(a, b),
+                    lambda name, a=a, b=b, op=op: op(a, b, backend=name),
+                )
             )
     comparison("elementwise", ew_cases, backends, args.repeat)
 
@@ -152,8 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     for n in mm_sizes:
         a, b = torch.randn(n, n), torch.randn(n, n)
         mm_cases.append(
-            (f"mm {n}x{n}x{n}", lambda a=a, b=b: torch.mm(a, b),
-             lambda name, a=a, b=b: ops.mm(a, b, backend=name))
+            (
+                f"mm {n}x{n}x{n}",
+                lambda a=a, b=b: torch.mm(a, b),
+                lambda name, a=a, b=b: ops.mm(a, b, backend=name),
+            )
         )
     comparison("mm (square)", mm_cases, backends, args.repeat)
     return 0

@@ -23,6 +23,7 @@ def default_backend() -> str:
 
 def cases(gen: torch.Generator):
     """(label, backend call, reference, error scale) tuples."""
+
     def rand(*shape: int) -> torch.Tensor:
         return torch.randn(*shape, generator=gen)
 
@@ -30,27 +31,51 @@ def cases(gen: torch.Generator):
         a, b = rand(n), rand(n)
         for name in ("add", "sub", "mul"):
             ref = getattr(torch, name)(a, b)
-            yield (f"{name} {n}", lambda be, f=getattr(ops, name), a=a, b=b: f(a, b, backend=be),
-                   ref, ref.abs() + 1.0)
+            op = getattr(ops, name)
+            yield (
+                f"{name} {n}",
+                lambda be, f=op, a=a, b=b: f(a, b, backend=be),
+                ref,
+                ref.abs() + 1.0,
+            )
     for h, w in ((1, 1), (100, 100), (100, 10_000), (33, 4099)):
         m, v = rand(h, w), rand(w)
-        yield (f"mv {h}x{w}", lambda be, m=m, v=v: ops.mv(m, v, backend=be), m @ v, m.abs() @ v.abs())
+        yield (
+            f"mv {h}x{w}",
+            lambda be, m=m, v=v: ops.mv(m, v, backend=be),
+            m @ v,
+            m.abs() @ v.abs(),
+        )
     for mm_m, k, n in ((5, 7, 3), (64, 64, 64), (31, 129, 17)):
         a, b = rand(mm_m, k), rand(k, n)
-        yield (f"mm {mm_m}x{k}x{n}", lambda be, a=a, b=b: ops.mm(a, b, backend=be), a @ b,
-               a.abs() @ b.abs())
+        yield (
+            f"mm {mm_m}x{k}x{n}",
+            lambda be, a=a, b=b: ops.mm(a, b, backend=be),
+            a @ b,
+            a.abs() @ b.abs(),
+        )
     x, w, bias = rand(8, 300), rand(40, 300), rand(40)
-    yield ("linear 8x300->40", lambda be: ops.linear(x, w, bias, backend=be),
-           torch.nn.functional.linear(x, w, bias), x.abs() @ w.abs().t() + bias.abs())
+    yield (
+        "linear 8x300->40",
+        lambda be: ops.linear(x, w, bias, backend=be),
+        torch.nn.functional.linear(x, w, bias),
+        x.abs() @ w.abs().t() + bias.abs(),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m torch_qpu.check", description=__doc__)
-    parser.add_argument("--backend", default=None, help="backend to check (default: fastest available)")
+    parser.add_argument(
+        "--backend", default=None, help="backend to check (default: fastest available)"
+    )
     parser.add_argument("--num-qpus", type=int, default=None, help="QPUs per kernel (1-12)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--rtol", type=float, default=1e-5,
-                        help="allowed error relative to sum |a_i b_i| (default 1e-5)")
+    parser.add_argument(
+        "--rtol",
+        type=float,
+        default=1e-5,
+        help="allowed error relative to sum |a_i b_i| (default 1e-5)",
+    )
     args = parser.parse_args(argv)
     backend = args.backend or default_backend()
     try:
@@ -70,8 +95,10 @@ def main(argv: list[str] | None = None) -> int:
             allowed = args.rtol * scale + 1e-6
             ok = result.shape == expected.shape and bool((error <= allowed).all())
             failures += not ok
-            print(f"{label:>20}  {error.max().item():12.3e}  {allowed.max().item():12.3e}  "
-                  f"{'ok' if ok else 'MISMATCH'}")
+            print(
+                f"{label:>20}  {error.max().item():12.3e}  {allowed.max().item():12.3e}  "
+                f"{'ok' if ok else 'MISMATCH'}"
+            )
     print("all ops match torch" if not failures else f"{failures} op(s) MISMATCH")
     return 1 if failures else 0
 

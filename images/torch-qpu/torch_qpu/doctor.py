@@ -71,7 +71,9 @@ def check_model(root: Path) -> Check:
             "backend='emulator' (QPULib emulation build) or 'cpu'",
         )
     if "Raspberry Pi" not in model:
-        return Check("raspberry pi", False, f"board is {model!r}", "run on a Raspberry Pi 1/2/3/Zero")
+        return Check(
+            "raspberry pi", False, f"board is {model!r}", "run on a Raspberry Pi 1/2/3/Zero"
+        )
     if any(name in model for name in NOT_VIDEOCORE_IV):
         return Check(
             "raspberry pi",

@@ -204,14 +204,14 @@ def linear(
     if weight.dim() != 2:
         raise ValueError(f"weight must be 2-D (out_features, in_features), got {weight.dim()}-D")
     if x.dim() < 1 or x.shape[-1] != weight.shape[1]:
-        raise ValueError(
-            f"linear: x has shape {tuple(x.shape)}, expected (..., {weight.shape[1]})"
-        )
+        raise ValueError(f"linear: x has shape {tuple(x.shape)}, expected (..., {weight.shape[1]})")
     if bias is not None and tuple(bias.shape) != (weight.shape[0],):
         raise ValueError(f"bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
     out_shape = torch.Size([*x.shape[:-1], weight.shape[0]])
     _check_out(out, out_shape)
-    rows = x.numel() // max(x.shape[-1], 1) if x.shape[-1] else int(torch.Size(x.shape[:-1]).numel())
+    rows = (
+        x.numel() // max(x.shape[-1], 1) if x.shape[-1] else int(torch.Size(x.shape[:-1]).numel())
+    )
     chosen = _backend.resolve(backend, rows * weight.shape[0] * weight.shape[1])
     if chosen == "cpu":
         return _deliver(torch.nn.functional.linear(x, weight, bias), out)

@@ -114,12 +114,16 @@ def extension_setup() -> dict:
         """Also copies libqpu.so.1 next to the extension when bundling."""
 
         def run(self) -> None:
-            super().run()
-            if not bundle:
-                return
+            # The sources do not change between a qpu and an emulation build,
+            # so setuptools' timestamp check would keep a stale _C: always
+            # rebuild, and never ship a libqpu left by an earlier build.
+            self.force = True
             target_dir = (HERE if self.inplace else Path(self.build_lib)) / "torch_qpu"
-            target_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(prefix / "lib" / f"{SONAME}.0", target_dir / SONAME)
+            (target_dir / SONAME).unlink(missing_ok=True)
+            super().run()
+            if bundle:
+                target_dir.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(prefix / "lib" / f"{SONAME}.0", target_dir / SONAME)
 
     compile_args = ["-O2", f"-D{MODES[mode]}", "-Wall", "-Wno-unused-function"]
     if torch_needs_cxx17_flag():

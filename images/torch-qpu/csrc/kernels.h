@@ -69,8 +69,8 @@ void elementwise(Int n, Ptr<Float> a, Ptr<Float> b, Ptr<Float> out) {
 // partials. Rows are kp floats apart (kp a multiple of 16, kp >= 16).
 // QPU q handles matrix rows q, q + numQPUs, ...
 // mv, mm and linear are all this kernel (mm uses the transposed right side).
-void dot_rows(Int nvec, Int nrows, Int kp, Ptr<Float> vecs, Ptr<Float> mat,
-              Ptr<Float> out) {
+inline void dot_rows(Int nvec, Int nrows, Int kp, Ptr<Float> vecs, Ptr<Float> mat,
+                     Ptr<Float> out) {
   Int nq = numQPUs();
   // me() < 12 and kp < 2^24 keep this 24-bit multiply exact.
   Int firstRow = me() * kp;

@@ -148,7 +148,9 @@ FIXES: tuple[Fix, ...] = (
             "throw when the firmware refuses the job instead of only printing."
         ),
         rewrites=(
-            Rewrite(r"(#include \"VideoCore/VideoCore.h\"\n)", r"\1#include <stdexcept>\n#include <stdint.h>\n"),
+            Rewrite(
+                r"(#include \"VideoCore/VideoCore.h\"\n)", r"\1#include <stdexcept>\n#include <stdint.h>\n"
+            ),
             Rewrite(r"\(uint32_t\) paramsPtr\[i\]", "(uint32_t) (uintptr_t) paramsPtr[i]"),
             Rewrite(r"\(uint32_t\) qpuCodePtr;", "(uint32_t) (uintptr_t) qpuCodePtr;"),
             Rewrite(r"\(uint32_t\) launchMsgsPtr", "(uint32_t) (uintptr_t) launchMsgsPtr"),

@@ -74,7 +74,15 @@ def resolve_qpulib() -> tuple[Path, str, bool] | None:
             fail(f"QPULIB_PREFIX={prefix}: lib/libqpu.so not found (run images/qpulib/build.sh)")
         if not (prefix / "include" / "qpulib" / "QPULib.h").is_file():
             fail(f"QPULIB_PREFIX={prefix}: include/qpulib/QPULib.h not found")
-        mode = env_mode or read_build_info(prefix).get("mode")
+        built_mode = read_build_info(prefix).get("mode")
+        if env_mode and built_mode and env_mode != built_mode:
+            # QPULib's headers change shape with the mode: a mismatch between
+            # library and extension would crash at run time.
+            fail(
+                f"QPULIB_MODE={env_mode} but {prefix} holds a {built_mode}-mode QPULib "
+                "(share/qpulib/build-info); rebuild it or drop QPULIB_MODE"
+            )
+        mode = env_mode or built_mode
         if mode not in MODES:
             fail(
                 f"QPULIB_PREFIX={prefix}: mode unknown (no share/qpulib/build-info); "
@@ -119,7 +127,9 @@ def extension_setup() -> dict:
             # rebuild, and never ship a libqpu left by an earlier build.
             self.force = True
             target_dir = (HERE if self.inplace else Path(self.build_lib)) / "torch_qpu"
-            (target_dir / SONAME).unlink(missing_ok=True)
+            stale = target_dir / SONAME
+            if stale.exists():
+                stale.unlink()
             super().run()
             if bundle:
                 target_dir.mkdir(parents=True, exist_ok=True)

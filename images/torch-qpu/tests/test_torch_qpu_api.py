@@ -149,3 +149,20 @@ def test_convert_single_linear_and_state_dict() -> None:
 
 def test_stats_is_a_dict() -> None:
     assert isinstance(torch_qpu.stats(), dict)
+
+
+def test_auto_picks_qpu_only_above_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    from torch_qpu import _backend
+
+    monkeypatch.setattr(_backend, "available_backends", lambda: ["qpu", "cpu"])
+    torch_qpu.set_auto_threshold(1000)
+    assert _backend.resolve("auto", 999) == "cpu"
+    assert _backend.resolve("auto", 1000) == "qpu"
+    monkeypatch.setattr(_backend, "available_backends", lambda: ["emulator", "cpu"])
+    assert _backend.resolve("auto", 10**9) == "cpu", "auto never picks the emulator"
+
+
+def test_requires_grad_is_fine_on_cpu_backend() -> None:
+    a = torch.randn(3, requires_grad=True)
+    torch_qpu.mul(a, a, backend="cpu").sum().backward()
+    torch.testing.assert_close(a.grad, 2 * a.detach())

@@ -141,3 +141,23 @@ def test_extension_checks_reach_python(backend: str) -> None:
         ext.dot_rows(torch.ones(2, 2), torch.ones(2, 2), 13)
     with pytest.raises(RuntimeError, match="contiguous"):
         ext.elementwise(0, torch.ones(4), torch.ones(4), torch.ones(8)[::2], 1)
+
+
+def test_concurrent_calls_from_threads(backend: str) -> None:
+    """The GIL is released during launches; QPULib's global state is serialised."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    torch.manual_seed(3)
+    jobs = [
+        (torch.randn(20, 77), torch.randn(77), torch.randn(300), torch.randn(300)) for _ in range(8)
+    ]
+
+    def run(job):
+        m, v, a, b = job
+        return torch_qpu.mv(m, v, backend=backend), torch_qpu.mul(a, b, backend=backend)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(run, jobs))
+    for (m, v, a, b), (mv_result, mul_result) in zip(jobs, results):
+        assert_dot_close(mv_result, m @ v, m.abs() @ v.abs())
+        torch.testing.assert_close(mul_result, a * b)

@@ -52,9 +52,9 @@ def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
         max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)
     ]
     print(f"\n{title}")
-    print("  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
+    print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
     for row in rows:
-        print("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
+        print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
 
 
 def comparison(

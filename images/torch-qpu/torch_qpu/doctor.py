@@ -150,12 +150,11 @@ def check_overlay(root: Path) -> Check:
 
 
 def check_gpu_mem(root: Path) -> Check:
-    values = [
-        (f"{name}:{number}", key, int(value))
-        for name, number, text in _config_lines(root)
-        if (match := GPU_MEM.match(text))
-        for key, value in [match.groups()]
-    ]
+    values = []
+    for name, number, text in _config_lines(root):
+        match = GPU_MEM.match(text)
+        if match:
+            values.append((f"{name}:{number}", match.group(1), int(match.group(2))))
     if not values:
         return Check(
             "gpu_mem",

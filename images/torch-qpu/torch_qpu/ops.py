@@ -209,9 +209,9 @@ def linear(
         raise ValueError(f"bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
     out_shape = torch.Size([*x.shape[:-1], weight.shape[0]])
     _check_out(out, out_shape)
-    rows = (
-        x.numel() // max(x.shape[-1], 1) if x.shape[-1] else int(torch.Size(x.shape[:-1]).numel())
-    )
+    rows = 1
+    for size in x.shape[:-1]:
+        rows *= size
     chosen = _backend.resolve(backend, rows * weight.shape[0] * weight.shape[1])
     if chosen == "cpu":
         return _deliver(torch.nn.functional.linear(x, weight, bias), out)

@@ -188,28 +188,28 @@ def _run_logged(command: list[str], log_path: Path, progress: Callable[[str], No
     with log_path.open("w", encoding="utf-8") as log:
         log.write("$ " + " ".join(command) + "\n")
         log.flush()
-        process = subprocess.Popen(
+        with subprocess.Popen(
             command,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             errors="replace",
-        )
-        try:
-            assert process.stdout is not None
-            for line in process.stdout:
-                log.write(line)
-                tail.append(line.rstrip())
-                if progress and line.startswith(("I: ", "W: ", "E: ")):
-                    progress(line[3:].strip())
-            code = process.wait()
-        except BaseException:
-            process.terminate()
+        ) as process:
             try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-            raise
+                assert process.stdout is not None
+                for line in process.stdout:
+                    log.write(line)
+                    tail.append(line.rstrip())
+                    if progress and line.startswith(("I: ", "W: ", "E: ")):
+                        progress(line[3:].strip())
+                code = process.wait()
+            except BaseException:
+                process.terminate()
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                raise
     if code != 0:
         text = "\n".join(tail)
         hint = next((h for needle, h in DEBOOTSTRAP_HINTS if needle in text), None)

@@ -52,7 +52,8 @@ class StageTiming:
 
     @property
     def cached(self) -> bool:
-        return self.steps > 0 and self.steps == self.cached_steps
+        """Every step came from the cache (a stage with nothing to do counts as cached)."""
+        return self.steps == self.cached_steps
 
 
 @dataclass(frozen=True)

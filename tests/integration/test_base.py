@@ -1,0 +1,91 @@
+"""Base images: bootstrapped with true platform metadata, content-addressed, failing cleanly."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rpibuild.base import BaseImage, base_reference, ensure_base
+from rpibuild.config import LoadedProfile, load_profile
+from rpibuild.engine import Engine
+from rpibuild.errors import BuildError
+
+
+def test_bootstrapped_base_has_true_platform_metadata(engine: Engine, armhf_base: BaseImage) -> None:
+    info = engine.image(armhf_base.image)
+    assert info is not None
+    assert (info.os, info.architecture, info.variant) == ("linux", "arm", "v7")
+    assert armhf_base.platform == "linux/arm/v7"
+    inspect = json.loads(
+        subprocess.run(
+            ["docker", "image", "inspect", armhf_base.image], capture_output=True, check=True
+        ).stdout
+    )[0]
+    assert (inspect["Os"], inspect["Architecture"], inspect["Variant"]) == ("linux", "arm", "v7")
+    code, output = engine.run(armhf_base.image, ["sh", "-c", "ls /var/cache/apt/archives/*.deb"])
+    assert code != 0, f"package cache was baked in: {output}"
+
+
+def test_second_run_is_a_cache_hit(
+    engine: Engine, armhf_profile: LoadedProfile, armhf_base: BaseImage
+) -> None:
+    again = ensure_base(armhf_profile.profile, engine)
+    assert again.cached is True
+    assert again.id == armhf_base.id
+    result = subprocess.run(
+        [sys.executable, "-m", "rpibuild", "base", "-p", str(armhf_profile.path), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    data = json.loads(result.stdout)
+    assert data == {
+        "image": armhf_base.image,
+        "id": armhf_base.id,
+        "platform": "linux/arm/v7",
+        "cached": True,
+    }
+
+
+def test_changed_package_list_is_a_different_base(armhf_profile: LoadedProfile) -> None:
+    changed = load_profile(armhf_profile.path, ["base.bootstrap.packages=[python3]"], env={})
+    assert base_reference(changed.profile) != base_reference(armhf_profile.profile)
+
+
+def test_bad_suite_fails_cleanly(engine: Engine, armhf_profile: LoadedProfile, tmp_path: Path) -> None:
+    bad = load_profile(armhf_profile.path, ["base.bootstrap.suite=nosuchsuite"], env={}).profile
+    cache = Path(__import__("os").environ["RPIBUILD_CACHE"])
+    with pytest.raises(BuildError) as info:
+        ensure_base(bad, engine)
+    assert info.value.stage == "base"
+    assert info.value.log_tail, "the log tail is shown"
+    assert info.value.log_file and Path(info.value.log_file).is_file()
+    assert info.value.hint and "suite" in info.value.hint
+    assert engine.image(base_reference(bad)) is None, "no half-made image"
+    assert not list((cache / "tmp").iterdir()), "temporary folders removed"
+
+
+def test_bad_suite_from_the_cli_shows_the_log_tail(armhf_profile: LoadedProfile) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rpibuild",
+            "base",
+            "-p",
+            str(armhf_profile.path),
+            "--set",
+            "base.bootstrap.suite=nosuchsuite",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 5
+    assert "debootstrap failed" in result.stderr
+    assert "hint:" in result.stderr
+    assert "Traceback" not in result.stderr

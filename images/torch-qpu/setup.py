@@ -105,18 +105,21 @@ def torch_needs_cxx17_flag() -> bool:
 
 def extension_setup() -> dict:
     """setup() keywords for the QPULib-backed build, or {} for pure Python."""
-    qpulib = resolve_qpulib()
-    if qpulib is None:
+    env_names = ("QPULIB_PREFIX", "RPIBUILD_QPULIB_SRC")
+    requested = any(os.environ.get(name, "").strip() for name in env_names)
+    if not requested:
         print("torch_qpu: no QPULIB_PREFIX / RPIBUILD_QPULIB_SRC: building the cpu-only package")
         return {}
-    prefix, mode, bundle = qpulib
-    try:
+    try:  # checked first: building QPULib is wasted work without torch
         from torch.utils.cpp_extension import BuildExtension, CppExtension
     except ImportError:
         fail(
             "torch is not importable in the build environment; build with "
             "`pip install --no-build-isolation` against the installed torch"
         )
+    qpulib = resolve_qpulib()
+    assert qpulib is not None
+    prefix, mode, bundle = qpulib
 
     class BuildWithQPULib(BuildExtension):
         """Also copies libqpu.so.1 next to the extension when bundling."""

@@ -83,6 +83,14 @@ find . -name '*.h' | while read -r header; do
     cp "$header" "$prefix/include/qpulib/$header"
 done
 
+# System prefixes: refresh the loader cache so plain `-lqpu` users run
+# without an rpath (torch_qpu sets one anyway).
+case "$prefix" in
+    /usr | /usr/local)
+        if [ "$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then ldconfig; fi
+        ;;
+esac
+
 commit=${QPULIB_COMMIT:-unknown}
 cat >"$prefix/share/qpulib/build-info" <<EOF
 mode=$mode

@@ -137,7 +137,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--max-exp must be in 0..7")
     if args.num_qpus is not None:
         _backend.set_num_qpus(args.num_qpus)
-    backends = kernel_backends(args.backends.split(",") if args.backends else None)
+    requested = args.backends.split(",") if args.backends else None
+    backends = kernel_backends(requested)
+    if requested and set(requested) - set(backends):
+        unusable = ", ".join(sorted(set(requested) - set(backends)))
+        parser.error(
+            f"backend(s) not usable here: {unusable} "
+            f"(available: {', '.join(_backend.available_backends())})"
+        )
     torch.manual_seed(0)
     print(
         f"torch_qpu bench: torch {torch.__version__}, {torch.get_num_threads()} torch threads, "

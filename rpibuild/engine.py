@@ -200,6 +200,66 @@ class Engine:
             with contextlib.suppress(docker.errors.APIError):
                 self.api.remove_container(cid, force=True)
 
+    @contextlib.contextmanager
+    def created_container(self, image: str, *, platform: str | None = None) -> Iterator[str]:
+        """A created, never started container of ``image`` (for reading its filesystem).
+
+        Never started, so nothing runs under QEMU and nothing in the image changes; it is
+        removed on the way out whatever happens, Ctrl-C included.
+        """
+        import docker.errors
+
+        try:
+            # A command is required to create a container from an image without CMD; it never runs.
+            created = self.api.create_container(
+                image,
+                command=["/bin/true"],
+                labels={"io.rpibuild.temporary": "1"},
+                platform=platform,
+                use_config_proxy=False,
+            )
+        except docker.errors.ImageNotFound:
+            raise EngineError(f"image {image} does not exist") from None
+        except docker.errors.APIError as exc:
+            raise EngineError(f"cannot create a container of {image}: {_reason(exc)}") from None
+        try:
+            yield created["Id"]
+        finally:
+            self.remove_containers([created["Id"]])
+
+    def export_container(self, container: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """``docker export``: the container's whole filesystem as a tar stream (PAX xattrs kept)."""
+        import docker.errors
+
+        try:
+            yield from self.api.export(container, chunk_size=chunk_size)
+        except docker.errors.APIError as exc:
+            raise EngineError(f"cannot export container {container[:12]}: {_reason(exc)}") from None
+
+    def get_archive(self, container: str, path: str, chunk_size: int = 1 << 20) -> Iterator[bytes] | None:
+        """A tar stream of ``path`` in the container (its last component is the tar's top entry).
+
+        None when the path does not exist, so callers can treat optional files as optional.
+        """
+        import docker.errors
+
+        try:
+            stream, _stat = self.api.get_archive(container, path, chunk_size=chunk_size)
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.APIError as exc:
+            raise EngineError(f"cannot copy {path} out of {container[:12]}: {_reason(exc)}") from None
+        return _checked_stream(stream, f"cannot copy {path} out of {container[:12]}")
+
+    def repo_digests(self, ref: str) -> list[str]:
+        """Registry digests of an image (empty until it was pushed or pulled)."""
+        import docker.errors
+
+        try:
+            return list(self.api.inspect_image(ref).get("RepoDigests") or [])
+        except docker.errors.APIError:
+            return []
+
     # -------------------------------------------------------------- builds
 
     def build(
@@ -297,6 +357,15 @@ def _chunks(stream: Iterator[Any]) -> Iterator[dict[str, Any]]:
     for chunk in stream:
         if isinstance(chunk, dict):
             yield chunk
+
+
+def _checked_stream(stream: Iterator[bytes], what: str) -> Iterator[bytes]:
+    import docker.errors
+
+    try:
+        yield from stream
+    except docker.errors.APIError as exc:
+        raise EngineError(f"{what}: {_reason(exc)}") from None
 
 
 def _reason(exc: Exception) -> str:

@@ -40,3 +40,18 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     """Keep logs and fetched sources of tests out of the user's cache (unless CI shares one)."""
     if "RPIBUILD_CACHE" not in os.environ:
         monkeypatch.setenv("RPIBUILD_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+QPULIB_SRC = os.environ.get("RPIBUILD_QPULIB_SRC")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say loudly what did not run for lack of QPULib's source (GitHub is unreachable in CI)."""
+    if not QPULIB_SRC:
+        terminalreporter.write_sep(
+            "!",
+            "RPIBUILD_QPULIB_SRC is not set: QPULib emulator tests skipped and the e2e image "
+            "was built with qpulib.enabled=false (cpu backend only)",
+            yellow=True,
+            bold=True,
+        )

@@ -1,0 +1,186 @@
+"""The main job for real: the default profile built under QEMU, verified as a Cortex-A53.
+
+Without RPIBUILD_QPULIB_SRC (as in CI, where QPULib's upstream is unreachable) the image is
+built with qpulib.enabled=false, and the terminal summary says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rpibuild.engine import Engine
+
+QPULIB_SRC = os.environ.get("RPIBUILD_QPULIB_SRC")
+SENTINEL = "no-proxy-sentinel.invalid"
+BASE_ARGS = ["-p", "pi3b-arm64", "--set", f"network.no_proxy={SENTINEL}"]
+if not QPULIB_SRC:
+    BASE_ARGS += ["--set", "qpulib.enabled=false"]
+EXTENSION = Path(__file__).resolve().parents[2] / "images" / "torch-qpu"
+
+
+def rpibuild(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "rpibuild", *args], capture_output=True, text=True, check=False
+    )
+    if check and result.returncode != 0:
+        pytest.fail(f"rpibuild {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-4000:]}")
+    return result
+
+
+def build(*extra: str) -> dict:
+    return json.loads(rpibuild("build", *BASE_ARGS, *extra, "--json").stdout)
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine.connect()
+
+
+@pytest.fixture(scope="module")
+def extension_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private copy of the extension, so the test can edit it (and the cache is stable)."""
+    target = tmp_path_factory.mktemp("ext") / "torch-qpu"
+    shutil.copytree(EXTENSION, target, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    return target
+
+
+@pytest.fixture(scope="module")
+def first(extension_copy: Path) -> dict:
+    return build("--set", f"extension.path={extension_copy}")
+
+
+def test_image_is_built_tagged_and_labelled(engine: Engine, first: dict) -> None:
+    assert [s["name"] for s in first["stages"]] == [
+        "system",
+        "torch",
+        "qpulib",
+        "extension",
+        "verify",
+        "runtime",
+    ]
+    assert first["platform"] == "linux/arm64"
+    for tag in first["tags"]:
+        info = engine.image(tag)
+        assert info is not None and info.id == first["id"]
+    info = engine.image(first["id"])
+    assert (info.os, info.architecture) == ("linux", "arm64")
+    assert info.labels["io.rpibuild.profile"] == "pi3b-arm64"
+    assert info.labels["io.rpibuild.torch.version"] == "2.5.1"
+    assert info.labels["org.opencontainers.image.title"] == "rpibuild/pi3b-arm64"
+
+
+def test_verify_ran_as_the_pi_core(engine: Engine, first: dict) -> None:
+    code, output = engine.run(first["id"], ["cat", "/opt/rpibuild/verify.json"])
+    assert code == 0, output
+    report = json.loads(output)
+    assert report["machine"] == "aarch64"
+    assert report["qemu_cpu"] == "cortex-a53"
+    assert report["torch"].startswith("2.5.1")
+    assert "cpu" in report["backends"]
+    if QPULIB_SRC:
+        code, output = engine.run(first["id"], ["sh", "-c", "ls /usr/local/lib/libqpu.so*"])
+        assert code == 0 and "libqpu.so" in output, output
+
+
+def test_runtime_image_has_no_build_tools_or_network_settings(engine: Engine, first: dict) -> None:
+    script = "command -v g++ cc make || true; ls /etc/pip.conf /etc/rpibuild 2>/dev/null || true; env"
+    code, output = engine.run(first["id"], ["sh", "-c", script])
+    assert code == 0
+    assert "g++" not in output and "/etc/pip.conf" not in output and "/etc/rpibuild" not in output
+    assert SENTINEL not in output and "QEMU_CPU" not in output
+    history = subprocess.run(
+        ["docker", "history", "--no-trunc", first["id"]], capture_output=True, text=True, check=True
+    ).stdout
+    inspect = subprocess.run(
+        ["docker", "image", "inspect", first["id"]], capture_output=True, text=True
+    ).stdout
+    assert SENTINEL not in history and SENTINEL not in inspect
+    code, output = engine.run(
+        first["id"], ["python", "-c", "import torch, torch_qpu; print(torch_qpu.available_backends())"]
+    )
+    assert code == 0, output
+
+
+def test_rebuild_with_nothing_changed_is_all_cache(first: dict, extension_copy: Path) -> None:
+    again = build("--set", f"extension.path={extension_copy}")
+    assert again["id"] == first["id"]
+    assert all(stage["cached"] for stage in again["stages"]), again["stages"]
+
+
+def test_extension_change_reruns_only_extension_and_later(
+    engine: Engine, first: dict, extension_copy: Path
+) -> None:
+    init = extension_copy / "torch_qpu" / "__init__.py"
+    init.write_text(init.read_text() + "\n# edited by the e2e test\n")
+    changed = build("--set", f"extension.path={extension_copy}")
+    cached = {s["name"]: s["cached"] for s in changed["stages"]}
+    assert cached["system"] and cached["torch"] and cached["qpulib"]
+    assert not cached["extension"]
+    assert changed["id"] != first["id"]
+    assert engine.image(changed["tags"][0]).id == changed["id"]
+    first.update(changed)  # later tests compare with the current tags
+
+
+def test_failed_stage_moves_no_tag_and_leaves_no_container(
+    engine: Engine, first: dict, extension_copy: Path
+) -> None:
+    before = {c.id for c in engine.client.containers.list(all=True)}
+    result = rpibuild(
+        "build",
+        *BASE_ARGS,
+        "--set",
+        f"extension.path={extension_copy}",
+        "--set",
+        "torch.sha256=" + "0" * 64,
+        check=False,
+    )
+    assert result.returncode == 5
+    assert "stage 'torch' failed" in result.stderr
+    assert "last " in result.stderr and "FAILED" in result.stderr  # the log tail
+    assert "full log:" in result.stderr
+    for tag in first["tags"]:
+        assert engine.image(tag).id == first["id"], "a tag moved after a failure"
+    after = {c.id for c in engine.client.containers.list(all=True)}
+    assert after <= before, "containers were left behind"
+
+
+def test_ctrl_c_cleans_up(engine: Engine, first: dict, extension_copy: Path) -> None:
+    before = {c.id for c in engine.client.containers.list(all=True)}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rpibuild",
+            "build",
+            *BASE_ARGS,
+            "--set",
+            f"extension.path={extension_copy}",
+            "--no-cache",
+            "--target",
+            "system",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    for line in process.stderr:
+        if "RUN apt-get update" in line:
+            break
+    time.sleep(5)
+    process.send_signal(signal.SIGINT)
+    _, rest = process.communicate(timeout=120)
+    assert process.returncode == 130, rest
+    time.sleep(2)
+    after = {c.id for c in engine.client.containers.list(all=True)}
+    assert after <= before, "containers were left behind after Ctrl-C"
+    for tag in first["tags"]:
+        assert engine.image(tag).id == first["id"]

@@ -156,6 +156,69 @@ class Engine:
             ) from None
         return image.id
 
+    def untag(self, reference: str) -> None:
+        """Remove one tag; never deletes parent layers (noprune) or a running container's image."""
+        import docker.errors
+
+        try:
+            self.api.remove_image(reference, force=False, noprune=True)
+        except docker.errors.ImageNotFound:
+            pass
+        except docker.errors.APIError as exc:
+            raise EngineError(f"cannot untag {reference}: {_reason(exc)}") from None
+
+    # -------------------------------------------------------------- registries
+
+    def login(self, registry: str, username: str, password: str) -> None:
+        """Let the engine authenticate against ``registry`` (it does the /v2/ auth dance).
+
+        ``reauth`` so a stale cached login cannot pass for a good one. The password goes
+        only into the request body; errors carry the engine's message, which never holds it.
+        """
+        import docker.errors
+
+        from rpibuild.errors import RegistryError
+
+        try:
+            self.client.login(username=username, password=password, registry=registry, reauth=True)
+        except docker.errors.APIError as exc:
+            raise RegistryError(_reason(exc).replace(password, "***")) from None
+
+    def push(
+        self,
+        repository: str,
+        tag: str,
+        *,
+        auth_config: dict[str, str] | None = None,
+        on_progress: Callable[[str], None] | None = None,
+    ) -> tuple[str | None, int | None]:
+        """Push ``repository:tag``; returns the (manifest digest, size) the engine reported.
+
+        The engine answers 200 and reports failure inside the stream, so every chunk is
+        checked for ``error``/``errorDetail`` and raised as a RegistryError with its text.
+        """
+        import docker.errors
+
+        from rpibuild.errors import RegistryError
+
+        digest: str | None = None
+        size: int | None = None
+        try:
+            stream = self.api.push(repository, tag=tag, stream=True, decode=True, auth_config=auth_config)
+            for chunk in _chunks(stream):
+                if "error" in chunk or "errorDetail" in chunk:
+                    detail = chunk.get("errorDetail") or {}
+                    raise RegistryError(str(detail.get("message") or chunk.get("error") or "push failed"))
+                aux = chunk.get("aux")
+                if isinstance(aux, dict) and aux.get("Digest"):
+                    digest, size = str(aux["Digest"]), int(aux.get("Size") or 0) or None
+                if on_progress and chunk.get("status"):
+                    layer = f"{chunk['id']}: " if chunk.get("id") else ""
+                    on_progress(f"{layer}{chunk['status']} {chunk.get('progress') or ''}".rstrip())
+        except docker.errors.APIError as exc:
+            raise RegistryError(_reason(exc)) from None
+        return digest, size
+
     # -------------------------------------------------------------- containers
 
     def run(

@@ -1,0 +1,850 @@
+"""Registries: login, push with retries and digest checks, multi-platform manifest lists.
+
+The engine does the pushing (docker-py), but a push can answer 200 and still fail inside its
+stream, and it never tells us what the registry finally stored. So after each push we read the
+manifest back over the registry's own HTTP API (``/v2/``) and check its digest, its config
+digest (= the local image id) and its platform against the local image. The engine (Docker
+20.10) cannot create manifest lists, so ``push_manifest_list`` PUTs one itself.
+
+Credentials live where docker keeps them (``$DOCKER_CONFIG/config.json`` or its credential
+helper), never in rpibuild's files or logs; no message built here contains a password.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from rpibuild.config.model import Profile
+from rpibuild.errors import ConfigError, EngineError, RegistryError
+
+if TYPE_CHECKING:
+    import requests
+
+    from rpibuild.engine import Engine
+
+# Media types of what Docker 20.10 pushes and of the lists we PUT (OCI forms accepted on read).
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+SINGLE_ACCEPT = (DOCKER_MANIFEST, OCI_MANIFEST)
+LIST_ACCEPT = (DOCKER_MANIFEST_LIST, OCI_INDEX)
+HOST_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
+DEFAULT_RETRIES = 3
+HTTP_TIMEOUT = 30
+_NAME_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
+
+
+# ---------------------------------------------------------------- errors
+
+
+class RegistryUnreachable(RegistryError):
+    """No connection (refused, timed out, name not resolved, reset mid-transfer): worth a retry."""
+
+
+class RegistryTLSError(RegistryError):
+    """The TLS handshake failed: unknown CA, wrong host name, or HTTP/HTTPS mismatch."""
+
+
+class RegistryAuthError(RegistryError):
+    """The registry refused the credentials (HTTP 401), or none are stored."""
+
+
+class RegistryNotFound(RegistryError):
+    """The repository or namespace does not exist, or the account may not push to it."""
+
+
+class RegistryStorageFull(RegistryError):
+    """The registry's storage is full or over its quota."""
+
+
+class RegistryServerError(RegistryError):
+    """The registry answered 5xx or broke off: often transient, so it is retried."""
+
+
+class DigestMismatch(RegistryError):
+    """What the registry stored differs from the local image."""
+
+
+TRANSIENT = (RegistryUnreachable, RegistryServerError)
+
+_TLS_NEEDLES = (
+    "x509",
+    "certificate",
+    "ssl",
+    "tls:",
+    "tls handshake",
+    "wrong version number",
+    "server gave http response to https client",
+    "http request to an https server",
+)
+_STORAGE_NEEDLES = ("no space left", "insufficient storage", "disk quota", "quota exceeded", "507 ")
+_AUTH_NEEDLES = (
+    "unauthorized",
+    "authentication required",
+    "incorrect username or password",
+    "401 unauthorized",
+    "status: 401",
+    "no basic auth credentials",
+)
+_NOT_FOUND_NEEDLES = (
+    "name_unknown",
+    "name unknown",
+    "repository name not known",
+    "repository does not exist",
+    "namespace",
+    "denied",
+    "forbidden",
+    "status: 403",
+)
+_UNREACHABLE_NEEDLES = (
+    "connection refused",
+    "no such host",
+    "name or service not known",
+    "temporary failure in name resolution",
+    "i/o timeout",
+    "timed out",
+    "timeout",
+    "connection reset",
+    "broken pipe",
+    "eof",
+    "network is unreachable",
+    "no route to host",
+    "max retries exceeded",
+)
+_SERVER_NEEDLES = (
+    "500 internal server error",
+    "502 bad gateway",
+    "503 service unavailable",
+    "504 gateway",
+    "received unexpected http status: 5",
+    "status: 5",
+)
+
+
+def classify(message: str, host: str = "the registry", status: int | None = None) -> RegistryError:
+    """Turn an engine or HTTP failure into the RegistryError subclass a user can act on.
+
+    Pure (string and status code in, error out) so every branch is unit-tested; the order
+    matters: a TLS failure also says "connection", a full disk also says "500".
+    """
+    text = message.lower()
+    short = message.strip().splitlines()[0] if message.strip() else "no detail"
+    if status == 507 or any(n in text for n in _STORAGE_NEEDLES):
+        return RegistryStorageFull(
+            f"{host} has no space left: {short}",
+            hint="free space or raise the quota on the registry side, then push again",
+        )
+    if any(n in text for n in _TLS_NEEDLES):
+        if "wrong version number" in text or "http response to https client" in text:
+            hint = (
+                f"{host} speaks plain HTTP: if that is intended, set registry.insecure: true "
+                "(or pass --insecure); otherwise check the port"
+            )
+        elif "http request to an https server" in text:
+            hint = f"{host} speaks HTTPS: drop registry.insecure / --insecure"
+        else:
+            hint = (
+                f"if {host} uses a private CA, set registry.ca_cert to its PEM file (for the engine "
+                f"too: copy it to /etc/docker/certs.d/{host}/ca.crt); a registry without TLS needs "
+                "registry.insecure: true (or --insecure) and the engine's insecure-registries"
+            )
+        return RegistryTLSError(f"TLS with {host} failed: {short}", hint=hint)
+    if status == 401 or any(n in text for n in _AUTH_NEEDLES):
+        return RegistryAuthError(
+            f"{host} refused the credentials: {short}",
+            hint=f"check the user name and password, then `rpibuild login {host} -u USER --password-stdin`",
+        )
+    if status in (403, 404) or any(n in text for n in _NOT_FOUND_NEEDLES):
+        return RegistryNotFound(
+            f"{host}: the repository or namespace is missing or not yours: {short}",
+            hint="create the namespace/repository in the registry (or its console), or fix "
+            "registry.namespace / image.repository",
+        )
+    if any(n in text for n in _UNREACHABLE_NEEDLES):
+        return RegistryUnreachable(
+            f"cannot reach {host}: {short}",
+            hint="check registry.url (host:port), that the registry is running, and proxies",
+        )
+    if (status is not None and status >= 500) or any(n in text for n in _SERVER_NEEDLES):
+        return RegistryServerError(
+            f"{host} failed: {short}",
+            hint="the registry answered with a server error; if it persists, read its logs "
+            "(a full disk often shows as HTTP 500)",
+        )
+    return RegistryError(f"{host}: {short}")
+
+
+def backoff_delays(retries: int, base: float = 2.0, factor: float = 2.0, cap: float = 30.0) -> list[float]:
+    """Seconds to wait before each retry: exponential, capped (no jitter: one client)."""
+    return [min(cap, base * factor**attempt) for attempt in range(max(0, retries))]
+
+
+def with_retries(
+    action: Callable[[], Any],
+    *,
+    retries: int,
+    base: float = 2.0,
+    on_retry: Callable[[int, float, RegistryError], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Any:
+    """Run ``action``; on a transient RegistryError wait and try again, up to ``retries`` times."""
+    delays = backoff_delays(retries, base)
+    for attempt in range(len(delays) + 1):
+        try:
+            return action()
+        except TRANSIENT as exc:
+            if attempt == len(delays):
+                if retries:
+                    exc.message += f" (after {retries} retries)"
+                raise
+            if on_retry:
+                on_retry(attempt + 1, delays[attempt], exc)
+            sleep(delays[attempt])
+    raise AssertionError("unreachable")
+
+
+# ---------------------------------------------------------------- references
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to push: host[:port], scheme, namespace, and how to trust it."""
+
+    host: str
+    namespace: str | None = None
+    insecure: bool = False
+    ca_cert: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"{'http' if self.insecure else 'https'}://{self.host}"
+
+    def verify(self) -> str | bool:
+        """What requests should trust: the profile's CA, else the host's bundle (not certifi's)."""
+        if self.ca_cert:
+            return self.ca_cert
+        return next((p for p in HOST_CA_BUNDLES if Path(p).is_file()), True)
+
+
+def parse_host(url: str) -> tuple[str | None, str]:
+    """``https://reg.example:5000/`` -> ("https", "reg.example:5000"); a bare host keeps scheme None."""
+    text = url.strip()
+    if "://" in text:
+        parts = urlsplit(text)
+        if parts.path.strip("/"):
+            raise ConfigError(f"{url!r}: give only host[:port], no path", field="registry.url")
+        return parts.scheme.lower(), parts.netloc
+    host = text.rstrip("/")
+    if not host or "/" in host:
+        raise ConfigError(f"{url!r} is not a registry host[:port]", field="registry.url")
+    return None, host
+
+
+def target_for(
+    profile: Profile | None,
+    *,
+    url: str | None = None,
+    namespace: str | None = None,
+    insecure: bool | None = None,
+    ca_cert: str | None = None,
+) -> Target:
+    """The registry of a profile, with command-line flags taking precedence."""
+    section = profile.registry if profile else None
+    raw = url or (section.url if section else None)
+    if not raw:
+        raise ConfigError(
+            "no registry given",
+            field="registry.url",
+            hint="set registry.url in the profile or pass --registry",
+        )
+    scheme, host = parse_host(raw)
+    plain = insecure if insecure is not None else bool(section and section.insecure)
+    if scheme == "http" and not plain:
+        raise ConfigError(
+            f"{raw} is plain HTTP but the registry is not marked insecure",
+            field="registry.url",
+            hint="set registry.insecure: true (or pass --insecure) to allow a registry without TLS",
+        )
+    return Target(
+        host=host,
+        namespace=namespace if namespace is not None else (section.namespace if section else None),
+        insecure=plain,
+        ca_cert=ca_cert or (section.ca_cert if section else None),
+    )
+
+
+def remote_repository(target: Target, repository: str) -> str:
+    """``rpibuild/pi3b`` in namespace ``team`` -> ``HOST/team/pi3b``.
+
+    A namespace replaces the repository's own first part (docker's convention: the part
+    before the last slash is the namespace), so cloud registries that allow exactly
+    ``namespace/repository`` get that shape; without one the repository is used whole.
+    """
+    name = repository.strip("/")
+    if target.namespace:
+        namespace = target.namespace.strip("/")
+        for part in namespace.split("/"):
+            if not _NAME_COMPONENT.fullmatch(part):
+                raise ConfigError(f"{namespace!r} is not a valid namespace", field="registry.namespace")
+        name = f"{namespace}/{name.rsplit('/', 1)[-1]}"
+    return f"{target.host}/{name}"
+
+
+def split_reference(reference: str) -> tuple[str, str]:
+    """``host:5000/ns/repo:tag`` -> (``host:5000/ns/repo``, ``tag``); the tag is required."""
+    repository, sep, tag = reference.rpartition(":")
+    if not sep or "/" in tag or not repository:
+        raise ConfigError(f"{reference!r} has no tag", hint="write NAME:TAG")
+    if not _TAG.fullmatch(tag):
+        raise ConfigError(f"{tag!r} is not a valid tag")
+    return repository, tag
+
+
+def push_plan(profile: Profile, target: Target) -> list[tuple[str, str]]:
+    """(local reference, remote reference) for every tag of the profile's image."""
+    from rpibuild.render import image_tags
+
+    plan = []
+    for local in image_tags(profile):
+        repository, tag = split_reference(local)
+        plan.append((local, f"{remote_repository(target, repository)}:{tag}"))
+    return plan
+
+
+def path_name(repository: str, host: str) -> str:
+    """The repository as the /v2/ API names it (without the host)."""
+    return repository.removeprefix(host + "/")
+
+
+# ---------------------------------------------------------------- manifest lists
+
+
+@dataclass(frozen=True)
+class PushedImage:
+    """One pushed reference as the registry stored it."""
+
+    reference: str
+    digest: str
+    size: int
+    platform: dict[str, str]
+    media_type: str = DOCKER_MANIFEST
+
+    @property
+    def platform_name(self) -> str:
+        p = self.platform
+        return "/".join(x for x in (p.get("os"), p.get("architecture"), p.get("variant")) if x)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"reference": self.reference, "digest": self.digest, "platform": self.platform_name}
+
+
+def manifest_list(images: Iterable[PushedImage]) -> dict[str, Any]:
+    """A Docker manifest list (schema 2) naming each platform's manifest by digest and size."""
+    entries = []
+    seen: set[str] = set()
+    for image in images:
+        if image.platform_name in seen:
+            raise RegistryError(f"two images for platform {image.platform_name} in one manifest list")
+        seen.add(image.platform_name)
+        entries.append(
+            {
+                "mediaType": image.media_type,
+                "size": image.size,
+                "digest": image.digest,
+                "platform": {k: v for k, v in image.platform.items() if v},
+            }
+        )
+    if not entries:
+        raise RegistryError("a manifest list needs at least one image")
+    return {"schemaVersion": 2, "mediaType": DOCKER_MANIFEST_LIST, "manifests": entries}
+
+
+def canonical_json(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, indent=3).encode()
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+# ---------------------------------------------------------------- credentials
+
+
+def docker_config_dir() -> Path:
+    return Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
+
+
+def load_credentials(host: str) -> tuple[str, str] | None:
+    """(username, secret) docker would use for ``host``: config.json auths or a credential helper."""
+    import docker.auth
+    import docker.errors
+
+    try:
+        config = docker.auth.load_config(config_path=str(docker_config_dir() / "config.json"))
+        found = config.resolve_authconfig(host)
+    except (docker.errors.DockerException, OSError, ValueError):
+        return None
+    if not found or (not found.get("Password") and not found.get("IdentityToken")):
+        return None
+    return str(found.get("Username") or ""), str(found.get("Password") or found.get("IdentityToken"))
+
+
+def store_credentials(host: str, username: str, password: str) -> str:
+    """Save credentials as ``docker login`` does; returns where (the helper or the file).
+
+    A configured ``credHelpers[host]`` or ``credsStore`` wins (the secret goes to the helper,
+    never the file); otherwise ``auths[host].auth`` in config.json, written 0600 and atomically.
+    """
+    directory = docker_config_dir()
+    path = directory / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError) as exc:
+        raise RegistryError(f"cannot read {path}: {exc}", hint="fix or move the docker config file") from None
+    helper = (config.get("credHelpers") or {}).get(host) or config.get("credsStore")
+    if helper:
+        import docker.credentials
+
+        try:
+            docker.credentials.Store(helper).store(server=host, username=username, secret=password)
+        except docker.credentials.StoreError as exc:
+            raise RegistryError(
+                f"docker-credential-{helper} could not store the credentials: {exc}",
+                hint=f"check that docker-credential-{helper} works, or remove credsStore from {path}",
+            ) from None
+        # docker also leaves an empty entry so `docker` knows it is logged in.
+        config.setdefault("auths", {}).setdefault(host, {})
+        _write_private(path, config)
+        return f"docker-credential-{helper}"
+    token = base64.b64encode(f"{username}:{password}".encode()).decode()
+    config.setdefault("auths", {})[host] = {"auth": token}
+    _write_private(path, config)
+    return str(path)
+
+
+def _write_private(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(prefix=".config.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            json.dump(data, stream, indent="\t")
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def profile_password(profile: Profile | None, environ: dict[str, str] | None = None) -> str | None:
+    """The password from registry.password_env (an env var's name) or registry.password (${ENV})."""
+    if profile is None:
+        return None
+    env = os.environ if environ is None else environ
+    section = profile.registry
+    if section.password_env:
+        value = env.get(section.password_env)
+        if value:
+            return value
+    if section.password is not None:
+        return section.password.get_secret_value() or None
+    return None
+
+
+# ---------------------------------------------------------------- the /v2/ API
+
+
+class RegistryClient:
+    """A minimal client for the distribution API: ping, manifests, blobs; Basic or Bearer auth."""
+
+    def __init__(self, target: Target, credentials: tuple[str, str] | None) -> None:
+        import requests
+
+        self.target = target
+        self.credentials = credentials
+        self.session = requests.Session()
+        self.session.verify = target.verify()
+        self.session.trust_env = True
+        self._tokens: dict[str, str] = {}
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(
+        self, method: str, path: str, *, scope: str | None = None, **kwargs: Any
+    ) -> requests.Response:
+        """One request, authenticated on the registry's 401 challenge; errors classified."""
+        import requests
+
+        url = self.target.base_url + path
+        headers = dict(kwargs.pop("headers", {}) or {})
+        try:
+            if scope in self._tokens:
+                headers["Authorization"] = f"Bearer {self._tokens[scope]}"
+            response = self.session.request(method, url, headers=headers, timeout=HTTP_TIMEOUT, **kwargs)
+            if response.status_code == 401:
+                challenge = response.headers.get("WWW-Authenticate", "")
+                if challenge.lower().startswith("basic") and self.credentials:
+                    response = self.session.request(
+                        method, url, headers=headers, auth=self.credentials, timeout=HTTP_TIMEOUT, **kwargs
+                    )
+                elif challenge.lower().startswith("bearer"):
+                    token = self._token(challenge, scope)
+                    if token:
+                        headers["Authorization"] = f"Bearer {token}"
+                        response = self.session.request(
+                            method, url, headers=headers, timeout=HTTP_TIMEOUT, **kwargs
+                        )
+        except requests.exceptions.SSLError as exc:
+            raise classify(f"TLS: {_requests_reason(exc)}", self.target.host) from None
+        except requests.exceptions.RequestException as exc:
+            error = classify(_requests_reason(exc), self.target.host)
+            if type(error) is RegistryError:
+                error = RegistryUnreachable(
+                    f"cannot reach {self.target.host}: {_requests_reason(exc)}", hint=error.hint
+                )
+            raise error from None
+        return response
+
+    def _token(self, challenge: str, scope: str | None) -> str | None:
+        """Fetch a Bearer token from the realm the registry named (the token-auth flow)."""
+        import requests
+
+        params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
+        realm = params.pop("realm", None)
+        if not realm:
+            return None
+        if scope:
+            params["scope"] = scope
+        try:
+            answer = self.session.get(realm, params=params, auth=self.credentials, timeout=HTTP_TIMEOUT)
+        except requests.exceptions.RequestException as exc:
+            raise classify(_requests_reason(exc), self.target.host) from None
+        if answer.status_code != 200:
+            raise classify(f"token endpoint said {answer.status_code}", self.target.host, answer.status_code)
+        data = answer.json()
+        token = data.get("token") or data.get("access_token")
+        if token and scope:
+            self._tokens[scope] = token
+        return token
+
+    def check(self, response: requests.Response, what: str) -> requests.Response:
+        if response.status_code < 400:
+            return response
+        detail = _registry_errors(response)
+        raise classify(
+            f"{what}: HTTP {response.status_code} {detail}", self.target.host, response.status_code
+        )
+
+    def ping(self) -> str:
+        """GET /v2/: says whether the registry is there, speaks the API, and takes our credentials."""
+        response = self.request("GET", "/v2/")
+        if response.status_code == 401:
+            raise RegistryAuthError(
+                f"{self.target.host} refused the credentials"
+                if self.credentials
+                else f"{self.target.host} needs a login and none is stored",
+                hint=f"rpibuild login {self.target.host} -u USER --password-stdin",
+            )
+        self.check(response, "GET /v2/")
+        if self.target.insecure and response.url.startswith("https://"):
+            return "reachable (redirected to HTTPS)"
+        return "credentials accepted" if self.credentials else "reachable, no login needed"
+
+    def get_manifest(self, name: str, reference: str, accept: Iterable[str]) -> tuple[bytes, str, str]:
+        """(body, media type, digest) of a manifest; the digest is recomputed, not trusted."""
+        response = self.check(
+            self.request(
+                "GET",
+                f"/v2/{name}/manifests/{reference}",
+                scope=f"repository:{name}:pull",
+                headers={"Accept": ", ".join(accept)},
+            ),
+            f"GET manifest {name}:{reference}",
+        )
+        body = response.content
+        digest = sha256_digest(body)
+        header = response.headers.get("Docker-Content-Digest")
+        if header and header != digest:
+            raise DigestMismatch(
+                f"{name}:{reference}: registry says {header}, the content hashes to {digest}"
+            )
+        media = response.headers.get("Content-Type", "").split(";")[0]
+        media = json.loads(body).get("mediaType") or media
+        return body, media, digest
+
+    def get_blob(self, name: str, digest: str) -> bytes:
+        response = self.check(
+            self.request("GET", f"/v2/{name}/blobs/{digest}", scope=f"repository:{name}:pull"),
+            f"GET blob {digest[:19]}",
+        )
+        if sha256_digest(response.content) != digest:
+            raise DigestMismatch(f"blob {digest} of {name} does not hash to its digest")
+        return response.content
+
+    def put_manifest(self, name: str, tag: str, body: bytes, media_type: str) -> str:
+        response = self.check(
+            self.request(
+                "PUT",
+                f"/v2/{name}/manifests/{tag}",
+                scope=f"repository:{name}:pull,push",
+                headers={"Content-Type": media_type},
+                data=body,
+            ),
+            f"PUT manifest {name}:{tag}",
+        )
+        digest = sha256_digest(body)
+        header = response.headers.get("Docker-Content-Digest")
+        if header and header != digest:
+            raise DigestMismatch(f"{name}:{tag}: registry stored {header}, we sent {digest}")
+        return digest
+
+
+def _requests_reason(exc: Exception) -> str:
+    # requests nests the socket error several levels deep; its str carries the useful part.
+    return str(exc).replace("\n", " ").strip() or type(exc).__name__
+
+
+def _registry_errors(response: requests.Response) -> str:
+    """The registry's own error codes and messages (``{"errors": [{"code", "message"}]}``)."""
+    try:
+        errors = response.json().get("errors") or []
+        return "; ".join(f"{e.get('code', '')}: {e.get('message', '')}" for e in errors) or response.reason
+    except ValueError:
+        return (response.text or response.reason or "")[:200]
+
+
+# ---------------------------------------------------------------- login
+
+
+def login(engine: Engine, target: Target, username: str, password: str) -> str:
+    """Check the credentials (our own /v2/ probe, then the engine's), then store them as docker does.
+
+    The probe gives distinct TLS/unreachable/auth errors and honours registry.insecure;
+    the engine's login proves the engine itself can authenticate for the push.
+    """
+    if not username or not password:
+        raise RegistryAuthError("a user name and a password are needed", hint="-u USER --password-stdin")
+    with RegistryClient(target, (username, password)) as client:
+        client.ping()
+    engine.login(target.host, username, password)
+    return store_credentials(target.host, username, password)
+
+
+# ---------------------------------------------------------------- push
+
+
+def push_one(
+    engine: Engine,
+    local: str,
+    remote: str,
+    target: Target,
+    client: RegistryClient,
+    *,
+    retries: int = DEFAULT_RETRIES,
+    retry_base: float = 2.0,
+    on_progress: Callable[[str], None] | None = None,
+) -> PushedImage:
+    """Tag ``local`` as ``remote``, push with retries, verify, and always drop the temporary tag."""
+    image = engine.image(local)
+    if image is None:
+        raise RegistryError(
+            f"{local} does not exist locally", hint="build it first: rpibuild build -p PROFILE"
+        )
+    auth = None
+    if client.credentials:
+        auth = {"username": client.credentials[0], "password": client.credentials[1]}
+    with _temporary_tag(engine, image.id, remote):
+        repository, tag = split_reference(remote)
+
+        def attempt() -> tuple[str, int]:
+            client.ping()
+            try:
+                return engine.push(repository, tag, auth_config=auth, on_progress=on_progress)
+            except RegistryError as exc:
+                raise classify(exc.message, target.host) from None
+
+        def on_retry(number: int, delay: float, exc: RegistryError) -> None:
+            if on_progress:
+                on_progress(f"{exc.message}; retry {number}/{retries} in {delay:.0f}s")
+
+        digest, size = with_retries(attempt, retries=retries, base=retry_base, on_retry=on_retry)
+        return verify_pushed(engine, client, image.id, remote, digest, size)
+
+
+def verify_pushed(
+    engine: Engine, client: RegistryClient, image_id: str, remote: str, digest: str | None, size: int | None
+) -> PushedImage:
+    """Read the manifest back and compare digest, config digest and platform with the local image."""
+    repository, tag = split_reference(remote)
+    name = path_name(repository, client.target.host)
+    body, media, served = client.get_manifest(name, tag, SINGLE_ACCEPT)
+    if digest and served != digest:
+        raise DigestMismatch(
+            f"{remote}: the push reported {digest} but the registry serves {served}",
+            hint="someone else pushed the same tag meanwhile, or the registry is inconsistent",
+        )
+    local_digests = [
+        d.split("@", 1)[1] for d in engine.repo_digests(image_id) if d.startswith(repository + "@")
+    ]
+    if local_digests and served not in local_digests:
+        raise DigestMismatch(f"{remote}: the engine recorded {local_digests}, the registry serves {served}")
+    manifest = json.loads(body)
+    config_digest = (manifest.get("config") or {}).get("digest")
+    if config_digest != image_id:
+        raise DigestMismatch(f"{remote}: the registry's image config is {config_digest}, local is {image_id}")
+    config = json.loads(client.get_blob(name, config_digest))
+    platform = {
+        "os": config.get("os", ""),
+        "architecture": config.get("architecture", ""),
+        **({"variant": config["variant"]} if config.get("variant") else {}),
+    }
+    local = engine.image(image_id)
+    if local is not None:
+        remote_platform = "/".join(platform.values())
+        if remote_platform != local.platform:
+            raise DigestMismatch(f"{remote}: the registry has {remote_platform}, local is {local.platform}")
+    return PushedImage(remote, served, size or len(body), platform, media)
+
+
+@contextlib.contextmanager
+def _temporary_tag(engine: Engine, image_id: str, reference: str) -> Iterator[None]:
+    """Tag for the push and untag after, success or not; a tag the user had is put back."""
+    before = engine.image(reference)
+    if before is not None and before.id == image_id:
+        yield
+        return
+    engine.tag(image_id, reference)
+    try:
+        yield
+    finally:
+        if before is not None:
+            engine.tag(before.id, reference)
+        else:
+            with contextlib.suppress(EngineError):
+                engine.untag(reference)
+
+
+def push_profile(
+    engine: Engine,
+    profile: Profile,
+    target: Target,
+    *,
+    retries: int = DEFAULT_RETRIES,
+    retry_base: float = 2.0,
+    on_progress: Callable[[str], None] | None = None,
+) -> list[PushedImage]:
+    """Push every tag of the profile's image to ``target``, each verified."""
+    credentials = load_credentials(target.host)
+    pushed = []
+    with RegistryClient(target, credentials) as client:
+        client.ping()
+        for local, remote in push_plan(profile, target):
+            pushed.append(
+                push_one(
+                    engine,
+                    local,
+                    remote,
+                    target,
+                    client,
+                    retries=retries,
+                    retry_base=retry_base,
+                    on_progress=on_progress,
+                )
+            )
+    return pushed
+
+
+def manifest_target(name_tag: str, target: Target) -> tuple[str, str]:
+    """``--manifest NAME:TAG`` -> (remote repository, tag); a bare NAME gets host and namespace."""
+    name, tag = split_reference(name_tag)
+    if name.startswith(target.host + "/"):
+        return name, tag
+    return remote_repository(target, name), tag
+
+
+def push_manifest_list(
+    engine: Engine,
+    profiles: list[Profile],
+    name_tag: str,
+    target: Target,
+    *,
+    retries: int = DEFAULT_RETRIES,
+    retry_base: float = 2.0,
+    on_progress: Callable[[str], None] | None = None,
+) -> tuple[PushedImage, list[PushedImage]]:
+    """Push each profile's image as ``NAME:TAG-<platform>``, then PUT a manifest list at ``NAME:TAG``.
+
+    The registry accepts a list only when every manifest it names is already in the same
+    repository, hence the per-platform tags first.
+    """
+    from rpibuild.render import image_tags
+
+    repository, tag = manifest_target(name_tag, target)
+    name = path_name(repository, target.host)
+    credentials = load_credentials(target.host)
+    platforms = [p.target.slug for p in profiles]
+    if len(set(platforms)) != len(platforms):
+        raise ConfigError(f"two profiles for the same platform: {', '.join(platforms)}", field="--manifest")
+    members = []
+    with RegistryClient(target, credentials) as client:
+        client.ping()
+        for profile in profiles:
+            local = image_tags(profile)[0]
+            remote = f"{repository}:{tag}-{profile.target.slug}"
+            members.append(
+                push_one(
+                    engine,
+                    local,
+                    remote,
+                    target,
+                    client,
+                    retries=retries,
+                    retry_base=retry_base,
+                    on_progress=on_progress,
+                )
+            )
+        body = canonical_json(manifest_list(members))
+
+        def put() -> str:
+            return client.put_manifest(name, tag, body, DOCKER_MANIFEST_LIST)
+
+        digest = with_retries(put, retries=retries, base=retry_base)
+        _, media, served = client.get_manifest(name, tag, LIST_ACCEPT)
+        if served != digest or media not in LIST_ACCEPT:
+            raise DigestMismatch(f"{repository}:{tag}: stored {served} ({media}), sent {digest}")
+    listed = PushedImage(f"{repository}:{tag}", digest, len(body), {}, DOCKER_MANIFEST_LIST)
+    return listed, members
+
+
+# ---------------------------------------------------------------- doctor
+
+
+def check_registry(profile: Profile) -> tuple[bool, str, str | None]:
+    """(ok, detail, fix) for doctor: reachable, and the stored credentials are accepted."""
+    try:
+        target = target_for(profile)
+        with RegistryClient(target, load_credentials(target.host)) as client:
+            return True, f"{target.base_url}: {client.ping()}", None
+    except (RegistryError, ConfigError) as exc:
+        return False, exc.message, exc.hint

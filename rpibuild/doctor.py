@@ -89,6 +89,14 @@ def check_root() -> Check:
     return Check("privileges", False, "not root: binfmt and debootstrap need root", "run rpibuild as root")
 
 
+def check_registry(profile: Profile) -> Check:
+    """The profile's registry answers /v2/ and takes the credentials docker has stored for it."""
+    from rpibuild import registry
+
+    ok, detail, fix = registry.check_registry(profile)
+    return Check("registry", ok, detail, fix)
+
+
 def run_checks(profile: Profile | None) -> list[Check]:
     """Every check that matters for ``profile`` (all ARM handlers when no profile is given)."""
     checks = [check_root()]
@@ -108,4 +116,6 @@ def run_checks(profile: Profile | None) -> list[Check]:
     if profile is None or profile.base.bootstrap is not None:
         checks.append(check_debootstrap())
     checks.append(check_disk(root))
+    if profile is not None and profile.registry.url:
+        checks.append(check_registry(profile))
     return checks

@@ -15,6 +15,8 @@ from rpibuild.cli import base as base_cmd
 from rpibuild.cli import build as build_cmd
 from rpibuild.cli import config as config_cmd
 from rpibuild.cli import doctor as doctor_cmd
+from rpibuild.cli import login as login_cmd
+from rpibuild.cli import push as push_cmd
 from rpibuild.cli import qemu as qemu_cmd
 from rpibuild.cli import render as render_cmd
 from rpibuild.errors import BuildError, Interrupted, RpibuildError
@@ -39,6 +41,8 @@ cli.add_command(config_cmd.config)
 cli.add_command(render_cmd.render)
 cli.add_command(base_cmd.base)
 cli.add_command(build_cmd.build)
+cli.add_command(login_cmd.login)
+cli.add_command(push_cmd.push)
 
 
 def main() -> None:

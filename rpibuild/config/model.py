@@ -168,13 +168,28 @@ class Image(_Model):
 
 
 class Registry(_Model):
-    url: str | None = None
-    namespace: str | None = None
+    """Where ``rpibuild push`` sends the image; credentials normally come from ``rpibuild login``."""
+
+    url: str | None = Field(None, description="host[:port] (https:// implied; http:// needs insecure)")
+    namespace: str | None = Field(None, description="replaces the first part of image.repository")
     username: str | None = None
     password: SecretStr | None = Field(None, description="use ${ENV} interpolation, never plain")
-    password_env: str | None = None
-    insecure: bool = False
-    ca_cert: str | None = None
+    password_env: str | None = Field(None, description="name of an environment variable with the password")
+    insecure: bool = Field(False, description="plain HTTP registry (no TLS)")
+    ca_cert: str | None = Field(None, description="PEM file of the registry's private CA")
+
+    @field_validator("url", "namespace", "username", "password_env", "ca_cert", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """``${VAR:-}`` left empty means "not given"."""
+        return None if value == "" else value
+
+    @field_validator("password_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError("must be the NAME of an environment variable, not its value")
+        return value
 
 
 class Profile(_Model):

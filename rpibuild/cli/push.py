@@ -1,0 +1,113 @@
+"""``rpibuild push``."""
+
+from __future__ import annotations
+
+import click
+
+from rpibuild.cli.options import emit_json, json_option
+
+
+@click.command()
+@click.option(
+    "-p",
+    "--profile",
+    "profiles",
+    multiple=True,
+    envvar="RPIBUILD_PROFILE",
+    show_envvar=True,
+    metavar="NAME|PATH",
+    help="Profile whose image to push (repeat with --manifest) [default: pi3b-arm64].",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="FIELD=VALUE",
+    help="Override a profile field, e.g. --set registry.namespace=team (repeatable).",
+)
+@json_option
+@click.option("--registry", metavar="HOST[:PORT]", help="Registry [default: the profile's registry.url].")
+@click.option("--namespace", help="Namespace in the registry [default: registry.namespace].")
+@click.option(
+    "--insecure", is_flag=True, default=None, help="Plain HTTP registry [default: registry.insecure]."
+)
+@click.option("--ca-cert", type=click.Path(exists=True, dir_okay=False), help="PEM of a private CA.")
+@click.option(
+    "--manifest",
+    metavar="NAME:TAG",
+    help="Push one multi-platform tag: each profile as NAME:TAG-<platform>, then a manifest list.",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(0, 10),
+    default=3,
+    show_default=True,
+    help="Retries of transient failures (backoff 2, 4, 8... s).",
+)
+def push(
+    profiles: tuple[str, ...],
+    overrides: tuple[str, ...],
+    as_json: bool,
+    registry: str | None,
+    namespace: str | None,
+    insecure: bool | None,
+    ca_cert: str | None,
+    manifest: str | None,
+    retries: int,
+) -> None:
+    """Push every tag of the profile's image to its registry, verified.
+
+    Tags are pushed as REGISTRY/NAMESPACE/REPO:TAG (a namespace replaces the first part of
+    image.repository). Transient failures are retried with backoff; afterwards the manifest is
+    read back from the registry and its digest and platform compared with the local image.
+    Temporary tags are removed, success or not. Log in first: `rpibuild login`.
+
+    With --manifest NAME:TAG and several -p (e.g. armv7 and arm64), one tag serves every
+    platform: a Pi pulls the image of its own architecture.
+    """
+    from rpibuild import console
+    from rpibuild.config import load_profile
+    from rpibuild.engine import Engine
+    from rpibuild.errors import ConfigError
+    from rpibuild.registry import push_manifest_list, push_profile, target_for
+
+    loaded = [load_profile(p, overrides).profile for p in profiles or (None,)]
+    if len(loaded) > 1 and not manifest:
+        raise ConfigError("several profiles need --manifest NAME:TAG", field="--profile")
+    target = target_for(loaded[0], url=registry, namespace=namespace, insecure=insecure, ca_cert=ca_cert)
+    engine = Engine.connect()
+    with console.status(f"pushing to {target.host}") as update:
+
+        def progress(line: str) -> None:
+            update(line)
+            if "retry" in line:
+                console.warn(line)
+
+        if manifest:
+            listed, members = push_manifest_list(
+                engine, loaded, manifest, target, retries=retries, on_progress=progress
+            )
+            pushed = [*members]
+            results: list[dict[str, object]] = [
+                {
+                    "reference": listed.reference,
+                    "digest": listed.digest,
+                    "platform": [m.platform_name for m in members],
+                },
+                *(m.as_dict() for m in members),
+            ]
+        else:
+            pushed = []
+            for prof in loaded:
+                pushed += push_profile(engine, prof, target, retries=retries, on_progress=progress)
+            results = [p.as_dict() for p in pushed]
+    if as_json:
+        emit_json(results)
+        return
+    for item in pushed:
+        console.info(f"[green]pushed[/green] {item.reference} ({item.platform_name})")
+        click.echo(f"{item.reference}@{item.digest}")
+    if manifest:
+        head = results[0]
+        console.info(f"[green]manifest list[/green] {head['reference']}: {head['platform']}")
+        click.echo(f"{head['reference']}@{head['digest']}")

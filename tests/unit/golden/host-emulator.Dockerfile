@@ -39,7 +39,7 @@ RUN QPULIB_PREFIX=/usr/local QPULIB_MODE=emulation pip wheel --no-deps --no-buil
 FROM extension AS verify
 COPY rpibuild/verify.py /opt/rpibuild/verify.py
 RUN pip install pytest hypothesis
-RUN python /opt/rpibuild/verify.py --machine x86_64 --torch --extension --emulator-tests /opt/rpibuild/src/torch-qpu/tests \
+RUN python /opt/rpibuild/verify.py --machine x86_64 --elf 62:2 --torch --extension --emulator-tests /opt/rpibuild/src/torch-qpu/tests \
       --report /opt/rpibuild/verify.json
 
 # ---- runtime: a fresh copy of the base with the venv and libqpu; no proxies, mirrors, CA or pip settings.

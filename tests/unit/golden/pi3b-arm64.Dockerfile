@@ -40,7 +40,7 @@ RUN QPULIB_PREFIX=/usr/local QPULIB_MODE=qpu pip wheel --no-deps --no-build-isol
 FROM extension AS verify
 COPY rpibuild/verify.py /opt/rpibuild/verify.py
 ENV QEMU_CPU=cortex-a53
-RUN python /opt/rpibuild/verify.py --machine aarch64 --torch --extension \
+RUN python /opt/rpibuild/verify.py --machine aarch64 --elf 183:2 --torch --extension \
       --report /opt/rpibuild/verify.json
 
 # ---- runtime: a fresh copy of the base with the venv and libqpu; no proxies, mirrors, CA or pip settings.

@@ -106,3 +106,30 @@ def test_write_context(tmp_path: Path) -> None:
     assert not list(out.rglob("*.so")) and not list(out.rglob("__pycache__"))
     with pytest.raises(ConfigError, match="not empty"):
         render(profile).write(out)
+
+
+def test_torch_from_source_renders_every_optional_part_off() -> None:
+    profile = load_profile(
+        "pi3b-armv7", ["torch.source=source", "torch.git_ref=v1.4.0", "torch.max_jobs=8"], env={}
+    ).profile
+    text = render(profile).dockerfile
+    torch = text[text.index(" AS torch") : text.index(" AS qpulib")]
+    for flag in (
+        "USE_CUDA=0",
+        "USE_CUDNN=0",
+        "USE_MKLDNN=0",
+        "USE_NCCL=0",
+        "USE_NNPACK=0",
+        "USE_QNNPACK=0",
+        "USE_DISTRIBUTED=0",
+        "BUILD_TEST=0",
+        "MAX_JOBS=8",
+    ):
+        assert flag in torch
+    assert "LDFLAGS=-latomic" in torch  # 32-bit ARM: protobuf's 64-bit atomics
+    assert "--branch v1.4.0 --recurse-submodules" in torch
+    assert "cp dist/torch-*.whl /opt/rpibuild/wheels/" in torch
+    arm64 = render(
+        load_profile("pi3b-arm64", ["torch.source=source", "torch.git_ref=v2.5.1"], env={}).profile
+    )
+    assert "-latomic" not in arm64.dockerfile

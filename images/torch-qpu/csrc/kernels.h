@@ -68,7 +68,8 @@ void elementwise(Int n, Ptr<Float> a, Ptr<Float> b, Ptr<Float> out) {
 // vecs[v] . mat[r] go to out[(v * nrows + r) * 16 ...]; the host adds the 16
 // partials. Rows are kp floats apart (kp a multiple of 16, kp >= 16).
 // QPU q handles matrix rows q, q + numQPUs, ...
-// mv, mm and linear are all this kernel (mm uses the transposed right side).
+// mv, mm and linear are all this kernel (mm uses the transposed right side),
+// or dot_cols below when splitting by columns keeps more QPUs busy.
 inline void dot_rows(Int nvec, Int nrows, Int kp, Ptr<Float> vecs, Ptr<Float> mat,
                      Ptr<Float> out) {
   Int nq = numQPUs();
@@ -107,6 +108,47 @@ inline void dot_rows(Int nvec, Int nrows, Int kp, Ptr<Float> vecs, Ptr<Float> ma
     End
     vecp = vecp + kp;
     outVec = outVec + outVecStep;
+  End
+}
+
+// Batched dot products split the other way, for few rows and long rows (an
+// mv with fewer rows than QPUs): QPU q handles the 16-wide column slices
+// q, q + numQPUs, ... of every (v, r) pair and writes its 16 partial sums to
+// out[((v * nrows + r) * numQPUs + q) * 16 ...]; the host adds numQPUs x 16
+// partials per output. Needs numQPUs <= kp / 16 (every QPU owns a slice).
+inline void dot_cols(Int nvec, Int nrows, Int kp, Ptr<Float> vecs, Ptr<Float> mat,
+                     Ptr<Float> out) {
+  Int step = numQPUs() << 4;
+  Int first = me() << 4;
+  Ptr<Float> vecp = vecs + first + index();
+  Ptr<Float> outp = out + first + index();
+  For(Int v = 0, v < nvec, v = v + 1)
+    Ptr<Float> rowp = mat + first + index();
+    For(Int r = 0, r < nrows, r = r + 1)
+      Ptr<Float> pm = rowp;
+      Ptr<Float> pv = vecp;
+      Float acc = 0.0f;
+      Float x, y;
+      gather(pm);
+      gather(pv);
+      // k is where this QPU's next slice starts: fetch it only if it exists.
+      For(Int k = first + step, k < kp, k = k + step)
+        gather(pm + step);
+        gather(pv + step);
+        receive(x);
+        receive(y);
+        acc = acc + x * y;
+        pm = pm + step;
+        pv = pv + step;
+      End
+      receive(x);
+      receive(y);
+      acc = acc + x * y;
+      store(acc, outp);
+      outp = outp + step;
+      rowp = rowp + kp;
+    End
+    vecp = vecp + kp;
   End
 }
 

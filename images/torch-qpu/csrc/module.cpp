@@ -75,12 +75,14 @@ class Runtime {
     return *slot;
   }
 
-  DotKernel& dot() {
-    if (!dot_kernel_) {
-      dot_kernel_ = std::make_unique<DotKernel>(&kernels::dot_rows);
+  // split_columns: kernels::dot_cols, else kernels::dot_rows.
+  DotKernel& dot(bool split_columns) {
+    auto& slot = split_columns ? dot_cols_kernel_ : dot_rows_kernel_;
+    if (!slot) {
+      slot = std::make_unique<DotKernel>(split_columns ? &kernels::dot_cols : &kernels::dot_rows);
       ++compiles_;
     }
-    return *dot_kernel_;
+    return *slot;
   }
 
   // A pool buffer holding at least `floats` floats (grow-only).
@@ -127,7 +129,8 @@ class Runtime {
   }
 
   std::array<std::unique_ptr<ElementwiseKernel>, 3> elementwise_kernels_{};
-  std::unique_ptr<DotKernel> dot_kernel_;
+  std::unique_ptr<DotKernel> dot_rows_kernel_;
+  std::unique_ptr<DotKernel> dot_cols_kernel_;
   std::array<std::unique_ptr<Buffer>, kNumSlots> buffers_{};
   std::array<int64_t, kNumSlots> capacities_{};
   int64_t compiles_ = 0;
@@ -224,15 +227,21 @@ torch::Tensor dot_rows(const torch::Tensor& vecs, const torch::Tensor& mat, int6
               "torch_qpu: too many rows");
   const torch::Tensor vc = vecs.contiguous();
   const torch::Tensor mc = mat.contiguous();
-  const int64_t out_floats = nvec * nrows * kLanes;
-  const int nq = static_cast<int>(std::min<int64_t>(num_qpus, nrows));
-  torch::Tensor partials = torch::empty({nvec, nrows, kLanes}, result_options);
+  // Split rows across QPUs, unless splitting each row's columns keeps more
+  // QPUs busy (few rows, long rows: e.g. a 1 x 10^5 mv).
+  const int64_t row_qpus = std::min<int64_t>(num_qpus, nrows);
+  const int64_t col_qpus = std::min<int64_t>(num_qpus, kp / kLanes);
+  const bool split_columns = col_qpus > row_qpus;
+  const int nq = static_cast<int>(split_columns ? col_qpus : row_qpus);
+  const int64_t groups = split_columns ? nq : 1;  // partial-sum blocks per output
+  const int64_t out_floats = nvec * nrows * groups * kLanes;
+  torch::Tensor partials = torch::empty({nvec, nrows, groups * kLanes}, result_options);
 
   {
     pybind11::gil_scoped_release no_gil;
     Runtime& rt = runtime();
     std::lock_guard<std::mutex> lock(rt.mutex);
-    DotKernel& kernel = rt.dot();
+    DotKernel& kernel = rt.dot(split_columns);
     Buffer& buf_v = rt.buffer(Runtime::kInputA, nvec * kp);
     Buffer& buf_m = rt.buffer(Runtime::kInputB, nrows * kp);
     Buffer& buf_out = rt.buffer(Runtime::kOutput, out_floats);
@@ -245,7 +254,8 @@ torch::Tensor dot_rows(const torch::Tensor& vecs, const torch::Tensor& mat, int6
     std::memcpy(partials.data_ptr<float>(), Runtime::host_pointer(buf_out),
                 sizeof(float) * static_cast<std::size_t>(out_floats));
   }
-  // The kernel leaves 16 lane-wise partial sums per output; add them here.
+  // The kernels leave 16 lane-wise partial sums per output (per QPU when
+  // split by columns); add them here.
   return partials.sum(-1);
 }
 

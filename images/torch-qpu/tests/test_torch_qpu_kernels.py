@@ -68,6 +68,8 @@ def test_elementwise_non_contiguous_and_out_alias(backend: str) -> None:
 
 
 MV_SHAPES = [(0, 5), (5, 0), (1, 1), (1, 16), (15, 15), (16, 16), (17, 17), (3, 33), (13, 100)]
+# Fewer rows than QPUs and long rows: split by columns (dot_cols).
+MV_SHAPES += [(1, 33), (1, 100_000), (2, 4099), (11, 700)]
 MV_SHAPES += [(100, 10**i) for i in range(6)]
 
 
@@ -78,6 +80,14 @@ def test_mv_shapes(backend: str, h: int, w: int) -> None:
     result = torch_qpu.mv(m, v, backend=backend)
     assert_dot_close(result, torch.mv(m, v), m.abs() @ v.abs())
     assert torch.equal(m, m0) and torch.equal(v, v0)
+
+
+@pytest.mark.parametrize("num_qpus", [1, 2, 3, 12])
+@pytest.mark.parametrize("rows", [1, 2, 40])
+def test_mv_row_and_column_splits(backend: str, num_qpus: int, rows: int) -> None:
+    m, v = torch.randn(rows, 1000), torch.randn(1000)
+    result = torch_qpu.mv(m, v, backend=backend, num_qpus=num_qpus)
+    assert_dot_close(result, m @ v, m.abs() @ v.abs())
 
 
 @pytest.mark.parametrize("num_qpus", [1, 3, 12])

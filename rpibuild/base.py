@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import shlex
 import shutil
 import subprocess
 import tarfile
@@ -28,6 +30,11 @@ if TYPE_CHECKING:
     from rpibuild.engine import Engine, ImageInfo
 
 BASE_REPOSITORY = "rpibuild/base"
+# Where debootstrap runs: "auto" (the host when it has debootstrap, else a helper
+# container), "host" or "container"; the helper image must be local or pullable.
+DEBOOTSTRAP_MODE_ENV = "RPIBUILD_DEBOOTSTRAP"
+HELPER_IMAGE_ENV = "RPIBUILD_HELPER_IMAGE"
+DEFAULT_HELPER_IMAGE = "debian:bookworm-slim"
 # Bump when the bootstrap recipe itself changes, so old bases are not reused.
 RECIPE_VERSION = 1
 
@@ -156,11 +163,12 @@ def bootstrap_base(
             f"{qemu.status(platform.binfmt).problem()}",
             hint="rpibuild qemu install",
         )
-    if shutil.which("debootstrap") is None:
-        raise HostSetupError(
-            "debootstrap is not installed",
-            hint="apt-get install -y debootstrap (or set base.image to pull a base instead)",
-        )
+    mode = os.environ.get(DEBOOTSTRAP_MODE_ENV, "auto")
+    if mode not in ("auto", "host", "container"):
+        raise HostSetupError(f"{DEBOOTSTRAP_MODE_ENV}={mode}: expected auto, host or container")
+    on_host = mode == "host" or (mode == "auto" and shutil.which("debootstrap") is not None)
+    if mode == "host" and shutil.which("debootstrap") is None:
+        raise HostSetupError("debootstrap is not installed", hint="apt-get install -y debootstrap")
     log_dir().mkdir(parents=True, exist_ok=True)
     log_path = log_dir() / f"base-{base_key(profile)[:16]}.log"
     work_parent = cache_dir() / "tmp"
@@ -168,8 +176,10 @@ def bootstrap_base(
     work = Path(tempfile.mkdtemp(prefix="base-", dir=work_parent))
     try:
         rootfs = work / "rootfs"
-        command = debootstrap_command(profile, rootfs)
-        _run_logged(command, log_path, progress)
+        if on_host:
+            _run_logged(debootstrap_command(profile, rootfs), log_path, progress)
+        else:
+            _bootstrap_in_container(profile, engine, work, log_path, progress)
         _tidy_rootfs(rootfs)
         archive = _docker_archive(profile, rootfs, work, reference)
         shutil.rmtree(rootfs, ignore_errors=True)
@@ -219,6 +229,62 @@ def _run_logged(command: list[str], log_path: Path, progress: Callable[[str], No
             log_tail=list(tail),
             log_file=str(log_path),
             hint=hint,
+        )
+
+
+def _bootstrap_in_container(
+    profile: Profile,
+    engine: Engine,
+    work: Path,
+    log_path: Path,
+    progress: Callable[[str], None] | None,
+) -> None:
+    """Run debootstrap in a privileged helper container (a host without debootstrap).
+
+    The target tree is written into ``work`` through a bind mount; foreign-architecture
+    binaries in its second stage run through the host's binfmt handlers (F flag).
+    """
+    image = os.environ.get(HELPER_IMAGE_ENV, DEFAULT_HELPER_IMAGE)
+    if engine.image(image) is None:
+        try:
+            engine.pull(image)
+        except EngineError as exc:
+            raise HostSetupError(
+                f"debootstrap is not on this host and the helper image {image} cannot be had: {exc.message}",
+                hint=f"apt-get install -y debootstrap, or set {HELPER_IMAGE_ENV} to a local Debian image",
+            ) from None
+    volumes = {str(work): {"bind": "/work", "mode": "rw"}}
+    bootstrap = profile.base.bootstrap
+    if bootstrap is not None and bootstrap.keyring:
+        volumes[bootstrap.keyring] = {"bind": bootstrap.keyring, "mode": "ro"}
+    inner = " ".join(shlex.quote(part) for part in debootstrap_command(profile, Path("/work/rootfs")))
+    script = (
+        "set -e; export DEBIAN_FRONTEND=noninteractive; "
+        "command -v debootstrap >/dev/null || "
+        "{ apt-get update -qq && "
+        "apt-get install -y -qq --no-install-recommends debootstrap ca-certificates; }; " + inner
+    )
+    tail: deque[str] = deque(maxlen=40)
+    with log_path.open("w", encoding="utf-8") as log:
+        log.write(f"$ (in {image}) {inner}\n")
+
+        def on_line(line: str) -> None:
+            log.write(line + "\n")
+            tail.append(line)
+            if progress and line.startswith(("I: ", "W: ", "E: ")):
+                progress(line[3:].strip())
+
+        code = engine.run_streaming(
+            image, ["sh", "-c", script], on_line=on_line, volumes=volumes, privileged=True
+        )
+    if code != 0:
+        text = "\n".join(tail)
+        raise BuildError(
+            f"debootstrap failed in the helper container {image} (exit {code})",
+            stage="base",
+            log_tail=list(tail),
+            log_file=str(log_path),
+            hint=next((h for needle, h in DEBOOTSTRAP_HINTS if needle in text), None),
         )
 
 

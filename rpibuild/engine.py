@@ -256,6 +256,40 @@ class Engine:
                 with contextlib.suppress(docker.errors.APIError):
                     container.remove(force=True)
 
+    def run_streaming(
+        self,
+        image: str,
+        command: list[str],
+        *,
+        on_line: Callable[[str], None],
+        volumes: dict[str, dict[str, str]] | None = None,
+        privileged: bool = False,
+    ) -> int:
+        """Run a command, passing each output line to ``on_line``; the container is always removed."""
+        import docker.errors
+
+        container = None
+        try:
+            container = self.client.containers.create(
+                image, command, volumes=volumes, privileged=privileged, labels={"io.rpibuild.temporary": "1"}
+            )
+            container.start()
+            pending = b""
+            for chunk in container.logs(stream=True, follow=True):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    on_line(line.decode("utf-8", "replace"))
+            if pending:
+                on_line(pending.decode("utf-8", "replace"))
+            return int(container.wait()["StatusCode"])
+        except docker.errors.APIError as exc:
+            raise EngineError(f"cannot run {image}: {_reason(exc)}") from None
+        finally:
+            if container is not None:
+                with contextlib.suppress(docker.errors.APIError):
+                    container.remove(force=True)
+
     def remove_containers(self, ids: list[str]) -> None:
         import docker.errors
 

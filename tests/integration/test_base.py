@@ -89,3 +89,26 @@ def test_bad_suite_from_the_cli_shows_the_log_tail(armhf_profile: LoadedProfile)
     assert "debootstrap failed" in result.stderr
     assert "hint:" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_bootstrap_in_a_helper_container_when_the_host_has_no_debootstrap(
+    engine: Engine, armhf_profile: LoadedProfile, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The helper image is an amd64 Debian base bootstrapped here (no image hub is reachable)."""
+    helper_profile = load_profile(
+        armhf_profile.path, ["platform=linux/amd64", "image.repository=rpibuild-test/helper"], env={}
+    ).profile
+    helper = ensure_base(helper_profile, engine)
+    target = load_profile(armhf_profile.path, ["base.bootstrap.packages=[hostname]"], env={}).profile
+    monkeypatch.setenv("RPIBUILD_DEBOOTSTRAP", "container")
+    monkeypatch.setenv("RPIBUILD_HELPER_IMAGE", helper.image)
+    before = {c.id for c in engine.client.containers.list(all=True)}
+    try:
+        made = ensure_base(target, engine, refresh=True)
+        assert made.cached is False and made.platform == "linux/arm/v7"
+        code, output = engine.run(made.image, ["uname", "-m"])
+        assert (code, output.strip()) == (0, "armv7l")
+        assert {c.id for c in engine.client.containers.list(all=True)} <= before
+    finally:
+        engine.remove_image(base_reference(target), force=True)
+        engine.remove_image(helper.image, force=True)

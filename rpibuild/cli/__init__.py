@@ -11,6 +11,7 @@ import sys
 import click
 
 from rpibuild import __version__, console
+from rpibuild.cli import artifacts as artifacts_cmd
 from rpibuild.cli import base as base_cmd
 from rpibuild.cli import build as build_cmd
 from rpibuild.cli import config as config_cmd
@@ -19,6 +20,7 @@ from rpibuild.cli import login as login_cmd
 from rpibuild.cli import push as push_cmd
 from rpibuild.cli import qemu as qemu_cmd
 from rpibuild.cli import render as render_cmd
+from rpibuild.cli import rootfs as rootfs_cmd
 from rpibuild.errors import BuildError, Interrupted, RpibuildError
 
 
@@ -43,6 +45,8 @@ cli.add_command(base_cmd.base)
 cli.add_command(build_cmd.build)
 cli.add_command(login_cmd.login)
 cli.add_command(push_cmd.push)
+cli.add_command(rootfs_cmd.rootfs)
+cli.add_command(artifacts_cmd.artifacts)
 
 
 def main() -> None:

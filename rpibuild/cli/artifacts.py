@@ -1,0 +1,81 @@
+"""``rpibuild artifacts``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from rpibuild.cli.options import emit_json, json_option, profile_options
+
+
+@click.command()
+@profile_options
+@json_option
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option(
+    "--rootfs", "with_rootfs", is_flag=True, help="Also export the root filesystem (rootfs/*.tar.zst)."
+)
+@click.option(
+    "--no-build",
+    is_flag=True,
+    help="Use the existing TAG-extension image; fail if it is missing instead of building.",
+)
+def artifacts(
+    profile: str | None,
+    overrides: tuple[str, ...],
+    as_json: bool,
+    out: Path,
+    with_rootfs: bool,
+    no_build: bool,
+) -> None:
+    """Write the files a CI job uploads for PROFILE into OUT (a new or empty folder).
+
+    lib/ and include/ (libqpu and its headers, when qpulib is enabled), wheels/ (the torch_qpu
+    wheel, and the torch wheel the build made or downloaded), rootfs/ with --rootfs, and
+    manifest.json: profile, platform, image ids and digests, versions, and the sha256, size
+    and ELF machine of every file (for wheels, of the .so files inside). Fails (after writing
+    the manifest) when an ELF file is not for the profile's platform. Builds the image up to
+    the extension stage first; cache hits make that quick after `rpibuild build`.
+    """
+    from rpibuild import console
+    from rpibuild.artifacts import collect
+    from rpibuild.cli.rootfs import human_bytes
+    from rpibuild.config import load_profile
+    from rpibuild.engine import BuildEvent, Engine
+
+    prof = load_profile(profile, overrides).profile
+    if not prof.qpulib.enabled:
+        console.warn("QPULib is disabled in this profile: no libqpu (the manifest says so)")
+    engine = Engine.connect()
+    with console.status(f"artifacts of {prof.name}") as update:
+
+        def on_event(event: BuildEvent) -> None:
+            if event.is_step:
+                update(f"[{event.stage}] step {event.step}/{event.total}")
+                console.detail(
+                    f"{event.stage:>9} {event.step:>2}/{event.total} {event.line.split(' : ', 1)[-1]}"
+                )
+
+        result = collect(
+            prof,
+            engine,
+            out,
+            build=not no_build,
+            rootfs=with_rootfs,
+            on_event=on_event,
+            on_step=console.info,
+            on_rootfs_progress=lambda read, written: update(f"rootfs: {human_bytes(written)} written"),
+        )
+    if as_json:
+        emit_json(result.manifest)
+        return
+    manifest = result.manifest
+    for entry in manifest["files"]:  # type: ignore[attr-defined]
+        size = human_bytes(entry["size"]) if "size" in entry else f"-> {entry['symlink']}"
+        console.info(f"  {entry['path']:<60} {size}")
+    check = manifest["elf_check"]
+    console.info(
+        f"[green]ok[/green]: {check['checked']} ELF file(s), all {check['expected']}"  # type: ignore[index]
+    )
+    click.echo(str(out / "manifest.json"))

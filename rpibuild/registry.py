@@ -237,6 +237,9 @@ class Target:
         """What requests should trust: the profile's CA, else the host's bundle (not certifi's)."""
         if self.ca_cert:
             return self.ca_cert
+        for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
+            if os.environ.get(name) and Path(os.environ[name]).is_file():
+                return os.environ[name]
         return next((p for p in HOST_CA_BUNDLES if Path(p).is_file()), True)
 
 
@@ -398,9 +401,15 @@ def load_credentials(host: str) -> tuple[str, str] | None:
         found = config.resolve_authconfig(host)
     except (docker.errors.DockerException, OSError, ValueError):
         return None
-    if not found or (not found.get("Password") and not found.get("IdentityToken")):
+    if not found:
         return None
-    return str(found.get("Username") or ""), str(found.get("Password") or found.get("IdentityToken"))
+    # docker-py spells the keys in lower case for config.json entries and in docker's own
+    # case (Username/Password/IdentityToken) for credential-helper answers.
+    lower = {str(k).lower(): v for k, v in found.items()}
+    secret = lower.get("password") or lower.get("identitytoken")
+    if not secret:
+        return None
+    return str(lower.get("username") or ""), str(secret)
 
 
 def store_credentials(host: str, username: str, password: str) -> str:
@@ -477,7 +486,8 @@ class RegistryClient:
         self.target = target
         self.credentials = credentials
         self.session = requests.Session()
-        self.session.verify = target.verify()
+        # Passed on every call: requests lets REQUESTS_CA_BUNDLE override a session's verify.
+        self.verify = target.verify()
         self.session.trust_env = True
         self._tokens: dict[str, str] = {}
 
@@ -501,19 +511,27 @@ class RegistryClient:
         try:
             if scope in self._tokens:
                 headers["Authorization"] = f"Bearer {self._tokens[scope]}"
-            response = self.session.request(method, url, headers=headers, timeout=HTTP_TIMEOUT, **kwargs)
+            response = self.session.request(
+                method, url, headers=headers, timeout=HTTP_TIMEOUT, verify=self.verify, **kwargs
+            )
             if response.status_code == 401:
                 challenge = response.headers.get("WWW-Authenticate", "")
                 if challenge.lower().startswith("basic") and self.credentials:
                     response = self.session.request(
-                        method, url, headers=headers, auth=self.credentials, timeout=HTTP_TIMEOUT, **kwargs
+                        method,
+                        url,
+                        headers=headers,
+                        auth=self.credentials,
+                        timeout=HTTP_TIMEOUT,
+                        verify=self.verify,
+                        **kwargs,
                     )
                 elif challenge.lower().startswith("bearer"):
                     token = self._token(challenge, scope)
                     if token:
                         headers["Authorization"] = f"Bearer {token}"
                         response = self.session.request(
-                            method, url, headers=headers, timeout=HTTP_TIMEOUT, **kwargs
+                            method, url, headers=headers, timeout=HTTP_TIMEOUT, verify=self.verify, **kwargs
                         )
         except requests.exceptions.SSLError as exc:
             raise classify(f"TLS: {_requests_reason(exc)}", self.target.host) from None
@@ -537,7 +555,9 @@ class RegistryClient:
         if scope:
             params["scope"] = scope
         try:
-            answer = self.session.get(realm, params=params, auth=self.credentials, timeout=HTTP_TIMEOUT)
+            answer = self.session.get(
+                realm, params=params, auth=self.credentials, timeout=HTTP_TIMEOUT, verify=self.verify
+            )
         except requests.exceptions.RequestException as exc:
             raise classify(_requests_reason(exc), self.target.host) from None
         if answer.status_code != 200:

@@ -1,0 +1,595 @@
+"""login and push against a real registry (Debian's docker-registry, distribution 2.8).
+
+Each fixture starts its own registry on a free 127.0.0.1 port with a config file written
+here (htpasswd auth; TLS from a CA made here with openssl), points DOCKER_CONFIG at a temp
+dir so no real credentials are touched, and removes every process, file, image and
+/etc/docker/certs.d entry it made. The images pushed are tiny real ones, written as a
+`docker load` archive with true arm/v7 and arm64 metadata (no hub needed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+from rpibuild.config import load_profile
+from rpibuild.config.model import Profile
+from rpibuild.engine import Engine
+from rpibuild.platforms import get_platform
+from rpibuild.registry import (
+    LIST_ACCEPT,
+    RegistryAuthError,
+    RegistryTLSError,
+    RegistryUnreachable,
+    push_profile,
+    target_for,
+)
+
+USER = "pi-builder"
+PASSWORD = "s3cret-" + uuid.uuid4().hex[:12]  # unique, so a leak is found by grep
+REGISTRY_BIN = "/usr/bin/docker-registry"
+CERTS_D = Path("/etc/docker/certs.d")
+
+
+# ---------------------------------------------------------------- a real registry
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Registry:
+    """One docker-registry process; ``stop``/``start`` keep its storage (a restart)."""
+
+    root: Path
+    tls: bool = False
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    ca: Path | None = None
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.host}"
+
+    def write_config(self) -> Path:
+        (self.root / "data").mkdir(parents=True, exist_ok=True)
+        htpasswd = subprocess.run(
+            ["htpasswd", "-Bbn", USER, PASSWORD], capture_output=True, text=True, check=True
+        ).stdout
+        (self.root / "htpasswd").write_text(htpasswd, encoding="utf-8")
+        tls = ""
+        if self.tls:
+            self.ca = make_tls(self.root)
+            tls = (
+                f"  tls:\n    certificate: {self.root / 'server.crt'}\n    key: {self.root / 'server.key'}\n"
+            )
+        config = self.root / "config.yml"
+        config.write_text(
+            textwrap.dedent(
+                f"""\
+                version: 0.1
+                log:
+                  level: info
+                storage:
+                  filesystem:
+                    rootdirectory: {self.root / "data"}
+                http:
+                  addr: {self.host}
+                  secret: {uuid.uuid4().hex}
+                """
+            )
+            + tls
+            + textwrap.dedent(
+                f"""\
+                auth:
+                  htpasswd:
+                    realm: rpibuild-test
+                    path: {self.root / "htpasswd"}
+                """
+            ),
+            encoding="utf-8",
+        )
+        return config
+
+    def start(self) -> None:
+        log = (self.root / "registry.log").open("ab")
+        self.process = subprocess.Popen(
+            [REGISTRY_BIN, "serve", str(self.root / "config.yml")], stdout=log, stderr=log
+        )
+        log.close()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"registry died: {(self.root / 'registry.log').read_text()[-2000:]}")
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError("registry did not listen within 20 s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)  # as abrupt as a crash
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def log_text(self) -> str:
+        return (self.root / "registry.log").read_text(errors="replace")
+
+
+def make_tls(root: Path) -> Path:
+    """A CA and a server certificate for 127.0.0.1 (SAN), made with the openssl CLI."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    ca_key, ca_crt = root / "ca.key", root / "ca.crt"
+    key, csr, crt, ext = root / "server.key", root / "server.csr", root / "server.crt", root / "san.ext"
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=rpibuild test CA",
+            "-keyout", str(ca_key), "-out", str(ca_crt))  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", str(key),
+            "-out", str(csr))  # fmt: skip
+    ext.write_text("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n", encoding="utf-8")
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key), "-CAcreateserial",
+            "-days", "2", "-extfile", str(ext), "-out", str(crt))  # fmt: skip
+    return ca_crt
+
+
+@pytest.fixture(autouse=True)
+def docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Credentials go to a temp docker config, never the user's ~/.docker."""
+    directory = tmp_path / "docker-config"
+    monkeypatch.setenv("DOCKER_CONFIG", str(directory))
+    return directory
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[Registry]:
+    """A plain-HTTP registry with htpasswd auth (127.0.0.1 is insecure-allowed by the engine)."""
+    reg = Registry(tmp_path / "registry")
+    reg.write_config()
+    reg.start()
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture
+def tls_registry(tmp_path: Path) -> Iterator[Registry]:
+    """An HTTPS registry with a certificate from a CA made here; the engine trusts it via certs.d."""
+    reg = Registry(tmp_path / "tls-registry", tls=True)
+    reg.write_config()
+    certs = CERTS_D / reg.host
+    certs.mkdir(parents=True, exist_ok=False)
+    assert reg.ca is not None
+    shutil.copy(reg.ca, certs / "ca.crt")
+    try:
+        reg.start()
+        yield reg
+    finally:
+        reg.stop()
+        shutil.rmtree(certs, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            CERTS_D.rmdir()  # only if we made it and it is empty now
+
+
+# ---------------------------------------------------------------- tiny real images
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def load_image(engine: Engine, reference: str, platform: str, tmp: Path, payload_mib: int = 0) -> str:
+    """``docker load`` a one-layer image with the given platform's config; returns its id.
+
+    The layer holds a unique marker (so every test pushes new content) and optionally
+    ``payload_mib`` of random bytes, enough to make a push take seconds.
+    """
+    target = get_platform(platform)
+    layer_buf = io.BytesIO()
+    with tarfile.open(fileobj=layer_buf, mode="w") as layer:
+        _add(layer, "etc/rpibuild-test", f"{reference} {uuid.uuid4()}\n".encode())
+        if payload_mib:
+            _add(layer, "payload.bin", os.urandom(payload_mib << 20))
+    layer_bytes = layer_buf.getvalue()
+    diff_id = "sha256:" + hashlib.sha256(layer_bytes).hexdigest()
+    config = {
+        "architecture": target.architecture,
+        "os": target.os,
+        **({"variant": target.variant} if target.variant else {}),
+        "created": "1970-01-01T00:00:00Z",
+        "config": {"Cmd": ["/bin/true"], "Labels": {"io.rpibuild.test": "registry"}},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "history": [{"created": "1970-01-01T00:00:00Z", "created_by": "rpibuild registry test"}],
+    }
+    config_bytes = json.dumps(config, sort_keys=True).encode()
+    config_name = hashlib.sha256(config_bytes).hexdigest() + ".json"
+    archive = tmp / f"image-{uuid.uuid4().hex[:8]}.tar"
+    with tarfile.open(archive, "w") as tar:
+        _add(tar, config_name, config_bytes)
+        _add(tar, f"{diff_id[7:]}/layer.tar", layer_bytes)
+        manifest = [{"Config": config_name, "RepoTags": [reference], "Layers": [f"{diff_id[7:]}/layer.tar"]}]
+        _add(tar, "manifest.json", json.dumps(manifest).encode())
+    try:
+        engine.load(archive)
+    finally:
+        archive.unlink()
+    info = engine.image(reference)
+    assert info is not None and info.platform == target.name
+    return info.id
+
+
+@pytest.fixture
+def images(engine: Engine) -> Iterator[list[str]]:
+    """Image ids a test made; each is removed (with all its tags) at the end."""
+    made: list[str] = []
+    yield made
+    for image_id in made:
+        engine.remove_image(image_id, force=True)
+
+
+PROFILE = """\
+platform: {platform}
+base:
+  image: scratch
+torch:
+  source: none
+qpulib:
+  enabled: false
+extension:
+  enabled: false
+verify:
+  enabled: false
+image:
+  repository: rpibuild-test/{name}
+  tags: ["{{profile}}", "t2"]
+registry:
+  url: {url}
+  namespace: team
+  insecure: {insecure}
+  username: {user}
+  password_env: RPIBUILD_TEST_REGISTRY_PASSWORD
+"""
+
+
+def write_profile(tmp: Path, name: str, platform: str, reg: Registry, *, ca: bool = False) -> Path:
+    path = tmp / f"{name}.yaml"
+    text = PROFILE.format(
+        platform=platform, name=name, url=reg.host, insecure=str(not reg.tls).lower(), user=USER
+    )
+    if ca:
+        text += f"  ca_cert: {reg.ca}\n"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def make_profile_image(
+    engine: Engine, images: list[str], tmp: Path, reg: Registry, name: str, platform: str, **kw: object
+) -> tuple[Path, Profile, str]:
+    path = write_profile(tmp, name, platform, reg, ca=bool(kw.pop("ca", False)))
+    profile = load_profile(path, env={}).profile
+    image_id = load_image(engine, f"rpibuild-test/{name}:{name}", platform, tmp, **kw)  # type: ignore[arg-type]
+    images.append(image_id)
+    engine.tag(image_id, f"rpibuild-test/{name}:t2")
+    return path, profile, image_id
+
+
+def rpibuild(
+    *args: str, stdin: str | None = None, password: bool = False
+) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    if password:
+        env["RPIBUILD_TEST_REGISTRY_PASSWORD"] = PASSWORD
+    return subprocess.run(
+        [sys.executable, "-m", "rpibuild", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+
+
+def login(reg: Registry, *extra: str) -> None:
+    result = rpibuild("login", reg.host, "-u", USER, "--password-stdin", *extra, stdin=PASSWORD + "\n")
+    assert result.returncode == 0, result.stderr
+    assert PASSWORD not in result.stdout + result.stderr
+
+
+def remote_tags(engine: Engine, host: str) -> list[str]:
+    """Every local tag that names the test registry: must be none after a push."""
+    return [t for image in engine.client.images.list() for t in image.tags if t.startswith(host + "/")]
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_login_stores_credentials_like_docker_and_never_prints_them(
+    registry: Registry, docker_config: Path
+) -> None:
+    login(registry, "--insecure")
+    config = json.loads((docker_config / "config.json").read_text())
+    assert set(config["auths"]) == {registry.host}
+    assert oct((docker_config / "config.json").stat().st_mode & 0o777) == "0o600"
+    # The real docker CLI reads what we stored: it can list the registry's catalog via login state.
+    check = subprocess.run(
+        ["docker", "login", registry.host],
+        capture_output=True,
+        text=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert check.returncode == 0, check.stderr  # "Login Succeeded" from the stored credentials
+    assert PASSWORD not in registry.log_text()
+    for path in (
+        Path(os.environ["RPIBUILD_CACHE"]).rglob("*") if Path(os.environ["RPIBUILD_CACHE"]).exists() else []
+    ):
+        if path.is_file():
+            assert PASSWORD not in path.read_text(errors="replace")
+
+
+def test_wrong_password_is_refused_with_the_auth_error(registry: Registry, docker_config: Path) -> None:
+    result = rpibuild(
+        "login", registry.host, "-u", USER, "--password-stdin", "--insecure", stdin="wrong-pass\n"
+    )
+    assert result.returncode == 6
+    assert "refused the credentials" in result.stderr
+    assert "wrong-pass" not in result.stderr
+    assert not (docker_config / "config.json").exists()
+
+
+def test_login_reads_the_password_from_the_env_var_named_in_the_profile(
+    engine: Engine, images: list[str], tmp_path: Path, registry: Registry, docker_config: Path
+) -> None:
+    path = write_profile(tmp_path, "envlogin", "linux/arm64", registry)
+    result = rpibuild("login", "-p", str(path), password=True)
+    assert result.returncode == 0, result.stderr
+    assert registry.host in json.loads((docker_config / "config.json").read_text())["auths"]
+
+
+def test_push_pull_back_digest_equal(
+    engine: Engine, images: list[str], tmp_path: Path, registry: Registry, docker_config: Path
+) -> None:
+    path, _, image_id = make_profile_image(engine, images, tmp_path, registry, "armv7img", "linux/arm/v7")
+    login(registry, "--insecure")
+    result = rpibuild("push", "-p", str(path), "--json")
+    assert result.returncode == 0, result.stderr
+    pushed = json.loads(result.stdout)
+    refs = [p["reference"] for p in pushed]
+    assert refs == [f"{registry.host}/team/armv7img:armv7img", f"{registry.host}/team/armv7img:t2"]
+    assert all(p["platform"] == "linux/arm/v7" for p in pushed)
+    assert pushed[0]["digest"] == pushed[1]["digest"]
+    assert remote_tags(engine, registry.host) == []  # temporary tags gone
+
+    # Pull it back with the real docker CLI and the credentials login stored.
+    pull = subprocess.run(
+        ["docker", "pull", "--platform", "linux/arm/v7", refs[0]], capture_output=True, text=True, check=False
+    )
+    assert pull.returncode == 0, pull.stderr
+    try:
+        assert pushed[0]["digest"] in pull.stdout
+        info = engine.image(refs[0])
+        assert info is not None and info.id == image_id
+        assert f"{registry.host}/team/armv7img@{pushed[0]['digest']}" in engine.repo_digests(refs[0])
+    finally:
+        engine.untag(refs[0])
+    assert PASSWORD not in registry.log_text()
+    history = subprocess.run(["docker", "history", "--no-trunc", image_id], capture_output=True, text=True)
+    assert PASSWORD not in history.stdout
+
+
+def test_push_without_login_is_an_auth_error(
+    engine: Engine, images: list[str], tmp_path: Path, registry: Registry
+) -> None:
+    path, _, _ = make_profile_image(engine, images, tmp_path, registry, "nologin", "linux/arm64")
+    result = rpibuild("push", "-p", str(path))
+    assert result.returncode == 6
+    assert "needs a login" in result.stderr
+    assert remote_tags(engine, registry.host) == []
+
+
+def test_plain_http_only_when_the_profile_or_flag_says_so(
+    engine: Engine, images: list[str], tmp_path: Path, registry: Registry
+) -> None:
+    result = rpibuild("login", registry.host, "-u", USER, "--password-stdin", stdin=PASSWORD)
+    assert result.returncode == 6
+    assert "TLS with" in result.stderr
+    assert "registry.insecure: true" in result.stderr
+
+
+def test_unreachable_registry_is_reported_as_such(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    result = rpibuild("login", f"127.0.0.1:{port}", "-u", USER, "--password-stdin", "--insecure", stdin="x")
+    assert result.returncode == 6
+    assert f"cannot reach 127.0.0.1:{port}" in result.stderr
+
+
+def test_tls_registry_needs_its_ca_and_then_pushes(
+    engine: Engine, images: list[str], tmp_path: Path, tls_registry: Registry, docker_config: Path
+) -> None:
+    untrusted = rpibuild("login", tls_registry.host, "-u", USER, "--password-stdin", stdin=PASSWORD)
+    assert untrusted.returncode == 6
+    assert "TLS with" in untrusted.stderr and "registry.ca_cert" in untrusted.stderr
+    assert tls_registry.ca is not None
+    login(tls_registry, "--ca-cert", str(tls_registry.ca))
+
+    path, _, _ = make_profile_image(engine, images, tmp_path, tls_registry, "tlsimg", "linux/arm64", ca=True)
+    result = rpibuild("push", "-p", str(path), "--json")
+    assert result.returncode == 0, result.stderr
+    pushed = json.loads(result.stdout)
+    assert [p["platform"] for p in pushed] == ["linux/arm64", "linux/arm64"]
+    assert remote_tags(engine, tls_registry.host) == []
+
+
+def test_registry_killed_mid_push_then_restarted(
+    engine: Engine, images: list[str], tmp_path: Path, registry: Registry, docker_config: Path
+) -> None:
+    """Kill the registry while layers upload; it comes back 2 s later: the push completes."""
+    _, profile, image_id = make_profile_image(
+        engine, images, tmp_path, registry, "bigimg", "linux/arm64", payload_mib=96
+    )
+    login(registry, "--insecure")
+    events: list[str] = []
+    restarter: list[threading.Timer] = []
+
+    def on_progress(line: str) -> None:
+        events.append(line)
+        if not restarter and "Pushing" in line:
+            registry.stop()
+            timer = threading.Timer(2.0, registry.start)
+            timer.start()
+            restarter.append(timer)
+
+    target = target_for(profile)
+    try:
+        pushed = push_profile(engine, profile, target, retries=4, retry_base=1.0, on_progress=on_progress)
+    finally:
+        for timer in restarter:
+            timer.join()
+    assert restarter, "the push finished before it could be interrupted"
+    assert any("retry" in e.lower() for e in events), events[-20:]
+    assert [p.platform_name for p in pushed] == ["linux/arm64", "linux/arm64"]
+    # What the registry now serves is exactly the local image.
+    auth = (USER, PASSWORD)
+    manifest = requests.get(
+        f"{registry.url}/v2/team/bigimg/manifests/t2",
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+        auth=auth,
+        timeout=30,
+    )
+    assert manifest.headers["Docker-Content-Digest"] == pushed[1].digest
+    assert manifest.json()["config"]["digest"] == image_id
+    assert remote_tags(engine, registry.host) == []
+
+
+def test_registry_gone_for_good_fails_clearly_and_leaves_nothing_tagged(
+    engine: Engine, images: list[str], tmp_path: Path, registry: Registry, docker_config: Path
+) -> None:
+    _, profile, _ = make_profile_image(
+        engine, images, tmp_path, registry, "goneimg", "linux/arm64", payload_mib=96
+    )
+    login(registry, "--insecure")
+    killed: list[bool] = []
+
+    def on_progress(line: str) -> None:
+        if not killed and "Pushing" in line:
+            registry.stop()
+            killed.append(True)
+
+    started = time.monotonic()
+    with pytest.raises(RegistryUnreachable) as caught:
+        push_profile(engine, profile, target_for(profile), retries=1, retry_base=0.5, on_progress=on_progress)
+    assert killed
+    assert f"cannot reach {registry.host}" in caught.value.message
+    assert "after 1 retries" in caught.value.message
+    assert remote_tags(engine, registry.host) == []
+    assert time.monotonic() - started < 120
+
+
+def test_manifest_list_of_two_platforms(
+    engine: Engine, images: list[str], tmp_path: Path, registry: Registry, docker_config: Path
+) -> None:
+    armv7, _, _ = make_profile_image(engine, images, tmp_path, registry, "multi7", "linux/arm/v7")
+    arm64, _, arm64_id = make_profile_image(engine, images, tmp_path, registry, "multi64", "linux/arm64")
+    login(registry, "--insecure")
+    result = rpibuild("push", "-p", str(armv7), "-p", str(arm64), "--manifest", "myrasp:torch", "--json")
+    assert result.returncode == 0, result.stderr
+    listed, *members = json.loads(result.stdout)
+    assert listed["reference"] == f"{registry.host}/team/myrasp:torch"
+    assert listed["platform"] == ["linux/arm/v7", "linux/arm64"]
+    assert [m["reference"] for m in members] == [
+        f"{registry.host}/team/myrasp:torch-armv7",
+        f"{registry.host}/team/myrasp:torch-arm64",
+    ]
+
+    response = requests.get(
+        f"{registry.url}/v2/team/myrasp/manifests/torch",
+        headers={"Accept": ", ".join(LIST_ACCEPT)},
+        auth=(USER, PASSWORD),
+        timeout=30,
+    )
+    assert response.status_code == 200
+    assert response.headers["Docker-Content-Digest"] == listed["digest"]
+    body = response.json()
+    assert body["mediaType"] == "application/vnd.docker.distribution.manifest.list.v2+json"
+    platforms = {(m["platform"]["architecture"], m["platform"].get("variant")): m for m in body["manifests"]}
+    assert set(platforms) == {("arm", "v7"), ("arm64", None)}
+    assert platforms[("arm", "v7")]["digest"] == members[0]["digest"]
+
+    # The engine resolves the list to the right platform: pulling arm64 gets the arm64 image.
+    pulled = subprocess.run(
+        ["docker", "pull", "--platform", "linux/arm64", listed["reference"]], capture_output=True, text=True
+    )
+    assert pulled.returncode == 0, pulled.stderr
+    try:
+        info = engine.image(listed["reference"])
+        assert info is not None and info.id == arm64_id
+    finally:
+        engine.untag(listed["reference"])
+    assert remote_tags(engine, registry.host) == []
+
+
+def test_doctor_checks_the_registry_and_its_stored_credentials(
+    tmp_path: Path, registry: Registry, docker_config: Path
+) -> None:
+    path = write_profile(tmp_path, "doc", "linux/arm64", registry)
+
+    def registry_check() -> dict[str, object]:
+        result = rpibuild("doctor", "-p", str(path), "--json")
+        return {c["name"]: c for c in json.loads(result.stdout)}["registry"]
+
+    before = registry_check()
+    assert before["ok"] is False and "needs a login" in str(before["detail"])
+    login(registry, "--insecure")
+    after = registry_check()
+    assert after["ok"] is True, after
+    assert "credentials accepted" in str(after["detail"])
+    registry.stop()
+    gone = registry_check()
+    assert gone["ok"] is False and "cannot reach" in str(gone["detail"])
+
+
+def test_auth_error_class_for_wrong_credentials_in_process(registry: Registry) -> None:
+    from rpibuild.registry import RegistryClient, Target
+
+    with (
+        RegistryClient(Target(registry.host, insecure=True), (USER, "nope")) as client,
+        pytest.raises(RegistryAuthError),
+    ):
+        client.ping()
+
+
+def test_tls_error_class_in_process(tls_registry: Registry) -> None:
+    from rpibuild.registry import RegistryClient, Target
+
+    with RegistryClient(Target(tls_registry.host), None) as client, pytest.raises(RegistryTLSError) as caught:
+        client.ping()
+    assert "registry.ca_cert" in (caught.value.hint or "")

@@ -239,7 +239,10 @@ def _bootstrap_in_container(
     log_path: Path,
     progress: Callable[[str], None] | None,
 ) -> None:
-    """Run debootstrap in a privileged helper container (a host without debootstrap).
+    """Run debootstrap in a helper container (a host without debootstrap).
+
+    It gets CAP_SYS_ADMIN (to mount /proc in the target) rather than --privileged, which
+    sandboxed engines refuse.
 
     The target tree is written into ``work`` through a bind mount; foreign-architecture
     binaries in its second stage run through the host's binfmt handlers (F flag).
@@ -275,7 +278,7 @@ def _bootstrap_in_container(
                 progress(line[3:].strip())
 
         code = engine.run_streaming(
-            image, ["sh", "-c", script], on_line=on_line, volumes=volumes, privileged=True
+            image, ["sh", "-c", script], on_line=on_line, volumes=volumes, cap_add=["SYS_ADMIN"]
         )
     if code != 0:
         text = "\n".join(tail)

@@ -263,7 +263,7 @@ class Engine:
         *,
         on_line: Callable[[str], None],
         volumes: dict[str, dict[str, str]] | None = None,
-        privileged: bool = False,
+        cap_add: list[str] | None = None,
     ) -> int:
         """Run a command, passing each output line to ``on_line``; the container is always removed."""
         import docker.errors
@@ -271,7 +271,7 @@ class Engine:
         container = None
         try:
             container = self.client.containers.create(
-                image, command, volumes=volumes, privileged=privileged, labels={"io.rpibuild.temporary": "1"}
+                image, command, volumes=volumes, cap_add=cap_add, labels={"io.rpibuild.temporary": "1"}
             )
             container.start()
             pending = b""

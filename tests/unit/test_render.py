@@ -133,3 +133,11 @@ def test_torch_from_source_renders_every_optional_part_off() -> None:
         load_profile("pi3b-arm64", ["torch.source=source", "torch.git_ref=v2.5.1"], env={}).profile
     )
     assert "-latomic" not in arm64.dockerfile
+
+
+def test_emulator_tests_of_a_qpu_image_use_an_emulation_build_in_verify_only() -> None:
+    text = render(load_profile("pi3b-arm64", ["verify.emulator=true"], env={}).profile).dockerfile
+    verify = text[text.index(" AS verify") : text.index(" AS runtime")]
+    assert "QPULIB_MODE=emulation" in verify and "--target /opt/rpibuild/emulator" in verify
+    assert "--emulator-tests /opt/rpibuild/src/torch-qpu/tests" in verify
+    assert "emulator" not in text[text.index(" AS runtime") :]

@@ -85,3 +85,13 @@ def test_build_and_selftest_emulation(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "sum=992" in run.stdout
+
+
+@pytest.mark.skipif(not SRC, reason="set RPIBUILD_QPULIB_SRC to a QPULib source tree")
+@pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ with AddressSanitizer")
+def test_kernels_never_read_past_buffer_end() -> None:
+    """The seed's prefetch read one slice past the end; ASan proves ours does not."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "kernel_overread_check.sh"
+    run = subprocess.run(["bash", str(script), SRC], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.count("no read past the buffer end") == 5

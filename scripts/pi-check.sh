@@ -21,7 +21,7 @@
 # torch_qpu is not installed in the root.
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+here=$(cd "$(dirname "${BASH_SOURCE[0]:-.}")" && pwd)  # unset when fed to bash -s
 quick=0
 bench=1
 require_qpu=0

@@ -34,7 +34,7 @@ class BackendUnavailableError(RuntimeError):
 def _load_extension() -> ModuleType | None:
     """Import torch_qpu._C if this build has it (a QPULib build)."""
     try:
-        from . import _C
+        from . import _C  # type: ignore[attr-defined]
     except ImportError:
         return None
     return _C

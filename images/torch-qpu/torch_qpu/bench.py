@@ -22,7 +22,7 @@ import functools
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -59,7 +59,7 @@ def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
 
 def comparison(
     title: str,
-    cases: list[tuple[str, Callable[[], object], Callable[[str], object]]],
+    cases: Sequence[tuple[str, Callable[..., object], Callable[..., object]]],
     backends: list[str],
     repeat: int,
 ) -> None:

@@ -54,12 +54,12 @@ def cases(gen: torch.Generator):
             a @ b,
             a.abs() @ b.abs(),
         )
-    x, w, bias = rand(8, 300), rand(40, 300), rand(40)
+    x, weight, bias = rand(8, 300), rand(40, 300), rand(40)
     yield (
         "linear 8x300->40",
-        lambda be: ops.linear(x, w, bias, backend=be),
-        torch.nn.functional.linear(x, w, bias),
-        x.abs() @ w.abs().t() + bias.abs(),
+        lambda be: ops.linear(x, weight, bias, backend=be),
+        torch.nn.functional.linear(x, weight, bias),
+        x.abs() @ weight.abs().t() + bias.abs(),
     )
 
 

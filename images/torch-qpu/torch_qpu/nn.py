@@ -15,6 +15,9 @@ class Linear(torch.nn.Module):
     ``backend=None`` follows the global choice (:func:`torch_qpu.set_backend`).
     """
 
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+
     def __init__(
         self,
         in_features: int,
@@ -50,7 +53,7 @@ class Linear(torch.nn.Module):
         )
         with torch.no_grad():
             new.weight.copy_(layer.weight.detach().float())
-            if layer.bias is not None:
+            if layer.bias is not None and new.bias is not None:
                 new.bias.copy_(layer.bias.detach().float())
         return new
 

@@ -13,12 +13,19 @@ torch and differentiable.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 
 from . import _backend
 
 _ELEMENTWISE_CODES = {"add": 0, "sub": 1, "mul": 2}
-_TORCH_ELEMENTWISE = {"add": torch.add, "sub": torch.sub, "mul": torch.mul}
+_TORCH_ELEMENTWISE: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "add": torch.add,
+    "sub": torch.sub,
+    "mul": torch.mul,
+}
 
 
 def _check_input(t: object, name: str) -> torch.Tensor:
@@ -57,7 +64,7 @@ def _deliver(result: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
     return out
 
 
-def _extension():
+def _extension() -> Any:
     ext = _backend.extension()
     if ext is None:  # resolve() already refused; this is a safety net
         raise _backend.BackendUnavailableError("torch_qpu was built without QPULib")

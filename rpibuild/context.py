@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rpibuild import sources
 from rpibuild.config.model import Profile
+from rpibuild.errors import ConfigError
 from rpibuild.render import Rendered, render
 
 
@@ -23,6 +24,8 @@ def qpulib_tree(profile: Profile) -> Path | None:
 
 def prepare_context(profile: Profile, directory: Path, base_ref: str | None = None) -> Rendered:
     """Render and write the context into ``directory`` (new or empty)."""
+    if directory.is_dir() and any(directory.iterdir()):
+        raise ConfigError(f"output folder {directory} is not empty", field="--output")
     with tempfile.TemporaryDirectory(prefix="rpibuild-scratch-") as scratch:
         rendered = render(profile, base_ref=base_ref, qpulib_src=qpulib_tree(profile), scratch=Path(scratch))
         rendered.write(directory)

@@ -95,3 +95,22 @@ def test_bad_option_is_a_usage_error() -> None:
     result = run_main("build", "--target", "nowhere")
     assert result.returncode == 2
     assert "Invalid value" in result.stderr
+
+
+def test_render_output_writes_the_whole_context(tmp_path) -> None:
+    src = tmp_path / "QPULib"
+    (src / "Lib").mkdir(parents=True)
+    (src / "Lib" / "QPULib.h").write_text("// stand-in for a checkout\n")
+    out = tmp_path / "ctx"
+    result = CliRunner().invoke(cli, ["render", "-o", str(out)], env={"RPIBUILD_QPULIB_SRC": str(src)})
+    assert result.exit_code == 0, result.output
+    assert (out / "Dockerfile").read_text().count("FROM ") == 6
+    assert (out / "qpulib-src" / "Lib" / "QPULib.h").is_file()
+    again = run_main("render", "-o", str(out))
+    assert again.returncode == 2 and "not empty" in again.stderr
+
+
+def test_render_output_without_qpulib_source_says_how_to_fix(tmp_path) -> None:
+    result = run_main("render", "-o", str(tmp_path / "ctx"), "--set", "qpulib.path=/nonexistent")
+    assert result.returncode == 2
+    assert "RPIBUILD_QPULIB_SRC" in result.stderr

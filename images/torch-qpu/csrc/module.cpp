@@ -23,6 +23,7 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <string>
 
 #include "kernels.h"
@@ -97,9 +98,16 @@ class Runtime {
       // every call (in emulation mode old buffers cannot be freed).
       int64_t grown = std::max<int64_t>(floats, capacity + capacity / 4);
       grown = std::max<int64_t>(round_up_lanes(grown), 1024);
-      reserve_check(grown);
+      grown = reserve_check(floats, grown);
       entry.reset();  // QPU mode: give the old GPU memory back first.
-      entry = std::make_unique<Buffer>(static_cast<uint32_t>(grown));
+      try {
+        entry = std::make_unique<Buffer>(static_cast<uint32_t>(grown));
+      } catch (const std::bad_alloc&) {
+        // The firmware's GPU memory (gpu_mem in config.txt) is exhausted.
+        TORCH_CHECK(false, "torch_qpu: could not allocate ", grown * 4 / 1024,
+                    " KiB of GPU-shared memory; raise gpu_mem in config.txt or use smaller "
+                    "tensors (python -m torch_qpu doctor)");
+      }
       capacity = grown;
     }
     return *entry;
@@ -113,18 +121,24 @@ class Runtime {
   std::array<int64_t, kNumSlots> capacities() const { return capacities_; }
 
  private:
-  static void reserve_check(int64_t floats) {
+  // How many floats to allocate: `wanted` (with headroom) if it fits, else
+  // the `needed` minimum; raises when even that does not fit.
+  static int64_t reserve_check(int64_t needed, int64_t wanted) {
 #ifdef EMULATION_MODE
     // QPULib's emulator heap is a bump allocator that aborts when full;
     // fail with a Python error instead.
     const int64_t used = emuHeapEnd;
-    TORCH_CHECK(used + floats < static_cast<int64_t>(EMULATOR_HEAP_SIZE),
-                "torch_qpu: QPULib emulator heap exhausted (", used, " of ",
-                static_cast<int64_t>(EMULATOR_HEAP_SIZE), " words used, ", floats,
+    const int64_t size = static_cast<int64_t>(EMULATOR_HEAP_SIZE);
+    if (used + wanted < size) return wanted;
+    const int64_t minimum = round_up_lanes(needed);
+    TORCH_CHECK(used + minimum < size, "torch_qpu: QPULib emulator heap exhausted (", used,
+                " of ", size, " words used, ", minimum,
                 " more needed); use smaller tensors or rebuild QPULib with a larger "
                 "EMULATOR_HEAP_SIZE");
+    return minimum;
 #else
-    (void)floats;
+    (void)needed;
+    return wanted;
 #endif
   }
 

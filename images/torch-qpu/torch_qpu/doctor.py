@@ -14,6 +14,8 @@ import argparse
 import os
 import platform
 import re
+import shutil
+import subprocess
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -149,7 +151,31 @@ def check_overlay(root: Path) -> Check:
     return Check("graphics overlay", True, "no vc4-kms-v3d / vc4-fkms-v3d overlay active")
 
 
+def _vcgencmd_gpu_mem() -> int | None:
+    """GPU memory in MB as the running firmware reports it, if vcgencmd works."""
+    if shutil.which("vcgencmd") is None:
+        return None
+    try:
+        result = subprocess.run(
+            ["vcgencmd", "get_mem", "gpu"], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"gpu=(\d+)M", result.stdout)
+    return int(match.group(1)) if match else None
+
+
 def check_gpu_mem(root: Path) -> Check:
+    running = _vcgencmd_gpu_mem() if root == Path("/") else None
+    if running is not None:
+        if running < MIN_GPU_MEM_MB:
+            return Check(
+                "gpu_mem",
+                False,
+                f"firmware reports gpu={running}M: too little for QPU buffers",
+                "set gpu_mem=128 in config.txt and reboot",
+            )
+        return Check("gpu_mem", True, f"firmware reports gpu={running}M")
     values = []
     for name, number, text in _config_lines(root):
         match = GPU_MEM.match(text)

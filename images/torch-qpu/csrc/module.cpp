@@ -91,32 +91,42 @@ class Runtime {
     auto& entry = buffers_.at(slot);
     auto& capacity = capacities_.at(slot);
     if (!entry || capacity < floats) {
-      TORCH_CHECK(floats <= std::numeric_limits<int32_t>::max() / 4,
-                  "torch_qpu: tensor too large for the 32-bit GPU address space (", floats,
-                  " floats)");
       // Grow with some headroom so slowly growing sizes do not reallocate
       // every call (in emulation mode old buffers cannot be freed).
       int64_t grown = std::max<int64_t>(floats, capacity + capacity / 4);
       grown = std::max<int64_t>(round_up_lanes(grown), 1024);
-      grown = reserve_check(floats, grown);
       entry.reset();  // QPU mode: give the old GPU memory back first.
-      try {
-        entry = std::make_unique<Buffer>(static_cast<uint32_t>(grown));
-      } catch (const std::bad_alloc&) {
-        // The firmware's GPU memory (gpu_mem in config.txt) is exhausted.
-        TORCH_CHECK(false, "torch_qpu: could not allocate ", grown * 4 / 1024,
-                    " KiB of GPU-shared memory; raise gpu_mem in config.txt or use smaller "
-                    "tensors (python -m torch_qpu doctor)");
-      }
-      capacity = grown;
+      entry = allocate(floats, grown, &capacity);
     }
     return *entry;
   }
 
   static float* host_pointer(Buffer& buffer) { return &buffer[0]; }
 
+  // A new GPU-shared buffer of `wanted` floats (or just `needed` when the
+  // emulator heap is nearly full); its size goes to *allocated. Call with
+  // the mutex held.
+  static std::unique_ptr<Buffer> allocate(int64_t needed, int64_t wanted, int64_t* allocated) {
+    TORCH_CHECK(wanted <= std::numeric_limits<int32_t>::max() / 4,
+                "torch_qpu: tensor too large for the 32-bit GPU address space (", wanted,
+                " floats)");
+    const int64_t floats = reserve_check(needed, wanted);
+    try {
+      auto buffer = std::make_unique<Buffer>(static_cast<uint32_t>(floats));
+      *allocated = floats;
+      return buffer;
+    } catch (const std::bad_alloc&) {
+      // The firmware's GPU memory (gpu_mem in config.txt) is exhausted.
+      TORCH_CHECK(false, "torch_qpu: could not allocate ", floats * 4 / 1024,
+                  " KiB of GPU-shared memory; raise gpu_mem in config.txt or use smaller "
+                  "tensors (python -m torch_qpu doctor)");
+    }
+    return nullptr;  // not reached: TORCH_CHECK(false, ...) throws
+  }
+
   int64_t compiles() const { return compiles_; }
   int64_t launches = 0;
+  int64_t resident_uploads = 0;
 
   std::array<int64_t, kNumSlots> capacities() const { return capacities_; }
 
@@ -220,17 +230,65 @@ void elementwise(int64_t op, const torch::Tensor& a, const torch::Tensor& b, tor
               sizeof(float) * static_cast<std::size_t>(n));
 }
 
-// Returns vecs @ mat.T, shape (V, R), for vecs (V, K) and mat (R, K).
-torch::Tensor dot_rows(const torch::Tensor& vecs, const torch::Tensor& mat, int64_t num_qpus) {
+// A matrix kept in GPU-shared memory between calls (row-padded), so that
+// layers whose weights do not change skip the host-to-GPU copy, which on a
+// Pi costs more than the QPU work of a matrix-vector product. Python decides
+// when to re-upload (torch_qpu.nn.Linear watches the weight's version).
+class ResidentMatrix {
+ public:
+  explicit ResidentMatrix(const torch::Tensor& mat) { upload(mat); }
+
+  // (Re)copies `mat` (float32, 2-D) into GPU-shared memory.
+  void upload(const torch::Tensor& mat) {
+    check_float_cpu(mat, "matrix");
+    TORCH_CHECK(mat.dim() == 2, "torch_qpu: a resident matrix must be 2-D, got ", mat.sizes());
+    const int64_t rows = mat.size(0);
+    const int64_t cols = mat.size(1);
+    const int64_t kp = round_up_lanes(cols);
+    TORCH_CHECK(kp <= kMaxRowFloats && rows <= (int64_t{1} << 24),
+                "torch_qpu: matrix too large for the QPU kernels: ", mat.sizes());
+    const torch::Tensor mc = mat.contiguous();
+    pybind11::gil_scoped_release no_gil;
+    Runtime& rt = runtime();
+    std::lock_guard<std::mutex> lock(rt.mutex);
+    const int64_t needed = std::max<int64_t>(rows * kp, kLanes);
+    if (!buffer_ || capacity_ < needed) {
+      buffer_.reset();
+      buffer_ = Runtime::allocate(needed, needed, &capacity_);
+    }
+    if (rows * cols > 0) {
+      copy_padded(Runtime::host_pointer(*buffer_), mc.data_ptr<float>(), rows, cols, kp);
+    }
+    rows_ = rows;
+    cols_ = cols;
+    ++rt.resident_uploads;
+  }
+
+  int64_t rows() const { return rows_; }
+  int64_t cols() const { return cols_; }
+  Buffer& buffer() { return *buffer_; }
+
+ private:
+  // QPU mode: the GPU memory goes back to the firmware when the Python
+  // object dies (SharedArray's destructor; the mailbox is already open).
+  std::unique_ptr<Buffer> buffer_;
+  int64_t capacity_ = 0;
+  int64_t rows_ = 0;
+  int64_t cols_ = 0;
+};
+
+// vecs @ mat.T where mat is either a tensor (copied into the pool) or a
+// resident matrix; shape (V, R).
+torch::Tensor dot_core(const torch::Tensor& vecs, const torch::Tensor* mat,
+                       ResidentMatrix* resident, int64_t num_qpus) {
   check_float_cpu(vecs, "vecs");
-  check_float_cpu(mat, "mat");
   check_num_qpus(num_qpus);
-  TORCH_CHECK(vecs.dim() == 2 && mat.dim() == 2, "torch_qpu: dot_rows needs 2-D tensors, got ",
-              vecs.sizes(), " and ", mat.sizes());
-  TORCH_CHECK(vecs.size(1) == mat.size(1), "torch_qpu: inner sizes differ: ", vecs.sizes(),
-              " vs ", mat.sizes());
+  const int64_t nrows = mat ? mat->size(0) : resident->rows();
+  const int64_t mat_cols = mat ? mat->size(1) : resident->cols();
+  TORCH_CHECK(vecs.dim() == 2, "torch_qpu: dot_rows needs 2-D tensors, got ", vecs.sizes());
+  TORCH_CHECK(vecs.size(1) == mat_cols, "torch_qpu: inner sizes differ: ", vecs.sizes(), " vs (",
+              nrows, ", ", mat_cols, ")");
   const int64_t nvec = vecs.size(0);
-  const int64_t nrows = mat.size(0);
   const int64_t k = vecs.size(1);
   auto result_options = torch::TensorOptions().dtype(torch::kFloat32);
   if (nvec == 0 || nrows == 0 || k == 0) return torch::zeros({nvec, nrows}, result_options);
@@ -240,7 +298,7 @@ torch::Tensor dot_rows(const torch::Tensor& vecs, const torch::Tensor& mat, int6
   TORCH_CHECK(nvec <= std::numeric_limits<int32_t>::max() && nrows <= (int64_t{1} << 24),
               "torch_qpu: too many rows");
   const torch::Tensor vc = vecs.contiguous();
-  const torch::Tensor mc = mat.contiguous();
+  const torch::Tensor mc = mat ? mat->contiguous() : torch::Tensor();
   // Split rows across QPUs, unless splitting each row's columns keeps more
   // QPUs busy (few rows, long rows: e.g. a 1 x 10^5 mv).
   const int64_t row_qpus = std::min<int64_t>(num_qpus, nrows);
@@ -257,10 +315,12 @@ torch::Tensor dot_rows(const torch::Tensor& vecs, const torch::Tensor& mat, int6
     std::lock_guard<std::mutex> lock(rt.mutex);
     DotKernel& kernel = rt.dot(split_columns);
     Buffer& buf_v = rt.buffer(Runtime::kInputA, nvec * kp);
-    Buffer& buf_m = rt.buffer(Runtime::kInputB, nrows * kp);
     Buffer& buf_out = rt.buffer(Runtime::kOutput, out_floats);
+    Buffer& buf_m = resident ? resident->buffer() : rt.buffer(Runtime::kInputB, nrows * kp);
     copy_padded(Runtime::host_pointer(buf_v), vc.data_ptr<float>(), nvec, k, kp);
-    copy_padded(Runtime::host_pointer(buf_m), mc.data_ptr<float>(), nrows, k, kp);
+    if (!resident) {
+      copy_padded(Runtime::host_pointer(buf_m), mc.data_ptr<float>(), nrows, k, kp);
+    }
     kernel.setNumQPUs(nq);
     kernel.call(static_cast<int>(nvec), static_cast<int>(nrows), static_cast<int>(kp), &buf_v,
                 &buf_m, &buf_out);
@@ -273,12 +333,25 @@ torch::Tensor dot_rows(const torch::Tensor& vecs, const torch::Tensor& mat, int6
   return partials.sum(-1);
 }
 
+// Returns vecs @ mat.T, shape (V, R), for vecs (V, K) and mat (R, K).
+torch::Tensor dot_rows(const torch::Tensor& vecs, const torch::Tensor& mat, int64_t num_qpus) {
+  check_float_cpu(mat, "mat");
+  TORCH_CHECK(mat.dim() == 2, "torch_qpu: dot_rows needs 2-D tensors, got ", mat.sizes());
+  return dot_core(vecs, &mat, nullptr, num_qpus);
+}
+
+// Returns vecs @ M.T for a resident matrix M.
+torch::Tensor dot_resident(const torch::Tensor& vecs, ResidentMatrix& mat, int64_t num_qpus) {
+  return dot_core(vecs, nullptr, &mat, num_qpus);
+}
+
 pybind11::dict stats() {
   Runtime& rt = runtime();
   std::lock_guard<std::mutex> lock(rt.mutex);
   pybind11::dict d;
   d["kernel_compiles"] = rt.compiles();
   d["launches"] = rt.launches;
+  d["resident_uploads"] = rt.resident_uploads;
   const auto caps = rt.capacities();
   d["pool_capacity_floats"] = pybind11::make_tuple(caps[0], caps[1], caps[2]);
   return d;
@@ -296,5 +369,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         pybind11::arg("num_qpus"));
   m.def("dot_rows", &torch_qpu::dot_rows, "vecs @ mat.T for 2-D float32 tensors",
         pybind11::arg("vecs"), pybind11::arg("mat"), pybind11::arg("num_qpus"));
+  pybind11::class_<torch_qpu::ResidentMatrix>(
+      m, "ResidentMatrix", "a float32 matrix kept in GPU-shared memory between calls")
+      .def(pybind11::init<const torch::Tensor&>(), pybind11::arg("matrix"))
+      .def("upload", &torch_qpu::ResidentMatrix::upload, pybind11::arg("matrix"))
+      .def_property_readonly("shape", [](const torch_qpu::ResidentMatrix& r) {
+        return pybind11::make_tuple(r.rows(), r.cols());
+      });
+  m.def("dot_resident", &torch_qpu::dot_resident, "vecs @ M.T for a ResidentMatrix M",
+        pybind11::arg("vecs"), pybind11::arg("matrix"), pybind11::arg("num_qpus"));
   m.def("stats", &torch_qpu::stats, "kernel compile count, launches, pool capacities");
 }

@@ -171,3 +171,40 @@ def test_concurrent_calls_from_threads(backend: str) -> None:
     for (m, v, a, b), (mv_result, mul_result) in zip(jobs, results):
         assert_dot_close(mv_result, m @ v, m.abs() @ v.abs())
         torch.testing.assert_close(mul_result, a * b)
+
+
+def test_linear_layer_keeps_weight_resident(backend: str) -> None:
+    import copy
+    import io
+
+    torch.manual_seed(4)
+    layer = torch_qpu.nn.Linear.from_linear(torch.nn.Linear(40, 7), backend=backend)
+    x = torch.randn(3, 40)
+
+    def expected() -> torch.Tensor:
+        return torch.nn.functional.linear(x, layer.weight, layer.bias)
+
+    def uploads() -> int:
+        return int(torch_qpu.stats()["resident_uploads"])
+
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), expected(), rtol=1e-4, atol=1e-4)
+        start = uploads()
+        for _ in range(3):
+            torch.testing.assert_close(layer(x), expected(), rtol=1e-4, atol=1e-4)
+        assert uploads() == start, "unchanged weights are not copied again"
+        layer.weight.mul_(2)  # in place: version bump, re-upload
+        torch.testing.assert_close(layer(x), expected(), rtol=1e-4, atol=1e-4)
+        assert uploads() == start + 1
+        layer.load_state_dict({"weight": torch.randn(7, 40), "bias": torch.randn(7)})
+        torch.testing.assert_close(layer(x), expected(), rtol=1e-4, atol=1e-4)
+        layer.weight.data.add_(1.0)  # no version bump through .data ...
+        layer.refresh()  # ... hence refresh()
+        torch.testing.assert_close(layer(x), expected(), rtol=1e-4, atol=1e-4)
+        twin = copy.deepcopy(layer)
+        torch.testing.assert_close(twin(x), expected(), rtol=1e-4, atol=1e-4)
+        buffer = io.BytesIO()
+        torch.save(layer, buffer)
+        buffer.seek(0)
+        loaded = torch.load(buffer, weights_only=False)
+        torch.testing.assert_close(loaded(x), expected(), rtol=1e-4, atol=1e-4)

@@ -13,6 +13,11 @@ class Linear(torch.nn.Module):
     Weights are kept as buffers (not Parameters): the qpu/emulator backends
     have no backward pass, so the layer is meant for trained models.
     ``backend=None`` follows the global choice (:func:`torch_qpu.set_backend`).
+
+    On the qpu/emulator backends the weight stays in GPU-shared memory between
+    calls (``resident=True``) and is re-uploaded when it changes (in-place ops,
+    ``load_state_dict``); after writing through ``weight.data`` call
+    :meth:`refresh`.
     """
 
     weight: torch.Tensor
@@ -26,8 +31,10 @@ class Linear(torch.nn.Module):
         *,
         backend: str | None = None,
         num_qpus: int | None = None,
+        resident: bool = True,
     ) -> None:
         super().__init__()
+        self._resident = ops.ResidentWeight() if resident else None
         self.in_features = in_features
         self.out_features = out_features
         self.backend = backend
@@ -57,8 +64,20 @@ class Linear(torch.nn.Module):
                 new.bias.copy_(layer.bias.detach().float())
         return new
 
+    def refresh(self) -> None:
+        """Re-upload the weight on the next call (after writes through .data)."""
+        if self._resident is not None:
+            self._resident.invalidate()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return ops.linear(x, self.weight, self.bias, backend=self.backend, num_qpus=self.num_qpus)
+        return ops.linear(
+            x,
+            self.weight,
+            self.bias,
+            backend=self.backend,
+            num_qpus=self.num_qpus,
+            resident=self._resident,
+        )
 
     def extra_repr(self) -> str:
         return (

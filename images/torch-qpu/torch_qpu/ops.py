@@ -194,6 +194,46 @@ def mm(
     return _deliver(result, out)
 
 
+class ResidentWeight:
+    """Keeps a weight matrix in GPU-shared memory between calls.
+
+    Copying the weight into GPU memory on every call costs more than a
+    matrix-vector product on the QPUs, so :class:`torch_qpu.nn.Linear` keeps
+    it resident and re-uploads only when the tensor changed: a different
+    tensor, another shape, or a bumped version counter (any in-place op,
+    ``load_state_dict``, optimizer steps). Writes through ``.data`` do not
+    bump the version: call :meth:`invalidate` after those.
+    """
+
+    def __init__(self) -> None:
+        self._matrix: Any = None
+        self._key: tuple[int, int, tuple[int, ...]] | None = None
+
+    def invalidate(self) -> None:
+        self._key = None
+
+    # The GPU copy is a cache: copies and pickles start without one (the
+    # extension object can be neither copied nor pickled).
+    def __deepcopy__(self, memo: dict[int, object]) -> ResidentWeight:
+        return ResidentWeight()
+
+    def __getstate__(self) -> dict[str, object]:
+        return {}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__init__()  # type: ignore[misc]
+
+    def get(self, weight: torch.Tensor) -> Any:
+        """The extension's ResidentMatrix holding `weight`'s current values."""
+        key = (weight._version, weight.data_ptr(), tuple(weight.shape))
+        if self._matrix is None:
+            self._matrix = _extension().ResidentMatrix(weight)
+        elif key != self._key:
+            self._matrix.upload(weight)
+        self._key = key
+        return self._matrix
+
+
 def linear(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -202,8 +242,13 @@ def linear(
     out: torch.Tensor | None = None,
     backend: str | None = None,
     num_qpus: int | None = None,
+    resident: ResidentWeight | None = None,
 ) -> torch.Tensor:
-    """x @ weight.T + bias, like torch.nn.functional.linear (x is (..., in))."""
+    """x @ weight.T + bias, like torch.nn.functional.linear (x is (..., in)).
+
+    ``resident`` (a :class:`ResidentWeight`) keeps ``weight`` in GPU memory
+    across calls on the qpu/emulator backends; nn.Linear passes its own.
+    """
     _check_input(x, "x")
     _check_input(weight, "weight")
     if bias is not None:
@@ -225,7 +270,10 @@ def linear(
     _check_grad(chosen, x, weight, bias)
     nq = _backend.resolve_num_qpus(num_qpus)
     x2 = x.reshape(rows, weight.shape[1])
-    result = _extension().dot_rows(x2, weight, nq)
+    if resident is not None:
+        result = _extension().dot_resident(x2, resident.get(weight), nq)
+    else:
+        result = _extension().dot_rows(x2, weight, nq)
     if bias is not None:
         result += bias
     return _deliver(result.reshape(out_shape), out)

@@ -214,6 +214,9 @@ def parse_override(text: str) -> tuple[KeyPath, Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    # A scalar YAML would change ("000123" -> 123, "1.10" -> 1.1) stays the string typed.
+    if isinstance(value, bool | int | float) and str(value).lower() != raw.strip().lower():
+        value = raw.strip()
     return tuple(key.strip().split(".")), value
 
 

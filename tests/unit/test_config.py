@@ -164,6 +164,17 @@ def test_set_overrides_with_yaml_values(write_profile) -> None:
     assert profile.qpulib.enabled is False
 
 
+def test_set_keeps_strings_that_yaml_would_mangle(write_profile) -> None:
+    path = write_profile(MINIMAL)
+    profile = load_profile(
+        path,
+        ["torch.source=wheel", "torch.wheel=w.whl", "torch.sha256=" + "0" * 64, "torch.version=1.10"],
+        env={},
+    ).profile
+    assert profile.torch.sha256 == "0" * 64
+    assert profile.torch.version == "1.10"
+
+
 def test_bad_set_is_reported_as_coming_from_the_command_line(write_profile) -> None:
     path = write_profile(MINIMAL)
     with pytest.raises(ConfigError) as info:

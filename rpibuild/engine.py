@@ -221,6 +221,25 @@ class Engine:
 
     # -------------------------------------------------------------- containers
 
+    @contextlib.contextmanager
+    def _started(self, image: str, command: list[str], **options: Any) -> Iterator[Any]:
+        """A started container that is always removed afterwards (also on error or Ctrl-C)."""
+        import docker.errors
+
+        container = None
+        try:
+            container = self.client.containers.create(
+                image, command, labels={"io.rpibuild.temporary": "1"}, **options
+            )
+            container.start()
+            yield container
+        except docker.errors.APIError as exc:
+            raise EngineError(f"cannot run {image}: {_reason(exc)}") from None
+        finally:
+            if container is not None:
+                with contextlib.suppress(docker.errors.APIError):
+                    container.remove(force=True)
+
     def run(
         self,
         image: str,
@@ -229,32 +248,13 @@ class Engine:
         platform: str | None = None,
         environment: dict[str, str] | None = None,
         volumes: dict[str, dict[str, str]] | None = None,
-        privileged: bool = False,
     ) -> tuple[int, str]:
-        """Run a command to completion; the container is always removed."""
-        import docker.errors
-
-        container = None
-        try:
-            container = self.client.containers.create(
-                image,
-                command,
-                environment=environment,
-                volumes=volumes,
-                privileged=privileged,
-                platform=platform,
-                labels={"io.rpibuild.temporary": "1"},
-            )
-            container.start()
-            code = container.wait()["StatusCode"]
-            output = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
-            return code, output
-        except docker.errors.APIError as exc:
-            raise EngineError(f"cannot run {image}: {_reason(exc)}") from None
-        finally:
-            if container is not None:
-                with contextlib.suppress(docker.errors.APIError):
-                    container.remove(force=True)
+        """Run a command to completion and return its exit code and output."""
+        with self._started(
+            image, command, platform=platform, environment=environment, volumes=volumes
+        ) as container:
+            code = int(container.wait()["StatusCode"])
+            return code, container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
 
     def run_streaming(
         self,
@@ -265,15 +265,8 @@ class Engine:
         volumes: dict[str, dict[str, str]] | None = None,
         cap_add: list[str] | None = None,
     ) -> int:
-        """Run a command, passing each output line to ``on_line``; the container is always removed."""
-        import docker.errors
-
-        container = None
-        try:
-            container = self.client.containers.create(
-                image, command, volumes=volumes, cap_add=cap_add, labels={"io.rpibuild.temporary": "1"}
-            )
-            container.start()
+        """Run a command, passing each output line to ``on_line``; returns its exit code."""
+        with self._started(image, command, volumes=volumes, cap_add=cap_add) as container:
             pending = b""
             for chunk in container.logs(stream=True, follow=True):
                 pending += chunk
@@ -283,12 +276,6 @@ class Engine:
             if pending:
                 on_line(pending.decode("utf-8", "replace"))
             return int(container.wait()["StatusCode"])
-        except docker.errors.APIError as exc:
-            raise EngineError(f"cannot run {image}: {_reason(exc)}") from None
-        finally:
-            if container is not None:
-                with contextlib.suppress(docker.errors.APIError):
-                    container.remove(force=True)
 
     def remove_containers(self, ids: list[str]) -> None:
         import docker.errors

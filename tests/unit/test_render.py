@@ -141,3 +141,9 @@ def test_emulator_tests_of_a_qpu_image_use_an_emulation_build_in_verify_only() -
     assert "QPULIB_MODE=emulation" in verify and "--target /opt/rpibuild/emulator" in verify
     assert "--emulator-tests /opt/rpibuild/src/torch-qpu/tests" in verify
     assert "emulator" not in text[text.index(" AS runtime") :]
+
+
+def test_verify_disabled_says_so_in_the_report() -> None:
+    text = render(load_profile("pi3b-arm64", ["verify.enabled=false"], env={}).profile).dockerfile
+    assert "verify.py --machine" not in text
+    assert "skipped (verify.enabled: false)" in text

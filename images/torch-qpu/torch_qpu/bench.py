@@ -6,7 +6,8 @@ Tables:
   the buffer pool) against the median of later calls, so the kernel cache
   shows;
 * mv: the original table, matrix 100 x 10^i times vector 10^i, i = 0..--max-exp;
-* elementwise (add, mul) and mm.
+* elementwise (add, mul), mm, and a batch-1 linear layer with the weight
+  copied per call vs kept resident in GPU memory (torch_qpu.nn.Linear).
 
 Times are wall-clock per call including copies to and from GPU memory (the
 original write-up timed the kernel only). ratio = backend time / torch time
@@ -26,7 +27,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from . import _backend, ops
+from . import _backend, nn, ops
 
 
 def best_time(fn: Callable[[], object], repeat: int) -> float:
@@ -192,6 +193,37 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     comparison("mm (square)", mm_cases, backends, args.repeat)
+
+    # A batch-1 linear layer: copying the weight to GPU memory each call vs
+    # keeping it resident (what torch_qpu.nn.Linear does).
+    layer_sizes = [64, 256] if args.quick else [256, 1024]
+    layer_cases: list[tuple[str, Callable[..., object], Callable[..., object]]] = []
+    for n in layer_sizes:
+        torch_layer = torch.nn.Linear(n, n)
+        x = torch.randn(1, n)
+        weight, bias = torch_layer.weight.detach(), torch_layer.bias.detach()
+        resident = {name: nn.Linear.from_linear(torch_layer, backend=name) for name in backends}
+        layer_cases.append(
+            (
+                f"linear {n}->{n} copy",
+                lambda layer=torch_layer, x=x: layer(x),
+                lambda name, x=x, w=weight, b=bias: ops.linear(x, w, b, backend=name),
+            )
+        )
+        layer_cases.append(
+            (
+                f"linear {n}->{n} resident",
+                lambda layer=torch_layer, x=x: layer(x),
+                lambda name, x=x, layers=resident: layers[name](x),
+            )
+        )
+    with torch.no_grad():
+        comparison(
+            "linear layer, batch 1 (weight copied per call vs resident)",
+            layer_cases,
+            backends,
+            args.repeat,
+        )
     return 0
 
 

@@ -22,13 +22,14 @@ from ._backend import (
     stats,
 )
 from .nn import convert
-from .ops import add, linear, mm, mul, mv, sub
+from .ops import ResidentWeight, add, linear, mm, mul, mv, sub
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BACKENDS",
     "BackendUnavailableError",
+    "ResidentWeight",
     "add",
     "available_backends",
     "build_mode",

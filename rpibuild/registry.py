@@ -44,6 +44,7 @@ LIST_ACCEPT = (DOCKER_MANIFEST_LIST, OCI_INDEX)
 HOST_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 DEFAULT_RETRIES = 3
 HTTP_TIMEOUT = 30
+PROBE_LIMIT = 64 << 20
 _NAME_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
 
@@ -91,7 +92,18 @@ _TLS_NEEDLES = (
     "server gave http response to https client",
     "http request to an https server",
 )
-_STORAGE_NEEDLES = ("no space left", "insufficient storage", "disk quota", "quota exceeded", "507 ")
+_STORAGE_NEEDLES = (
+    "no space left",
+    "insufficient storage",
+    "disk quota",
+    "quota exceeded",
+    "507 ",
+    "enospc",
+    # distribution's filesystem driver reports a failed write as a Go PathError in JSON,
+    # errno only: 28 is ENOSPC, 122 EDQUOT.
+    '"err": 28}',
+    '"err": 122}',
+)
 _AUTH_NEEDLES = (
     "unauthorized",
     "authentication required",
@@ -490,6 +502,7 @@ class RegistryClient:
         self.verify = target.verify()
         self.session.trust_env = True
         self._tokens: dict[str, str] = {}
+        self._basic = False
 
     def close(self) -> None:
         self.session.close()
@@ -508,15 +521,19 @@ class RegistryClient:
 
         url = self.target.base_url + path
         headers = dict(kwargs.pop("headers", {}) or {})
+        # Once the registry asked for Basic auth, send it up front: a streamed body (the
+        # upload probe) can be sent only once, so it must not meet a 401 challenge.
+        auth = self.credentials if self._basic else None
         try:
             if scope in self._tokens:
                 headers["Authorization"] = f"Bearer {self._tokens[scope]}"
             response = self.session.request(
-                method, url, headers=headers, timeout=HTTP_TIMEOUT, verify=self.verify, **kwargs
+                method, url, headers=headers, auth=auth, timeout=HTTP_TIMEOUT, verify=self.verify, **kwargs
             )
-            if response.status_code == 401:
+            if response.status_code == 401 and auth is None:
                 challenge = response.headers.get("WWW-Authenticate", "")
                 if challenge.lower().startswith("basic") and self.credentials:
+                    self._basic = True
                     response = self.session.request(
                         method,
                         url,
@@ -639,17 +656,72 @@ class RegistryClient:
             raise DigestMismatch(f"{name}:{tag}: registry stored {header}, we sent {digest}")
         return digest
 
+    def probe_upload(self, name: str, size: int = 1 << 20) -> RegistryError | None:
+        """Write ``size`` bytes into a new upload session, then cancel it: why did uploads fail?
+
+        The engine reports a registry's 500 as just "received unexpected HTTP status: 500",
+        while the registry's answer body says why (e.g. "no space left on device"). This
+        probe gets that body; cancelling the session deletes what it wrote.
+        """
+        started = self.request("POST", f"/v2/{name}/blobs/uploads/", scope=f"repository:{name}:pull,push")
+        if started.status_code >= 400:
+            status = started.status_code
+            return classify(
+                f"upload: HTTP {status} {_registry_errors(started, detail=True)}", self.target.host, status
+            )
+        location = started.headers.get("Location", "")
+        if location.startswith("/"):
+            location = self.target.base_url + location
+        if not location.startswith(self.target.base_url):
+            return None  # an upload redirected elsewhere (a CDN): nothing to learn here
+        path = location[len(self.target.base_url) :]
+        scope = f"repository:{name}:pull,push"
+        try:
+            wrote = self.request(
+                "PATCH",
+                path,
+                scope=scope,
+                headers={"Content-Type": "application/octet-stream"},
+                data=_zeros(size),
+            )
+            if wrote.status_code >= 400:
+                detail = _registry_errors(wrote, detail=True)
+                return classify(
+                    f"upload: HTTP {wrote.status_code} {detail}", self.target.host, wrote.status_code
+                )
+            return None
+        finally:
+            with contextlib.suppress(RegistryError):
+                self.request("DELETE", path, scope=scope)
+
+
+def _zeros(size: int, block: int = 1 << 20) -> Iterator[bytes]:
+    """A body of ``size`` zero bytes, streamed (chunked) so a big probe costs no memory."""
+    while size > 0:
+        yield b"\0" * min(block, size)
+        size -= block
+
 
 def _requests_reason(exc: Exception) -> str:
     # requests nests the socket error several levels deep; its str carries the useful part.
     return str(exc).replace("\n", " ").strip() or type(exc).__name__
 
 
-def _registry_errors(response: requests.Response) -> str:
-    """The registry's own error codes and messages (``{"errors": [{"code", "message"}]}``)."""
+def _registry_errors(response: requests.Response, *, detail: bool = False) -> str:
+    """The registry's own error codes and messages (``{"errors": [{"code", "message", "detail"}]}``).
+
+    ``detail`` adds the free-text detail, which may name server paths: only for diagnosis.
+    """
     try:
         errors = response.json().get("errors") or []
-        return "; ".join(f"{e.get('code', '')}: {e.get('message', '')}" for e in errors) or response.reason
+        parts = []
+        for e in errors:
+            text = f"{e.get('code', '')}: {e.get('message', '')}"
+            if detail and e.get("detail"):
+                extra = e["detail"]
+                text += f" ({extra if isinstance(extra, str) else json.dumps(extra)})"
+            parts.append(text)
+        return "; ".join(parts) or response.reason
     except ValueError:
         return (response.text or response.reason or "")[:200]
 
@@ -702,7 +774,16 @@ def push_one(
             try:
                 return engine.push(repository, tag, auth_config=auth, on_progress=on_progress)
             except RegistryError as exc:
-                raise classify(exc.message, target.host) from None
+                error = classify(exc.message, target.host)
+            if isinstance(error, RegistryServerError):
+                # The engine hides the registry's reason for a 5xx; ask the registry directly.
+                # Probe as much as the image holds (at most PROBE_LIMIT): a disk too full for
+                # the layer is full for the probe too; the probe's upload is cancelled after.
+                size = min(image.size, PROBE_LIMIT)
+                diagnosis = client.probe_upload(path_name(repository, target.host), size)
+                if diagnosis is not None and not isinstance(diagnosis, RegistryServerError):
+                    raise diagnosis from None
+            raise error
 
         def on_retry(number: int, delay: float, exc: RegistryError) -> None:
             if on_progress:

@@ -68,6 +68,7 @@ class Registry:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     ca: Path | None = None
+    storage: Path | None = None
 
     @property
     def host(self) -> str:
@@ -78,7 +79,9 @@ class Registry:
         return f"{'https' if self.tls else 'http'}://{self.host}"
 
     def write_config(self) -> Path:
-        (self.root / "data").mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.storage = self.storage or self.root / "data"
+        self.storage.mkdir(parents=True, exist_ok=True)
         htpasswd = subprocess.run(
             ["htpasswd", "-Bbn", USER, PASSWORD], capture_output=True, text=True, check=True
         ).stdout
@@ -98,7 +101,7 @@ class Registry:
                   level: info
                 storage:
                   filesystem:
-                    rootdirectory: {self.root / "data"}
+                    rootdirectory: {self.storage}
                 http:
                   addr: {self.host}
                   secret: {uuid.uuid4().hex}
@@ -593,3 +596,35 @@ def test_tls_error_class_in_process(tls_registry: Registry) -> None:
     with RegistryClient(Target(tls_registry.host), None) as client, pytest.raises(RegistryTLSError) as caught:
         client.ping()
     assert "registry.ca_cert" in (caught.value.hint or "")
+
+
+@pytest.fixture
+def small_registry(tmp_path: Path) -> Iterator[Registry]:
+    """A registry whose storage is an 8 MiB tmpfs: a bigger push fills its disk."""
+    storage = tmp_path / "small-storage"
+    storage.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(storage)], check=True)
+    try:
+        reg = Registry(tmp_path / "small-registry", storage=storage)
+        reg.write_config()
+        reg.start()
+        try:
+            yield reg
+        finally:
+            reg.stop()
+    finally:
+        subprocess.run(["umount", str(storage)], check=False)
+
+
+def test_registry_disk_full_is_reported_as_such(
+    engine: Engine, images: list[str], tmp_path: Path, small_registry: Registry, docker_config: Path
+) -> None:
+    path, _, _ = make_profile_image(
+        engine, images, tmp_path, small_registry, "fullimg", "linux/arm64", payload_mib=24
+    )
+    login(small_registry, "--insecure")
+    result = rpibuild("push", "-p", str(path), "--retries", "0")
+    assert result.returncode == 6
+    assert "has no space left" in result.stderr
+    assert "free space or raise the quota" in result.stderr
+    assert remote_tags(engine, small_registry.host) == []

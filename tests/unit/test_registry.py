@@ -150,6 +150,11 @@ def test_split_reference_and_manifest_target() -> None:
         ("GET manifest: HTTP 404 NAME_UNKNOWN: repository name not known to registry", 404, RegistryNotFound),
         ("write /var/lib/registry/x: no space left on device", None, RegistryStorageFull),
         ("HTTP 507", 507, RegistryStorageFull),
+        (
+            'upload: HTTP 500 UNKNOWN ({"DriverName": "filesystem", "Enclosed": {"Op": "write", "Err": 28}})',
+            500,
+            RegistryStorageFull,
+        ),
         ("received unexpected HTTP status: 500 Internal Server Error", None, RegistryServerError),
         ("HTTP 503", 503, RegistryServerError),
     ],

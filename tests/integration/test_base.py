@@ -112,3 +112,30 @@ def test_bootstrap_in_a_helper_container_when_the_host_has_no_debootstrap(
     finally:
         engine.remove_image(base_reference(target), force=True)
         engine.remove_image(helper.image, force=True)
+
+
+def test_ctrl_c_during_bootstrap_leaves_no_image_and_no_temporary_folder(
+    armhf_profile: LoadedProfile,
+) -> None:
+    import os
+    import signal
+
+    overrides = ["--set", "base.bootstrap.packages=[file]"]  # a base nobody has built yet
+    target = load_profile(armhf_profile.path, [o for o in overrides if o != "--set"], env={}).profile
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rpibuild", "-v", "base", "-p", str(armhf_profile.path), *overrides],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    for line in process.stderr:
+        if "Retrieving" in line or "Validating" in line:
+            break
+    process.send_signal(signal.SIGINT)
+    _, rest = process.communicate(timeout=120)
+    assert process.returncode == 130, rest
+    engine = Engine.connect()
+    assert engine.image(base_reference(target)) is None
+    cache = Path(os.environ["RPIBUILD_CACHE"])
+    assert not list((cache / "tmp").iterdir())
+    assert str(cache) not in Path("/proc/mounts").read_text()

@@ -445,28 +445,30 @@ def _sink(out: Path, fmt: str) -> Iterator[Callable[[bytes], None]]:
 
 @contextlib.contextmanager
 def _process_sink(command: list[str], stdout: IO[bytes] | None) -> Iterator[Callable[[bytes], None]]:
-    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=stdout, stderr=subprocess.PIPE)
-    assert process.stdin is not None and process.stderr is not None
-    try:
+    """A write function into a tool's stdin (tar, gzip, zstd); its failure is a BuildError."""
+    name = Path(command[0]).name
+    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=stdout, stderr=subprocess.PIPE) as process:
+        stdin = process.stdin
+        assert stdin is not None
 
         def write(data: bytes) -> None:
             try:
-                process.stdin.write(data)  # type: ignore[union-attr]
+                stdin.write(data)
             except BrokenPipeError:
-                raise BuildError(f"{Path(command[0]).name} stopped reading: {_stderr(process)}") from None
+                raise BuildError(f"{name} stopped reading: {_stderr(process)}") from None
 
-        yield write
-        process.stdin.close()
-        code = process.wait()
-    except BaseException:
-        process.kill()
-        process.wait()
-        raise
-    finally:
-        with contextlib.suppress(OSError):
-            process.stdin.close()
-    if code != 0:
-        raise BuildError(f"{Path(command[0]).name} failed (exit {code}): {_stderr(process)}")
+        try:
+            yield write
+            stdin.close()
+            code = process.wait()
+        except BaseException:
+            process.kill()
+            with contextlib.suppress(OSError):
+                stdin.close()
+            process.wait()
+            raise
+        if code != 0:
+            raise BuildError(f"{name} failed (exit {code}): {_stderr(process)}")
 
 
 def _stderr(process: subprocess.Popen[bytes]) -> str:

@@ -196,25 +196,46 @@ class Engine:
 
         The engine answers 200 and reports failure inside the stream, so every chunk is
         checked for ``error``/``errorDetail`` and raised as a RegistryError with its text.
+        ``on_progress`` may raise to abort: the response is closed, and the engine cancels a
+        push whose client went away (its own upload retries would otherwise run ~50 s).
         """
+        import docker.auth
         import docker.errors
 
         from rpibuild.errors import RegistryError
 
         digest: str | None = None
         size: int | None = None
+        # docker-py's push() hides the HTTP response inside its generator, so it could not
+        # be closed on abort; this is the same request through the client's own helpers.
+        if auth_config is not None:
+            header = docker.auth.encode_header(auth_config)
+        else:
+            header = docker.auth.get_config_header(
+                self.api, docker.auth.resolve_repository_name(repository)[0]
+            )
         try:
-            stream = self.api.push(repository, tag=tag, stream=True, decode=True, auth_config=auth_config)
-            for chunk in _chunks(stream):
-                if "error" in chunk or "errorDetail" in chunk:
-                    detail = chunk.get("errorDetail") or {}
-                    raise RegistryError(str(detail.get("message") or chunk.get("error") or "push failed"))
-                aux = chunk.get("aux")
-                if isinstance(aux, dict) and aux.get("Digest"):
-                    digest, size = str(aux["Digest"]), int(aux.get("Size") or 0) or None
-                if on_progress and chunk.get("status"):
-                    layer = f"{chunk['id']}: " if chunk.get("id") else ""
-                    on_progress(f"{layer}{chunk['status']} {chunk.get('progress') or ''}".rstrip())
+            response = self.api._post_json(
+                self.api._url("/images/{0}/push", repository),
+                None,
+                headers={"X-Registry-Auth": header} if header else {},
+                stream=True,
+                params={"tag": tag},
+            )
+            try:
+                self.api._raise_for_status(response)
+                for chunk in _chunks(self.api._stream_helper(response, decode=True)):
+                    if "error" in chunk or "errorDetail" in chunk:
+                        detail = chunk.get("errorDetail") or {}
+                        raise RegistryError(str(detail.get("message") or chunk.get("error") or "push failed"))
+                    aux = chunk.get("aux")
+                    if isinstance(aux, dict) and aux.get("Digest"):
+                        digest, size = str(aux["Digest"]), int(aux.get("Size") or 0) or None
+                    if on_progress and chunk.get("status"):
+                        layer = f"{chunk['id']}: " if chunk.get("id") else ""
+                        on_progress(f"{layer}{chunk['status']} {chunk.get('progress') or ''}".rstrip())
+            finally:
+                response.close()
         except docker.errors.APIError as exc:
             raise RegistryError(_reason(exc)) from None
         return digest, size

@@ -739,7 +739,10 @@ def login(engine: Engine, target: Target, username: str, password: str) -> str:
         raise RegistryAuthError("a user name and a password are needed", hint="-u USER --password-stdin")
     with RegistryClient(target, (username, password)) as client:
         client.ping()
-    engine.login(target.host, username, password)
+    try:
+        engine.login(target.host, username, password)
+    except RegistryError as exc:
+        raise classify(exc.message, target.host) from None
     return store_credentials(target.host, username, password)
 
 
@@ -768,22 +771,28 @@ def push_one(
         auth = {"username": client.credentials[0], "password": client.credentials[1]}
     with _temporary_tag(engine, image.id, remote):
         repository, tag = split_reference(remote)
+        name = path_name(repository, target.host)
+        # Probe as much as the image holds (at most PROBE_LIMIT): a disk too full for the
+        # layer is full for the probe too; the probe's upload is cancelled after.
+        probe_size = min(image.size, PROBE_LIMIT)
+
+        def diagnose(error: RegistryError) -> RegistryError:
+            """The engine hides the registry's reason for a 5xx; ask the registry directly."""
+            if isinstance(error, RegistryServerError):
+                diagnosis = client.probe_upload(name, probe_size)
+                if diagnosis is not None and not isinstance(diagnosis, RegistryServerError):
+                    return diagnosis
+            return error
 
         def attempt() -> tuple[str, int]:
             client.ping()
+            watch = _EngineRetryWatch(client, name, probe_size, on_progress)
             try:
-                return engine.push(repository, tag, auth_config=auth, on_progress=on_progress)
+                return engine.push(repository, tag, auth_config=auth, on_progress=watch)
             except RegistryError as exc:
-                error = classify(exc.message, target.host)
-            if isinstance(error, RegistryServerError):
-                # The engine hides the registry's reason for a 5xx; ask the registry directly.
-                # Probe as much as the image holds (at most PROBE_LIMIT): a disk too full for
-                # the layer is full for the probe too; the probe's upload is cancelled after.
-                size = min(image.size, PROBE_LIMIT)
-                diagnosis = client.probe_upload(path_name(repository, target.host), size)
-                if diagnosis is not None and not isinstance(diagnosis, RegistryServerError):
-                    raise diagnosis from None
-            raise error
+                if type(exc) is not RegistryError:
+                    raise  # already classified: the watch stopped the engine's own retries
+                raise diagnose(classify(exc.message, target.host)) from None
 
         def on_retry(number: int, delay: float, exc: RegistryError) -> None:
             if on_progress:
@@ -791,6 +800,36 @@ def push_one(
 
         digest, size = with_retries(attempt, retries=retries, base=retry_base, on_retry=on_retry)
         return verify_pushed(engine, client, image.id, remote, digest, size)
+
+
+class _EngineRetryWatch:
+    """Passes progress on; when the engine starts retrying an upload, asks the registry why.
+
+    The engine retries a failed layer upload by itself (5 tries over ~50 s) and only then
+    reports a bare "connection refused" or "HTTP 500". When the registry is down, or its
+    probe names a full disk, this raises from the progress callback, which closes the push
+    stream so the engine cancels; rpibuild's own retries (--retries) take over from there.
+    """
+
+    def __init__(
+        self, client: RegistryClient, name: str, probe_size: int, on_progress: Callable[[str], None] | None
+    ) -> None:
+        self.client, self.name, self.probe_size, self.on_progress = client, name, probe_size, on_progress
+        self.checked = -1e9
+        self.probed = False
+
+    def __call__(self, line: str) -> None:
+        if self.on_progress:
+            self.on_progress(line)
+        if "Retrying in" not in line or time.monotonic() - self.checked < 4:
+            return
+        self.checked = time.monotonic()
+        self.client.ping()  # raises when the registry is gone or refuses us now
+        if not self.probed:
+            self.probed = True
+            diagnosis = self.client.probe_upload(self.name, self.probe_size)
+            if diagnosis is not None and not isinstance(diagnosis, RegistryServerError):
+                raise diagnosis
 
 
 def verify_pushed(

@@ -22,6 +22,8 @@ command -v apt-get >/dev/null || die "needs a Debian-based host (apt-get)"
 
 # 1. Debian packages, installed only when one is missing.
 packages=(qemu-user-static debootstrap docker-registry apache2-utils zstd ca-certificates tar shellcheck)
+# openssl: the registry tests make a CA and a server certificate for their TLS registry.
+packages+=(openssl)
 command -v dockerd >/dev/null || packages+=(docker.io)
 missing=()
 for pkg in "${packages[@]}"; do

@@ -91,6 +91,17 @@ def build_mode() -> str | None:
     return None if _EXT is None else str(_EXT.mode)
 
 
+def build_info() -> dict[str, str | None]:
+    """How this package was built: QPULib mode, upstream commit, prefix."""
+    info: dict[str, str | None] = {"qpulib_mode": build_mode()}
+    try:
+        from ._build_info import BUILD_INFO  # type: ignore[import-not-found]
+    except ImportError:  # cpu-only build: setup.py wrote no record
+        return info
+    info.update(BUILD_INFO)
+    return info
+
+
 def qpu_device_problems() -> list[str]:
     """Why the QPUs cannot be driven from this process (empty when they can).
 

@@ -88,9 +88,14 @@ def check_model(root: Path) -> Check:
 
 def check_build() -> Check:
     mode = _backend.build_mode()
+    commit = _backend.build_info().get("qpulib_commit") or "unknown"
     if mode == "qpu":
-        return Check("build", True, "torch_qpu built with QPULib in qpu mode")
-    what = "without QPULib (cpu only)" if mode is None else "with QPULib in emulation mode"
+        return Check("build", True, f"torch_qpu built with QPULib {commit[:12]} in qpu mode")
+    what = (
+        "without QPULib (cpu only)"
+        if mode is None
+        else f"with QPULib {commit[:12]} in emulation mode"
+    )
     return Check(
         "build",
         False,

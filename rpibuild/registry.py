@@ -180,6 +180,10 @@ def classify(message: str, host: str = "the registry", status: int | None = None
             f"{host} refused the credentials: {short}",
             hint=f"check the user name and password, then `rpibuild login {host} -u USER --password-stdin`",
         )
+    if "manifest_unknown" in text or "blob_unknown" in text:
+        return RegistryNotFound(
+            f"{host}: not found: {short}", hint="check the repository and tag (was it pushed?)"
+        )
     if status in (403, 404) or any(n in text for n in _NOT_FOUND_NEEDLES):
         return RegistryNotFound(
             f"{host}: the repository or namespace is missing or not yours: {short}",

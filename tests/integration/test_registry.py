@@ -631,3 +631,31 @@ def test_registry_disk_full_is_reported_as_such(
     assert "has no space left" in result.stderr
     assert "free space or raise the quota" in result.stderr
     assert remote_tags(engine, small_registry.host) == []
+
+
+def test_missing_repository_is_reported_as_such(registry: Registry) -> None:
+    from rpibuild.registry import SINGLE_ACCEPT, RegistryClient, RegistryNotFound, Target
+
+    with (
+        RegistryClient(Target(registry.host, insecure=True), (USER, PASSWORD)) as client,
+        pytest.raises(RegistryNotFound) as caught,
+    ):
+        client.get_manifest("team/never-pushed", "t", SINGLE_ACCEPT)
+    assert "not found" in caught.value.message
+    assert "MANIFEST_UNKNOWN" in caught.value.message  # distribution 2.8's answer for an unknown repo
+
+
+def test_push_prints_references_with_digests(
+    engine: Engine, images: list[str], tmp_path: Path, registry: Registry, docker_config: Path
+) -> None:
+    path, _, _ = make_profile_image(engine, images, tmp_path, registry, "humanimg", "linux/arm64")
+    login(registry, "--insecure")
+    result = rpibuild("push", "-p", str(path))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.split()
+    assert [line.split("@")[0] for line in lines] == [
+        f"{registry.host}/team/humanimg:humanimg",
+        f"{registry.host}/team/humanimg:t2",
+    ]
+    assert all(line.split("@")[1].startswith("sha256:") for line in lines)
+    assert "pushed" in result.stderr and "linux/arm64" in result.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -148,6 +149,7 @@ def test_split_reference_and_manifest_target() -> None:
         ("login attempt to http://r/v2/ failed with status: 401 Unauthorized", None, RegistryAuthError),
         ("denied: requested access to the resource is denied", None, RegistryNotFound),
         ("GET manifest: HTTP 404 NAME_UNKNOWN: repository name not known to registry", 404, RegistryNotFound),
+        ("GET manifest a/b:t: HTTP 404 MANIFEST_UNKNOWN: manifest unknown", 404, RegistryNotFound),
         ("write /var/lib/registry/x: no space left on device", None, RegistryStorageFull),
         ("HTTP 507", 507, RegistryStorageFull),
         (
@@ -309,3 +311,37 @@ def test_several_profiles_need_manifest() -> None:
     result = CliRunner().invoke(cli, ["push", "-p", "pi3b-arm64", "-p", "host-emulator"])
     assert isinstance(result.exception, ConfigError)
     assert "--manifest" in str(result.exception)
+
+
+HELPER = """#!/bin/sh
+# A docker credential helper speaking docker's protocol, storing into $STORE (test only).
+case "$1" in
+  store) cat > "$STORE" ;;
+  get) read -r server; python3 -c 'import json,os,sys; d=json.load(open(os.environ["STORE"]));
+print(json.dumps({"ServerURL": d["ServerURL"], "Username": d["Username"], "Secret": d["Secret"]}))' ;;
+  *) exit 1 ;;
+esac
+"""
+
+
+def test_a_configured_credential_store_gets_the_secret_not_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    helper = bin_dir / "docker-credential-rpibuildtest"
+    helper.write_text(HELPER, encoding="utf-8")
+    helper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("STORE", str(tmp_path / "store.json"))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "dc"))
+    (tmp_path / "dc").mkdir()
+    (tmp_path / "dc" / "config.json").write_text(json.dumps({"credsStore": "rpibuildtest"}))
+
+    assert store_credentials("r:5000", "user", "hunter2") == "docker-credential-rpibuildtest"
+    stored = json.loads((tmp_path / "store.json").read_text())
+    assert (stored["ServerURL"], stored["Username"], stored["Secret"]) == ("r:5000", "user", "hunter2")
+    config_text = (tmp_path / "dc" / "config.json").read_text()
+    assert "hunter2" not in config_text and "aHVudGVyMg" not in config_text  # nor its base64
+    assert json.loads(config_text)["auths"] == {"r:5000": {}}
+    assert load_credentials("r:5000") == ("user", "hunter2")

@@ -204,6 +204,26 @@ def classify(message: str, host: str = "the registry", status: int | None = None
     return RegistryError(f"{host}: {short}")
 
 
+def engine_side(error: RegistryError, target: Target) -> RegistryError:
+    """Point a TLS failure the engine hit (while rpibuild's own probe passed) at the engine's config.
+
+    rpibuild and the engine trust separately: registry.insecure / registry.ca_cert cover
+    rpibuild's requests, the engine needs insecure-registries or /etc/docker/certs.d.
+    """
+    if isinstance(error, RegistryTLSError):
+        if target.insecure:
+            error.hint = (
+                f'the engine must allow plain HTTP too: add "{target.host}" to "insecure-registries" in '
+                "/etc/docker/daemon.json and restart dockerd (127.0.0.0/8 is allowed by default)"
+            )
+        else:
+            error.hint = (
+                f"the engine does not trust {target.host}'s certificate: copy its CA to "
+                f"/etc/docker/certs.d/{target.host}/ca.crt (read on every push, no restart needed)"
+            )
+    return error
+
+
 def backoff_delays(retries: int, base: float = 2.0, factor: float = 2.0, cap: float = 30.0) -> list[float]:
     """Seconds to wait before each retry: exponential, capped (no jitter: one client)."""
     return [min(cap, base * factor**attempt) for attempt in range(max(0, retries))]
@@ -746,7 +766,7 @@ def login(engine: Engine, target: Target, username: str, password: str) -> str:
     try:
         engine.login(target.host, username, password)
     except RegistryError as exc:
-        raise classify(exc.message, target.host) from None
+        raise engine_side(classify(exc.message, target.host), target) from None
     return store_credentials(target.host, username, password)
 
 
@@ -796,14 +816,18 @@ def push_one(
             except RegistryError as exc:
                 if type(exc) is not RegistryError:
                     raise  # already classified: the watch stopped the engine's own retries
-                raise diagnose(classify(exc.message, target.host)) from None
+                raise diagnose(engine_side(classify(exc.message, target.host), target)) from None
 
         def on_retry(number: int, delay: float, exc: RegistryError) -> None:
             if on_progress:
                 on_progress(f"{exc.message}; retry {number}/{retries} in {delay:.0f}s")
 
         digest, size = with_retries(attempt, retries=retries, base=retry_base, on_retry=on_retry)
-        return verify_pushed(engine, client, image.id, remote, digest, size)
+        return with_retries(
+            lambda: verify_pushed(engine, client, image.id, remote, digest, size),
+            retries=retries,
+            base=retry_base,
+        )
 
 
 class _EngineRetryWatch:

@@ -9,6 +9,7 @@ dir so no real credentials are touched, and removes every process, file, image a
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import io
@@ -36,6 +37,7 @@ from rpibuild.config.model import Profile
 from rpibuild.engine import Engine
 from rpibuild.platforms import get_platform
 from rpibuild.registry import (
+    DOCKER_MANIFEST,
     LIST_ACCEPT,
     RegistryAuthError,
     RegistryTLSError,
@@ -659,3 +661,86 @@ def test_push_prints_references_with_digests(
     ]
     assert all(line.split("@")[1].startswith("sha256:") for line in lines)
     assert "pushed" in result.stderr and "linux/arm64" in result.stderr
+
+
+class _TokenRegistry:
+    """A stand-in for a cloud registry's token auth (no such service runs here): /v2/ answers
+    401 with a Bearer challenge, /token trades Basic credentials for a scoped token."""
+
+    def __init__(self) -> None:
+        import http.server
+
+        outer = self
+        self.scopes: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:  # keep pytest output clean
+                pass
+
+            def _send(self, code: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+                self.send_response(code)
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                from urllib.parse import parse_qs, urlsplit
+
+                url = urlsplit(self.path)
+                auth = self.headers.get("Authorization", "")
+                if url.path == "/token":
+                    good = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+                    if auth != good:
+                        return self._send(401, b'{"details":"incorrect username or password"}')
+                    scope = parse_qs(url.query).get("scope", [""])[0]
+                    outer.scopes.append(scope)
+                    return self._send(200, json.dumps({"token": f"tok:{scope}"}).encode())
+                if not auth.startswith("Bearer tok:"):
+                    realm = f"http://127.0.0.1:{outer.port}/token"
+                    challenge = f'Bearer realm="{realm}",service="test"'
+                    return self._send(401, b"{}", {"WWW-Authenticate": challenge})
+                if url.path == "/v2/":
+                    return self._send(200, b"{}")
+                if url.path == "/v2/team/app/manifests/t" and auth == "Bearer tok:repository:team/app:pull":
+                    body = b'{"schemaVersion": 2, "mediaType": "' + DOCKER_MANIFEST.encode() + b'"}'
+                    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+                    return self._send(
+                        200, body, {"Docker-Content-Digest": digest, "Content-Type": DOCKER_MANIFEST}
+                    )
+                return self._send(
+                    404, b'{"errors": [{"code": "NAME_UNKNOWN", "message": "repository name not known"}]}'
+                )
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def token_registry() -> Iterator[_TokenRegistry]:
+    server = _TokenRegistry()
+    yield server
+    server.close()
+
+
+def test_bearer_token_auth_as_cloud_registries_use(token_registry: _TokenRegistry) -> None:
+    from rpibuild.registry import SINGLE_ACCEPT, RegistryClient, RegistryNotFound, Target
+
+    target = Target(f"127.0.0.1:{token_registry.port}", insecure=True)
+    with RegistryClient(target, (USER, PASSWORD)) as client:
+        assert client.ping() == "credentials accepted"
+        _, media, digest = client.get_manifest("team/app", "t", SINGLE_ACCEPT)
+        assert media == DOCKER_MANIFEST and digest.startswith("sha256:")
+        with pytest.raises(RegistryNotFound):
+            client.get_manifest("team/other", "t", SINGLE_ACCEPT)
+    assert "repository:team/app:pull" in token_registry.scopes
+    with RegistryClient(target, (USER, "wrong")) as client, pytest.raises(RegistryAuthError):
+        client.ping()

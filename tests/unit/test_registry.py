@@ -26,6 +26,7 @@ from rpibuild.registry import (
     Target,
     backoff_delays,
     classify,
+    engine_side,
     load_credentials,
     manifest_list,
     manifest_target,
@@ -345,3 +346,14 @@ def test_a_configured_credential_store_gets_the_secret_not_the_file(
     assert "hunter2" not in config_text and "aHVudGVyMg" not in config_text  # nor its base64
     assert json.loads(config_text)["auths"] == {"r:5000": {}}
     assert load_credentials("r:5000") == ("user", "hunter2")
+
+
+def test_engine_side_tls_hints_point_at_the_engines_config() -> None:
+    plain = engine_side(
+        classify("http: server gave HTTP response to HTTPS client", "r:1"), Target("r:1", insecure=True)
+    )
+    assert "insecure-registries" in (plain.hint or "")
+    untrusted = engine_side(classify("x509: certificate signed by unknown authority", "r:1"), Target("r:1"))
+    assert "/etc/docker/certs.d/r:1/ca.crt" in (untrusted.hint or "")
+    other = engine_side(classify("unauthorized", "r:1"), Target("r:1"))
+    assert isinstance(other, RegistryAuthError)

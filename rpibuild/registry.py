@@ -808,7 +808,7 @@ def push_one(
                     return diagnosis
             return error
 
-        def attempt() -> tuple[str, int]:
+        def attempt() -> tuple[str | None, int | None]:
             client.ping()
             watch = _EngineRetryWatch(client, name, probe_size, on_progress)
             try:

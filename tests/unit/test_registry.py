@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from rpibuild.cli import cli
-from rpibuild.config import load_profile
+from rpibuild.config import Profile, load_profile
 from rpibuild.errors import ConfigError, RegistryError
 from rpibuild.registry import (
     DOCKER_MANIFEST,
@@ -54,7 +54,7 @@ registry:
 """
 
 
-def profile_with(tmp_path: Path, registry: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+def profile_with(tmp_path: Path, registry: str, env: dict[str, str] | None = None) -> Profile:
     path = tmp_path / "p.yaml"
     path.write_text(PROFILE.format(registry=registry), encoding="utf-8")
     return load_profile(path, env=env or {}).profile

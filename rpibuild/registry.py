@@ -726,9 +726,23 @@ def _zeros(size: int, block: int = 1 << 20) -> Iterator[bytes]:
         size -= block
 
 
+# The innermost cause inside requests' "HTTPSConnectionPool(...): Max retries exceeded with
+# url: ... (Caused by SSLError(SSLError(1, '[SSL: ...] ...')))" wrapping.
+_CAUSES = (
+    re.compile(r"certificate verify failed:[^'\"()]*"),
+    re.compile(r"\[SSL[^\]]*\][^'\"()]*"),
+    re.compile(r"\[Errno -?\d+\][^'\"()]*"),
+    re.compile(r"(?:Connection aborted|Connection reset|Read timed out|Remote end closed)[^'\"()]*"),
+)
+
+
 def _requests_reason(exc: Exception) -> str:
-    # requests nests the socket error several levels deep; its str carries the useful part.
-    return str(exc).replace("\n", " ").strip() or type(exc).__name__
+    """The socket or TLS error a requests exception wraps, without the pool boilerplate."""
+    text = str(exc).replace("\n", " ").strip()
+    for pattern in _CAUSES:
+        if match := pattern.search(text):
+            return match.group(0).strip(" .,:")
+    return text or type(exc).__name__
 
 
 def _registry_errors(response: requests.Response, *, detail: bool = False) -> str:

@@ -357,3 +357,26 @@ def test_engine_side_tls_hints_point_at_the_engines_config() -> None:
     assert "/etc/docker/certs.d/r:1/ca.crt" in (untrusted.hint or "")
     other = engine_side(classify("unauthorized", "r:1"), Target("r:1"))
     assert isinstance(other, RegistryAuthError)
+
+
+def test_requests_errors_are_cut_to_their_cause() -> None:
+    from rpibuild.registry import _requests_reason
+
+    ssl = Exception(
+        "HTTPSConnectionPool(host='127.0.0.1', port=1): Max retries exceeded with url: /v2/ (Caused by "
+        "SSLError(SSLError(1, '[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)')))"
+    )
+    assert _requests_reason(ssl) == "[SSL: WRONG_VERSION_NUMBER] wrong version number"
+    verify = Exception(
+        "Max retries exceeded (Caused by SSLError(SSLCertVerificationError(1, '[SSL: "
+        "CERTIFICATE_VERIFY_FAILED] certificate verify failed: unable to get local issuer certificate "
+        "(_ssl.c:1006)')))"
+    )
+    assert _requests_reason(verify) == "certificate verify failed: unable to get local issuer certificate"
+    refused = Exception(
+        "HTTPConnectionPool(host='127.0.0.1', port=1): Max retries exceeded with url: /v2/ (Caused by "
+        "NewConnectionError('<urllib3.connection.HTTPConnection object at 0x7f>: Failed to establish a new "
+        "connection: [Errno 111] Connection refused'))"
+    )
+    assert _requests_reason(refused) == "[Errno 111] Connection refused"
+    assert type(classify(_requests_reason(refused))) is RegistryUnreachable

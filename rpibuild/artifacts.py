@@ -31,11 +31,11 @@ from rpibuild.platforms import Platform
 
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA = 1
-# (path in the image, folder in OUT, which entries of it to take, required when qpulib is on)
+# (folder in the image, folder in OUT, which of its entries to take): all required with qpulib on
 QPULIB_PATHS: tuple[tuple[str, str, str], ...] = (
     ("/usr/local/lib", "lib", "libqpu.so*"),
-    ("/usr/local/include/qpulib", "include", "*"),
-    ("/usr/local/share/qpulib", "share", "*"),
+    ("/usr/local/include/qpulib", "include/qpulib", "*"),
+    ("/usr/local/share/qpulib", "share/qpulib", "*"),
 )
 WHEELS_PATH = "/opt/rpibuild/wheels"
 WHEEL_PATTERNS = ("torch-*.whl", "torch_qpu-*.whl")

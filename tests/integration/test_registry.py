@@ -189,6 +189,7 @@ def tls_registry(tmp_path: Path) -> Iterator[Registry]:
     """An HTTPS registry with a certificate from a CA made here; the engine trusts it via certs.d."""
     reg = Registry(tmp_path / "tls-registry", tls=True)
     reg.write_config()
+    made_certs_d = not CERTS_D.exists()
     certs = CERTS_D / reg.host
     certs.mkdir(parents=True, exist_ok=False)
     assert reg.ca is not None
@@ -199,8 +200,9 @@ def tls_registry(tmp_path: Path) -> Iterator[Registry]:
     finally:
         reg.stop()
         shutil.rmtree(certs, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            CERTS_D.rmdir()  # only if we made it and it is empty now
+        if made_certs_d:
+            with contextlib.suppress(OSError):
+                CERTS_D.rmdir()  # only if empty: another test may have an entry there now
 
 
 # ---------------------------------------------------------------- tiny real images

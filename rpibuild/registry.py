@@ -836,9 +836,9 @@ def push_one(
             if on_progress:
                 on_progress(f"{exc.message}; retry {number}/{retries} in {delay:.0f}s")
 
-        digest, size = with_retries(attempt, retries=retries, base=retry_base, on_retry=on_retry)
+        digest, _ = with_retries(attempt, retries=retries, base=retry_base, on_retry=on_retry)
         return with_retries(
-            lambda: verify_pushed(engine, client, image.id, remote, digest, size),
+            lambda: verify_pushed(engine, client, image.id, remote, digest),
             retries=retries,
             base=retry_base,
         )
@@ -875,7 +875,7 @@ class _EngineRetryWatch:
 
 
 def verify_pushed(
-    engine: Engine, client: RegistryClient, image_id: str, remote: str, digest: str | None, size: int | None
+    engine: Engine, client: RegistryClient, image_id: str, remote: str, digest: str | None
 ) -> PushedImage:
     """Read the manifest back and compare digest, config digest and platform with the local image."""
     repository, tag = split_reference(remote)
@@ -906,7 +906,8 @@ def verify_pushed(
         remote_platform = "/".join(platform.values())
         if remote_platform != local.platform:
             raise DigestMismatch(f"{remote}: the registry has {remote_platform}, local is {local.platform}")
-    return PushedImage(remote, served, size or len(body), platform, media)
+    # The list entry needs the size of exactly these bytes (the digest is of them too).
+    return PushedImage(remote, served, len(body), platform, media)
 
 
 @contextlib.contextmanager

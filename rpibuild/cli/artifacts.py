@@ -38,6 +38,8 @@ def artifacts(
     the manifest) when an ELF file is not for the profile's platform. Builds the image up to
     the extension stage first; cache hits make that quick after `rpibuild build`.
     """
+    from rich.markup import escape
+
     from rpibuild import console
     from rpibuild.artifacts import collect
     from rpibuild.cli.rootfs import human_bytes
@@ -52,10 +54,9 @@ def artifacts(
 
         def on_event(event: BuildEvent) -> None:
             if event.is_step:
-                update(f"[{event.stage}] step {event.step}/{event.total}")
-                console.detail(
-                    f"{event.stage:>9} {event.step:>2}/{event.total} {event.line.split(' : ', 1)[-1]}"
-                )
+                update(f"{event.stage}: step {event.step}/{event.total}")
+                instruction = escape(event.line.split(" : ", 1)[-1])  # Dockerfile text is not markup
+                console.detail(f"{event.stage:>9} {event.step:>2}/{event.total} {instruction}")
 
         result = collect(
             prof,

@@ -52,6 +52,8 @@ def rootfs(
     /etc/exports line, the Pi's mount and chroot commands, and the cmdline.txt entries
     for booting the Pi with this root over NFS.
     """
+    from rich.markup import escape
+
     from rpibuild import console
     from rpibuild.config import load_profile
     from rpibuild.engine import Engine
@@ -77,7 +79,7 @@ def rootfs(
         f"{human_bytes(stats.bytes_out)} of tar in {result.seconds:.0f}s"
     )
     for path, why in stats.stripped:
-        console.info(f"  [dim]stripped[/dim] /{path}: {why}")
+        console.info(f"  [dim]stripped[/dim] /{escape(path)}: {why}")
     nfs = result.nfs
     lines = ["# On the NFS server:"]
     if nfs.extract:

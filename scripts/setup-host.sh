@@ -24,6 +24,8 @@ command -v apt-get >/dev/null || die "needs a Debian-based host (apt-get)"
 packages=(qemu-user-static debootstrap docker-registry apache2-utils zstd ca-certificates tar shellcheck)
 # openssl: the registry tests make a CA and a server certificate for their TLS registry.
 packages+=(openssl)
+# libcap2-bin (setcap/getcap): the rootfs tests give a file a capability and check the export keeps it.
+packages+=(libcap2-bin)
 command -v dockerd >/dev/null || packages+=(docker.io)
 missing=()
 for pkg in "${packages[@]}"; do

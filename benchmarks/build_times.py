@@ -53,6 +53,7 @@ def main() -> int:
         init.write_text(init.read_text() + "\n# benchmark edit\n")
         edited = run(engine, args.profile, overrides)
         tools = run(
+            engine,
             args.profile,
             [*overrides, "image.keep_build_tools=true", "image.tags=['{profile}-build-tools']"],
         )

@@ -94,9 +94,9 @@ def copy_out(
     container: str,
     source: str,
     destination: Path,
-    pattern: str = "*",
+    patterns: tuple[str, ...] = ("*",),
 ) -> list[Path] | None:
-    """Copy the entries of folder ``source`` whose top-level name matches ``pattern`` to ``destination``.
+    """Copy the entries of folder ``source`` whose top-level name matches a pattern to ``destination``.
 
     Regular files keep their mode bits (not owners: artifacts are for any user); symlinks
     are kept when they point beside themselves (``libqpu.so -> libqpu.so.1``). Returns the
@@ -113,7 +113,7 @@ def copy_out(
             if relative is None or relative.parts[:1] != (top,) or len(relative.parts) < 2:
                 continue
             inner = PurePosixPath(*relative.parts[1:])
-            if not PurePosixPath(inner.parts[0]).match(pattern):
+            if not any(PurePosixPath(inner.parts[0]).match(pattern) for pattern in patterns):
                 continue
             target = destination.joinpath(*inner.parts)
             if member.isdir():
@@ -346,13 +346,11 @@ def collect_from_image(
     with engine.created_container(image, platform=profile.platform) as container:
         if profile.qpulib.enabled:
             for source, folder, pattern in QPULIB_PATHS:
-                got = copy_out(engine, container, source, out / folder, pattern)
+                got = copy_out(engine, container, source, out / folder, (pattern,))
                 if not got:
                     missing.append(f"{source}/{pattern}")
                 files += got or []
-        wheels: list[Path] = []
-        for pattern in WHEEL_PATTERNS:
-            wheels += copy_out(engine, container, WHEELS_PATH, out / "wheels", pattern) or []
+        wheels = copy_out(engine, container, WHEELS_PATH, out / "wheels", WHEEL_PATTERNS) or []
         files += wheels
         if profile.extension.enabled and not any(w.name.startswith("torch_qpu-") for w in wheels):
             missing.append(f"{WHEELS_PATH}/torch_qpu-*.whl")

@@ -8,6 +8,9 @@
 #   -m, --mountpoint DIR   where an NFS root is mounted (default /mnt/rpibuild-root)
 #   -o, --nfs-options OPT  NFS mount options (default vers=3,nolock: the Pi OS has no statd running)
 #   --no-resolv            do not copy this host's /etc/resolv.conf into the root
+#   --boot DIR             the Pi's boot partition (config.txt), bound read-only at /boot/firmware
+#                          inside (default: /boot/firmware or /boot here, if it holds config.txt)
+#   --no-boot              do not bind the boot partition
 #   --cleanup              only undo what an earlier run left behind (mounts, resolv.conf), then exit
 #   -h, --help
 #
@@ -24,6 +27,7 @@ readonly copied_marker=.pi-chroot-copied
 mountpoint_dir=/mnt/rpibuild-root
 nfs_options=vers=3,nolock
 copy_resolv=1
+boot_dir=auto
 cleanup_only=0
 source_spec=""
 command_args=()
@@ -37,6 +41,8 @@ while [ "$#" -gt 0 ]; do
         -m | --mountpoint) [ "$#" -ge 2 ] || die "$1 needs a folder"; mountpoint_dir=$2; shift 2 ;;
         -o | --nfs-options) [ "$#" -ge 2 ] || die "$1 needs options"; nfs_options=$2; shift 2 ;;
         --no-resolv) copy_resolv=0; shift ;;
+        --boot) [ "$#" -ge 2 ] || die "$1 needs a folder"; boot_dir=$2; shift 2 ;;
+        --no-boot) boot_dir=""; shift ;;
         --cleanup) cleanup_only=1; shift ;;
         -h | --help) usage; exit 0 ;;
         --) shift; command_args=("$@"); break ;;
@@ -177,6 +183,21 @@ mount --make-rslave "$root/dev"
 mount -t proc proc "$root/proc"
 mount --rbind /sys "$root/sys"
 mount --make-rslave "$root/sys"
+
+# The Pi's config.txt (gpu_mem, overlays) lives on its SD card, not in the image: let
+# `python -m torch_qpu doctor` inside see it, read-only.
+if [ "$boot_dir" = auto ]; then
+    boot_dir=""
+    for candidate in /boot/firmware /boot; do
+        if [ -f "$candidate/config.txt" ]; then boot_dir=$candidate; break; fi
+    done
+fi
+if [ -n "$boot_dir" ]; then
+    [ -d "$boot_dir" ] || die "--boot $boot_dir is not a folder"
+    mkdir -p "$root/boot/firmware"
+    mount --bind "$boot_dir" "$root/boot/firmware"
+    mount -o remount,bind,ro "$root/boot/firmware"
+fi
 
 if [ "$copy_resolv" -eq 1 ] && [ -e /etc/resolv.conf ]; then
     target=$root/etc/resolv.conf

@@ -86,9 +86,11 @@ def rootfs(
         lines.append(f"#   unpack the tarball (as root, keeping owners and capabilities):\n{nfs.extract}")
     lines += [
         f"#   /etc/exports (then: sudo exportfs -ra):\n{nfs.exports}",
-        "# On the Pi (Raspberry Pi OS from its SD card), mount it and chroot in:",
-        nfs.mount,
+        "# On the Pi (Raspberry Pi OS from its SD card): mount, bind /dev /proc /sys, chroot in,",
+        "# and unmount it all on exit (the checks: scripts/pi-check.sh with the same argument):",
         nfs.chroot,
+        "#   or just mount it by hand:",
+        nfs.mount,
         "# Or boot the Pi with it as its root: in cmdline.txt on the SD card's boot partition,",
         "# replace root=... and rootfstype=... with (one line):",
         nfs.cmdline,

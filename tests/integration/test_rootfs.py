@@ -467,3 +467,19 @@ def test_pi_check_says_when_torch_qpu_is_missing(base_root: Path) -> None:
     assert result.returncode == 2
     assert "no python3" in result.stderr or "torch_qpu is not installed" in result.stderr
     _assert_nothing_mounted(base_root)
+
+
+def test_pi_chroot_binds_the_boot_partition_read_only(base_root: Path, tmp_path: Path) -> None:
+    boot = tmp_path / "boot"
+    boot.mkdir()
+    (boot / "config.txt").write_text("gpu_mem=128\n")
+    script = "cat /boot/firmware/config.txt && ! touch /boot/firmware/new 2>/dev/null"
+    result = subprocess.run(
+        ["bash", str(PI_CHROOT), "--boot", str(boot), str(base_root), "--", "/bin/sh", "-c", script],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "gpu_mem=128\n"
+    assert sorted(p.name for p in boot.iterdir()) == ["config.txt"]
+    _assert_nothing_mounted(base_root)

@@ -170,6 +170,7 @@ if [ "$is_nfs" -eq 1 ]; then
         created_mountpoint=1
     fi
     if mountpoint -q "$root"; then unmount_below "$root" 1; fi
+    command -v mount.nfs >/dev/null || die "no NFS client here: apt-get install nfs-common"
     log "mounting $source_spec on $root ($nfs_options)"
     mount -t nfs -o "$nfs_options" "$source_spec" "$root" \
         || die "cannot mount $source_spec (is it in the server's /etc/exports, with no_root_squash?)"

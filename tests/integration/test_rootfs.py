@@ -483,3 +483,17 @@ def test_pi_chroot_binds_the_boot_partition_read_only(base_root: Path, tmp_path:
     assert result.stdout == "gpu_mem=128\n"
     assert sorted(p.name for p in boot.iterdir()) == ["config.txt"]
     _assert_nothing_mounted(base_root)
+
+
+def test_pi_chroot_nfs_failure_leaves_nothing(tmp_path: Path) -> None:
+    """This host has no NFS in its kernel: the NFS path must fail cleanly, mountpoint removed."""
+    mountpoint = tmp_path / "mnt"
+    result = subprocess.run(
+        ["bash", str(PI_CHROOT), "-m", str(mountpoint), "192.0.2.1:/srv/rpibuild/x", "--", "true"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "nfs-common" in result.stderr or "cannot mount 192.0.2.1:/srv/rpibuild/x" in result.stderr
+    assert not mountpoint.exists()
+    _assert_nothing_mounted(tmp_path)

@@ -497,3 +497,36 @@ def test_pi_chroot_nfs_failure_leaves_nothing(tmp_path: Path) -> None:
     assert "nfs-common" in result.stderr or "cannot mount 192.0.2.1:/srv/rpibuild/x" in result.stderr
     assert not mountpoint.exists()
     _assert_nothing_mounted(tmp_path)
+
+
+def test_ctrl_c_on_the_cli_removes_container_and_partial_file(
+    engine: Engine, test_image: str, tmp_path: Path, container_ids: set[str]
+) -> None:
+    path = tmp_path / "interrupted.yaml"
+    path.write_text(
+        "platform: linux/arm/v7\nbase: {bootstrap: {suite: bookworm}}\ntorch: {source: none}\n"
+        "qpulib: {enabled: false}\nimage: {repository: rpibuild-test/rootfs-cli, tags: ['{profile}']}\n",
+        encoding="utf-8",
+    )
+    engine.tag(test_image, "rpibuild-test/rootfs-cli:interrupted")
+    out = tmp_path / "root.tar.gz"  # gzip is slow enough to be caught in the middle
+    partial = tmp_path / "root.tar.gz.partial"
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "rpibuild", "rootfs", "-p", str(path), str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while not (partial.exists() and partial.stat().st_size > 0) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert partial.exists(), "the export never started"
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 130, stderr
+        assert "interrupted" in stderr and "Traceback" not in stderr
+    finally:
+        engine.remove_image("rpibuild-test/rootfs-cli:interrupted")
+    assert not out.exists() and not partial.exists()
+    assert {c.id for c in engine.client.containers.list(all=True)} <= container_ids

@@ -434,9 +434,16 @@ def _sink(out: Path, fmt: str) -> Iterator[Callable[[bytes], None]]:
     try:
         with partial.open("wb") as handle:
             if compressor is None:
-                yield handle.write
+
+                def write_plain(data: bytes) -> None:
+                    handle.write(data)
+
+                yield write_plain
             else:
-                with _process_sink([_need_tool(compressor[0]), *compressor[1:]], stdout=handle) as write:
+                tool = compressor[0]
+                if tool == "gzip" and shutil.which("pigz"):
+                    tool = "pigz"  # same format, every core
+                with _process_sink([_need_tool(tool), *compressor[1:]], stdout=handle) as write:
                     yield write
         partial.replace(out)
     finally:

@@ -47,6 +47,12 @@ class Images:
     bad: str  # the torch wheel carries an x86-64 library
 
 
+@pytest.fixture(autouse=True)
+def _remove_outputs(tmp_path: Path) -> Iterator[None]:
+    yield
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
 def make_wheel(path: Path, files: dict[str, bytes]) -> Path:
     project, version = path.name.split("-")[:2]
     files = {
@@ -87,6 +93,7 @@ def images(
     yield Images(repository, *made)
     for tag in made:
         engine.remove_image(tag, force=True)
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def profile_for(tmp_path: Path, repository: str, name: str, *overrides: str) -> tuple[Path, Profile]:

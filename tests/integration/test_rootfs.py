@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -71,6 +72,13 @@ REWRITTEN = {"etc/apt/apt.conf.d/02mixed", "etc/environment", "etc/hosts"}
 INIT_LAYER = {"dev", "dev/console", "dev/pts", "dev/shm", "etc", "etc/mtab", "proc", "sys"}
 
 
+@pytest.fixture(autouse=True)
+def _remove_outputs(tmp_path: Path) -> Iterator[None]:
+    """Exported roots are hundreds of MB: don't leave them to pytest's tmp retention."""
+    yield
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def test_image(
     engine: Engine, armhf_base: BaseImage, tmp_path_factory: pytest.TempPathFactory
@@ -101,6 +109,7 @@ def exported_folder(
     result = export_image(engine, test_image, out, platform="linux/arm/v7", host="192.0.2.10")
     yield out, result
     _assert_nothing_mounted(out)
+    shutil.rmtree(out.parent)
 
 
 def _assert_nothing_mounted(path: Path) -> None:
@@ -350,10 +359,14 @@ def test_cli_exports_the_profile_image(
 
 
 @pytest.fixture(scope="module")
-def base_root(engine: Engine, armhf_base: BaseImage, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def base_root(
+    engine: Engine, armhf_base: BaseImage, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
     out = tmp_path_factory.mktemp("base-root") / "root"
     export_image(engine, armhf_base.image, out, platform="linux/arm/v7")
-    return out
+    yield out
+    _assert_nothing_mounted(out)
+    shutil.rmtree(out.parent)
 
 
 def _processes_in(root: Path) -> list[int]:

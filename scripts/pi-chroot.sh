@@ -147,6 +147,15 @@ on_exit() {
     exit "$status"
 }
 
+# One session per root: a second one would take the first one's mounts for leftovers. The
+# lock is held (fd 9) as long as this script runs; the command inside does not inherit it.
+lock_dir=/run/lock
+[ -d "$lock_dir" ] || lock_dir=${TMPDIR:-/tmp}
+exec 9>"$lock_dir/pi-chroot${root//\//%}.lock"
+if ! flock -n 9; then
+    die "another pi-chroot.sh session is using $root: leave that one first"
+fi
+
 if [ "$cleanup_only" -eq 1 ]; then
     undo_all && log "nothing left mounted under $root"
     exit
@@ -230,7 +239,7 @@ fi
 exec 3<&0
 signals=()
 if env --default-signal=INT true 2>/dev/null; then signals=("--default-signal=INT,QUIT"); fi
-env "${signals[@]}" chroot "$root" /usr/bin/env -i "${environment[@]}" "${command_args[@]}" <&3 3<&- &
+env "${signals[@]}" chroot "$root" /usr/bin/env -i "${environment[@]}" "${command_args[@]}" <&3 3<&- 9>&- &
 child=$!
 exec 3<&-
 status=0

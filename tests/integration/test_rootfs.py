@@ -543,3 +543,24 @@ def test_ctrl_c_on_the_cli_removes_container_and_partial_file(
         engine.remove_image("rpibuild-test/rootfs-cli:interrupted")
     assert not out.exists() and not partial.exists()
     assert {c.id for c in engine.client.containers.list(all=True)} <= container_ids
+
+
+def test_pi_chroot_refuses_a_second_session_on_the_same_root(base_root: Path) -> None:
+    """A second session must not take the first one's mounts for leftovers and remove them."""
+    first = subprocess.Popen(["bash", str(PI_CHROOT), str(base_root), "--", "sleep", "120"])
+    try:
+        _wait_for_mounts(base_root)
+        mounts = Path("/proc/mounts").read_text().count(str(base_root.resolve()) + "/")
+        second = subprocess.run(
+            ["bash", str(PI_CHROOT), str(base_root), "--", "true"], capture_output=True, text=True
+        )
+        assert second.returncode == 2 and "another pi-chroot.sh session" in second.stderr
+        cleanup = subprocess.run(["bash", str(PI_CHROOT), "--cleanup", str(base_root)], capture_output=True)
+        assert cleanup.returncode == 2
+        assert Path("/proc/mounts").read_text().count(str(base_root.resolve()) + "/") == mounts
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=30) == 128 + signal.SIGTERM
+    finally:
+        if first.poll() is None:
+            first.kill()
+    _assert_nothing_mounted(base_root)

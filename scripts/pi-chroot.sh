@@ -144,17 +144,25 @@ on_exit() {
     if [ "$is_nfs" -eq 1 ] && [ "${created_mountpoint:-0}" -eq 1 ]; then
         rmdir "$root" 2>/dev/null
     fi
+    release_lock
     exit "$status"
 }
 
 # One session per root: a second one would take the first one's mounts for leftovers. The
 # lock is held (fd 9) as long as this script runs; the command inside does not inherit it.
+# The file is removed on exit while still locked; a run that locked a file removed meanwhile
+# (by a session that just ended) tries again, so two runs never hold "the" lock at once.
 lock_dir=/run/lock
 [ -d "$lock_dir" ] || lock_dir=${TMPDIR:-/tmp}
-exec 9>"$lock_dir/pi-chroot${root//\//%}.lock"
-if ! flock -n 9; then
-    die "another pi-chroot.sh session is using $root: leave that one first"
-fi
+lock_file=$lock_dir/pi-chroot${root//\//%}.lock
+while :; do
+    exec 9>"$lock_file"
+    flock -n 9 || die "another pi-chroot.sh session is using $root: leave that one first"
+    if [ "$lock_file" -ef /proc/self/fd/9 ]; then break; fi
+done
+# shellcheck disable=SC2317  # runs from the EXIT trap
+release_lock() { rm -f "$lock_file"; }
+trap release_lock EXIT
 
 if [ "$cleanup_only" -eq 1 ]; then
     undo_all && log "nothing left mounted under $root"

@@ -113,9 +113,12 @@ def exported_folder(
 
 
 def _assert_nothing_mounted(path: Path) -> None:
-    prefix = str(path.resolve())
+    """No mount at or under ``path``, and no pi-chroot.sh lock file for it."""
+    prefix = str(path.resolve()) if path.exists() else str(path)
     left = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
     assert not [p for p in left if p == prefix or p.startswith(prefix + "/")], "mounts left behind"
+    lock = Path("/run/lock") / ("pi-chroot" + prefix.replace("/", "%") + ".lock")
+    assert not lock.exists(), f"lock file left behind: {lock}"
 
 
 def _capability(info: tarfile.TarInfo) -> bytes | None:

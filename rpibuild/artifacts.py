@@ -265,13 +265,15 @@ def build_manifest(
     from rpibuild.render import image_labels, qpulib_revision, torch_label
 
     runtime = image_record(engine, runtime_image)
-    labels = image_labels(profile)
+    # Only the runtime stage carries the LABELs; without that image, the labels the profile
+    # renders (the same values, by construction) stand in, and the manifest says which.
+    labels, labels_source = image_labels(profile), "profile"
     if runtime is not None:
         info = engine.image(str(runtime["reference"]))
         if info is not None and info.labels.get("io.rpibuild.profile") == profile.name:
-            labels = {
-                k: v for k, v in info.labels.items() if k.startswith(("io.rpibuild.", "org.opencontainers."))
-            }
+            ours = ("io.rpibuild.", "org.opencontainers.")
+            labels = {k: v for k, v in info.labels.items() if k.startswith(ours)}
+            labels_source = "runtime image"
     entries = [describe_file(path, out) for path in sorted(files)]
     library = next(
         (str(e["path"]) for e in entries if e["kind"] == "library" and "symlink" not in e),
@@ -301,6 +303,7 @@ def build_manifest(
         "image": {**(image_record(engine, image) or {"reference": image}), "stage": "extension"},
         "runtime_image": runtime,
         "labels": labels,
+        "labels_source": labels_source,
         "versions": {
             "rpibuild": labels.get("io.rpibuild.version", __version__),
             "torch": _wheel_version(files, "torch")

@@ -37,6 +37,7 @@ RUN set -e; mkdir -p /usr/local/lib/python3.11 /usr/local/share/qpulib; \\
     cp /bin/ls /usr/local/lib/libqpu.so.1; ln -s libqpu.so.1 /usr/local/lib/libqpu.so; \\
     echo 'not-qpu' > /usr/local/lib/libother.so; \\
     printf 'commit=local\\nmode=qpu\\n' > /usr/local/share/qpulib/build-info
+LABEL io.rpibuild.profile=good io.rpibuild.qpulib.commit=from-the-label
 """
 
 
@@ -160,6 +161,7 @@ def test_manifest_describes_every_file(engine: Engine, images: Images, tmp_path:
     assert manifest["versions"]["torch_qpu"] == "0.1.0"
     assert manifest["qpulib"] == {"enabled": True, "mode": "qpu", "library": "lib/libqpu.so.1"}
     assert manifest["labels"]["io.rpibuild.profile"] == "good"
+    assert manifest["labels_source"] == "profile"  # no runtime image here
 
 
 def test_disabled_qpulib_is_said_not_failed(engine: Engine, images: Images, tmp_path: Path) -> None:
@@ -217,6 +219,8 @@ def test_rootfs_tarball_is_listed(engine: Engine, images: Images, tmp_path: Path
     assert entry["path"] == "rootfs/good.tar.zst"
     assert entry["sha256"] == hashlib.sha256(tarball.read_bytes()).hexdigest()
     assert result.manifest["runtime_image"]["reference"] == runtime  # type: ignore[index]
+    assert result.manifest["labels_source"] == "runtime image"
+    assert result.manifest["versions"]["qpulib"] == "from-the-label"  # type: ignore[index]
 
 
 def test_cli_no_build(engine: Engine, images: Images, tmp_path: Path) -> None:

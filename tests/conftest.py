@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,17 @@ import pytest
 
 HERE = Path(__file__).parent
 FOLDER_MARKERS = {"unit": pytest.mark.unit, "integration": pytest.mark.integration, "e2e": pytest.mark.e2e}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give the tests' child processes a normal Ctrl-C.
+
+    A job a non-interactive shell starts in the background (as CI may) inherits SIGINT as
+    ignored, and an ignored signal stays ignored across exec: the rpibuild processes that the
+    Ctrl-C tests interrupt would never see it. A handled signal is reset to the default on
+    exec, so handling it here gives every child what a terminal would give it.
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

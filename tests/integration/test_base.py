@@ -122,6 +122,8 @@ def test_ctrl_c_during_bootstrap_leaves_no_image_and_no_temporary_folder(
 
     overrides = ["--set", "base.bootstrap.packages=[file]"]  # a base nobody has built yet
     target = load_profile(armhf_profile.path, [o for o in overrides if o != "--set"], env={}).profile
+    engine = Engine.connect()
+    engine.remove_image(base_reference(target), force=True)  # a run that was not interrupted made it
     process = subprocess.Popen(
         [sys.executable, "-m", "rpibuild", "-v", "base", "-p", str(armhf_profile.path), *overrides],
         stderr=subprocess.PIPE,
@@ -134,7 +136,6 @@ def test_ctrl_c_during_bootstrap_leaves_no_image_and_no_temporary_folder(
     process.send_signal(signal.SIGINT)
     _, rest = process.communicate(timeout=120)
     assert process.returncode == 130, rest
-    engine = Engine.connect()
     assert engine.image(base_reference(target)) is None
     cache = Path(os.environ["RPIBUILD_CACHE"])
     assert not list((cache / "tmp").iterdir())

@@ -244,7 +244,7 @@ def _bootstrap_in_container(
     It gets CAP_SYS_ADMIN (to mount /proc in the target) rather than --privileged, which
     sandboxed engines refuse.
 
-    The target tree is written into ``work`` through a bind mount; foreign-architecture
+    The target tree is written into ``work`` through a bind mount at /bootstrap; foreign-architecture
     binaries in its second stage run through the host's binfmt handlers (F flag).
     """
     image = os.environ.get(HELPER_IMAGE_ENV, DEFAULT_HELPER_IMAGE)
@@ -256,11 +256,11 @@ def _bootstrap_in_container(
                 f"debootstrap is not on this host and the helper image {image} cannot be had: {exc.message}",
                 hint=f"apt-get install -y debootstrap, or set {HELPER_IMAGE_ENV} to a local Debian image",
             ) from None
-    volumes = {str(work): {"bind": "/work", "mode": "rw"}}
+    volumes = {str(work): {"bind": "/bootstrap", "mode": "rw"}}
     bootstrap = profile.base.bootstrap
     if bootstrap is not None and bootstrap.keyring:
         volumes[bootstrap.keyring] = {"bind": bootstrap.keyring, "mode": "ro"}
-    inner = " ".join(shlex.quote(part) for part in debootstrap_command(profile, Path("/work/rootfs")))
+    inner = " ".join(shlex.quote(part) for part in debootstrap_command(profile, Path("/bootstrap/rootfs")))
     script = (
         "set -e; export DEBIAN_FRONTEND=noninteractive; "
         "command -v debootstrap >/dev/null || "

@@ -938,24 +938,35 @@ def push_profile(
     on_progress: Callable[[str], None] | None = None,
 ) -> list[PushedImage]:
     """Push every tag of the profile's image to ``target``, each verified."""
-    credentials = load_credentials(target.host)
-    pushed = []
-    with RegistryClient(target, credentials) as client:
+    with RegistryClient(target, load_credentials(target.host)) as client:
         client.ping()
-        for local, remote in push_plan(profile, target):
-            pushed.append(
-                push_one(
-                    engine,
-                    local,
-                    remote,
-                    target,
-                    client,
-                    retries=retries,
-                    retry_base=retry_base,
-                    on_progress=on_progress,
-                )
-            )
-    return pushed
+        pairs = push_plan(profile, target)
+        return _push_all(engine, pairs, target, client, retries, retry_base, on_progress)
+
+
+def _push_all(
+    engine: Engine,
+    pairs: list[tuple[str, str]],
+    target: Target,
+    client: RegistryClient,
+    retries: int,
+    retry_base: float,
+    on_progress: Callable[[str], None] | None,
+) -> list[PushedImage]:
+    """Push each (local, remote) pair in order through one registry client."""
+    return [
+        push_one(
+            engine,
+            local,
+            remote,
+            target,
+            client,
+            retries=retries,
+            retry_base=retry_base,
+            on_progress=on_progress,
+        )
+        for local, remote in pairs
+    ]
 
 
 def manifest_target(name_tag: str, target: Target) -> tuple[str, str]:
@@ -989,24 +1000,10 @@ def push_manifest_list(
     platforms = [p.target.slug for p in profiles]
     if len(set(platforms)) != len(platforms):
         raise ConfigError(f"two profiles for the same platform: {', '.join(platforms)}", field="--manifest")
-    members = []
+    pairs = [(image_tags(p)[0], f"{repository}:{tag}-{p.target.slug}") for p in profiles]
     with RegistryClient(target, credentials) as client:
         client.ping()
-        for profile in profiles:
-            local = image_tags(profile)[0]
-            remote = f"{repository}:{tag}-{profile.target.slug}"
-            members.append(
-                push_one(
-                    engine,
-                    local,
-                    remote,
-                    target,
-                    client,
-                    retries=retries,
-                    retry_base=retry_base,
-                    on_progress=on_progress,
-                )
-            )
+        members = _push_all(engine, pairs, target, client, retries, retry_base, on_progress)
         body = canonical_json(manifest_list(members))
 
         def put() -> str:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from rpibuild.engine import Engine
+
 HERE = Path(__file__).parent
 FOLDER_MARKERS = {"unit": pytest.mark.unit, "integration": pytest.mark.integration, "e2e": pytest.mark.e2e}
 
@@ -45,6 +47,12 @@ def write_profile(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def engine() -> Engine:
+    """The real Docker engine (integration and e2e tests; set up by scripts/setup-host.sh)."""
+    return Engine.connect()
 
 
 @pytest.fixture(autouse=True)

@@ -41,11 +41,6 @@ def build(*extra: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def engine() -> Engine:
-    return Engine.connect()
-
-
-@pytest.fixture(scope="module")
 def extension_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A private copy of the extension, so the test can edit it (and the cache is stable)."""
     target = tmp_path_factory.mktemp("ext") / "torch-qpu"

@@ -5,8 +5,10 @@ Shared by the rootfs and artifacts tests; every image made here is removed by it
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 from rpibuild.engine import Engine
@@ -31,8 +33,13 @@ def build_derived(
     return result.image_id
 
 
-def copy_from_image(image: str, path: str, destination: Path) -> Path:
-    """``docker cp`` one file out of an image (through a created container, then removed)."""
+@contextlib.contextmanager
+def _created_container(image: str) -> Iterator[str]:
+    """A created (never started) container of ``image`` via the docker CLI, always removed.
+
+    The CLI, not rpibuild's engine module, so these references are independent of the code
+    under test.
+    """
     cid = subprocess.run(
         ["docker", "create", "--platform", "linux/arm/v7", image, "/bin/true"],
         capture_output=True,
@@ -40,24 +47,22 @@ def copy_from_image(image: str, path: str, destination: Path) -> Path:
         check=True,
     ).stdout.strip()
     try:
-        subprocess.run(["docker", "cp", "-L", f"{cid}:{path}", str(destination)], check=True)
+        yield cid
     finally:
         subprocess.run(["docker", "rm", "-f", cid], capture_output=True, check=False)
+
+
+def copy_from_image(image: str, path: str, destination: Path) -> Path:
+    """``docker cp`` one file out of an image (through a created container, then removed)."""
+    with _created_container(image) as cid:
+        subprocess.run(["docker", "cp", "-L", f"{cid}:{path}", str(destination)], check=True)
     return destination
 
 
 def docker_export(image: str, destination: Path) -> Path:
     """The reference: the docker CLI's own ``docker export`` of a created container of ``image``."""
-    cid = subprocess.run(
-        ["docker", "create", "--platform", "linux/arm/v7", image, "/bin/true"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    try:
+    with _created_container(image) as cid:
         subprocess.run(["docker", "export", "-o", str(destination), cid], check=True)
-    finally:
-        subprocess.run(["docker", "rm", "-f", cid], capture_output=True, check=False)
     return destination
 
 

@@ -37,11 +37,6 @@ ARMHF_MINIMAL = textwrap.dedent(
 
 
 @pytest.fixture(scope="session")
-def engine() -> Engine:
-    return Engine.connect()
-
-
-@pytest.fixture(scope="session")
 def armhf_profile(tmp_path_factory: pytest.TempPathFactory) -> LoadedProfile:
     path = tmp_path_factory.mktemp("profiles") / "armhf-minimal.yaml"
     path.write_text(ARMHF_MINIMAL, encoding="utf-8")

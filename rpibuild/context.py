@@ -19,7 +19,9 @@ def qpulib_tree(profile: Profile) -> Path | None:
     if qpulib.path:
         return sources.local_tree(qpulib.path, field="qpulib.path")
     url = qpulib.url.format(commit=qpulib.commit)
-    return sources.fetch_tree(url, qpulib.tree_sha256, name=f"qpulib-{qpulib.commit}")
+    return sources.fetch_tree(
+        url, qpulib.tree_sha256, name=f"qpulib-{qpulib.commit}", archive_name=f"QPULib-{qpulib.commit}.tar.gz"
+    )
 
 
 def prepare_context(profile: Profile, directory: Path, base_ref: str | None = None) -> Rendered:

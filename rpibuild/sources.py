@@ -49,11 +49,34 @@ def cache_dir() -> Path:
     return Path(os.environ.get("RPIBUILD_CACHE", Path(base) / "rpibuild"))
 
 
-def fetch_tree(url: str, expected_sha256: str | None, name: str) -> Path:
-    """Download and unpack an archive once; later calls reuse the cached, checked tree."""
+MIRROR_ENV = "RPIBUILD_SOURCE_MIRROR"
+
+
+def mirrored_url(url: str, archive_name: str) -> str:
+    """``url``, or the same archive in the mirror named by ``$RPIBUILD_SOURCE_MIRROR``.
+
+    A mirror is a folder or web location (``file:///srv/mirror``, ``https://host/path``)
+    holding archives under their forge download names (``QPULib-<commit>.tar.gz``): what a
+    host without GitHub uses. The content hash is checked the same either way.
+    """
+    mirror = os.environ.get(MIRROR_ENV, "").strip()
+    if not mirror:
+        return url
+    if "://" not in mirror:  # a plain folder path
+        mirror = Path(mirror).resolve().as_uri()
+    return f"{mirror.rstrip('/')}/{archive_name}"
+
+
+def fetch_tree(url: str, expected_sha256: str | None, name: str, archive_name: str | None = None) -> Path:
+    """Download and unpack an archive once; later calls reuse the cached, checked tree.
+
+    ``archive_name`` is the archive's name in a source mirror (see ``mirrored_url``).
+    """
     cached = cache_dir() / "sources" / name
     if cached.is_dir() and (expected_sha256 is None or tree_sha256(cached) == expected_sha256):
         return cached
+    if archive_name:
+        url = mirrored_url(url, archive_name)
     cached.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cached.parent) as tmp:
         archive = Path(tmp, "archive")
@@ -64,12 +87,20 @@ def fetch_tree(url: str, expected_sha256: str | None, name: str) -> Path:
             raise BuildError(
                 f"cannot download {url}: {getattr(exc, 'reason', exc)}",
                 stage="sources",
-                hint="without network access to it, point qpulib.path (or RPIBUILD_QPULIB_SRC) "
-                "at a local checkout, or --set qpulib.enabled=false",
+                hint=f"without network access to it, set {MIRROR_ENV} to a folder holding "
+                "the pinned archives, point qpulib.path (or RPIBUILD_QPULIB_SRC) at a local "
+                "checkout, or --set qpulib.enabled=false",
             ) from None
         unpacked = Path(tmp, "tree")
-        with tarfile.open(archive) as tar:
-            tar.extractall(unpacked, filter="data")
+        try:
+            with tarfile.open(archive) as tar:
+                tar.extractall(unpacked, filter="data")
+        except (tarfile.TarError, OSError) as exc:
+            raise BuildError(
+                f"{url} is not a readable tar archive: {exc}",
+                stage="sources",
+                hint="the download was truncated or is not the pinned archive; check the URL or mirror",
+            ) from None
         entries = list(unpacked.iterdir())
         top = entries[0] if len(entries) == 1 and entries[0].is_dir() else unpacked
         actual = tree_sha256(top)

@@ -57,8 +57,7 @@ docker info >/dev/null 2>&1 || die "the Docker engine did not start; see /var/lo
 # 3. rpibuild itself (editable: configs/, dockerfiles/ and images/ are read from the checkout).
 if [ "${RPIBUILD_SKIP_PIP:-0}" != 1 ]; then
     log "installing rpibuild (pip install -e .[test])"
-    "$python" -m pip install -q --disable-pip-version-check -e "${here}[test]" 2>&1 \
-        | grep -vE "^WARNING: (Running pip as|Location 'file)" >&2 || true
+    PIP_ROOT_USER_ACTION=ignore "$python" -m pip install -q --disable-pip-version-check -e "${here}[test]"
     "$python" -c 'import rpibuild' || die "rpibuild did not install"
 fi
 

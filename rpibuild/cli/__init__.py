@@ -21,6 +21,7 @@ from rpibuild.cli import push as push_cmd
 from rpibuild.cli import qemu as qemu_cmd
 from rpibuild.cli import render as render_cmd
 from rpibuild.cli import rootfs as rootfs_cmd
+from rpibuild.cli import sources as sources_cmd
 from rpibuild.errors import BuildError, Interrupted, RpibuildError
 
 
@@ -47,6 +48,7 @@ cli.add_command(login_cmd.login)
 cli.add_command(push_cmd.push)
 cli.add_command(rootfs_cmd.rootfs)
 cli.add_command(artifacts_cmd.artifacts)
+cli.add_command(sources_cmd.sources)
 
 
 def main() -> None:

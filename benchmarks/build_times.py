@@ -20,7 +20,7 @@ from pathlib import Path
 from rpibuild import resources
 from rpibuild.build import BuildOutcome, build_profile
 from rpibuild.config import load_profile
-from rpibuild.engine import Engine
+from rpibuild.engine import DockerEngine, Engine
 
 
 def run(engine: Engine, profile_name: str, overrides: list[str], **kwargs: bool) -> BuildOutcome:
@@ -36,7 +36,7 @@ def main() -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--refresh-base", action="store_true")
     args = parser.parse_args()
-    engine = Engine.connect()
+    engine = DockerEngine.connect()
 
     with tempfile.TemporaryDirectory(prefix="rpibuild-bench-") as tmp:
         extension = Path(tmp) / "torch-qpu"

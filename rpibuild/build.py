@@ -1,8 +1,8 @@
 """``rpibuild build``: base -> system -> torch -> qpulib -> extension -> verify -> runtime.
 
-One multi-stage Dockerfile, built by the engine under QEMU for the profile's platform. The
-image is tagged only after every stage (verify included) has passed, so a failure never
-moves a tag.
+One multi-stage Dockerfile, built by BuildKit (the profile's buildx builder) for the
+profile's platform, under QEMU unless the builder has a native node for it. The image is
+tagged only after every stage (verify included) has passed, so a failure never moves a tag.
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from rpibuild.base import BaseImage, ensure_base
-from rpibuild.config.model import Profile
-from rpibuild.context import prepare_context
-from rpibuild.engine import BuildEvent, Engine, StageTiming
+from rpibuild.config.model import Build, Profile
+from rpibuild.context import qpulib_tree
+from rpibuild.engine import BuildEvent, BuildRequest, Engine, StageTiming
 from rpibuild.errors import BuildError, ConfigError
-from rpibuild.render import STAGES
+from rpibuild.render import STAGES, render
 from rpibuild.sources import cache_dir
 
 FAILURE_HINTS = (
@@ -79,6 +81,26 @@ def proxy_buildargs(profile: Profile) -> dict[str, str]:
     return args
 
 
+def with_build_options(
+    profile: Profile, builder: str | None, cache_from: tuple[str, ...], cache_to: tuple[str, ...]
+) -> Profile:
+    """The profile with the command line's builder and caches applied to its ``build`` section."""
+    if not (builder or cache_from or cache_to):
+        return profile
+    merged = profile.build.model_dump()
+    if builder:
+        merged["builder"] = builder
+    merged["cache_from"] = [*merged["cache_from"], *cache_from]
+    merged["cache_to"] = [*merged["cache_to"], *cache_to]
+    try:
+        settings = Build.model_validate(merged)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        option = "--" + str(problem["loc"][0]).replace("_", "-")
+        raise ConfigError(str(problem["msg"]).removeprefix("Value error, "), field=option) from None
+    return profile.model_copy(update={"build": settings})
+
+
 def build_profile(
     profile: Profile,
     engine: Engine,
@@ -93,6 +115,10 @@ def build_profile(
     if target is not None and target not in STAGES:
         raise ConfigError(f"unknown stage {target!r} (stages: {', '.join(STAGES)})", field="--target")
     started = time.monotonic()
+    engine.builder.require_cache_export(profile.build.cache_to)
+    # Pinned sources first: an unreachable or tampered archive fails in seconds, not after
+    # minutes of bootstrapping.
+    qpulib_src = qpulib_tree(profile)
     base = ensure_base(profile, engine, refresh=refresh_base, progress=on_base_progress)
     logs = cache_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -102,17 +128,22 @@ def build_profile(
         log_path.open("w", encoding="utf-8") as log,
     ):
         context = Path(tmp) / "context"
-        rendered = prepare_context(profile, context, base_ref=base.image)
+        rendered = render(profile, base_ref=base.image, qpulib_src=qpulib_src)
+        rendered.write(context)
+        secrets = Path(tmp) / "secrets"
+        secrets.mkdir(mode=0o700)
+        request = BuildRequest(
+            context=context,
+            platform=profile.platform,
+            target=target,
+            no_cache=no_cache,
+            build_args=proxy_buildargs(profile),
+            secrets=rendered.write_secrets(secrets),
+            cache_from=tuple(profile.build.cache_from),
+            cache_to=tuple(profile.build.cache_to),
+        )
         try:
-            result = engine.build(
-                context,
-                target=target,
-                platform=profile.platform,
-                buildargs=proxy_buildargs(profile),
-                nocache=no_cache,
-                on_event=on_event,
-                log=lambda line: log.write(line + "\n"),
-            )
+            result = engine.build(request, on_event=on_event, log=lambda line: log.write(line + "\n"))
         except BuildError as exc:
             text = "\n".join(exc.log_tail)
             exc.hint = exc.hint or next((h for needle, h in FAILURE_HINTS if needle in text), None)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from rpibuild import sources
@@ -28,7 +27,6 @@ def prepare_context(profile: Profile, directory: Path, base_ref: str | None = No
     """Render and write the context into ``directory`` (new or empty)."""
     if directory.is_dir() and any(directory.iterdir()):
         raise ConfigError(f"output folder {directory} is not empty", field="--output")
-    with tempfile.TemporaryDirectory(prefix="rpibuild-scratch-") as scratch:
-        rendered = render(profile, base_ref=base_ref, qpulib_src=qpulib_tree(profile), scratch=Path(scratch))
-        rendered.write(directory)
+    rendered = render(profile, base_ref=base_ref, qpulib_src=qpulib_tree(profile))
+    rendered.write(directory)
     return rendered

@@ -27,10 +27,10 @@ class Check:
 
 def check_engine() -> tuple[Check, str | None]:
     """Reach the engine; returns the check and its root dir (for the disk check)."""
-    from rpibuild.engine import START_HINT, Engine
+    from rpibuild.engine import START_HINT, DockerEngine
 
     try:
-        engine = Engine.connect(timeout=10)
+        engine = DockerEngine.connect(timeout=10)
         version = engine.version()
         root = engine.info().get("DockerRootDir")
     except EngineError as exc:

@@ -21,6 +21,7 @@ from rpibuild.base import base_reference
 from rpibuild.config.model import Profile
 from rpibuild.errors import ConfigError
 
+PIP_CONF_SECRET = "pip-conf"
 STAGES = ("system", "torch", "qpulib", "extension", "verify", "runtime")
 HOST_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
@@ -39,6 +40,19 @@ class Rendered:
     labels: dict[str, str]
     files: dict[str, Path] = field(default_factory=dict)  # context path -> host source
     dirs: dict[str, Path] = field(default_factory=dict)  # context dir -> host dir
+    # BuildKit secrets (id -> content): mounted into the RUN steps that need them, never
+    # part of the context, of a layer or of the history.
+    secrets: dict[str, str] = field(default_factory=dict)
+
+    def write_secrets(self, directory: Path) -> dict[str, Path]:
+        """Write each secret to a private file in ``directory`` (outside the context)."""
+        paths = {}
+        for secret_id, content in self.secrets.items():
+            path = directory / secret_id
+            path.touch(mode=0o600)
+            path.write_text(content, encoding="utf-8")
+            paths[secret_id] = path
+        return paths
 
     def write(self, directory: Path) -> Path:
         """Materialise the build context in ``directory`` (created; must be empty if it exists)."""
@@ -156,18 +170,17 @@ def render(
     *,
     base_ref: str | None = None,
     qpulib_src: Path | None = None,
-    scratch: Path | None = None,
 ) -> Rendered:
     """Render the Dockerfile and list the context files.
 
     ``qpulib_src`` is the QPULib tree to copy in (see ``rpibuild.sources``); without it the
-    context lists none, which is fine for printing the Dockerfile. ``scratch`` is a folder
-    for generated files (pip.conf); without it none are generated.
+    context lists none, which is fine for printing the Dockerfile.
     """
     images = resources.images_dir()
     files: dict[str, Path] = {"rpibuild/verify.py": images / "verify" / "verify.py"}
     dirs: dict[str, Path] = {}
-    names: dict[str, str | None] = {"ca_bundle": None, "pip_conf": None, "torch_wheel": None}
+    names: dict[str, str | None] = {"ca_bundle": None, "torch_wheel": None}
+    secrets: dict[str, str] = {}
 
     ca = _ca_bundle(profile)
     if ca is not None:
@@ -175,11 +188,7 @@ def render(
         files["rpibuild/ca-bundle.pem"] = ca
     conf = pip_conf(profile)
     if conf is not None:
-        names["pip_conf"] = "rpibuild/pip.conf"
-        if scratch is not None:
-            scratch.mkdir(parents=True, exist_ok=True)
-            (scratch / "pip.conf").write_text(conf, encoding="utf-8")
-            files["rpibuild/pip.conf"] = scratch / "pip.conf"
+        secrets[PIP_CONF_SECRET] = conf
 
     torch = profile.torch
     wheel_name = Path(urlsplit(torch.wheel).path).name if torch.wheel else ""
@@ -221,6 +230,7 @@ def render(
             image=profile.image,
             labels=labels,
             files=names,
+            secrets=secrets,
         )
     )
-    return Rendered(text, image_tags(profile), labels, files, dirs)
+    return Rendered(text, image_tags(profile), labels, files, dirs, secrets)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rpibuild.engine import Engine
+from rpibuild.engine import DockerEngine, Engine
 
 HERE = Path(__file__).parent
 FOLDER_MARKERS = {"unit": pytest.mark.unit, "integration": pytest.mark.integration, "e2e": pytest.mark.e2e}
@@ -52,7 +52,7 @@ def write_profile(tmp_path: Path) -> Callable[..., Path]:
 @pytest.fixture(scope="session")
 def engine() -> Engine:
     """The real Docker engine (integration and e2e tests; set up by scripts/setup-host.sh)."""
-    return Engine.connect()
+    return DockerEngine.connect()
 
 
 @pytest.fixture(autouse=True)

@@ -44,12 +44,12 @@ def artifacts(
     from rpibuild.artifacts import collect
     from rpibuild.cli.rootfs import human_bytes
     from rpibuild.config import load_profile
-    from rpibuild.engine import BuildEvent, Engine
+    from rpibuild.engine import BuildEvent, DockerEngine
 
     prof = load_profile(profile, overrides).profile
     if not prof.qpulib.enabled:
         console.warn("QPULib is disabled in this profile: no libqpu (the manifest says so)")
-    engine = Engine.connect()
+    engine = DockerEngine.connect()
     with console.status(f"artifacts of {prof.name}") as update:
 
         def on_event(event: BuildEvent) -> None:

@@ -20,10 +20,10 @@ def base(profile: str | None, overrides: tuple[str, ...], as_json: bool, refresh
     from rpibuild import console
     from rpibuild.base import ensure_base
     from rpibuild.config import load_profile
-    from rpibuild.engine import Engine
+    from rpibuild.engine import DockerEngine
 
     loaded = load_profile(profile, overrides)
-    engine = Engine.connect()
+    engine = DockerEngine.connect()
     title = f"base image for {loaded.profile.name} ({loaded.profile.platform})"
     with console.step(title), console.status("bootstrapping") as update:
         result = ensure_base(loaded.profile, engine, refresh=refresh, progress=update)

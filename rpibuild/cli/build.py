@@ -14,6 +14,25 @@ from rpibuild.render import STAGES
 @click.option("--target", type=click.Choice(STAGES), help="Stop after this stage (tagged TAG-STAGE).")
 @click.option("--no-cache", is_flag=True, help="Rebuild every stage (the base image is kept).")
 @click.option("--refresh-base", is_flag=True, help="Bootstrap or pull the base image again.")
+@click.option(
+    "--builder",
+    envvar="RPIBUILD_BUILDER",
+    show_envvar=True,
+    metavar="NAME",
+    help="buildx builder to build with (docker buildx ls) [default: build.builder, else the current one].",
+)
+@click.option(
+    "--cache-from",
+    multiple=True,
+    metavar="SPEC",
+    help="Import a build cache, e.g. type=registry,ref=HOST/NAME:cache (repeatable).",
+)
+@click.option(
+    "--cache-to",
+    multiple=True,
+    metavar="SPEC",
+    help="Export the build cache, e.g. type=local,dest=DIR,mode=max (needs a docker-container builder).",
+)
 def build(
     profile: str | None,
     overrides: tuple[str, ...],
@@ -21,34 +40,38 @@ def build(
     target: str | None,
     no_cache: bool,
     refresh_base: bool,
+    builder: str | None,
+    cache_from: tuple[str, ...],
+    cache_to: tuple[str, ...],
 ) -> None:
     """Build, verify and tag the image of PROFILE (default pi3b-arm64).
 
-    Stages: base -> system -> torch -> qpulib -> extension -> verify -> runtime, each under
-    QEMU for the profile's platform; verify runs as the Pi's own core (QEMU_CPU). Tags move
-    only when every stage passed. The full log is kept; --json prints a summary for CI.
+    Stages: base -> system -> torch -> qpulib -> extension -> verify -> runtime, built by
+    BuildKit for the profile's platform (under QEMU unless the builder has a native node for
+    it); verify runs as the Pi's own core (QEMU_CPU). Tags move only when every stage passed.
+    The full log is kept; --json prints a summary for CI.
     """
     from rpibuild import console
-    from rpibuild.build import build_profile
+    from rpibuild.build import build_profile, with_build_options
     from rpibuild.config import load_profile
-    from rpibuild.engine import BuildEvent, Engine
+    from rpibuild.engine import BuildEvent, DockerEngine
 
     loaded = load_profile(profile, overrides)
-    prof = loaded.profile
+    prof = with_build_options(loaded.profile, builder, cache_from, cache_to)
     if prof.qpulib.enabled is False:
         console.warn("QPULib is disabled: the extension gets only its cpu backend")
-    engine = Engine.connect()
+    engine = DockerEngine.connect(builder=prof.build.builder)
     console.info(f"[bold]building {prof.name}[/bold] ({prof.platform}) from {loaded.path}")
 
     with console.status(f"{prof.name}") as update:
 
         def on_event(event: BuildEvent) -> None:
             if event.is_step:
-                text = f"[{event.stage}] step {event.step}/{event.total}: {event.line.split(' : ', 1)[-1]}"
+                text = f"[{event.stage}] step {event.step}/{event.total}: {event.line}"
                 update(text)
                 console.info(
                     f"[cyan]{event.stage:>9}[/cyan] {event.step:>2}/{event.total} "
-                    f"{event.line.split(' : ', 1)[-1][:110]}"
+                    f"{event.line[:110]}"
                 )
             else:
                 console.detail(event.line)

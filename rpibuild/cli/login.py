@@ -43,7 +43,7 @@ def login(
     """
     from rpibuild import console
     from rpibuild.config import load_profile
-    from rpibuild.engine import Engine
+    from rpibuild.engine import DockerEngine
     from rpibuild.errors import RegistryError
     from rpibuild.registry import RegistryAuthError, login, profile_password, target_for
 
@@ -59,7 +59,7 @@ def login(
             "no password",
             hint="pipe it to --password-stdin, or name an environment variable in registry.password_env",
         )
-    engine = Engine.connect()
+    engine = DockerEngine.connect()
     try:
         where = login(engine, target, user, password)
     except RegistryError as exc:

@@ -67,7 +67,7 @@ def push(
     """
     from rpibuild import console
     from rpibuild.config import load_profile
-    from rpibuild.engine import Engine
+    from rpibuild.engine import DockerEngine
     from rpibuild.errors import ConfigError
     from rpibuild.registry import push_manifest_list, push_profile, target_for
 
@@ -75,7 +75,7 @@ def push(
     if len(loaded) > 1 and not manifest:
         raise ConfigError("several profiles need --manifest NAME:TAG", field="--profile")
     target = target_for(loaded[0], url=registry, namespace=namespace, insecure=insecure, ca_cert=ca_cert)
-    engine = Engine.connect()
+    engine = DockerEngine.connect()
     with console.status(f"pushing to {target.host}") as update:
 
         def progress(line: str) -> None:

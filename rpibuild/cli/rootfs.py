@@ -56,11 +56,11 @@ def rootfs(
 
     from rpibuild import console
     from rpibuild.config import load_profile
-    from rpibuild.engine import Engine
+    from rpibuild.engine import DockerEngine
     from rpibuild.rootfs import export_profile
 
     prof = load_profile(profile, overrides).profile
-    engine = Engine.connect()
+    engine = DockerEngine.connect()
     with console.status(f"exporting {prof.name}") as update:
         result = export_profile(
             prof,

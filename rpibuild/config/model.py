@@ -192,6 +192,35 @@ class Registry(_Model):
         return value
 
 
+_BUILDER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+# --cache-from/--cache-to: buildx's own comma-separated key=value form (type=registry,ref=...).
+_CACHE_SPEC = re.compile(r"^[A-Za-z0-9_.\-]+=[^\s,]*(,[A-Za-z0-9_.\-]+=[^\s,]*)*$")
+
+
+def _check_cache_specs(value: list[str]) -> list[str]:
+    for spec in value:
+        if not _CACHE_SPEC.match(spec):
+            raise ValueError(f"{spec!r} is not a buildx cache spec (e.g. type=registry,ref=HOST/NAME:cache)")
+    return value
+
+
+class Build(_Model):
+    """Where and how BuildKit builds: the buildx builder and CI caches."""
+
+    builder: str | None = Field(None, description="a buildx builder (docker buildx ls); default: current")
+    cache_from: list[str] = Field([], description="buildx --cache-from specs (type=registry|local|gha,...)")
+    cache_to: list[str] = Field([], description="buildx --cache-to specs; needs a builder that exports")
+
+    @field_validator("builder")
+    @classmethod
+    def _builder_name(cls, value: str | None) -> str | None:
+        if value is not None and not _BUILDER.match(value):
+            raise ValueError("must be a builder name (letters, digits, '.', '_', '-')")
+        return value
+
+    _cache_specs = field_validator("cache_from", "cache_to")(_check_cache_specs)
+
+
 class Profile(_Model):
     """One build target: everything ``rpibuild build`` needs to know."""
 
@@ -207,6 +236,7 @@ class Profile(_Model):
     verify: Verify = Verify()
     image: Image
     registry: Registry = Registry()
+    build: Build = Build()
 
     @field_validator("platform")
     @classmethod

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rpibuild.base import base_reference
 from rpibuild.config import load_profile
-from rpibuild.engine import Engine
+from rpibuild.engine import DockerEngine
 
 PROFILE = """\
 description: minimal armv7 extension build (pure-Python torch_qpu, no torch, no QPULib)
@@ -53,7 +53,7 @@ def artifacts(profile: Path, out: Path) -> tuple[dict, float]:
 
 
 def test_artifacts_builds_the_extension_stage(tmp_path: Path) -> None:
-    engine = Engine.connect()
+    engine = DockerEngine.connect()
     repository = f"rpibuild-test/ext-build-{uuid.uuid4().hex[:8]}"
     path = tmp_path / "ext-min.yaml"
     path.write_text(PROFILE.format(repository=repository), encoding="utf-8")

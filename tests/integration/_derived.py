@@ -11,7 +11,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from rpibuild.engine import Engine
+from rpibuild.engine import BuildRequest, Engine
 
 
 def build_derived(
@@ -28,7 +28,7 @@ def build_derived(
         target = context / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, target)
-    result = engine.build(context, platform="linux/arm/v7")
+    result = engine.build(BuildRequest(context=context, platform="linux/arm/v7"))
     engine.tag(result.image_id, tag)
     return result.image_id
 

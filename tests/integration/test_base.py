@@ -11,7 +11,7 @@ import pytest
 
 from rpibuild.base import BaseImage, base_reference, ensure_base
 from rpibuild.config import LoadedProfile, load_profile
-from rpibuild.engine import Engine
+from rpibuild.engine import DockerEngine, Engine
 from rpibuild.errors import BuildError
 
 
@@ -122,7 +122,7 @@ def test_ctrl_c_during_bootstrap_leaves_no_image_and_no_temporary_folder(
 
     overrides = ["--set", "base.bootstrap.packages=[file]"]  # a base nobody has built yet
     target = load_profile(armhf_profile.path, [o for o in overrides if o != "--set"], env={}).profile
-    engine = Engine.connect()
+    engine = DockerEngine.connect()
     engine.remove_image(base_reference(target), force=True)  # a run that was not interrupted made it
     process = subprocess.Popen(
         [sys.executable, "-m", "rpibuild", "-v", "base", "-p", str(armhf_profile.path), *overrides],

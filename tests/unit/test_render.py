@@ -56,14 +56,29 @@ def test_values_reaching_shell_lines_are_quoted() -> None:
     assert "'http://m.example.invalid/debian; touch /pwned'" in text
 
 
-def test_index_credentials_go_to_a_file_not_the_dockerfile(tmp_path: Path) -> None:
+def test_index_credentials_are_a_buildkit_secret_not_a_file(tmp_path: Path) -> None:
     url = "https://user:t0ken@index.example.invalid/simple"
     profile = load_profile("pi3b-arm64", [f"network.pip_index_url={url}"], env={}).profile
-    rendered = render(profile, scratch=tmp_path)
+    rendered = render(profile)
     assert "t0ken" not in rendered.dockerfile
-    assert "COPY rpibuild/pip.conf /etc/pip.conf" in rendered.dockerfile
-    assert url in rendered.files["rpibuild/pip.conf"].read_text()
+    assert "pip.conf" not in "".join(rendered.files)
     assert all("t0ken" not in value for value in rendered.labels.values())
+    # Every RUN that calls pip mounts the secret; nothing COPYs it.
+    pip_runs = [line for line in rendered.dockerfile.splitlines() if line.startswith("RUN") and " pip" in line]
+    assert pip_runs
+    for line in pip_runs:
+        if "pip wheel" in line or "pip install --no-deps" in line:
+            continue  # local builds, no index
+        assert "--mount=type=secret,id=pip-conf,target=/etc/pip.conf" in line, line
+    written = rendered.write_secrets(tmp_path)
+    assert url in written["pip-conf"].read_text()
+    assert written["pip-conf"].stat().st_mode & 0o077 == 0
+
+
+def test_no_secret_mount_without_index_settings() -> None:
+    rendered = render(load_profile("pi3b-arm64", env={}).profile)
+    assert "type=secret" not in rendered.dockerfile
+    assert rendered.secrets == {}
 
 
 def test_tags_and_labels() -> None:

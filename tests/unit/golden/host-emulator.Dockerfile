@@ -4,20 +4,21 @@
 # reruns extension, verify and runtime while the torch and QPULib layers stay cached.
 # ---- system: the base plus what the build stages need (network settings live only here).
 FROM rpibuild/base:bookworm-amd64-9fe5c138bffe92be AS system
-ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
-RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates python3 python3-dev python3-venv python3-numpy g++ make \
- && rm -rf /var/lib/apt/lists/*
+ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-amd64,target=/var/lib/apt/lists,sharing=locked \
+    apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates python3 python3-dev python3-venv python3-numpy g++ make
 # A venv that also sees Debian's python3-numpy (no numpy wheels exist for armv7l).
-RUN python3 -m venv --system-site-packages /opt/rpibuild/venv \
+RUN --mount=type=cache,id=rpibuild-pip-amd64,target=/root/.cache/pip \
+    python3 -m venv --system-site-packages /opt/rpibuild/venv \
  && /opt/rpibuild/venv/bin/pip install --upgrade 'pip>=23' wheel setuptools \
  && mkdir -p /opt/rpibuild/wheels
 ENV VIRTUAL_ENV=/opt/rpibuild/venv PATH=/opt/rpibuild/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 # ---- torch: source pypi 2.5.1.
 FROM system AS torch
-RUN pip download --no-deps --only-binary=:all: -d /opt/rpibuild/wheels torch==2.5.1
-RUN pip install /opt/rpibuild/wheels/torch-*.whl \
+RUN --mount=type=cache,id=rpibuild-pip-amd64,target=/root/.cache/pip pip download --no-deps --only-binary=:all: -d /opt/rpibuild/wheels torch==2.5.1
+RUN --mount=type=cache,id=rpibuild-pip-amd64,target=/root/.cache/pip pip install /opt/rpibuild/wheels/torch-*.whl \
  && python -c 'import torch; print("torch", torch.__version__)'
 
 # ---- qpulib: libqpu.so in emulation mode, built by images/qpulib/build.sh.
@@ -38,16 +39,16 @@ RUN QPULIB_PREFIX=/usr/local QPULIB_MODE=emulation pip wheel --no-deps --no-buil
 # ---- verify: runs under QEMU as the Pi's own core, so an instruction the Pi lacks fails here.
 FROM extension AS verify
 COPY rpibuild/verify.py /opt/rpibuild/verify.py
-RUN pip install pytest hypothesis
+RUN --mount=type=cache,id=rpibuild-pip-amd64,target=/root/.cache/pip pip install pytest hypothesis
 RUN python /opt/rpibuild/verify.py --machine x86_64 --elf 62:2 --torch --extension --emulator-tests /opt/rpibuild/src/torch-qpu/tests \
       --report /opt/rpibuild/verify.json
 
 # ---- runtime: a fresh copy of the base with the venv and libqpu; no proxies, mirrors, CA or pip settings.
 FROM rpibuild/base:bookworm-amd64-9fe5c138bffe92be AS runtime
 ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8
-RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates python3 python3-numpy libgomp1 python3-dev python3-venv g++ make \
- && rm -rf /var/lib/apt/lists/*
+RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-amd64,target=/var/lib/apt/lists,sharing=locked \
+    apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates python3 python3-numpy libgomp1 python3-dev python3-venv g++ make
 COPY --from=extension /opt/rpibuild/venv /opt/rpibuild/venv
 COPY --from=extension /usr/local/lib /usr/local/lib
 COPY --from=extension /usr/local/include /usr/local/include

@@ -4,12 +4,13 @@
 # reruns extension, verify and runtime while the torch and QPULib layers stay cached.
 # ---- system: the base plus what the build stages need (network settings live only here).
 FROM rpibuild/base:bookworm-armv7-431c41c5119e17e9 AS system
-ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
-RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates python3 python3-dev python3-venv python3-numpy g++ make \
- && rm -rf /var/lib/apt/lists/*
+ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN --mount=type=cache,id=rpibuild-apt-archives-armhf,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-armhf,target=/var/lib/apt/lists,sharing=locked \
+    apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates python3 python3-dev python3-venv python3-numpy g++ make
 # A venv that also sees Debian's python3-numpy (no numpy wheels exist for armv7l).
-RUN python3 -m venv --system-site-packages /opt/rpibuild/venv \
+RUN --mount=type=cache,id=rpibuild-pip-armhf,target=/root/.cache/pip \
+    python3 -m venv --system-site-packages /opt/rpibuild/venv \
  && /opt/rpibuild/venv/bin/pip install --upgrade 'pip>=23' wheel setuptools \
  && mkdir -p /opt/rpibuild/wheels
 ENV VIRTUAL_ENV=/opt/rpibuild/venv PATH=/opt/rpibuild/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -19,7 +20,7 @@ FROM system AS torch
 RUN python3 -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' \
       https://wheels.example.invalid/torch-1.4.0a0+7f73f1d-cp311-cp311-linux_armv7l.whl /opt/rpibuild/wheels/torch-1.4.0a0+7f73f1d-cp311-cp311-linux_armv7l.whl
 RUN cd /opt/rpibuild/wheels && echo 'bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb  '"$(ls torch-*.whl)" | sha256sum -c -
-RUN pip install /opt/rpibuild/wheels/torch-*.whl \
+RUN --mount=type=cache,id=rpibuild-pip-armhf,target=/root/.cache/pip pip install /opt/rpibuild/wheels/torch-*.whl \
  && python -c 'import torch; print("torch", torch.__version__)'
 
 # ---- qpulib: libqpu.so in qpu mode, built by images/qpulib/build.sh.
@@ -47,9 +48,9 @@ RUN python /opt/rpibuild/verify.py --machine armv7l --elf 40:1:hf --torch --exte
 # ---- runtime: a fresh copy of the base with the venv and libqpu; no proxies, mirrors, CA or pip settings.
 FROM rpibuild/base:bookworm-armv7-431c41c5119e17e9 AS runtime
 ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8
-RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates python3 python3-numpy libgomp1 \
- && rm -rf /var/lib/apt/lists/*
+RUN --mount=type=cache,id=rpibuild-apt-archives-armhf,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-armhf,target=/var/lib/apt/lists,sharing=locked \
+    apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates python3 python3-numpy libgomp1
 COPY --from=extension /opt/rpibuild/venv /opt/rpibuild/venv
 COPY --from=extension /usr/local/lib /usr/local/lib
 RUN ldconfig

@@ -1,30 +1,26 @@
-"""The one module that talks to the container engine (docker-py).
+"""The engine through docker-py: images, containers, tags, credentials, pushes.
 
-Everything else gets typed results and rpibuild errors. Builds use the low-level streaming
-API (``images.build()`` would hide the log until the end) and every chunk is checked for an
-``error``, because the engine answers 200 and reports failures inside the stream.
+Builds go through BuildKit (``buildx.py``); this is everything else. Streams (pushes) are
+checked chunk by chunk for an ``error``, because the engine answers 200 and reports
+failures inside the stream.
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
-import time
-from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rpibuild.errors import BuildError, EngineError
+from rpibuild.engine import buildx
+from rpibuild.engine.progress import BuildEvent
+from rpibuild.errors import EngineError
 
 if TYPE_CHECKING:
     import docker
 
 START_HINT = "start the engine: bash scripts/setup-host.sh (or `dockerd &` as root)"
-_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
-_FROM_AS = re.compile(r"^FROM\s+\S+\s+AS\s+(\S+)", re.IGNORECASE)
-_RUNNING_IN = re.compile(r"^ ---> Running in ([0-9a-f]{12,64})")
 
 
 @dataclass(frozen=True)
@@ -43,54 +39,55 @@ class ImageInfo:
         return "/".join(parts)
 
 
-@dataclass
-class StageTiming:
-    name: str
-    seconds: float = 0.0
-    steps: int = 0
-    cached_steps: int = 0
+class DockerEngine:
+    """A connection to a Docker engine, and the buildx builder that builds into it."""
 
-    @property
-    def cached(self) -> bool:
-        """Every step came from the cache (a stage with nothing to do counts as cached)."""
-        return self.steps == self.cached_steps
-
-
-@dataclass(frozen=True)
-class BuildEvent:
-    """One line of build progress, already attributed to its stage."""
-
-    stage: str
-    step: int
-    total: int
-    line: str
-    is_step: bool
-
-
-@dataclass
-class BuildResult:
-    image_id: str
-    stages: list[StageTiming] = field(default_factory=list)
-
-
-class Engine:
-    """A connection to the Docker engine."""
-
-    def __init__(self, client: docker.DockerClient) -> None:
+    def __init__(self, client: docker.DockerClient, builder: buildx.Builder | None = None) -> None:
         self.client = client
         self.api = client.api
+        self._builder = builder
 
     @classmethod
-    def connect(cls, timeout: int = 600) -> Engine:
+    def connect(cls, *, builder: str | None = None, timeout: int = 600) -> DockerEngine:
+        """The engine of the current docker context, or of the named docker-driver builder.
+
+        A docker-driver builder on another engine (a docker context, ssh:// included) builds
+        into that engine's image store, so the images are inspected and tagged there.
+        """
         import docker
         import docker.errors
 
+        selected = buildx.select_builder(builder) if builder else None
+        base_url = buildx.docker_host_of(selected) if selected else None
         try:
-            client = docker.from_env(timeout=timeout)
+            if base_url:
+                client = docker.DockerClient(base_url=base_url, timeout=timeout)
+            else:
+                client = docker.from_env(timeout=timeout)
             client.ping()
         except docker.errors.DockerException as exc:
-            raise EngineError(f"cannot reach the Docker engine: {_reason(exc)}", hint=START_HINT) from None
-        return cls(client)
+            where = f" at {base_url}" if base_url else ""
+            raise EngineError(
+                f"cannot reach the Docker engine{where}: {_reason(exc)}", hint=START_HINT
+            ) from None
+        return cls(client, selected)
+
+    @property
+    def builder(self) -> buildx.Builder:
+        """The buildx builder builds go to (resolved on first use: only builds need buildx)."""
+        if self._builder is None:
+            self._builder = buildx.select_builder(None)
+        return self._builder
+
+    def build(
+        self,
+        request: buildx.BuildRequest,
+        *,
+        on_event: Callable[[BuildEvent], None] | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> buildx.BuildResult:
+        """Build without tagging (tags move only after success) through BuildKit."""
+        return buildx.build(self.builder, request, on_event=on_event, log=log)
 
     def version(self) -> dict[str, Any]:
         return self.client.version()
@@ -199,32 +196,16 @@ class Engine:
         ``on_progress`` may raise to abort: the response is closed, and the engine cancels a
         push whose client went away (its own upload retries would otherwise run ~50 s).
         """
-        import docker.auth
         import docker.errors
 
         from rpibuild.errors import RegistryError
 
         digest: str | None = None
         size: int | None = None
-        # docker-py's push() hides the HTTP response inside its generator, so it could not
-        # be closed on abort; this is the same request through the client's own helpers.
-        if auth_config is not None:
-            header = docker.auth.encode_header(auth_config)
-        else:
-            header = docker.auth.get_config_header(
-                self.api, docker.auth.resolve_repository_name(repository)[0]
-            )
         try:
-            response = self.api._post_json(
-                self.api._url("/images/{0}/push", repository),
-                None,
-                headers={"X-Registry-Auth": header} if header else {},
-                stream=True,
-                params={"tag": tag},
-            )
+            stream = self.api.push(repository, tag=tag, stream=True, decode=True, auth_config=auth_config)
             try:
-                self.api._raise_for_status(response)
-                for chunk in _chunks(self.api._stream_helper(response, decode=True)):
+                for chunk in _chunks(stream):
                     if "error" in chunk or "errorDetail" in chunk:
                         detail = chunk.get("errorDetail") or {}
                         raise RegistryError(str(detail.get("message") or chunk.get("error") or "push failed"))
@@ -234,8 +215,12 @@ class Engine:
                     if on_progress and chunk.get("status"):
                         layer = f"{chunk['id']}: " if chunk.get("id") else ""
                         on_progress(f"{layer}{chunk['status']} {chunk.get('progress') or ''}".rstrip())
-            finally:
-                response.close()
+            except BaseException:
+                # Closing our connections is how the engine learns the client went away: it
+                # then cancels the push instead of running its own upload retries (~50 s).
+                stream.close()
+                self.api.close()
+                raise
         except docker.errors.APIError as exc:
             raise RegistryError(_reason(exc)) from None
         return digest, size
@@ -364,98 +349,6 @@ class Engine:
             return list(self.api.inspect_image(ref).get("RepoDigests") or [])
         except docker.errors.APIError:
             return []
-
-    # -------------------------------------------------------------- builds
-
-    def build(
-        self,
-        context: Path,
-        *,
-        target: str | None = None,
-        platform: str | None = None,
-        buildargs: dict[str, str] | None = None,
-        nocache: bool = False,
-        on_event: Callable[[BuildEvent], None] | None = None,
-        log: Callable[[str], None] | None = None,
-    ) -> BuildResult:
-        """Build without tagging (tags move only after success); stream progress per stage."""
-        import docker.errors
-
-        stages: list[StageTiming] = []
-        tail: deque[str] = deque(maxlen=40)
-        containers: list[str] = []
-        image_id: str | None = None
-        stage = StageTiming("(start)")
-        started = time.monotonic()
-        step = total = 0
-        try:
-            stream = self.api.build(
-                path=str(context),
-                target=target,
-                platform=platform,
-                buildargs=buildargs or {},
-                nocache=nocache,
-                rm=True,
-                forcerm=True,
-                pull=False,
-                decode=True,
-            )
-            for chunk in _chunks(stream):
-                if "error" in chunk or "errorDetail" in chunk:
-                    detail = chunk.get("errorDetail") or {}
-                    message = detail.get("message") or chunk.get("error") or "build failed"
-                    tail.append(message)
-                    if log:
-                        log(message)
-                    stage.seconds += time.monotonic() - started
-                    raise BuildError(
-                        f"stage {stage.name!r} failed: {message.strip()}",
-                        stage=stage.name,
-                        log_tail=list(tail),
-                    )
-                if "aux" in chunk and isinstance(chunk["aux"], dict) and "ID" in chunk["aux"]:
-                    image_id = chunk["aux"]["ID"]
-                text = chunk.get("stream") or chunk.get("status") or ""
-                for line in text.splitlines():
-                    if not line.strip():
-                        continue
-                    tail.append(line)
-                    if log:
-                        log(line)
-                    is_step = False
-                    if match := _STEP.match(line):
-                        step, total, instruction = int(match[1]), int(match[2]), match[3]
-                        is_step = True
-                        if named := _FROM_AS.match(instruction):
-                            now = time.monotonic()
-                            stage.seconds += now - started
-                            started = now
-                            stage = StageTiming(named[1])
-                            stages.append(stage)
-                        stage.steps += 1
-                    elif line.strip() == "---> Using cache":
-                        stage.cached_steps += 1
-                    elif running := _RUNNING_IN.match(line):
-                        containers.append(running[1])
-                    if on_event:
-                        on_event(BuildEvent(stage.name, step, total, line, is_step))
-        except docker.errors.APIError as exc:
-            raise BuildError(
-                f"the engine refused the build: {_reason(exc)}", stage=stage.name, log_tail=list(tail)
-            ) from None
-        except BaseException:
-            # Failure or Ctrl-C: the engine removes intermediate containers itself (forcerm),
-            # but not when the client went away mid-step, so remove every one we saw.
-            self.remove_containers(containers)
-            raise
-        stage.seconds += time.monotonic() - started
-        # A FROM line counts as a step the engine never marks as cached; don't let it
-        # make every stage look rebuilt.
-        for timing in stages:
-            timing.steps -= 1
-        if image_id is None:
-            raise BuildError("the engine reported no image id", stage=stage.name, log_tail=list(tail))
-        return BuildResult(image_id, stages)
 
 
 def _chunks(stream: Iterator[Any]) -> Iterator[dict[str, Any]]:

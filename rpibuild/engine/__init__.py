@@ -1,0 +1,103 @@
+"""The container engine behind one interface: everything else sees ``Engine`` and typed results.
+
+- ``docker.py``: the real engine through docker-py (images, containers, tags, credentials,
+  pushes); its ``build`` hands over to
+- ``buildx.py``: builds through BuildKit (``docker buildx build``), builders, and
+- ``progress.py``: BuildKit's rawjson progress folded into per-stage timings (pure).
+
+The pipeline (build.py, artifacts.py, base.py, rootfs.py, registry.py) is typed against the
+``Engine`` protocol, so it can be exercised against a fake in unit tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+from rpibuild.engine.buildx import Builder, BuildRequest, BuildResult
+from rpibuild.engine.docker import START_HINT, DockerEngine, ImageInfo
+from rpibuild.engine.progress import BuildEvent, StageTiming
+
+__all__ = [
+    "START_HINT",
+    "BuildEvent",
+    "BuildRequest",
+    "BuildResult",
+    "Builder",
+    "DockerEngine",
+    "Engine",
+    "ImageInfo",
+    "StageTiming",
+    "connect",
+]
+
+
+class Engine(Protocol):
+    """What rpibuild needs from a container engine."""
+
+    @property
+    def builder(self) -> Builder: ...
+
+    def version(self) -> dict[str, Any]: ...
+    def info(self) -> dict[str, Any]: ...
+
+    # images
+    def image(self, ref: str) -> ImageInfo | None: ...
+    def tag(self, image_id: str, reference: str) -> None: ...
+    def untag(self, reference: str) -> None: ...
+    def remove_image(self, ref: str, *, force: bool = False) -> None: ...
+    def load(self, tarball: Path) -> list[str]: ...
+    def pull(self, reference: str, platform: str | None = None) -> str: ...
+    def repo_digests(self, ref: str) -> list[str]: ...
+
+    # builds (BuildKit)
+    def build(
+        self,
+        request: BuildRequest,
+        *,
+        on_event: Callable[[BuildEvent], None] | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> BuildResult: ...
+
+    # registries
+    def login(self, registry: str, username: str, password: str) -> None: ...
+    def push(
+        self,
+        repository: str,
+        tag: str,
+        *,
+        auth_config: dict[str, str] | None = None,
+        on_progress: Callable[[str], None] | None = None,
+    ) -> tuple[str | None, int | None]: ...
+
+    # containers
+    def run(
+        self,
+        image: str,
+        command: list[str],
+        *,
+        platform: str | None = None,
+        environment: dict[str, str] | None = None,
+        volumes: dict[str, dict[str, str]] | None = None,
+    ) -> tuple[int, str]: ...
+    def run_streaming(
+        self,
+        image: str,
+        command: list[str],
+        *,
+        on_line: Callable[[str], None],
+        volumes: dict[str, dict[str, str]] | None = None,
+        cap_add: list[str] | None = None,
+    ) -> int: ...
+    def created_container(
+        self, image: str, *, platform: str | None = None
+    ) -> contextlib.AbstractContextManager[str]: ...
+    def export_container(self, container: str, chunk_size: int = ...) -> Iterator[bytes]: ...
+    def get_archive(self, container: str, path: str, chunk_size: int = ...) -> Iterator[bytes] | None: ...
+
+
+def connect(*, builder: str | None = None, timeout: int = 600) -> DockerEngine:
+    """The real engine (see ``DockerEngine.connect``)."""
+    return DockerEngine.connect(builder=builder, timeout=timeout)

@@ -1,0 +1,224 @@
+"""BuildKit's structured progress (``docker buildx build --progress=rawjson``) folded into stages.
+
+The stream is a sequence of JSON ``SolveStatus`` objects: ``vertexes`` (one per build step,
+updated as it starts, finishes, is found cached or fails), ``statuses`` (transfer counters)
+and ``logs`` (the output of a step, base64). The Dockerfile frontend names every step
+``[STAGE N/M] INSTRUCTION``; that name is the only link from a step to its stage, so it is
+read here, and only here. Pure code: no engine, tested on recorded streams.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+_STEP_NAME = re.compile(r"^\[(?P<stage>[^\s\]]+) (?P<step>\d+)/(?P<total>\d+)\] (?P<instruction>.*)$", re.S)
+TAIL_LINES = 40
+
+
+@dataclass
+class StageTiming:
+    """One Dockerfile stage: wall time from its first step's start to its last step's end."""
+
+    name: str
+    seconds: float = 0.0
+    steps: int = 0
+    cached_steps: int = 0
+
+    @property
+    def cached(self) -> bool:
+        """Every step came from the cache (a stage with nothing to do counts as cached)."""
+        return self.steps == self.cached_steps
+
+
+@dataclass(frozen=True)
+class BuildEvent:
+    """One piece of build progress, already attributed to its stage."""
+
+    stage: str
+    step: int
+    total: int
+    line: str
+    is_step: bool
+
+
+@dataclass
+class _Vertex:
+    name: str
+    stage: str | None = None
+    step: int = 0
+    total: int = 0
+    instruction: str = ""
+    started: datetime | None = None
+    completed: datetime | None = None
+    cached: bool = False
+    error: str | None = None
+    announced: bool = False
+    lines: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
+
+
+@dataclass(frozen=True)
+class Failure:
+    stage: str
+    step: str
+    error: str
+    tail: list[str]
+
+
+class BuildProgress:
+    """Accumulates a build's SolveStatus objects; calls back as steps start and print."""
+
+    def __init__(
+        self,
+        on_event: Callable[[BuildEvent], None] | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self._on_event = on_event
+        self._log = log
+        self._vertices: dict[str, _Vertex] = {}
+        self._order: list[str] = []  # stage names in the order they first appeared
+        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
+
+    def feed(self, status: dict) -> None:
+        for raw in status.get("vertexes") or ():
+            self._vertex(raw)
+        for entry in status.get("logs") or ():
+            self._logs(entry)
+
+    def _vertex(self, raw: dict) -> None:
+        digest = str(raw.get("digest", ""))
+        vertex = self._vertices.get(digest)
+        if vertex is None:
+            vertex = _Vertex(name=str(raw.get("name", "")))
+            if match := _STEP_NAME.match(vertex.name):
+                vertex.stage = match["stage"]
+                vertex.step, vertex.total = int(match["step"]), int(match["total"])
+                vertex.instruction = match["instruction"]
+                if vertex.stage not in self._order:
+                    self._order.append(vertex.stage)
+            self._vertices[digest] = vertex
+        vertex.started = _time(raw.get("started")) or vertex.started
+        vertex.completed = _time(raw.get("completed")) or vertex.completed
+        vertex.cached = bool(raw.get("cached")) or vertex.cached
+        if raw.get("error"):
+            vertex.error = str(raw["error"])
+            self._emit_line(vertex, f"ERROR: {vertex.error}")
+        if vertex.stage and not vertex.announced and (vertex.started or vertex.cached):
+            vertex.announced = True
+            line = f"{vertex.instruction}{' (cached)' if vertex.cached else ''}"
+            self._write(f"#{vertex.stage} {vertex.step}/{vertex.total} {line}")
+            if self._on_event:
+                self._on_event(BuildEvent(vertex.stage, vertex.step, vertex.total, line, True))
+
+    def _logs(self, entry: dict) -> None:
+        vertex = self._vertices.get(str(entry.get("vertex", "")))
+        try:
+            text = base64.b64decode(entry.get("data") or b"").decode("utf-8", "replace")
+        except ValueError:
+            return
+        for line in text.splitlines():
+            if line.strip():
+                self._emit_line(vertex, line)
+
+    def _emit_line(self, vertex: _Vertex | None, line: str) -> None:
+        self.tail.append(line)
+        if vertex is not None:
+            vertex.lines.append(line)
+        self._write(line)
+        if self._on_event and vertex is not None and vertex.stage:
+            self._on_event(BuildEvent(vertex.stage, vertex.step, vertex.total, line, False))
+
+    def _write(self, line: str) -> None:
+        if self._log:
+            self._log(line)
+
+    def note(self, line: str) -> None:
+        """Text outside the JSON stream (buildx's own closing error): kept for the tail."""
+        if line.strip():
+            self.tail.append(line)
+            self._write(line)
+
+    # ------------------------------------------------------------------ results
+
+    def stages(self) -> list[StageTiming]:
+        timings = []
+        for name in self._order:
+            steps = [v for v in self._vertices.values() if v.stage == name]
+            # A stage's FROM is a reference to an image, not work: it is never "cached".
+            work = [v for v in steps if not v.instruction.startswith("FROM ")]
+            starts = [v.started for v in steps if v.started]
+            ends = [v.completed for v in steps if v.completed]
+            seconds = (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
+            timings.append(StageTiming(name, max(seconds, 0.0), len(work), sum(1 for v in work if v.cached)))
+        return timings
+
+    def failure(self) -> Failure | None:
+        """The step that failed: its stage, its instruction, the error and its own output."""
+        for vertex in self._vertices.values():
+            if vertex.error and vertex.stage:
+                return Failure(vertex.stage, vertex.instruction, vertex.error, list(vertex.lines))
+        for vertex in self._vertices.values():
+            if vertex.error:
+                return Failure("(build)", vertex.name, vertex.error, list(vertex.lines))
+        return None
+
+    def current_stage(self) -> str:
+        running = [v for v in self._vertices.values() if v.stage and v.started and not v.completed]
+        if running:
+            return running[-1].stage or "(start)"
+        return self._order[-1] if self._order else "(start)"
+
+
+def decode_stream(chunks: Iterator[str], on_text: Callable[[str], None]) -> Iterator[dict]:
+    """Split buildx's rawjson output (pretty-printed JSON objects back to back) into objects.
+
+    Anything between objects that is not JSON (buildx prints its final error as text) goes
+    to ``on_text`` line by line.
+    """
+    decoder = json.JSONDecoder()
+    buffer = ""
+    for chunk in chunks:
+        buffer += chunk
+        while True:
+            stripped = buffer.lstrip()
+            if not stripped:
+                buffer = ""
+                break
+            if stripped[0] != "{":
+                line, sep, rest = stripped.partition("\n")
+                if not sep:
+                    buffer = stripped
+                    break
+                on_text(line)
+                buffer = rest
+                continue
+            try:
+                obj, end = decoder.raw_decode(stripped)
+            except json.JSONDecodeError:
+                buffer = stripped
+                break  # an object cut by the chunk boundary: wait for more
+            buffer = stripped[end:]
+            if isinstance(obj, dict):
+                yield obj
+    for line in buffer.splitlines():
+        on_text(line)
+
+
+def _time(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    # Go's RFC 3339 with nanoseconds: keep microseconds for fromisoformat.
+    match = re.match(r"^(.*T\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", value)
+    if not match:
+        return None
+    fraction = (match[2] or ".0")[:7]
+    zone = "+00:00" if match[3] == "Z" else match[3]
+    try:
+        return datetime.fromisoformat(f"{match[1]}{fraction}{zone}")
+    except ValueError:
+        return None

@@ -61,6 +61,47 @@ def check_qemu_user_static(arch: str) -> Check:
     return Check("qemu-user-static", True, interpreter)
 
 
+def check_buildx() -> Check:
+    """The buildx plugin: every build goes through it."""
+    from rpibuild.engine import buildx
+
+    found = buildx.version()
+    if found is None:
+        return Check("buildx", False, "the docker buildx plugin is missing", buildx.INSTALL_HINT)
+    shown = ".".join(map(str, found))
+    if found < buildx.MIN_VERSION:
+        wanted = ".".join(map(str, buildx.MIN_VERSION))
+        return Check("buildx", False, f"buildx {shown} is older than {wanted}", buildx.INSTALL_HINT)
+    return Check("buildx", True, f"buildx {shown}")
+
+
+def check_builder(name: str | None, platform: str | None) -> Check:
+    """The selected builder: its driver, nodes, platforms, and whether it exports caches."""
+    from rpibuild.engine import buildx
+    from rpibuild.errors import RpibuildError
+
+    try:
+        builder = buildx.select_builder(name)
+    except RpibuildError as exc:
+        return Check("builder", False, exc.message, exc.hint)
+    nodes = "; ".join(
+        f"{node.name} ({node.endpoint}, {node.status}): {', '.join(node.platforms) or 'no platforms'}"
+        for node in builder.nodes
+    )
+    cache = "exports build caches" if builder.exports_cache else "no cache export (--cache-to needs "
+    if not builder.exports_cache:
+        cache += "a docker-container builder)"
+    detail = f"{builder.name}, driver {builder.driver}, {cache}; nodes: {nodes or 'none'}"
+    if platform and builder.platforms and platform not in builder.platforms:
+        return Check(
+            "builder",
+            False,
+            f"{detail}; it cannot build {platform}",
+            "rpibuild qemu install (then `docker buildx ls` lists the arm platforms), or add a native node",
+        )
+    return Check("builder", True, detail)
+
+
 def check_debootstrap() -> Check:
     path = shutil.which("debootstrap")
     if path is None:
@@ -102,6 +143,12 @@ def run_checks(profile: Profile | None) -> list[Check]:
     checks = [check_root()]
     engine, root = check_engine()
     checks.append(engine)
+    buildx_check = check_buildx()
+    checks.append(buildx_check)
+    if buildx_check.ok:
+        checks.append(
+            check_builder(profile.build.builder if profile else None, profile.platform if profile else None)
+        )
     arches = (
         [profile.target.binfmt]
         if profile and profile.target.binfmt

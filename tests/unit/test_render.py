@@ -64,7 +64,9 @@ def test_index_credentials_are_a_buildkit_secret_not_a_file(tmp_path: Path) -> N
     assert "pip.conf" not in "".join(rendered.files)
     assert all("t0ken" not in value for value in rendered.labels.values())
     # Every RUN that calls pip mounts the secret; nothing COPYs it.
-    pip_runs = [line for line in rendered.dockerfile.splitlines() if line.startswith("RUN") and " pip" in line]
+    pip_runs = [
+        line for line in rendered.dockerfile.splitlines() if line.startswith("RUN") and " pip" in line
+    ]
     assert pip_runs
     for line in pip_runs:
         if "pip wheel" in line or "pip install --no-deps" in line:

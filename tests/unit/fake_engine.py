@@ -1,0 +1,152 @@
+"""A stand-in for the container engine, for unit tests of the pipeline (build.py, artifacts.py).
+
+It implements the ``rpibuild.engine.Engine`` protocol in memory: images are records, a build
+returns what the test scripted, and every call is logged so a test can assert what the
+pipeline did (and did not) ask of the engine. The real engine is covered by the
+integration and e2e tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rpibuild.engine import Builder, BuildEvent, BuildRequest, BuildResult, ImageInfo, StageTiming
+from rpibuild.engine.buildx import BuilderNode
+from rpibuild.errors import BuildError
+
+DOCKER_DRIVER = Builder(
+    "default", "docker", (BuilderNode("default", "default", "running", ("linux/amd64", "linux/arm64")),)
+)
+
+
+@dataclass
+class BuildSnapshot:
+    """What the engine was handed: the context's files and the secrets' contents, read at build time."""
+
+    request: BuildRequest
+    context_files: dict[str, bytes]
+    secrets: dict[str, str]
+
+
+@dataclass
+class FakeEngine:
+    builder: Builder = DOCKER_DRIVER
+    images: dict[str, ImageInfo] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+    builds: list[BuildSnapshot] = field(default_factory=list)
+    # What the next build does: return this result, or raise this error.
+    build_result: BuildResult | None = None
+    build_error: Exception | None = None
+    build_events: list[BuildEvent] = field(default_factory=list)
+
+    def add_image(self, ref: str, platform: str, image_id: str | None = None) -> ImageInfo:
+        os_, arch, *variant = platform.split("/")
+        info = ImageInfo(
+            id=image_id or f"sha256:{abs(hash(ref)):064x}"[:71],
+            tags=(ref,),
+            os=os_,
+            architecture=arch,
+            variant=variant[0] if variant else None,
+            labels={},
+            size=1,
+        )
+        self.images[ref] = info
+        self.images[info.id] = info
+        return info
+
+    # ------------------------------------------------------------ Engine protocol
+    def version(self) -> dict[str, Any]:
+        return {"Version": "fake"}
+
+    def info(self) -> dict[str, Any]:
+        return {}
+
+    def image(self, ref: str) -> ImageInfo | None:
+        self.calls.append(f"image {ref}")
+        if ref in self.tags:
+            return self.images.get(self.tags[ref])
+        return self.images.get(ref)
+
+    def tag(self, image_id: str, reference: str) -> None:
+        self.calls.append(f"tag {reference}")
+        self.tags[reference] = image_id
+
+    def untag(self, reference: str) -> None:
+        self.calls.append(f"untag {reference}")
+        self.tags.pop(reference, None)
+
+    def remove_image(self, ref: str, *, force: bool = False) -> None:
+        self.calls.append(f"remove {ref}")
+        self.images.pop(ref, None)
+
+    def load(self, tarball: Path) -> list[str]:
+        self.calls.append(f"load {tarball.name}")
+        return []
+
+    def pull(self, reference: str, platform: str | None = None) -> str:
+        self.calls.append(f"pull {reference}")
+        raise AssertionError("the fake engine pulls nothing")
+
+    def repo_digests(self, ref: str) -> list[str]:
+        return []
+
+    def build(
+        self,
+        request: BuildRequest,
+        *,
+        on_event: Callable[[BuildEvent], None] | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> BuildResult:
+        self.calls.append("build")
+        files = {
+            p.relative_to(request.context).as_posix(): p.read_bytes()
+            for p in request.context.rglob("*")
+            if p.is_file()
+        }
+        secrets = {key: path.read_text() for key, path in request.secrets.items()}
+        self.builds.append(BuildSnapshot(request, files, secrets))
+        for event in self.build_events:
+            if on_event:
+                on_event(event)
+            if log:
+                log(event.line)
+        if self.build_error is not None:
+            raise self.build_error
+        assert self.build_result is not None, "script the build: set build_result or build_error"
+        return self.build_result
+
+    def login(self, registry: str, username: str, password: str) -> None:
+        raise AssertionError("not used")
+
+    def push(self, repository: str, tag: str, **_: Any) -> tuple[str | None, int | None]:
+        raise AssertionError("not used")
+
+    def run(self, image: str, command: list[str], **_: Any) -> tuple[int, str]:
+        raise AssertionError("not used")
+
+    def run_streaming(self, image: str, command: list[str], **_: Any) -> int:
+        raise AssertionError("not used")
+
+    @contextlib.contextmanager
+    def created_container(self, image: str, *, platform: str | None = None) -> Iterator[str]:
+        self.calls.append(f"create {image}")
+        yield f"container-of-{image}"
+
+    def export_container(self, container: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        raise AssertionError("not used")
+
+    def get_archive(self, container: str, path: str, chunk_size: int = 1 << 20) -> Iterator[bytes] | None:
+        raise AssertionError("not used")
+
+
+def stage_timings(*names: str, cached: bool = False) -> list[StageTiming]:
+    return [StageTiming(name, 1.0, 2, 2 if cached else 0) for name in names]
+
+
+def failing_build(stage: str, message: str, tail: list[str]) -> BuildError:
+    return BuildError(f"stage {stage!r} failed: {message}", stage=stage, log_tail=tail)

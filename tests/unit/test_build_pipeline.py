@@ -1,0 +1,151 @@
+"""The build pipeline (rpibuild.build) against a fake engine: ordering, tags, secrets, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rpibuild.base import base_reference
+from rpibuild.build import build_profile, with_build_options
+from rpibuild.config import load_profile
+from rpibuild.config.model import Profile
+from rpibuild.engine import Builder, BuildResult
+from rpibuild.engine.buildx import BuilderNode
+from rpibuild.errors import BuildError, ConfigError
+from tests.unit.fake_engine import FakeEngine, failing_build, stage_timings
+
+PASSWORD = "s3ntinel-pa55"
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RPIBUILD_CACHE", str(tmp_path / "cache"))
+
+
+def profile(*overrides: str) -> Profile:
+    return load_profile("pi3b-arm64", ["qpulib.enabled=false", *overrides], env={}).profile
+
+
+def engine_with_base(prof: Profile) -> FakeEngine:
+    engine = FakeEngine()
+    engine.add_image(base_reference(prof), prof.platform)
+    return engine
+
+
+def test_success_tags_every_tag_after_the_build() -> None:
+    prof = profile()
+    engine = engine_with_base(prof)
+    built = engine.add_image("built", "linux/arm64", image_id="sha256:" + "b" * 64)
+    engine.build_result = BuildResult(built.id, stage_timings("system", "torch", "runtime"))
+    outcome = build_profile(prof, engine)
+    assert outcome.id == built.id
+    assert outcome.tags == ["rpibuild/pi3b-arm64:pi3b-arm64", "rpibuild/pi3b-arm64:pi3b-arm64-torch2.5.1"]
+    assert all(engine.tags[tag] == built.id for tag in outcome.tags)
+    first_tag = next(i for i, call in enumerate(engine.calls) if call.startswith("tag "))
+    assert engine.calls.index("build") < first_tag
+    assert [s["name"] for s in outcome.as_dict()["stages"]] == ["system", "torch", "runtime"]
+    request = engine.builds[0].request
+    assert request.platform == "linux/arm64" and request.target is None and not request.no_cache
+
+
+def test_a_failed_stage_moves_no_tag_and_gets_a_hint_and_the_log_file() -> None:
+    prof = profile()
+    engine = engine_with_base(prof)
+    engine.build_error = failing_build(
+        "torch", "sha256sum failed", ["sha256sum: WARNING: 1 computed checksum"]
+    )
+    with pytest.raises(BuildError) as caught:
+        build_profile(prof, engine)
+    assert caught.value.stage == "torch"
+    assert caught.value.hint and "torch.sha256" in caught.value.hint
+    assert caught.value.log_file and Path(caught.value.log_file).is_file()
+    assert engine.tags == {}
+
+
+def test_a_wrong_platform_result_moves_no_tag() -> None:
+    prof = profile()
+    engine = engine_with_base(prof)
+    amd64 = engine.add_image("oops", "linux/amd64", image_id="sha256:" + "c" * 64)
+    engine.build_result = BuildResult(amd64.id, stage_timings("system"))
+    with pytest.raises(BuildError, match="linux/amd64, not linux/arm64"):
+        build_profile(prof, engine)
+    assert engine.tags == {}
+
+
+def test_target_stage_tags_get_the_stage_suffix() -> None:
+    prof = profile()
+    engine = engine_with_base(prof)
+    built = engine.add_image("ext", "linux/arm64", image_id="sha256:" + "d" * 64)
+    engine.build_result = BuildResult(built.id, stage_timings("system", "extension"))
+    outcome = build_profile(prof, engine, target="extension")
+    assert outcome.tags[0] == "rpibuild/pi3b-arm64:pi3b-arm64-extension"
+    assert engine.builds[0].request.target == "extension"
+
+
+def test_index_credentials_reach_the_engine_only_as_a_secret_file() -> None:
+    url = f"https://user:{PASSWORD}@index.example.invalid/simple"
+    prof = profile(f"network.pip_index_url={url}")
+    engine = engine_with_base(prof)
+    built = engine.add_image("x", "linux/arm64", image_id="sha256:" + "e" * 64)
+    engine.build_result = BuildResult(built.id, stage_timings("system"))
+    build_profile(prof, engine)
+    snapshot = engine.builds[0]
+    assert url in snapshot.secrets["pip-conf"]
+    assert not any(PASSWORD.encode() in data for data in snapshot.context_files.values())
+    assert all(PASSWORD not in value for value in snapshot.request.build_args.values())
+    secret_file = snapshot.request.secrets["pip-conf"]
+    assert snapshot.request.context not in secret_file.parents
+    assert not secret_file.exists()  # removed with the build's temporary folder
+
+
+def test_proxies_are_build_args_passed_by_value_outside_the_dockerfile() -> None:
+    prof = profile("network.https_proxy=http://proxy.example.invalid:3128")
+    engine = engine_with_base(prof)
+    built = engine.add_image("x", "linux/arm64", image_id="sha256:" + "f" * 64)
+    engine.build_result = BuildResult(built.id, stage_timings("system"))
+    build_profile(prof, engine)
+    snapshot = engine.builds[0]
+    assert snapshot.request.build_args["HTTPS_PROXY"] == "http://proxy.example.invalid:3128"
+    assert b"proxy.example.invalid" not in snapshot.context_files["Dockerfile"]
+
+
+def test_cache_export_on_the_docker_driver_fails_before_anything_runs() -> None:
+    prof = with_build_options(profile(), None, (), ("type=local,dest=/tmp/cache",))
+    engine = engine_with_base(prof)
+    with pytest.raises(ConfigError, match="cannot export a build cache") as caught:
+        build_profile(prof, engine)
+    assert caught.value.exit_code == 2
+    assert "docker-container" in (caught.value.hint or "")
+    assert engine.calls == []
+
+
+def test_cache_specs_reach_a_builder_that_exports() -> None:
+    prof = with_build_options(
+        profile(), "ci", ("type=registry,ref=reg.example.invalid/c:x",), ("type=local,dest=/tmp/c",)
+    )
+    assert prof.build.builder == "ci"
+    engine = engine_with_base(prof)
+    engine.builder = Builder("ci", "docker-container", (BuilderNode("ci0", "unix:///x", "running", ()),))
+    built = engine.add_image("x", "linux/arm64", image_id="sha256:" + "a" * 64)
+    engine.build_result = BuildResult(built.id, stage_timings("system"))
+    build_profile(prof, engine)
+    request = engine.builds[0].request
+    assert request.cache_from == ("type=registry,ref=reg.example.invalid/c:x",)
+    assert request.cache_to == ("type=local,dest=/tmp/c",)
+
+
+def test_bad_cache_spec_on_the_command_line_is_a_usage_error() -> None:
+    with pytest.raises(ConfigError, match="not a buildx cache spec") as caught:
+        with_build_options(profile(), None, ("type=registry ref=x",), ())
+    assert caught.value.field == "--cache-from"
+
+
+def test_pinned_sources_are_fetched_before_the_engine_is_asked_anything(tmp_path: Path) -> None:
+    missing = (tmp_path / "nowhere.tar.gz").as_uri()
+    prof = load_profile("pi3b-arm64", [f"qpulib.url={missing}"], env={}).profile
+    engine = engine_with_base(prof)
+    with pytest.raises(BuildError, match="cannot download") as caught:
+        build_profile(prof, engine)
+    assert caught.value.stage == "sources"
+    assert engine.calls == []

@@ -141,6 +141,7 @@ def build_profile(
             secrets=rendered.write_secrets(secrets),
             cache_from=tuple(profile.build.cache_from),
             cache_to=tuple(profile.build.cache_to),
+            stages=STAGES[: STAGES.index(target) + 1] if target else STAGES,
         )
         try:
             result = engine.build(request, on_event=on_event, log=lambda line: log.write(line + "\n"))

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import click
 
 from rpibuild.cli.options import emit_json, json_option, profile_options
 from rpibuild.render import STAGES
+
+# BuildKit mount flags (caches, secrets) are noise in a one-line progress view.
+MOUNT_FLAG = re.compile(r"--mount=\S+\s+")
 
 
 @click.command()
@@ -67,11 +72,12 @@ def build(
 
         def on_event(event: BuildEvent) -> None:
             if event.is_step:
-                text = f"[{event.stage}] step {event.step}/{event.total}: {event.line}"
+                shown = MOUNT_FLAG.sub("", event.line)
+                text = f"[{event.stage}] step {event.step}/{event.total}: {shown}"
                 update(text)
                 console.info(
                     f"[cyan]{event.stage:>9}[/cyan] {event.step:>2}/{event.total} "
-                    f"{event.line[:110]}"
+                    f"{shown[:110]}"
                 )
             else:
                 console.detail(event.line)

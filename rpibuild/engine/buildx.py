@@ -96,6 +96,8 @@ class BuildRequest:
     secrets: dict[str, Path] = field(default_factory=dict)
     cache_from: tuple[str, ...] = ()
     cache_to: tuple[str, ...] = ()
+    # The Dockerfile's stage names in order (for progress: stages with nothing to run too).
+    stages: tuple[str, ...] = ()
 
 
 @dataclass
@@ -211,7 +213,7 @@ def build(
 ) -> BuildResult:
     """Run one build; raise BuildError with the failed step's output, Interrupted on Ctrl-C."""
     builder.require_cache_export(request.cache_to)
-    progress = BuildProgress(on_event=on_event, log=log)
+    progress = BuildProgress(on_event=on_event, log=log, stages=request.stages)
     with tempfile.TemporaryDirectory(prefix="rpibuild-buildx-") as tmp:
         metadata = Path(tmp, "metadata.json")
         command = _command(builder, request, metadata)

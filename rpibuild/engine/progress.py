@@ -77,11 +77,14 @@ class BuildProgress:
         self,
         on_event: Callable[[BuildEvent], None] | None = None,
         log: Callable[[str], None] | None = None,
+        stages: tuple[str, ...] = (),
     ) -> None:
+        """``stages``: the Dockerfile's stage names in order, so a stage with no step (or
+        one whose only step is its FROM) is reported too; others are added as they appear."""
         self._on_event = on_event
         self._log = log
         self._vertices: dict[str, _Vertex] = {}
-        self._order: list[str] = []  # stage names in the order they first appeared
+        self._order: list[str] = list(stages)
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
 
     def feed(self, status: dict) -> None:
@@ -95,7 +98,10 @@ class BuildProgress:
         vertex = self._vertices.get(digest)
         if vertex is None:
             vertex = _Vertex(name=str(raw.get("name", "")))
-            if match := _STEP_NAME.match(vertex.name):
+            match = _STEP_NAME.match(vertex.name)
+            # A FROM step is shared by every build that uses the same image, and keeps the
+            # name the first of them gave it: it says nothing about this build's stages.
+            if match and not match["instruction"].startswith("FROM "):
                 vertex.stage = match["stage"]
                 vertex.step, vertex.total = int(match["step"]), int(match["total"])
                 vertex.instruction = match["instruction"]
@@ -148,9 +154,7 @@ class BuildProgress:
     def stages(self) -> list[StageTiming]:
         timings = []
         for name in self._order:
-            steps = [v for v in self._vertices.values() if v.stage == name]
-            # A stage's FROM is a reference to an image, not work: it is never "cached".
-            work = [v for v in steps if not v.instruction.startswith("FROM ")]
+            steps = work = [v for v in self._vertices.values() if v.stage == name]
             starts = [v.started for v in steps if v.started]
             ends = [v.completed for v in steps if v.completed]
             seconds = (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0

@@ -1,0 +1,224 @@
+"""BuildKit for real: secrets in no layer, cache export refused up front, a second engine as builder.
+
+The profile is the smallest that still runs pip (the step a package-index secret is for):
+armv7, no torch, no QPULib, no extension, on the session's bootstrapped armhf base.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rpibuild.base import BaseImage
+from rpibuild.render import STAGES
+
+SENTINEL = "s3cret-index-pa55word"
+PROFILE = f"""
+description: armv7 with pip and nothing else, for the BuildKit tests
+platform: linux/arm/v7
+base:
+  bootstrap:
+    suite: bookworm
+    variant: minbase
+apt:
+  packages: [python3-venv]
+  runtime_packages: [python3]
+network:
+  ca_bundle: host
+  # Unreachable on purpose (the container's own loopback): pip tries it, says so, moves on.
+  pip_extra_index_url: http://rpibuild:{SENTINEL}@127.0.0.1:9/simple
+torch:
+  source: none
+qpulib:
+  enabled: false
+extension:
+  enabled: false
+image:
+  repository: rpibuild-test/buildkit
+  tags: ["{{profile}}"]
+"""
+
+
+def rpibuild(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rpibuild", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture(scope="module")
+def profile_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("buildkit") / "buildkit.yaml"
+    path.write_text(PROFILE, encoding="utf-8")
+    return path
+
+
+def _strings_in_image(image: str, needle: bytes) -> list[str]:
+    """Where ``needle`` occurs in ``docker save`` of the image: every layer, config, manifest."""
+    found = []
+    saved = subprocess.run(["docker", "save", image], capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(saved)) as outer:
+        for member in outer.getmembers():
+            if not member.isfile():
+                continue
+            data = outer.extractfile(member).read()  # type: ignore[union-attr]
+            if needle in data:
+                found.append(member.name)
+            if member.name.endswith(".tar"):
+                with tarfile.open(fileobj=io.BytesIO(data)) as layer:
+                    for entry in layer.getmembers():
+                        if entry.isfile():
+                            content = layer.extractfile(entry).read()  # type: ignore[union-attr]
+                            if needle in content:
+                                found.append(f"{member.name}:{entry.name}")
+    return found
+
+
+def test_index_secret_reaches_pip_but_no_layer_of_any_stage(
+    armhf_base: BaseImage, profile_path: Path
+) -> None:
+    images: dict[str, dict] = {}
+    try:
+        for stage in STAGES:
+            result = rpibuild("build", "-p", str(profile_path), "--target", stage, "--json")
+            assert result.returncode == 0, result.stderr[-3000:]
+            images[stage] = json.loads(result.stdout)
+        # pip really used the secret's settings: it tried the extra index (and hid the password).
+        log = Path(images["system"]["log_file"]).read_text(encoding="utf-8")
+        assert "127.0.0.1:9" in log, "pip never saw the index settings"
+        assert SENTINEL not in log
+        for stage, built in images.items():
+            history = subprocess.run(
+                ["docker", "history", "--no-trunc", built["id"]], capture_output=True, text=True, check=True
+            ).stdout
+            assert SENTINEL not in history, f"{stage}: the secret is in the image history"
+            inspect = subprocess.run(
+                ["docker", "image", "inspect", built["id"]], capture_output=True, text=True, check=True
+            ).stdout
+            assert SENTINEL not in inspect, f"{stage}: the secret is in the image config"
+            assert _strings_in_image(built["id"], SENTINEL.encode()) == [], f"{stage}: secret in a layer"
+    finally:
+        for built in images.values():
+            for tag in built["tags"]:
+                subprocess.run(["docker", "rmi", "--no-prune", tag], capture_output=True, check=False)
+
+
+def test_cache_export_on_the_docker_driver_is_refused_before_building(profile_path: Path) -> None:
+    before = subprocess.run(["docker", "images", "-qa"], capture_output=True, text=True).stdout
+    result = rpibuild(
+        "build", "-p", str(profile_path), "--refresh-base", "--cache-to", "type=local,dest=/nonexistent"
+    )
+    assert result.returncode == 2, result.stderr
+    assert "cannot export a build cache" in result.stderr
+    assert "docker-container" in result.stderr  # the fix
+    assert "Traceback" not in result.stderr
+    after = subprocess.run(["docker", "images", "-qa"], capture_output=True, text=True).stdout
+    assert after == before, "something was built or bootstrapped"
+
+
+def test_unknown_builder_is_a_usage_error(profile_path: Path) -> None:
+    result = rpibuild("build", "-p", str(profile_path), "--builder", "no-such-builder")
+    assert result.returncode == 2, result.stderr
+    assert "no buildx builder named 'no-such-builder'" in result.stderr
+
+
+# ---------------------------------------------------------------- a second engine
+
+
+@contextlib.contextmanager
+def second_engine(root: Path) -> Iterator[str]:
+    """A second dockerd on a unix socket, with its own data, exec root and no networking setup."""
+    socket = root / "docker.sock"
+    log = (root / "dockerd.log").open("w")
+    process = subprocess.Popen(
+        [
+            "dockerd",
+            f"--host=unix://{socket}",
+            f"--data-root={root / 'data'}",
+            f"--exec-root={root / 'exec'}",
+            f"--pidfile={root / 'dockerd.pid'}",
+            "--bridge=none",
+            "--iptables=false",
+            "--ip-masq=false",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    host = f"unix://{socket}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ping = subprocess.run(["docker", "-H", host, "info"], capture_output=True, check=False)
+            if ping.returncode == 0:
+                break
+            assert process.poll() is None, (root / "dockerd.log").read_text()
+            time.sleep(1)
+        else:
+            pytest.fail("the second dockerd did not start:\n" + (root / "dockerd.log").read_text())
+        yield host
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def test_a_second_engine_added_as_a_builder_builds_and_keeps_the_image(
+    armhf_base: BaseImage, profile_path: Path
+) -> None:
+    root = Path("/var/tmp") / f"rpibuild-engine2-{os.getpid()}"  # short: unix socket paths are limited
+    root.mkdir(parents=True)
+    context = f"rpibuild-test-{os.getpid()}"
+    try:
+        with second_engine(root) as host:
+            subprocess.run(
+                ["docker", "context", "create", context, "--docker", f"host={host}"],
+                check=True,
+                capture_output=True,
+            )
+            # The base goes over once (no image hub here); the build itself runs on engine 2.
+            save = subprocess.Popen(["docker", "save", armhf_base.image], stdout=subprocess.PIPE)
+            subprocess.run(["docker", "-H", host, "load"], stdin=save.stdout, check=True, capture_output=True)
+            assert save.wait() == 0
+            ls = rpibuild("doctor", "-p", str(profile_path), "--set", f"build.builder={context}", "--json")
+            checks = {c["name"]: c for c in json.loads(ls.stdout)}
+            assert checks["builder"]["ok"], checks["builder"]
+            assert f"{context}, driver docker" in checks["builder"]["detail"]
+
+            result = rpibuild("build", "-p", str(profile_path), "--builder", context, "--json")
+            assert result.returncode == 0, result.stderr[-3000:]
+            built = json.loads(result.stdout)
+            there = subprocess.run(
+                ["docker", "-H", host, "image", "inspect", built["tags"][0]],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert there.returncode == 0, "the image is not on the second engine"
+            assert json.loads(there.stdout)[0]["Id"] == built["id"]
+            assert json.loads(there.stdout)[0]["Architecture"] == "arm"
+            here = subprocess.run(
+                ["docker", "image", "inspect", built["id"]], capture_output=True, check=False
+            )
+            assert here.returncode != 0, "the image was built on this engine, not the second one"
+    finally:
+        subprocess.run(["docker", "context", "rm", "-f", context], capture_output=True, check=False)
+        shutil.rmtree(root, ignore_errors=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from _qpulib_suite import QPULibBuild
 
 pytestmark = pytest.mark.unit  # fast and engine-free: `-m unit` runs it too

@@ -168,5 +168,9 @@ def test_heatmap_small(qpulib: QPULibBuild) -> None:
     expected = heatmap_reference(spots, HEATMAP_WIDTH, HEATMAP_HEIGHT, HEATMAP_STEPS)
     assert len(pixels) == len(expected) == HEATMAP_WIDTH * HEATMAP_HEIGHT
     assert any(0 < v < 255 for v in expected), "reference is trivial: pick other sizes"
-    wrong = [(i % HEATMAP_WIDTH, i // HEATMAP_WIDTH, p, e) for i, (p, e) in enumerate(zip(pixels, expected)) if p != e]
+    wrong = [
+        (i % HEATMAP_WIDTH, i // HEATMAP_WIDTH, p, e)
+        for i, (p, e) in enumerate(zip(pixels, expected, strict=True))
+        if p != e
+    ]
     assert not wrong, f"{len(wrong)} pixels differ (x, y, got, expected), first: {wrong[:10]}"

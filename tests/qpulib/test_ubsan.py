@@ -28,6 +28,8 @@ from _qpulib_suite import REPO, QPULibBuild, cxx_compiler, qpulib_source, run_bu
 SANITIZE = "-fsanitize=undefined -fno-sanitize-recover=all"
 UBSAN_ENV = {"UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1"}
 REPORT = "runtime error:"
+PIP_OPTIONS = ("--no-build-isolation", "--no-deps", "--no-cache-dir", "--disable-pip-version-check")
+PYTEST_OPTIONS = ("-m", "qpulib", "-x", "-q", "-p", "no:cacheprovider", "-rs")
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +76,12 @@ def test_extension_emulator_tests_under_ubsan(
     python = venv / "bin" / "python"
     # A copy, so that the build/ folder of the checkout (used by scripts/test.sh) is untouched.
     package = work / "torch-qpu"
-    shutil.copytree(REPO / "images" / "torch-qpu", package, ignore=shutil.ignore_patterns("build", "*.egg-info"))
-    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "RPIBUILD_QPULIB_SRC")}
+    shutil.copytree(
+        REPO / "images" / "torch-qpu", package, ignore=shutil.ignore_patterns("build", "*.egg-info")
+    )
+    env = {
+        key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "RPIBUILD_QPULIB_SRC")
+    }
     build_env = {
         **env,
         "QPULIB_PREFIX": str(ubsan_qpulib.prefix),
@@ -85,8 +91,7 @@ def test_extension_emulator_tests_under_ubsan(
     }
     started = time.monotonic()
     install = subprocess.run(
-        [str(python), "-m", "pip", "install", "--no-build-isolation", "--no-deps", "--no-cache-dir"]
-        + ["--disable-pip-version-check", str(package)],
+        [str(python), "-m", "pip", "install", *PIP_OPTIONS, str(package)],
         capture_output=True,
         text=True,
         env=build_env,
@@ -96,8 +101,11 @@ def test_extension_emulator_tests_under_ubsan(
     print(f"torch_qpu with UBSan built in {time.monotonic() - started:.1f} s")
 
     where = subprocess.run(
-        [str(python), "-c", "import torch_qpu, torch_qpu._C as c; print(c.__file__); "
-         "print(torch_qpu.available_backends())"],
+        [
+            str(python),
+            "-c",
+            "import torch_qpu, torch_qpu._C as c; print(c.__file__); print(torch_qpu.available_backends())",
+        ],
         capture_output=True,
         text=True,
         env={**env, **UBSAN_ENV},
@@ -111,8 +119,7 @@ def test_extension_emulator_tests_under_ubsan(
 
     started = time.monotonic()
     tests = subprocess.run(
-        [str(python), "-m", "pytest", "images/torch-qpu/tests", "-m", "qpulib", "-x", "-q"]
-        + ["-p", "no:cacheprovider", "-rs"],
+        [str(python), "-m", "pytest", "images/torch-qpu/tests", *PYTEST_OPTIONS],
         capture_output=True,
         text=True,
         env={**env, **UBSAN_ENV},

@@ -54,7 +54,7 @@ jobs=${JOBS:-$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)}
 std_flag=-std=c++17
 # Flags that define behaviour QPULib's host code relies on; every build (each mode,
 # native or cross, the images and the tests) gets them from here. -fwrapv: the
-# interpreter, the emulator and the code generator compute the QPU's 32-bit
+# source interpreter and the target emulator compute the QPU's 32-bit
 # wrapping arithmetic with signed int (e.g. `x < y` as the sign bit of x-y); that
 # overflow is UB in C++ and -O2 turns it into wrong answers (QPULib's AutoTest
 # fails at program 429 without it).

@@ -44,7 +44,10 @@ def cxx_compiler() -> str:
     """The C++ compiler build.sh uses (CXX, default g++); fails the test when it is missing."""
     cxx = os.environ.get("CXX", "g++")
     if shutil.which(cxx) is None:
-        pytest.fail(f"C++ compiler {cxx!r} not found: QPULib's test suite needs one (apt-get install g++)")
+        pytest.fail(
+            f"C++ compiler {cxx!r} not found: QPULib's test suite needs one (apt-get install g++)",
+            pytrace=False,
+        )
     return cxx
 
 

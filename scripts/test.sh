@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Set up the host (idempotent) and run every test: lint, unit, integration, e2e.
+# Set up the host (idempotent) and run every test: lint, unit, integration, e2e, and
+# QPULib's own test suite (tests/qpulib, with its UBSan run).
 #
 # This is the README's test command and what CI runs (.ci/run). Extra arguments go to
-# pytest, e.g. `bash scripts/test.sh -m unit` for the fast tests only.
+# pytest, e.g. `bash scripts/test.sh -m unit` for the fast tests only, or
+# `-m qpulib_suite` for QPULib's test programs and the UBSan run (README: Tests).
 #
 # Environment:
 #   RPIBUILD_HOST_TORCH   the torch the host-side extension tests install

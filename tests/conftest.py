@@ -1,4 +1,5 @@
-"""Shared fixtures; every test module is marked unit, integration or e2e by its folder."""
+"""Shared fixtures; every test module is marked by its folder: unit, integration, e2e, or
+qpulib_suite (tests/qpulib: QPULib's own test programs and the UBSan run)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,13 @@ import pytest
 from rpibuild.engine import DockerEngine, Engine
 
 HERE = Path(__file__).parent
-FOLDER_MARKERS = {"unit": pytest.mark.unit, "integration": pytest.mark.integration, "e2e": pytest.mark.e2e}
+FOLDER_MARKERS = {
+    "unit": pytest.mark.unit,
+    "integration": pytest.mark.integration,
+    "e2e": pytest.mark.e2e,
+    "qpulib": pytest.mark.qpulib_suite,
+}
+_DESELECTED_SUITE = pytest.StashKey[int]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -25,6 +32,14 @@ def pytest_configure(config: pytest.Config) -> None:
     exec, so handling it here gives every child what a terminal would give it.
     """
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    """Count QPULib-suite tests a -m/-k expression left out, to say so at the end."""
+    if items:
+        config = items[0].config
+        dropped = sum(1 for item in items if item.get_closest_marker("qpulib_suite"))
+        config.stash[_DESELECTED_SUITE] = config.stash.get(_DESELECTED_SUITE, 0) + dropped
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -67,6 +82,15 @@ QPULIB_SRC = os.environ.get("RPIBUILD_QPULIB_SRC")
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Say loudly what did not run for lack of QPULib's source (GitHub is unreachable in CI)."""
+    dropped = terminalreporter.config.stash.get(_DESELECTED_SUITE, 0)
+    if dropped:
+        terminalreporter.write_sep(
+            "!",
+            f"{dropped} QPULib suite test(s) (marker qpulib_suite, e.g. the UBSan run) were "
+            "deselected: run them with `bash scripts/test.sh -m qpulib_suite`",
+            yellow=True,
+            bold=True,
+        )
     if not QPULIB_SRC:
         terminalreporter.write_sep(
             "!",

@@ -14,7 +14,9 @@
 # Environment:
 #   QPULIB_COMMIT  upstream commit recorded in build-info (optional)
 #   CXX            compiler (default g++)
-#   CXXFLAGS       extra compiler flags (appended)
+#   CXXFLAGS       extra compiler flags (appended; also used to link, so
+#                  e.g. -fsanitize=undefined needs nothing more)
+#   LDFLAGS        extra link flags (appended)
 #   JOBS           parallel compiles (default: number of CPUs)
 #
 # Why our own build: upstream's Makefile only builds test programs, and the
@@ -50,8 +52,17 @@ jobs=${JOBS:-$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)}
 # match the consumers': build as C++17, which is also what C++20 consumers
 # link against without trouble (no std:: types cross the boundary).
 std_flag=-std=c++17
+# Flags that define behaviour QPULib's host code relies on; every build (each mode,
+# native or cross, the images and the tests) gets them from here. -fwrapv: the
+# source interpreter and the target emulator compute the QPU's 32-bit
+# wrapping arithmetic with signed int (e.g. `x < y` as the sign bit of x-y); that
+# overflow is UB in C++ and -O2 turns it into wrong answers (QPULib's AutoTest
+# fails at program 429 without it).
+semantics_flags=(-fwrapv)
 # shellcheck disable=SC2206  # CXXFLAGS is a flag list: word splitting wanted
-cxxflags=("$std_flag" -O2 -fPIC -fvisibility=default "$mode_define" -w ${CXXFLAGS:-})
+cxxflags=("$std_flag" -O2 "${semantics_flags[@]}" -fPIC -fvisibility=default "$mode_define" -w ${CXXFLAGS:-})
+# shellcheck disable=SC2206  # LDFLAGS is a flag list: word splitting wanted
+ldflags=(${LDFLAGS:-})
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/qpulib-build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -68,7 +79,7 @@ echo "qpulib: compiling ${#sources[@]} files ($mode mode, $jobs jobs)"
 soname=libqpu.so.1
 command -v make >/dev/null || die "make not found (apt-get install make)"
 make -f "$here/lib.mk" -j "$jobs" CXX="$cxx" SONAME="$soname" \
-    QPULIB_CXXFLAGS="${cxxflags[*]}" ||
+    QPULIB_CXXFLAGS="${cxxflags[*]}" QPULIB_LDFLAGS="${ldflags[*]}" ||
     die "compilation failed (see the compiler messages above)"
 
 mkdir -p "$prefix/lib/pkgconfig" "$prefix/include/qpulib" "$prefix/share/qpulib"
@@ -97,6 +108,9 @@ mode=$mode
 define=${mode_define#-D}
 commit=$commit
 std=${std_flag#-std=}
+semantics_flags=${semantics_flags[*]}
+cxxflags=${cxxflags[*]}
+ldflags=${ldflags[*]}
 compiler=$("$cxx" --version | head -n 1)
 EOF
 cat >"$prefix/lib/pkgconfig/qpulib.pc" <<EOF
@@ -109,6 +123,6 @@ Name: qpulib
 Description: QPULib for the VideoCore IV QPUs ($mode mode, upstream $commit)
 Version: 0.0.0+${commit:0:12}
 Libs: -L\${libdir} -lqpu
-Cflags: -I\${includedir} $mode_define
+Cflags: -I\${includedir} $mode_define ${semantics_flags[*]}
 EOF
 echo "qpulib: installed $mode build in $prefix (lib/libqpu.so, include/qpulib, share/qpulib/build-info)"

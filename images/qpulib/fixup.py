@@ -235,6 +235,85 @@ FIXES: tuple[Fix, ...] = (
         ),
     ),
     Fix(
+        name="interpreter-shift-mod32",
+        path="Lib/Source/Interpreter.cpp",
+        doc=(
+            "The source interpreter shifted and rotated by the full amount, where "
+            "the QPU uses only its low 5 bits: a negative or >= 32 amount is UB in "
+            "C++ (and -O2 made it disagree with the emulator). Take the amount "
+            "modulo 32 and shift left / rotate on uint32_t, as the hardware does."
+        ),
+        rewrites=(
+            Rewrite(
+                r"^  return \(ux >> n\) \| \(x << \(32-n\)\);\n",
+                "  n &= 31;  // the QPU reads the low 5 bits of the amount\n"
+                "  return (int32_t) (n == 0 ? ux : (ux >> n) | (ux << (32-n)));\n",
+            ),
+            Rewrite(r"= x<<y; break;", "= (int32_t) (ux << (y & 31)); break;"),
+            Rewrite(r"= x>>y; break;", "= x >> (y & 31); break;"),
+            Rewrite(r"\(ux >> y\); break;", "(ux >> (y & 31)); break;"),
+        ),
+    ),
+    Fix(
+        name="interpreter-ror-break",
+        path="Lib/Source/Interpreter.cpp",
+        doc=(
+            "The interpreter's integer ROR case had no `break` and fell through "
+            "into `default: assert(false)`: every rotate-right aborted (or, "
+            "with NDEBUG, was silently fine only by luck). Add the break."
+        ),
+        rewrites=(
+            Rewrite(
+                r"(case ROR: v\.elems\[i\]\.intVal = rotRight\(x, y\);)\n",
+                r"\1 break;\n",
+            ),
+        ),
+    ),
+    Fix(
+        name="emulator-shift-mod32",
+        path="Lib/Target/Emulator.cpp",
+        doc=(
+            "The target emulator's SHL/SHR/ASR/ROR shifted by the full register "
+            "value (UB for negative or >= 32 amounts, and signed SHL of a "
+            "negative value is UB before C++20); the QPU uses the amount's low "
+            "5 bits. Mask the amount with 31 and shift left / rotate on uint32_t."
+        ),
+        rewrites=(
+            Rewrite(
+                r"^  return \(ux >> n\) \| \(x << \(32-n\)\);\n",
+                "  n &= 31;  // the QPU reads the low 5 bits of the amount\n"
+                "  return (int32_t) (n == 0 ? ux : (ux >> n) | (ux << (32-n)));\n",
+            ),
+            Rewrite(
+                r"\(\(uint32_t\) a\[i\]\.intVal >> b\[i\]\.intVal\);",
+                "((uint32_t) a[i].intVal >> (b[i].intVal & 31));",
+            ),
+            Rewrite(
+                r"= a\[i\]\.intVal >> b\[i\]\.intVal;",
+                "= a[i].intVal >> (b[i].intVal & 31);",
+            ),
+            Rewrite(
+                r"= a\[i\]\.intVal << b\[i\]\.intVal;",
+                "= (int32_t) ((uint32_t) a[i].intVal << (b[i].intVal & 31));",
+            ),
+        ),
+    ),
+    Fix(
+        name="vector-rotate-mod16",
+        path="Lib/Target/Emulator.cpp",
+        doc=(
+            "rotate() (emulator and interpreter) indexed lanes with (i+n) % 16, "
+            "negative for a negative amount: an out-of-bounds write. The QPU "
+            "rotates by the amount's low 4 bits (r4[3:0]); take it modulo 16."
+        ),
+        rewrites=(
+            Rewrite(
+                r"w\.elems\[\(i\+n\) % NUM_LANES\] = v\.elems\[i\];",
+                "w.elems[(i + (n & (NUM_LANES-1))) % NUM_LANES] = v.elems[i];",
+            ),
+        ),
+    ),
+    Fix(
         name="emulator-heap-size",
         path="Lib/Target/Emulator.h",
         doc=(

@@ -16,9 +16,11 @@ info="$prefix/share/qpulib/build-info"
 [ -f "$info" ] || die "$info not found: is $prefix a prefix made by build.sh?"
 define=$(sed -n 's/^define=//p' "$info")
 [ -n "$define" ] || die "no define= line in $info"
+# The flags QPULib's code relies on (e.g. -fwrapv), as a consumer should use them.
+read -ra semantics <<<"$(sed -n 's/^semantics_flags=//p' "$info")"
 work=$(mktemp -d "${TMPDIR:-/tmp}/qpulib-selftest.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-"${CXX:-g++}" -std=c++20 -O1 -D"$define" -I "$prefix/include/qpulib" \
+"${CXX:-g++}" -std=c++20 -O1 "${semantics[@]}" -D"$define" -I "$prefix/include/qpulib" \
     "$here/selftest/hello.cpp" -L "$prefix/lib" -lqpu -Wl,-rpath,"$prefix/lib" \
     -o "$work/hello" || die "compiling the selftest as C++20 failed"
 if [ "$compile_only" = --compile-only ]; then

@@ -1,0 +1,116 @@
+"""Helpers of the QPULib suite: build libqpu.so with images/qpulib/build.sh, compile and
+run QPULib's test programs against it with the flags its build-info records."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD_SH = REPO / "images" / "qpulib" / "build.sh"
+
+
+def read_build_info(prefix: Path) -> dict[str, str]:
+    """PREFIX/share/qpulib/build-info as a dict (key=value lines)."""
+    lines = (prefix / "share" / "qpulib" / "build-info").read_text(encoding="utf-8").splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line)
+
+
+def qpulib_source() -> Path:
+    """The QPULib tree named by RPIBUILD_QPULIB_SRC; fails the test when there is none."""
+    value = os.environ.get("RPIBUILD_QPULIB_SRC", "").strip()
+    if not value:
+        pytest.fail(
+            "RPIBUILD_QPULIB_SRC is not set: QPULib's own test suite needs a QPULib source tree "
+            "(scripts/test.sh fetches the pinned one: "
+            "RPIBUILD_QPULIB_SRC=$(python3 -m rpibuild sources fetch))",
+            pytrace=False,
+        )
+    src = Path(value)
+    for needed in ("Lib/QPULib.h", "Tests/AutoTest.cpp"):
+        if not (src / needed).is_file():
+            pytest.fail(f"RPIBUILD_QPULIB_SRC={src} is not a QPULib tree: {needed} missing", pytrace=False)
+    return src
+
+
+def cxx_compiler() -> str:
+    """The C++ compiler build.sh uses (CXX, default g++); fails the test when it is missing."""
+    cxx = os.environ.get("CXX", "g++")
+    if shutil.which(cxx) is None:
+        pytest.fail(
+            f"C++ compiler {cxx!r} not found: QPULib's test suite needs one (apt-get install g++)",
+            pytrace=False,
+        )
+    return cxx
+
+
+def run_build_sh(src: Path, prefix: Path, extra_env: dict[str, str] | None = None) -> dict[str, str]:
+    """Build an emulation-mode libqpu.so into ``prefix`` with build.sh; return its build-info."""
+    env = {**os.environ, "CXX": cxx_compiler(), **(extra_env or {})}
+    result = subprocess.run(
+        ["bash", str(BUILD_SH), str(src), str(prefix), "emulation"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"images/qpulib/build.sh failed (exit {result.returncode}):\n{result.stderr[-4000:]}")
+    info = read_build_info(prefix)
+    if "cxxflags" not in info:
+        pytest.fail(f"{prefix}/share/qpulib/build-info has no cxxflags= line (build.sh too old?)")
+    return info
+
+
+@dataclass
+class QPULibBuild:
+    """An installed QPULib prefix and the flags it was built with."""
+
+    src: Path
+    prefix: Path
+    info: dict[str, str]
+    workdir: Path
+    _programs: dict[str, Path] = field(default_factory=dict)
+
+    def compile(self, name: str, source: Path | None = None) -> Path:
+        """Compile a test program (default Tests/<name>.cpp) against the library, once."""
+        if name in self._programs:
+            return self._programs[name]
+        source = source or self.src / "Tests" / f"{name}.cpp"
+        exe = self.workdir / name
+        lib = self.prefix / "lib"
+        command = [
+            cxx_compiler(),
+            *shlex.split(self.info["cxxflags"]),
+            "-I",
+            str(self.prefix / "include" / "qpulib"),
+            str(source),
+            "-o",
+            str(exe),
+            f"-L{lib}",
+            "-lqpu",
+            f"-Wl,-rpath,{lib}",
+            *shlex.split(self.info.get("ldflags", "")),
+        ]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            pytest.fail(f"compiling {source.name} failed:\n{shlex.join(command)}\n{result.stderr[-4000:]}")
+        self._programs[name] = exe
+        return exe
+
+    def run(self, exe: Path, timeout: float = 300, env: dict[str, str] | None = None) -> str:
+        """Run a compiled program; fail on a non-zero exit; return its stdout."""
+        started = time.monotonic()
+        result = subprocess.run(
+            [str(exe)], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+        )
+        seconds = time.monotonic() - started
+        assert result.returncode == 0, f"{exe.name} exited {result.returncode}:\n{result.stderr[-4000:]}"
+        print(f"{exe.name}: ran in {seconds:.2f} s")
+        return result.stdout

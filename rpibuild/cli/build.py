@@ -75,10 +75,7 @@ def build(
                 shown = MOUNT_FLAG.sub("", event.line)
                 text = f"[{event.stage}] step {event.step}/{event.total}: {shown}"
                 update(text)
-                console.info(
-                    f"[cyan]{event.stage:>9}[/cyan] {event.step:>2}/{event.total} "
-                    f"{shown[:110]}"
-                )
+                console.info(f"[cyan]{event.stage:>9}[/cyan] {event.step:>2}/{event.total} {shown[:110]}")
             else:
                 console.detail(event.line)
 

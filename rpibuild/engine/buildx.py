@@ -303,7 +303,9 @@ def _cancel(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def _failure(progress: BuildProgress, code: int) -> BuildError:
+def _failure(progress: BuildProgress, code: int) -> BuildError | Interrupted:
+    if progress.cancelled() or code in (130, -signal.SIGINT):
+        return Interrupted("the build was cancelled")
     failed = progress.failure()
     if failed is not None:
         tail = failed.tail or list(progress.tail)
@@ -312,8 +314,6 @@ def _failure(progress: BuildProgress, code: int) -> BuildError:
             stage=failed.stage,
             log_tail=tail,
         )
-    if code in (130, -signal.SIGINT):
-        return Interrupted("the build was cancelled")
     text = " ".join(line.strip() for line in list(progress.tail)[-3:]) or f"buildx exited with {code}"
     return BuildError(
         f"the build failed: {text}", stage=progress.current_stage(), log_tail=list(progress.tail)

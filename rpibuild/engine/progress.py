@@ -154,11 +154,13 @@ class BuildProgress:
     def stages(self) -> list[StageTiming]:
         timings = []
         for name in self._order:
-            steps = work = [v for v in self._vertices.values() if v.stage == name]
+            steps = [v for v in self._vertices.values() if v.stage == name]
             starts = [v.started for v in steps if v.started]
             ends = [v.completed for v in steps if v.completed]
             seconds = (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
-            timings.append(StageTiming(name, max(seconds, 0.0), len(work), sum(1 for v in work if v.cached)))
+            timings.append(
+                StageTiming(name, max(seconds, 0.0), len(steps), sum(1 for v in steps if v.cached))
+            )
         return timings
 
     def failure(self) -> Failure | None:
@@ -170,6 +172,11 @@ class BuildProgress:
             if vertex.error:
                 return Failure("(build)", vertex.name, vertex.error, list(vertex.lines))
         return None
+
+    def cancelled(self) -> bool:
+        """The build stopped because its client went away (Ctrl-C), not because a step failed."""
+        failed = self.failure()
+        return failed is not None and "context canceled" in failed.error
 
     def current_stage(self) -> str:
         running = [v for v in self._vertices.values() if v.stage and v.started and not v.completed]

@@ -23,7 +23,7 @@ TAIL_LINES = 40
 
 @dataclass
 class StageTiming:
-    """One Dockerfile stage: wall time from its first step's start to its last step's end."""
+    """One Dockerfile stage: the seconds its steps ran, and how many came from the cache."""
 
     name: str
     seconds: float = 0.0
@@ -155,9 +155,11 @@ class BuildProgress:
         timings = []
         for name in self._order:
             steps = [v for v in self._vertices.values() if v.stage == name]
-            starts = [v.started for v in steps if v.started]
-            ends = [v.completed for v in steps if v.completed]
-            seconds = (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
+            # The time its own steps ran: stages run side by side under BuildKit, so a span
+            # from first start to last end would also count waiting for another stage.
+            seconds = sum(
+                (v.completed - v.started).total_seconds() for v in steps if v.started and v.completed
+            )
             timings.append(
                 StageTiming(name, max(seconds, 0.0), len(steps), sum(1 for v in steps if v.cached))
             )

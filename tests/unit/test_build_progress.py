@@ -108,7 +108,7 @@ def test_cached_steps_make_a_cached_stage() -> None:
         )
     (stage,) = progress.stages()
     assert (stage.steps, stage.cached_steps, stage.cached) == (2, 1, False)
-    assert stage.seconds == pytest.approx(2.5)
+    assert stage.seconds == pytest.approx(5.0)  # two steps of 2.5 s each
 
 
 def test_garbage_between_objects_goes_to_the_text_callback() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 import click
+from rich.markup import escape
 
 from rpibuild import __version__, console
 from rpibuild.cli import artifacts as artifacts_cmd
@@ -77,8 +78,8 @@ def report(exc: RpibuildError) -> None:
         for line in exc.log_tail:
             console.err.print(line, markup=False, highlight=False)
         console.err.rule()
-    console.err.print(f"[red]error:[/red] {exc.message}", markup=True, highlight=False)
+    console.err.print(f"[red]error:[/red] {escape(exc.message)}", markup=True, highlight=False)
     if isinstance(exc, BuildError) and exc.log_file:
         console.err.print(f"full log: {exc.log_file}")
     if exc.hint:
-        console.err.print(f"[yellow]hint:[/yellow] {exc.hint}")
+        console.err.print(f"[yellow]hint:[/yellow] {escape(exc.hint)}")

@@ -251,12 +251,13 @@ def build(
 
 
 def _command(builder: Builder, request: BuildRequest, metadata: Path) -> list[str]:
-    command = [
-        docker_cli(),
-        "buildx",
-        "build",
-        "--builder",
-        builder.name,
+    if builder.loads_into_engine and builder.name != "default":
+        # A docker-driver builder is a docker context's own engine, and buildx uses it only
+        # from that context.
+        command = [docker_cli(), "--context", builder.name, "buildx", "build"]
+    else:
+        command = [docker_cli(), "buildx", "build", "--builder", builder.name]
+    command += [
         "--progress=rawjson",
         "--metadata-file",
         str(metadata),
@@ -309,8 +310,9 @@ def _failure(progress: BuildProgress, code: int) -> BuildError | Interrupted:
     failed = progress.failure()
     if failed is not None:
         tail = failed.tail or list(progress.tail)
+        error = " ".join(failed.error.split())
         return BuildError(
-            f"stage {failed.stage!r} failed: {failed.step.strip()[:200]}: {failed.error.strip()}",
+            f"stage {failed.stage!r} failed: {error[:400]}",
             stage=failed.stage,
             log_tail=tail,
         )

@@ -128,7 +128,8 @@ def test_extension_change_reruns_only_extension_and_later(
     engine: Engine, first: dict, extension_copy: Path
 ) -> None:
     init = extension_copy / "torch_qpu" / "__init__.py"
-    init.write_text(init.read_text() + "\n# edited by the e2e test\n")
+    # A new edit every run: BuildKit's cache is by content, and outlives a test session.
+    init.write_text(init.read_text() + f"\n# edited by the e2e test {time.time_ns()}\n")
     changed = build("--set", f"extension.path={extension_copy}")
     cached = {s["name"]: s["cached"] for s in changed["stages"]}
     assert cached["system"] and cached["torch"] and cached["qpulib"]

@@ -50,10 +50,16 @@ def test_verify_runs_as_the_pi_core_and_runtime_is_fresh() -> None:
 
 def test_values_reaching_shell_lines_are_quoted() -> None:
     profile = load_profile(
-        "pi3b-arm64", ["network.apt_mirror=http://m.example.invalid/debian; touch /pwned"], env={}
+        "pi3b-arm64",
+        ["torch.source=source", "torch.git_ref=v2.5.1", "torch.build_env.CFLAGS=-O2; touch /pwned"],
+        env={},
     ).profile
     text = render(profile).dockerfile
-    assert "'http://m.example.invalid/debian; touch /pwned'" in text
+    assert "CFLAGS='-O2; touch /pwned'" in text
+    with pytest.raises(ConfigError, match="is not a URL"):
+        load_profile(
+            "pi3b-arm64", ["network.apt_mirror=http://m.example.invalid/debian; touch /pwned"], env={}
+        )
 
 
 def test_index_credentials_go_to_a_file_not_the_dockerfile(tmp_path: Path) -> None:
@@ -75,9 +81,9 @@ def test_tags_and_labels() -> None:
     labels = image_labels(profile)
     assert labels["io.rpibuild.torch.version"] == "2.5.1"
     assert labels["io.rpibuild.qpulib.commit"] == profile.qpulib.commit
-    bad = load_profile("pi3b-arm64", ["image.tags=['{nope}']"], env={}).profile
-    with pytest.raises(ConfigError, match="bad tag template"):
-        image_tags(bad)
+    with pytest.raises(ConfigError, match="unknown placeholder") as info:
+        load_profile("pi3b-arm64", ["image.tags=['{nope}']"], env={})
+    assert info.value.field == "image.tags[0]"
 
 
 def test_qpulib_disabled_renders_no_qpulib_build() -> None:

@@ -15,9 +15,10 @@ from pathlib import Path
 
 from rpibuild.base import BaseImage, ensure_base
 from rpibuild.config.model import Profile
-from rpibuild.context import prepare_context
+from rpibuild.context import fetch_sources, prepare_context
 from rpibuild.engine import BuildEvent, Engine, StageTiming
 from rpibuild.errors import BuildError, ConfigError
+from rpibuild.redact import mask_urls
 from rpibuild.render import STAGES
 from rpibuild.sources import cache_dir
 
@@ -93,6 +94,7 @@ def build_profile(
     if target is not None and target not in STAGES:
         raise ConfigError(f"unknown stage {target!r} (stages: {', '.join(STAGES)})", field="--target")
     started = time.monotonic()
+    sources = fetch_sources(profile)  # before any long step: an unreachable upstream fails fast
     base = ensure_base(profile, engine, refresh=refresh_base, progress=on_base_progress)
     logs = cache_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -102,7 +104,7 @@ def build_profile(
         log_path.open("w", encoding="utf-8") as log,
     ):
         context = Path(tmp) / "context"
-        rendered = prepare_context(profile, context, base_ref=base.image)
+        rendered = prepare_context(profile, context, base_ref=base.image, sources=sources)
         try:
             result = engine.build(
                 context,
@@ -111,7 +113,7 @@ def build_profile(
                 buildargs=proxy_buildargs(profile),
                 nocache=no_cache,
                 on_event=on_event,
-                log=lambda line: log.write(line + "\n"),
+                log=lambda line: log.write(mask_urls(line) + "\n"),
             )
         except BuildError as exc:
             text = "\n".join(exc.log_tail)

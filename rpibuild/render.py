@@ -2,7 +2,8 @@
 
 Templates live in ``dockerfiles/`` and are rendered with ``StrictUndefined`` (a typo in a
 template is an error, not an empty string); every value that reaches a shell line goes
-through the ``q`` filter (``shlex.quote``).
+through the ``q`` filter (``shlex.quote``), every Dockerfile string through ``dq``. Values
+that would be part of a program (the apt mirror) go in as files, never as text.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import jinja2
 
 from rpibuild import __version__, resources
 from rpibuild.base import base_reference
+from rpibuild.config import grammar
 from rpibuild.config.model import Profile
 from rpibuild.errors import ConfigError
 
@@ -41,17 +43,28 @@ class Rendered:
     dirs: dict[str, Path] = field(default_factory=dict)  # context dir -> host dir
 
     def write(self, directory: Path) -> Path:
-        """Materialise the build context in ``directory`` (created; must be empty if it exists)."""
-        directory.mkdir(parents=True, exist_ok=True)
-        if any(directory.iterdir()):
-            raise ConfigError(f"output folder {directory} is not empty", field="--output")
-        (directory / "Dockerfile").write_text(self.dockerfile, encoding="utf-8")
-        for target, source in self.files.items():
-            dest = directory / target
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest)
-        for target, source in self.dirs.items():
-            shutil.copytree(source, directory / target, ignore=_CONTEXT_IGNORE, symlinks=True)
+        """Materialise the build context in ``directory`` (created; must be empty if it exists).
+
+        A folder that cannot be created or written is the user's to fix: a ConfigError
+        (exit 2) naming it, not a traceback.
+        """
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            if any(directory.iterdir()):
+                raise ConfigError(f"output folder {directory} is not empty", field="--output")
+            (directory / "Dockerfile").write_text(self.dockerfile, encoding="utf-8")
+            for target, source in self.files.items():
+                dest = directory / target
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, dest)
+            for target, source in self.dirs.items():
+                shutil.copytree(source, directory / target, ignore=_CONTEXT_IGNORE, symlinks=True)
+        except (OSError, shutil.Error) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            where = getattr(exc, "filename", None) or directory
+            raise ConfigError(
+                f"cannot write the build context to {where}: {reason}", field="--output"
+            ) from None
         return directory
 
 
@@ -65,7 +78,20 @@ def environment() -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["q"] = lambda value: shlex.quote(str(value))
+    env.filters["dq"] = dockerfile_string
     return env
+
+
+def dockerfile_string(value: object) -> str:
+    """A Dockerfile double-quoted string (LABEL): no variable expansion, no line break.
+
+    The engine expands ``$VAR`` in LABEL values and reads backslash escapes, so ``\\``,
+    ``"`` and ``$`` are escaped; values are one line (checked when the profile is loaded).
+    """
+    text = str(value)
+    if grammar.forbidden_character(text):
+        raise ConfigError("a label holds a control character", field="image.labels")
+    return '"' + re.sub(r'(["\\$])', r"\\\1", text) + '"'
 
 
 def torch_label(profile: Profile) -> str:
@@ -167,7 +193,12 @@ def render(
     images = resources.images_dir()
     files: dict[str, Path] = {"rpibuild/verify.py": images / "verify" / "verify.py"}
     dirs: dict[str, Path] = {}
-    names: dict[str, str | None] = {"ca_bundle": None, "pip_conf": None, "torch_wheel": None}
+    names: dict[str, str | None] = {
+        "ca_bundle": None,
+        "pip_conf": None,
+        "torch_wheel": None,
+        "apt_mirror": None,
+    }
 
     ca = _ca_bundle(profile)
     if ca is not None:
@@ -180,6 +211,12 @@ def render(
             scratch.mkdir(parents=True, exist_ok=True)
             (scratch / "pip.conf").write_text(conf, encoding="utf-8")
             files["rpibuild/pip.conf"] = scratch / "pip.conf"
+    if profile.network.apt_mirror:
+        names["apt_mirror"] = "rpibuild/apt-mirror"
+        if scratch is not None:
+            scratch.mkdir(parents=True, exist_ok=True)
+            (scratch / "apt-mirror").write_text(profile.network.apt_mirror + "\n", encoding="utf-8")
+            files["rpibuild/apt-mirror"] = scratch / "apt-mirror"
 
     torch = profile.torch
     wheel_name = Path(urlsplit(torch.wheel).path).name if torch.wheel else ""

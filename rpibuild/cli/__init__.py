@@ -22,6 +22,7 @@ from rpibuild.cli import qemu as qemu_cmd
 from rpibuild.cli import render as render_cmd
 from rpibuild.cli import rootfs as rootfs_cmd
 from rpibuild.errors import BuildError, Interrupted, RpibuildError
+from rpibuild.redact import printable
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -71,12 +72,18 @@ def main() -> None:
 def report(exc: RpibuildError) -> None:
     """Print an rpibuild error for a person: the log tail first, then what failed and the fix."""
     if isinstance(exc, BuildError) and exc.log_tail:
-        console.err.rule(f"last {len(exc.log_tail)} lines of {exc.stage or 'the build'}")
+        console.err.rule(console.escape(f"last {len(exc.log_tail)} lines of {exc.stage or 'the build'}"))
         for line in exc.log_tail:
-            console.err.print(line, markup=False, highlight=False)
+            console.err.print(printable(line), markup=False, highlight=False)
         console.err.rule()
-    console.err.print(f"[red]error:[/red] {exc.message}", markup=True, highlight=False)
+    # Messages quote user input (paths, values): escaped, so none of it is read as markup.
+    console.err.print(f"[red]error:[/red] {_lines(exc.message)}", markup=True, highlight=False)
     if isinstance(exc, BuildError) and exc.log_file:
-        console.err.print(f"full log: {exc.log_file}")
+        console.err.print(f"full log: {console.escape(exc.log_file)}")
     if exc.hint:
-        console.err.print(f"[yellow]hint:[/yellow] {exc.hint}")
+        console.err.print(f"[yellow]hint:[/yellow] {_lines(exc.hint)}")
+
+
+def _lines(text: str) -> str:
+    """Escape each line of a message (multi-line messages keep their line breaks)."""
+    return "\n".join(console.escape(line) for line in text.split("\n"))

@@ -31,27 +31,27 @@ def build(
     from rpibuild import console
     from rpibuild.build import build_profile
     from rpibuild.config import load_profile
+    from rpibuild.config.checks import check_buildable
     from rpibuild.engine import BuildEvent, Engine
 
     loaded = load_profile(profile, overrides)
+    check_buildable(loaded)
     prof = loaded.profile
     if prof.qpulib.enabled is False:
         console.warn("QPULib is disabled: the extension gets only its cpu backend")
     engine = Engine.connect()
-    console.info(f"[bold]building {prof.name}[/bold] ({prof.platform}) from {loaded.path}")
+    console.info(f"[bold]building {prof.name}[/bold] ({prof.platform}) from {console.escape(loaded.path)}")
 
     with console.status(f"{prof.name}") as update:
 
         def on_event(event: BuildEvent) -> None:
             if event.is_step:
-                text = f"[{event.stage}] step {event.step}/{event.total}: {event.line.split(' : ', 1)[-1]}"
-                update(text)
-                console.info(
-                    f"[cyan]{event.stage:>9}[/cyan] {event.step:>2}/{event.total} "
-                    f"{event.line.split(' : ', 1)[-1][:110]}"
-                )
+                line = event.line.split(" : ", 1)[-1]
+                update(console.escape(f"[{event.stage}] step {event.step}/{event.total}: {line}"))
+                shown = console.escape(line[:110])
+                console.info(f"[cyan]{event.stage:>9}[/cyan] {event.step:>2}/{event.total} {shown}")
             else:
-                console.detail(event.line)
+                console.detail(console.escape(event.line))
 
         outcome = build_profile(
             prof,
@@ -60,7 +60,7 @@ def build(
             no_cache=no_cache,
             refresh_base=refresh_base,
             on_event=on_event,
-            on_base_progress=lambda line: update(f"[base] {line}"),
+            on_base_progress=lambda line: update(console.escape(f"[base] {line}")),
         )
     if as_json:
         emit_json(outcome.as_dict())
@@ -71,5 +71,5 @@ def build(
         cached = " [dim](cached)[/dim]" if stage.cached else ""
         console.info(f"{stage.name:>9}  {stage.seconds:7.1f}s{cached}")
     console.info(f"[green]done[/green] in {outcome.seconds:.0f}s: {', '.join(outcome.tags)}")
-    console.info(f"log: {outcome.log_file}")
+    console.info(f"log: {console.escape(outcome.log_file)}")
     click.echo(outcome.image)

@@ -6,12 +6,12 @@ import sys
 
 import click
 
-from rpibuild.cli.options import profile_options
+from rpibuild.cli.options import profile_options, registry_host
 
 
 @click.command()
 @profile_options
-@click.argument("registry", required=False, metavar="[REGISTRY]")
+@click.argument("registry", required=False, metavar="[REGISTRY]", callback=registry_host)
 @click.option("-u", "--username", help="User name [default: the profile's registry.username].")
 @click.option(
     "--password-stdin",

@@ -24,12 +24,14 @@ def render(profile: str | None, overrides: tuple[str, ...], output: Path | None)
     """
     from rpibuild import console
     from rpibuild.config import load_profile
+    from rpibuild.config.checks import check_buildable
     from rpibuild.context import prepare_context
     from rpibuild.render import render as render_profile
 
     loaded = load_profile(profile, overrides)
+    check_buildable(loaded)
     if output is None:
         click.echo(render_profile(loaded.profile).dockerfile, nl=False)
         return
     prepare_context(loaded.profile, output)
-    console.info(f"build context written to {output}")
+    console.info(f"build context written to {console.escape(output)}")

@@ -288,8 +288,7 @@ def _load_chain(
     try:
         parent_path = resolve_profile(parent_ref, relative_to=path.parent, parents=True)
     except ConfigError as exc:
-        message = exc.message.removeprefix(f"{exc.file}: " if exc.file else "")
-        raise ConfigError(message, file=str(path), line=line, field="extends", hint=exc.hint) from None
+        raise ConfigError(exc.reason, file=str(path), line=line, field="extends", hint=exc.hint) from None
     if parent_path in (*seen, path):
         cycle = " -> ".join(str(p) for p in (*seen, path, parent_path))
         raise ConfigError(
@@ -321,9 +320,7 @@ def parse_override(text: str) -> tuple[KeyPath, Any]:
         value = parse_yaml(raw, "--set")[0] if raw.strip() else ""
     except ConfigError as exc:
         if "invalid YAML" not in exc.message:
-            raise ConfigError(
-                exc.message.removeprefix("--set: "), file=f"--set {redact.printable(text)}"
-            ) from None
+            raise ConfigError(exc.reason, file=f"--set {redact.printable(text)}") from None
         value = raw
     # A scalar YAML would change ("000123" -> 123, "1.10" -> 1.1) stays the string typed.
     if isinstance(value, bool | int | float) and str(value).lower() != raw.strip().lower():

@@ -143,11 +143,16 @@ def namespace(value: str) -> str:
     return _full(_NAMESPACE, value, "a registry namespace such as 'team' (lowercase)")
 
 
-def url(value: str, schemes: Iterable[str]) -> str:
-    """A URL parsed with its scheme; it must name a host (``file:`` excepted)."""
+def url(value: str, schemes: Iterable[str], plain: bool = False) -> str:
+    """A URL parsed with its scheme; it must name a host (``file:`` excepted).
+
+    ``plain``: no query or fragment either (a mirror is a host and a path).
+    """
     allowed = tuple(schemes)
     _full(_URL_CHARS, value, "a URL")
     parts = urlsplit(value)
+    if plain and ("?" in value or "#" in value):
+        raise ValueError("is not a mirror URL: no '?' or '#' (a mirror is scheme://host/path)")
     if parts.scheme.lower() not in allowed:
         raise ValueError(f"is not a URL with a scheme of {', '.join(a + '://' for a in allowed)}")
     try:

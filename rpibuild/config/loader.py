@@ -397,7 +397,8 @@ def _interpolate(
 def _dotted(path: Iterable[str | int]) -> str:
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        text = redact.printable(str(part))
+        out += f"[{part}]" if isinstance(part, int) else (f".{text}" if out else text)
     return out
 
 
@@ -499,7 +500,7 @@ def _check_characters(value: Any, path: KeyPath, origins: Mapping[KeyPath, Origi
     if isinstance(value, dict):
         for key, item in value.items():
             if isinstance(key, str) and grammar.forbidden_character(key):
-                _raise_character(path, origins, grammar.forbidden_character(key), "a key")
+                _raise_character((*path, key), origins, grammar.forbidden_character(key), "the key")
             _check_characters(item, (*path, key), origins)
     elif isinstance(value, list):
         for index, item in enumerate(value):

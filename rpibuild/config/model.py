@@ -90,7 +90,9 @@ class Bootstrap(_Model):
     keyring: str | None = Field(None, description="keyring file (needed for Raspbian)")
 
     _suite = field_validator("suite")(classmethod(_optional(grammar.debian_suite)))
-    _mirror = field_validator("mirror")(classmethod(_optional(lambda v: grammar.url(v, INDEX_SCHEMES))))
+    _mirror = field_validator("mirror")(
+        classmethod(_optional(lambda v: grammar.url(v, INDEX_SCHEMES, plain=True)))
+    )
     _empty = field_validator("mirror", "keyring", mode="before")(classmethod(_unset_if_empty))
 
 
@@ -137,7 +139,7 @@ class Network(_Model):
     )
     _no_proxy = field_validator("no_proxy")(classmethod(_optional(grammar.no_proxy)))
     _mirror = field_validator("apt_mirror")(
-        classmethod(_optional(lambda v: grammar.url(v, ("http", "https"))))
+        classmethod(_optional(lambda v: grammar.url(v, ("http", "https"), plain=True)))
     )
     _index = field_validator("pip_index_url", "pip_extra_index_url")(
         classmethod(_optional(lambda v: grammar.url(v, INDEX_SCHEMES)))

@@ -74,7 +74,7 @@ def artifacts(
     manifest = result.manifest
     for entry in manifest["files"]:  # type: ignore[attr-defined]
         size = human_bytes(entry["size"]) if "size" in entry else f"-> {entry['symlink']}"
-        console.info(f"  {entry['path']:<60} {size}")
+        console.info(f"  {console.escape(entry['path']):<60} {console.escape(size)}")
     check = manifest["elf_check"]
     if check["checked"]:  # type: ignore[index]
         console.info(f"[green]ok[/green]: {check['checked']} ELF file(s), all {check['expected']}")  # type: ignore[index]

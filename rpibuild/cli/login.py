@@ -66,4 +66,7 @@ def login(
         # Belt and braces: no message may carry the password, whoever built it.
         exc.message = exc.message.replace(password, "***")
         raise
-    console.info(f"[green]login succeeded[/green] for {user} at {target.host} (stored in {where})")
+    console.info(
+        f"[green]login succeeded[/green] for {console.escape(user)} at {console.escape(target.host)} "
+        f"(stored in {console.escape(where)})"
+    )

@@ -40,7 +40,7 @@ PATH_FIELDS: tuple[KeyPath, ...] = (
 # Fields whose values are secrets: an error about them never repeats the value.
 SECRET_FIELDS: tuple[KeyPath, ...] = (("registry", "password"), ("registry", "password_env"))
 # Limits that keep a hostile or careless file from hanging the loader (profiles are ~1 KB).
-MAX_BYTES = 64 * 1024
+MAX_BYTES = 32 * 1024
 MAX_DEPTH = 32
 MAX_NODES = 20_000
 MAX_ALIASES = 100
@@ -134,6 +134,13 @@ class _LimitedLoader(yaml.SafeLoader):
         super().__init__(stream)
         self._depth = 0
         self._aliases = 0
+
+    def fetch_flow_collection_start(self, token_class: type) -> None:
+        """Stop ``[[[[...`` in the scanner: it looks ahead (slowly) before the composer sees depth."""
+        if self.flow_level >= MAX_DEPTH:
+            mark = self.get_mark()
+            raise yaml.scanner.ScannerError(None, None, f"nested deeper than {MAX_DEPTH} levels", mark)
+        super().fetch_flow_collection_start(token_class)  # type: ignore[misc]
 
     def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
         mark = self.peek_event().start_mark

@@ -352,7 +352,8 @@ def _apply_override(
     node[path[-1]] = value
     for stale in [p for p in origins if p[: len(path)] == path]:
         del origins[stale]
-    origins[path] = Origin(f"--set {redact.printable(text)}")
+    shown = f"{_dotted(path)}=***" if _is_secret(path) else redact.printable(text)
+    origins[path] = Origin(f"--set {shown}")
 
 
 # ---------------------------------------------------------------- ${ENV}

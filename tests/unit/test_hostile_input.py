@@ -310,6 +310,13 @@ def _secret_cases() -> Iterator[Case]:
         absent=[SECRET],
     )
     yield Case(
+        id="secret-password-set-wrong-type",
+        args=["config", "validate", "--set", f"registry.password=[{SECRET}]"],
+        exit=2,
+        parts=["--set registry.password=***: registry.password:", "value not shown"],
+        absent=[SECRET],
+    )
+    yield Case(
         id="secret-password-show",
         files={"s.yaml": nested("registry.password", "${PW}")},
         env={"PW": SECRET},

@@ -6,6 +6,7 @@ with the error's own code. Heavy imports (docker) happen inside commands so --he
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -67,6 +68,21 @@ def main() -> None:
     except KeyboardInterrupt:
         console.err.print("[red]interrupted[/red]: cleaned up, nothing was tagged")
         sys.exit(Interrupted.exit_code)
+    except OSError as exc:
+        # A file problem no command foresaw is still a sentence for the user, not a traceback.
+        where = f": {exc.filename}" if exc.filename else ""
+        report(RpibuildError(f"{exc.strerror or exc}{where}"))
+        sys.exit(RpibuildError.exit_code)
+    except Exception as exc:
+        if os.environ.get("RPIBUILD_DEBUG"):
+            raise
+        report(
+            RpibuildError(
+                f"internal error: {type(exc).__name__}: {exc}",
+                hint="this is a bug in rpibuild; RPIBUILD_DEBUG=1 shows the traceback for a report",
+            )
+        )
+        sys.exit(RpibuildError.exit_code)
 
 
 def report(exc: RpibuildError) -> None:

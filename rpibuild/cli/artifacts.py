@@ -6,13 +6,13 @@ from pathlib import Path
 
 import click
 
-from rpibuild.cli.options import emit_json, json_option, profile_options
+from rpibuild.cli.options import emit_json, json_option, output_path, profile_options
 
 
 @click.command()
 @profile_options
 @json_option
-@click.argument("out", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path), callback=output_path)
 @click.option(
     "--rootfs", "with_rootfs", is_flag=True, help="Also export the root filesystem (rootfs/*.tar.zst)."
 )

@@ -60,6 +60,33 @@ def manifest_name(ctx: click.Context, param: click.Parameter, value: Any) -> Any
     return _grammar_callback(check)(ctx, param, value)
 
 
+def output_path(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """An output path that cannot be created is a usage error now, not a traceback later.
+
+    The nearest existing ancestor must be a writable folder; what is then created under it
+    is the command's business (it still reports its own errors cleanly).
+    """
+    import os
+    from pathlib import Path
+
+    if value is None:
+        return value
+    from rpibuild.config.grammar import forbidden_character
+    from rpibuild.redact import printable
+
+    path = Path(value)
+    if not str(value).strip() or forbidden_character(str(value)):
+        raise click.BadParameter("is empty or holds a control character")
+    ancestor = path.absolute()
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if ancestor != path.absolute() and not ancestor.is_dir():
+        raise click.BadParameter(f"cannot be created: {printable(str(ancestor))} is not a folder")
+    if not os.access(ancestor if ancestor.is_dir() else ancestor.parent, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"cannot be created: {printable(str(ancestor))} is not writable")
+    return value
+
+
 def profile_options(func: F) -> F:
     """-p/--profile (name in configs/ or a YAML path) and repeatable --set FIELD=VALUE."""
     func = click.option(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from rpibuild.cli.options import profile_options
+from rpibuild.cli.options import output_path, profile_options
 
 
 @click.command()
@@ -15,6 +15,7 @@ from rpibuild.cli.options import profile_options
     "-o",
     "--output",
     type=click.Path(file_okay=False, path_type=Path),
+    callback=output_path,
     help="Write the whole build context (Dockerfile and the files it copies) to this new folder.",
 )
 def render(profile: str | None, overrides: tuple[str, ...], output: Path | None) -> None:

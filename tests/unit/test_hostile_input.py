@@ -635,8 +635,22 @@ def _command_line_cases() -> Iterator[Case]:
         files={"afile": "x"},
         args=["render", "-o", "{dir}/afile/ctx", "--set", "qpulib.enabled=false"],
         exit=2,
-        parts=["--output", "cannot write the build context"],
+        parts=["--output", "cannot be created: {dir}/afile is not a folder"],
     )
+    for command in ("rootfs", "artifacts"):
+        yield Case(
+            id=f"{command}-out-under-a-file",
+            files={"afile": "x"},
+            args=[command, "{dir}/afile/out"],
+            exit=2,
+            parts=["Invalid value for 'OUT'", "cannot be created: {dir}/afile is not a folder"],
+        )
+        yield Case(
+            id=f"{command}-out-with-newline",
+            args=[command, "{dir}/out\nx"],
+            exit=2,
+            parts=["Invalid value for 'OUT'", "control character"],
+        )
     yield Case(
         id="render-output-proc",
         args=["render", "-o", "/proc/rpibuild-nowhere/ctx", "--set", "qpulib.enabled=false"],

@@ -13,7 +13,6 @@ import shlex
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import jinja2
 
@@ -101,7 +100,7 @@ def torch_label(profile: Profile) -> str:
     if torch.version:
         return torch.version
     if torch.source == "wheel" and torch.wheel:
-        match = re.match(r"torch-([^-]+)-", Path(urlsplit(torch.wheel).path).name)
+        match = re.match(r"torch-([^-]+)-", grammar.wheel_name(torch.wheel))
         return match.group(1) if match else "wheel"
     return f"src-{torch.git_ref}"
 
@@ -219,7 +218,7 @@ def render(
             files["rpibuild/apt-mirror"] = scratch / "apt-mirror"
 
     torch = profile.torch
-    wheel_name = Path(urlsplit(torch.wheel).path).name if torch.wheel else ""
+    wheel_name = grammar.wheel_name(torch.wheel) if torch.wheel else ""
     if torch.source == "wheel" and torch.wheel and "://" not in torch.wheel:
         wheel_path = Path(torch.wheel)
         if not wheel_path.is_file():

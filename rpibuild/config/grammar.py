@@ -13,7 +13,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from string import Formatter
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 # Unicode categories no profile value may hold: controls (newline, NUL, U+0085), format
 # characters (bidi overrides), surrogates, private use, line and paragraph separators.
@@ -48,7 +48,7 @@ _VERSION = re.compile(
     re.IGNORECASE,
 )
 _GIT_REF = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/+\-]{0,199}")
-_WHEEL_FILE = re.compile(r"[A-Za-z0-9_.+!%\-]+\.whl")
+_WHEEL_FILE = re.compile(r"[A-Za-z0-9_.+!\-]+\.whl")
 _URL_CHARS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
 _NO_PROXY_ITEM = re.compile(r"[A-Za-z0-9.*:_\[\]/\-]+")
 
@@ -164,18 +164,27 @@ def url(value: str, schemes: Iterable[str], plain: bool = False) -> str:
     return value
 
 
-def wheel(value: str) -> str:
-    """A wheel given by http(s) URL or path; its file name follows the wheel naming rules."""
-    check_text(value)
+def wheel_name(value: str) -> str:
+    """The file name of a wheel path or URL, percent-decoded (indexes write ``+`` as ``%2B``).
+
+    The decoded name is what lands in the Dockerfile, so it is the one held to the rules.
+    """
     if "://" in value:
         url(value, ("http", "https"))
-        name = urlsplit(value).path.rsplit("/", 1)[-1]
+        name = unquote(urlsplit(value).path.rsplit("/", 1)[-1])
     else:
         name = value.replace("\\", "/").rsplit("/", 1)[-1]
     if not _WHEEL_FILE.fullmatch(name):
         raise ValueError(
             "does not end in a wheel file name such as 'torch-2.5.1-cp311-cp311-linux_aarch64.whl'"
         )
+    return name
+
+
+def wheel(value: str) -> str:
+    """A wheel given by http(s) URL or path; its file name follows the wheel naming rules."""
+    check_text(value)
+    wheel_name(value)
     return value
 
 

@@ -169,6 +169,8 @@ GRAMMAR: list[tuple[str, str, list[str], str]] = [
     ("torch.sha256", "a" * 63, [], "64 lowercase hex digits"),
     ("torch.wheel", "https://w.example/torch.tar.gz", ["torch.source=wheel"], "wheel file name"),
     ("torch.wheel", "/tmp/torch 2.whl", ["torch.source=wheel"], "wheel file name"),
+    ("torch.wheel", "https://w.example/torch-%0ARUN%20x.whl", ["torch.source=wheel"], "wheel file name"),
+    ("torch.wheel", "https://w.example/torch%2F..%2Fx.whl", ["torch.source=wheel"], "wheel file name"),
     ("torch.git_url", "ext::sh -c id", ["torch.source=source"], "is not a URL"),
     ("torch.git_ref", "--upload-pack=id", ["torch.source=source"], "git branch or tag"),
     ("torch.git_ref", "v1..2", ["torch.source=source"], "git branch or tag"),

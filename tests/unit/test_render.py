@@ -153,3 +153,12 @@ def test_verify_disabled_says_so_in_the_report() -> None:
     text = render(load_profile("pi3b-arm64", ["verify.enabled=false"], env={}).profile).dockerfile
     assert "verify.py --machine" not in text
     assert "skipped (verify.enabled: false)" in text
+
+
+def test_a_percent_encoded_wheel_url_gets_its_real_file_name() -> None:
+    """Package indexes write torch's local version '+cpu' as %2B in URLs; pip needs the '+'."""
+    url = "https://download.example/whl/torch-2.5.1%2Bcpu-cp311-cp311-linux_aarch64.whl"
+    sets = ["torch.source=wheel", f"torch.wheel={url}", "torch.sha256=" + "a" * 64, "torch.version=null"]
+    profile = load_profile("pi3b-arm64", sets, env={}).profile
+    assert "/opt/rpibuild/wheels/torch-2.5.1+cpu-cp311-cp311-linux_aarch64.whl" in render(profile).dockerfile
+    assert image_tags(profile)[-1].endswith("-torch2.5.1_cpu")

@@ -480,6 +480,19 @@ def _extends_and_checks_cases() -> Iterator[Case]:
         exit=2,
         parts=["a.yaml:1: extends:", "profile file not found", "did you mean 'parent.yaml'?"],
     )
+    for name, value, part in (
+        ("empty", '""', "the profile name is empty"),
+        ("newline", q("pi3b-arm64\nx"), "holds a control character"),
+        ("list", "[a, b]", "must be a profile name or a path"),
+        ("device", "/dev/zero", "profile file not found"),
+    ):
+        yield Case(
+            id=f"extends-{name}",
+            files={"a.yaml": f"name: x\nextends: {value}\n"},
+            args=["config", "validate", "-p", "{dir}/a.yaml"],
+            exit=2,
+            parts=["a.yaml:2: extends:", part],
+        )
     yield Case(
         id="missing-field-did-you-mean",
         files={

@@ -772,3 +772,20 @@ def test_hostile_yaml_fails_well_under_a_second(name: str, tmp_path: Path) -> No
         load_profile(profile, env={})
     assert time.monotonic() - started < 0.5
     assert info.value.file is not None and info.value.line is not None
+
+
+def test_an_unreachable_qpulib_upstream_fails_before_any_long_step() -> None:
+    """build_profile fetches pinned sources first: with no engine at all it still fails on
+    the download (exit 5, stage 'sources'), never reaching the base bootstrap."""
+    from rpibuild.build import build_profile
+    from rpibuild.config import load_profile
+    from rpibuild.errors import BuildError
+
+    url = "http://127.0.0.1:9/{commit}.tar.gz"  # the discard port: refused at once
+    profile = load_profile("pi3b-arm64", [f"qpulib.url={url}"], env={}).profile
+    started = time.monotonic()
+    with pytest.raises(BuildError) as info:
+        build_profile(profile, engine=None)  # type: ignore[arg-type]
+    assert info.value.stage == "sources" and info.value.exit_code == 5
+    assert "cannot download http://127.0.0.1:9/" in info.value.message
+    assert time.monotonic() - started < 10

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rpibuild.config.loader import KeyPath, LoadedProfile, _dotted, _origin_for
+from rpibuild.config.loader import KeyPath, LoadedProfile
 from rpibuild.errors import ConfigError
 
 PEM_CERTIFICATE = b"-----BEGIN CERTIFICATE-----"
@@ -18,8 +18,7 @@ _PEM_PEEK = 1024 * 1024
 
 
 def _fail(loaded: LoadedProfile, field: KeyPath, message: str, hint: str | None = None) -> None:
-    origin = _origin_for(field, loaded.origins)
-    raise ConfigError(message, file=origin.file, line=origin.line, field=_dotted(field), hint=hint)
+    raise loaded.error(field, message, hint)
 
 
 def _file(loaded: LoadedProfile, field: KeyPath, value: str | None, what: str) -> Path | None:

@@ -74,6 +74,11 @@ class LoadedProfile:
     origins: Mapping[KeyPath, Origin]
     data: Mapping[str, Any]  # the merged, interpolated document before validation
 
+    def error(self, field: KeyPath, message: str, hint: str | None = None) -> ConfigError:
+        """A ConfigError at the file and line that set ``field`` (or its nearest parent)."""
+        origin = _origin_for(field, self.origins)
+        return ConfigError(message, file=origin.file, line=origin.line, field=_dotted(field), hint=hint)
+
 
 # ---------------------------------------------------------------- finding profiles
 

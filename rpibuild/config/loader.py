@@ -162,20 +162,20 @@ class _LimitedLoader(yaml.SafeLoader):
             self._depth -= 1
 
 
-def parse_yaml(text: str, file: str, line_offset: int = 0) -> tuple[Any, dict[KeyPath, Origin]]:
+def parse_yaml(text: str, file: str) -> tuple[Any, dict[KeyPath, Origin]]:
     """Parse YAML text within the limits; return its data and the origin of every key and item."""
     loader = _LimitedLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             return None, {(): Origin(file, 1)}
-        origins: dict[KeyPath, Origin] = {(): Origin(file, node.start_mark.line + 1 + line_offset)}
-        _walk(node, (), file, origins, [0], line_offset)
+        origins: dict[KeyPath, Origin] = {(): Origin(file, node.start_mark.line + 1)}
+        _walk(node, (), file, origins, [0])
         data = loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
-        line = mark.line + 1 + line_offset if mark is not None else None
+        line = mark.line + 1 if mark is not None else None
         raise ConfigError(f"invalid YAML: {redact.printable(problem)}", file=file, line=line) from None
     finally:
         loader.dispose()
@@ -188,10 +188,9 @@ def _walk(
     file: str,
     origins: dict[KeyPath, Origin],
     count: list[int],
-    offset: int,
 ) -> None:
     """Record origins; reject what is not plain data, and aliases expanding beyond the limits."""
-    line = node.start_mark.line + 1 + offset
+    line = node.start_mark.line + 1
     count[0] += 1
     if count[0] > MAX_NODES or len(path) > MAX_DEPTH:
         what = f"more than {MAX_NODES} values" if count[0] > MAX_NODES else f"deeper than {MAX_DEPTH} levels"
@@ -208,9 +207,9 @@ def _walk(
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
-            key_line = key_node.start_mark.line + 1 + offset
+            key_line = key_node.start_mark.line + 1
             if key_node.tag == "tag:yaml.org,2002:merge":
-                _walk(value_node, path, file, origins, count, offset)
+                _walk(value_node, path, file, origins, count)
                 continue
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != "tag:yaml.org,2002:str":
                 raise ConfigError(
@@ -224,11 +223,11 @@ def _walk(
                 raise ConfigError("duplicate key", file=file, line=key_line, field=_dotted((*path, key)))
             seen.add(key)
             origins[(*path, key)] = Origin(file, key_line)
-            _walk(value_node, (*path, key), file, origins, count, offset)
+            _walk(value_node, (*path, key), file, origins, count)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            origins[(*path, index)] = Origin(file, item.start_mark.line + 1 + offset)
-            _walk(item, (*path, index), file, origins, count, offset)
+            origins[(*path, index)] = Origin(file, item.start_mark.line + 1)
+            _walk(item, (*path, index), file, origins, count)
 
 
 def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[KeyPath, Origin]]:

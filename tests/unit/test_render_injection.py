@@ -33,6 +33,8 @@ Path_ = tuple[str | int, ...]
 # path is a list index; "*key" as the last part puts the value in a mapping KEY.
 FIELDS: list[tuple[Path_, str, tuple[str, ...]]] = [
     (("name",), "my-profile", ()),
+    (("platform",), "linux/arm64", ()),
+    (("base", "bootstrap", "variant"), "minbase", ()),
     (("description",), "a Pi", ()),
     (("base", "image"), "debian:bookworm", ("base.bootstrap=null",)),
     (("base", "bootstrap", "suite"), "bookworm", ()),

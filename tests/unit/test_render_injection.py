@@ -26,7 +26,8 @@ from rpibuild.config.checks import check_buildable
 from rpibuild.config.grammar import forbidden_character
 from rpibuild.errors import ConfigError
 from rpibuild.render import render
-from tests.unit.dockerfile import docker_words, instructions, shell_tokens
+
+from .dockerfile import docker_words, instructions, shell_tokens
 
 Path_ = tuple[str | int, ...]
 # (path, benign value, --set lines that make the template use the field). An int in the

@@ -327,6 +327,8 @@ def parse_override(text: str) -> tuple[KeyPath, Any]:
             file="--set",
             hint="e.g. --set torch.version=2.5.1",
         )
+    if key.count(".") >= MAX_DEPTH:
+        raise ConfigError(f"the field path is deeper than {MAX_DEPTH} levels", file="--set")
     try:
         value = parse_yaml(raw, "--set")[0] if raw.strip() else ""
     except ConfigError as exc:

@@ -640,6 +640,12 @@ def _command_line_cases() -> Iterator[Case]:
         absent=["\nFROM scratch"],
     )
     yield Case(
+        id="set-path-5000-deep",
+        args=["config", "validate", "--set", ".".join(["a"] * 5000) + "=1"],
+        exit=2,
+        parts=["--set: the field path is deeper than 32 levels"],
+    )
+    yield Case(
         id="set-without-value",
         args=["render", "--set", "name"],
         exit=2,

@@ -36,7 +36,8 @@ def check_ca_bundle(loaded: LoadedProfile) -> None:
     if not value or value == "host":
         return
     path = _file(loaded, ("network", "ca_bundle"), value, "CA bundle")
-    assert path is not None
+    if path is None:  # a URL, which the schema already refuses
+        return
     try:
         with path.open("rb") as handle:
             head = handle.read(_PEM_PEEK)

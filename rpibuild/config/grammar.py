@@ -188,6 +188,14 @@ def wheel(value: str) -> str:
     return value
 
 
+def host_path(value: str) -> str:
+    """A file or folder on this host (copied or mounted into a build), not a URL."""
+    check_text(value)
+    if "://" in value:
+        raise ValueError("is a URL: give a path on this host")
+    return value
+
+
 def no_proxy(value: str) -> str:
     """Hosts, domains, addresses or CIDRs separated by commas."""
     check_text(value)

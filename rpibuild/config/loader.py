@@ -164,22 +164,54 @@ class _LimitedLoader(yaml.SafeLoader):
 
 def parse_yaml(text: str, file: str) -> tuple[Any, dict[KeyPath, Origin]]:
     """Parse YAML text within the limits; return its data and the origin of every key and item."""
-    loader = _LimitedLoader(text)
+    loader: _LimitedLoader | None = None
     try:
+        loader = _LimitedLoader(text)  # the reader already refuses some characters (NUL...)
         node = loader.get_single_node()
         if node is None:
             return None, {(): Origin(file, 1)}
         origins: dict[KeyPath, Origin] = {(): Origin(file, node.start_mark.line + 1)}
         _walk(node, (), file, origins, [0])
-        data = loader.construct_document(node)
+        try:
+            data = loader.construct_document(node)
+        except (ValueError, LookupError, TypeError, ArithmeticError, AttributeError):
+            # PyYAML's constructors raise plain errors for a value its tag cannot hold (!!int x).
+            line = _unconstructible_line(node)
+            raise ConfigError("invalid YAML: a value does not fit its tag", file=file, line=line) from None
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        raise ConfigError(
+            f"invalid YAML: character U+{exc.character:04X} is not allowed", file=file, line=line
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
         line = mark.line + 1 if mark is not None else None
         raise ConfigError(f"invalid YAML: {redact.printable(problem)}", file=file, line=line) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data, origins
+
+
+def _unconstructible_line(root: yaml.Node) -> int | None:
+    """The line of the first scalar that a fresh constructor cannot build."""
+    stack, seen = [root], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            try:
+                yaml.SafeLoader("").construct_object(node)
+            except (ValueError, LookupError, TypeError, ArithmeticError, AttributeError, yaml.YAMLError):
+                return node.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(reversed(node.value))
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(n for pair in reversed(node.value) for n in reversed(pair))
+    return None
 
 
 def _walk(
@@ -433,6 +465,20 @@ def _data_at(data: Any, path: KeyPath) -> Any:
     return data
 
 
+def _user_loc(raw: Iterable[str | int], data: Any) -> KeyPath:
+    """pydantic's error location as the user's field path: its own markers ('[key]',
+    'function-after[...]') dropped, but a user's key that holds '[' kept."""
+    out: list[str | int] = []
+    node = data
+    for part in raw:
+        here = _data_at(node, (part,)) if node is not None else None
+        if here is None and isinstance(part, str) and "[" in part:
+            continue
+        out.append(part)
+        node = here
+    return tuple(out)
+
+
 def _is_secret(path: KeyPath) -> bool:
     return any(path[: len(secret)] == secret for secret in SECRET_FIELDS)
 
@@ -455,14 +501,14 @@ def _config_error(
 ) -> ConfigError:
     problems = []
     for error in exc.errors():
-        loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p))
+        loc = _user_loc(error["loc"], data)
         cause = (error.get("ctx") or {}).get("error")
         if isinstance(cause, FieldProblem):
             loc = cause.loc
         origin = _origin_for(loc, origins)
         message = redact.printable(error["msg"].removeprefix("Value error, "))
         hint = None
-        if error["type"] == "extra_forbidden":
+        if error["type"] == "extra_forbidden" and loc:
             message = "unknown field"
             close = difflib.get_close_matches(str(loc[-1]), _fields_at(loc[:-1]), n=1)
             hint = f"did you mean '{close[0]}'?" if close else None

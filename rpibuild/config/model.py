@@ -94,6 +94,7 @@ class Bootstrap(_Model):
         classmethod(_optional(lambda v: grammar.url(v, INDEX_SCHEMES, plain=True)))
     )
     _empty = field_validator("mirror", "keyring", mode="before")(classmethod(_unset_if_empty))
+    _keyring = field_validator("keyring")(classmethod(_optional(grammar.host_path)))
 
 
 class Base(_Model):
@@ -138,6 +139,7 @@ class Network(_Model):
         classmethod(_optional(lambda v: grammar.url(v, PROXY_SCHEMES)))
     )
     _no_proxy = field_validator("no_proxy")(classmethod(_optional(grammar.no_proxy)))
+    _ca = field_validator("ca_bundle")(classmethod(_optional(grammar.host_path)))
     _mirror = field_validator("apt_mirror")(
         classmethod(_optional(lambda v: grammar.url(v, ("http", "https"), plain=True)))
     )
@@ -203,6 +205,7 @@ class QPULib(_Model):
         classmethod(_optional(lambda v: grammar.url_template(v, ("commit",), ("https", "http", "file"))))
     )
     _empty = field_validator("tree_sha256", "path", mode="before")(classmethod(_unset_if_empty))
+    _path = field_validator("path")(classmethod(_optional(grammar.host_path)))
 
     @field_validator("commit")
     @classmethod
@@ -215,6 +218,8 @@ class QPULib(_Model):
 class Extension(_Model):
     enabled: bool = True
     path: str | None = Field(None, description="None: the torch-qpu package shipped in images/")
+
+    _path = field_validator("path")(classmethod(_optional(grammar.host_path)))
 
 
 class Verify(_Model):
@@ -258,6 +263,7 @@ class Registry(_Model):
         return None if value == "" else value
 
     _url = field_validator("url")(classmethod(_optional(grammar.registry_host)))
+    _ca_cert = field_validator("ca_cert")(classmethod(_optional(grammar.host_path)))
     _namespace = field_validator("namespace")(classmethod(_optional(grammar.namespace)))
 
     @field_validator("password_env")

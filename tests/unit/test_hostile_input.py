@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from rpibuild.cli import main
 from rpibuild.config.model import QPULIB_UPSTREAM_COMMIT
@@ -185,6 +187,10 @@ GRAMMAR: list[tuple[str, str, list[str], str]] = [
     ("verify.qemu_cpu", "cortex-a7", [], "cortex-a7 cannot run linux/arm64 code"),
     ("verify.qemu_cpu", "arm1176", [], "cannot run linux/arm64 code"),
     ("image.repository", "Bad/Name", [], "lowercase image repository"),
+    ("network.ca_bundle", "https://h.example/ca.pem", [], "is a URL: give a path on this host"),
+    ("base.bootstrap.keyring", "https://h.example/k.gpg", [], "is a URL"),
+    ("extension.path", "https://h.example/ext", [], "is a URL"),
+    ("qpulib.path", "file:///src/QPULib", [], "is a URL"),
     ("image.labels.owner", "raw:[1]", [], "valid string"),
     ("registry.url", "bad host", [], "registry host[:port]"),
     ("registry.url", "https://reg.example/path", [], "registry host[:port]"),
@@ -795,3 +801,30 @@ def test_an_unreachable_qpulib_upstream_fails_before_any_long_step() -> None:
     assert info.value.stage == "sources" and info.value.exit_code == 5
     assert "cannot download http://127.0.0.1:9/" in info.value.message
     assert time.monotonic() - started < 10
+
+
+YAML_TOKENS = [
+    "[", "]", "{", "}", "&a ", "*a", "&b ", "*b", "!!python/name:os.system ", "!x ", "!!binary ", ": ", "- ",
+    "\n", "  ", "? ", "'", '"', "# c", "%YAML 1.1\n", "---\n", "...\n", "<<: ", "extends: ", "pi3b-arm64",
+    "name", "image", "labels", "x", "1", "\t", "\x00", "\xe9", "\ufeff", "|\n", ">\n", ",", "@", "`",
+]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    text=st.lists(st.sampled_from(YAML_TOKENS), max_size=40).map("".join),
+    raw=st.binary(max_size=64),
+)
+def test_any_bytes_load_or_fail_with_a_located_config_error(tmp_path: Path, text: str, raw: bytes) -> None:
+    """Whatever a file holds (YAML-ish token soup, or raw bytes), loading it gives a profile
+    or a ConfigError naming the file: never another exception, never a hang."""
+    from rpibuild.config import load_profile
+    from rpibuild.errors import ConfigError
+
+    for content in (text.encode("utf-8", "surrogatepass"), raw):
+        path = tmp_path / "fuzz.yaml"
+        path.write_bytes(content)
+        try:
+            load_profile(path, env={})
+        except ConfigError as exc:
+            assert exc.file is not None and exc.exit_code == 2

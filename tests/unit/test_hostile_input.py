@@ -403,6 +403,20 @@ def _yaml_cases() -> Iterator[Case]:
             "bad.yaml:",
             "aliases",
         ),
+        ("raw-nul", "extends: pi3b-arm64\nname: a\x00b\n", "bad.yaml:2:", "character U+0000 is not allowed"),
+        (
+            "int-tag-on-text",
+            "extends: pi3b-arm64\ntorch:\n  max_jobs: !!int two\n",
+            "bad.yaml:3:",
+            "fit its tag",
+        ),
+        (
+            "bool-tag-on-text",
+            "extends: pi3b-arm64\nverify:\n  emulator: !!bool maybe\n",
+            "bad.yaml:3:",
+            "its tag",
+        ),
+        ("key-with-bracket", "extends: pi3b-arm64\n'a[b]': 1\n", "bad.yaml:2: a[b]:", "unknown field"),
     ]
     for name, text, where, reason in cases:
         yield Case(

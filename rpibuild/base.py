@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from rpibuild import qemu
 from rpibuild.config.model import Profile
 from rpibuild.errors import BuildError, EngineError, HostSetupError
+from rpibuild.redact import mask_urls
 from rpibuild.sources import cache_dir
 
 if TYPE_CHECKING:
@@ -196,7 +197,7 @@ def bootstrap_base(
 def _run_logged(command: list[str], log_path: Path, progress: Callable[[str], None] | None) -> None:
     tail: deque[str] = deque(maxlen=40)
     with log_path.open("w", encoding="utf-8") as log:
-        log.write("$ " + " ".join(command) + "\n")
+        log.write(mask_urls("$ " + " ".join(command)) + "\n")
         log.flush()
         with subprocess.Popen(
             command,
@@ -208,7 +209,7 @@ def _run_logged(command: list[str], log_path: Path, progress: Callable[[str], No
             try:
                 assert process.stdout is not None
                 for line in process.stdout:
-                    log.write(line)
+                    log.write(mask_urls(line))
                     tail.append(line.rstrip())
                     if progress and line.startswith(("I: ", "W: ", "E: ")):
                         progress(line[3:].strip())
@@ -269,10 +270,10 @@ def _bootstrap_in_container(
     )
     tail: deque[str] = deque(maxlen=40)
     with log_path.open("w", encoding="utf-8") as log:
-        log.write(f"$ (in {image}) {inner}\n")
+        log.write(mask_urls(f"$ (in {image}) {inner}") + "\n")
 
         def on_line(line: str) -> None:
-            log.write(line + "\n")
+            log.write(mask_urls(line) + "\n")
             tail.append(line)
             if progress and line.startswith(("I: ", "W: ", "E: ")):
                 progress(line[3:].strip())

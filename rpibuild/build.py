@@ -17,9 +17,10 @@ from pydantic import ValidationError
 
 from rpibuild.base import BaseImage, ensure_base
 from rpibuild.config.model import Build, Profile
-from rpibuild.context import qpulib_tree
+from rpibuild.context import fetch_sources
 from rpibuild.engine import BuildEvent, BuildRequest, Engine, StageTiming
 from rpibuild.errors import BuildError, ConfigError
+from rpibuild.redact import mask_urls
 from rpibuild.render import STAGES, render
 from rpibuild.sources import cache_dir
 
@@ -118,7 +119,7 @@ def build_profile(
     engine.builder.require_cache_export(profile.build.cache_to)
     # Pinned sources first: an unreachable or tampered archive fails in seconds, not after
     # minutes of bootstrapping.
-    qpulib_src = qpulib_tree(profile)
+    sources = fetch_sources(profile)
     base = ensure_base(profile, engine, refresh=refresh_base, progress=on_base_progress)
     logs = cache_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -128,7 +129,7 @@ def build_profile(
         log_path.open("w", encoding="utf-8") as log,
     ):
         context = Path(tmp) / "context"
-        rendered = render(profile, base_ref=base.image, qpulib_src=qpulib_src)
+        rendered = render(profile, base_ref=base.image, qpulib_src=sources.qpulib)
         rendered.write(context)
         secrets = Path(tmp) / "secrets"
         secrets.mkdir(mode=0o700)
@@ -144,7 +145,9 @@ def build_profile(
             stages=STAGES[: STAGES.index(target) + 1] if target else STAGES,
         )
         try:
-            result = engine.build(request, on_event=on_event, log=lambda line: log.write(line + "\n"))
+            result = engine.build(
+                request, on_event=on_event, log=lambda line: log.write(mask_urls(line) + "\n")
+            )
         except BuildError as exc:
             text = "\n".join(exc.log_tail)
             exc.hint = exc.hint or next((h for needle, h in FAILURE_HINTS if needle in text), None)

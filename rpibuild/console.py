@@ -1,4 +1,9 @@
-"""Human output on stderr (progress, steps with durations); machine output stays on stdout."""
+"""Human output on stderr (progress, steps with durations); machine output stays on stdout.
+
+Messages are rich markup written by rpibuild; anything a user or a tool wrote (a path, a
+profile value, a build log line) goes in through ``escape``, so ``[/red]`` in a file name
+is text, not markup. URL credentials are masked in everything printed here.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
+from rich.markup import escape as _escape_markup
+
+from rpibuild.redact import mask_urls, printable
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 _verbosity = 0
@@ -22,18 +30,23 @@ def verbosity() -> int:
     return _verbosity
 
 
+def escape(text: object) -> str:
+    """User-provided text for a markup message: markup escaped, one line, credentials masked."""
+    return _escape_markup(printable(str(text)))
+
+
 def info(message: str) -> None:
     if _verbosity >= 0:
-        err.print(message)
+        err.print(mask_urls(message))
 
 
 def detail(message: str) -> None:
     if _verbosity >= 1:
-        err.print(f"[dim]{message}[/dim]")
+        err.print(f"[dim]{mask_urls(message)}[/dim]")
 
 
 def warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/yellow] {message}")
+    err.print(f"[yellow]warning:[/yellow] {mask_urls(message)}")
 
 
 @contextmanager
@@ -63,6 +76,6 @@ def status(title: str) -> Iterator[Callable[[str], None]]:
     with err.status(title) as live:
 
         def update(message: str) -> None:
-            live.update(f"{title} [dim]({time.monotonic() - started:.0f}s)[/dim] {message}")
+            live.update(f"{title} [dim]({time.monotonic() - started:.0f}s)[/dim] {mask_urls(message)}")
 
         yield update

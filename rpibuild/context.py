@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from rpibuild import sources
@@ -23,10 +24,29 @@ def qpulib_tree(profile: Profile) -> Path | None:
     )
 
 
-def prepare_context(profile: Profile, directory: Path, base_ref: str | None = None) -> Rendered:
+@dataclass(frozen=True)
+class PinnedSources:
+    """Every third-party source a build copies in, already fetched and checked."""
+
+    qpulib: Path | None
+
+
+def fetch_sources(profile: Profile) -> PinnedSources:
+    """Resolve and fetch every pinned source now: a build calls this before any long step,
+    so an unreachable upstream is found in seconds, not after a base bootstrap."""
+    return PinnedSources(qpulib=qpulib_tree(profile))
+
+
+def prepare_context(
+    profile: Profile,
+    directory: Path,
+    base_ref: str | None = None,
+    sources: PinnedSources | None = None,
+) -> Rendered:
     """Render and write the context into ``directory`` (new or empty)."""
     if directory.is_dir() and any(directory.iterdir()):
         raise ConfigError(f"output folder {directory} is not empty", field="--output")
-    rendered = render(profile, base_ref=base_ref, qpulib_src=qpulib_tree(profile))
+    sources = sources or fetch_sources(profile)
+    rendered = render(profile, base_ref=base_ref, qpulib_src=sources.qpulib)
     rendered.write(directory)
     return rendered

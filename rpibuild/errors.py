@@ -41,6 +41,7 @@ class ConfigError(RpibuildError):
         prefix = f"{where}: " + (f"{field}: " if field else "")
         super().__init__(prefix + message, hint)
         self.file, self.line, self.field = file, line, field
+        self.reason = message  # without the location, for re-raising it at another one
 
 
 class EngineError(RpibuildError):

@@ -55,3 +55,27 @@ def get_platform(name: str) -> Platform:
     except KeyError:
         known = ", ".join(PLATFORMS)
         raise ValueError(f"unknown platform {name!r} (known: {known})") from None
+
+
+# QEMU CPU models (user mode) that can run each platform's code: verify.qemu_cpu must be
+# one of them, so a 32-bit core is never asked to run 64-bit code (or an ARMv6 core ARMv7).
+_ARMV7_CPUS = ("cortex-a7", "cortex-a8", "cortex-a9", "cortex-a15", "max", "any")
+QEMU_CPUS: dict[str, tuple[str, ...]] = {
+    "linux/arm/v6": ("arm1176", "arm1136", "arm1136-r2", "arm11mpcore", *_ARMV7_CPUS),
+    "linux/arm/v7": _ARMV7_CPUS,
+    "linux/arm64": (
+        "cortex-a35",
+        "cortex-a53",
+        "cortex-a55",
+        "cortex-a57",
+        "cortex-a72",
+        "cortex-a76",
+        "cortex-a710",
+        "neoverse-n1",
+        "neoverse-n2",
+        "neoverse-v1",
+        "a64fx",
+        "max",
+    ),
+    "linux/amd64": (),
+}

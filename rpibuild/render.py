@@ -2,7 +2,8 @@
 
 Templates live in ``dockerfiles/`` and are rendered with ``StrictUndefined`` (a typo in a
 template is an error, not an empty string); every value that reaches a shell line goes
-through the ``q`` filter (``shlex.quote``).
+through the ``q`` filter (``shlex.quote``), every Dockerfile string through ``dq``. Values
+that would be part of a program (the apt mirror) go in as files, never as text.
 """
 
 from __future__ import annotations
@@ -12,16 +13,17 @@ import shlex
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import jinja2
 
 from rpibuild import __version__, resources
 from rpibuild.base import base_reference
+from rpibuild.config import grammar
 from rpibuild.config.model import Profile
 from rpibuild.errors import ConfigError
 
 PIP_CONF_SECRET = "pip-conf"
+APT_MIRROR_SECRET = "apt-mirror"
 STAGES = ("system", "torch", "qpulib", "extension", "verify", "runtime")
 HOST_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
@@ -55,17 +57,28 @@ class Rendered:
         return paths
 
     def write(self, directory: Path) -> Path:
-        """Materialise the build context in ``directory`` (created; must be empty if it exists)."""
-        directory.mkdir(parents=True, exist_ok=True)
-        if any(directory.iterdir()):
-            raise ConfigError(f"output folder {directory} is not empty", field="--output")
-        (directory / "Dockerfile").write_text(self.dockerfile, encoding="utf-8")
-        for target, source in self.files.items():
-            dest = directory / target
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest)
-        for target, source in self.dirs.items():
-            shutil.copytree(source, directory / target, ignore=_CONTEXT_IGNORE, symlinks=True)
+        """Materialise the build context in ``directory`` (created; must be empty if it exists).
+
+        A folder that cannot be created or written is the user's to fix: a ConfigError
+        (exit 2) naming it, not a traceback.
+        """
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            if any(directory.iterdir()):
+                raise ConfigError(f"output folder {directory} is not empty", field="--output")
+            (directory / "Dockerfile").write_text(self.dockerfile, encoding="utf-8")
+            for target, source in self.files.items():
+                dest = directory / target
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, dest)
+            for target, source in self.dirs.items():
+                shutil.copytree(source, directory / target, ignore=_CONTEXT_IGNORE, symlinks=True)
+        except (OSError, shutil.Error) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            where = getattr(exc, "filename", None) or directory
+            raise ConfigError(
+                f"cannot write the build context to {where}: {reason}", field="--output"
+            ) from None
         return directory
 
 
@@ -79,7 +92,20 @@ def environment() -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["q"] = lambda value: shlex.quote(str(value))
+    env.filters["dq"] = dockerfile_string
     return env
+
+
+def dockerfile_string(value: object) -> str:
+    """A Dockerfile double-quoted string (LABEL): no variable expansion, no line break.
+
+    The engine expands ``$VAR`` in LABEL values and reads backslash escapes, so ``\\``,
+    ``"`` and ``$`` are escaped; values are one line (checked when the profile is loaded).
+    """
+    text = str(value)
+    if grammar.forbidden_character(text):
+        raise ConfigError("a label holds a control character", field="image.labels")
+    return '"' + re.sub(r'(["\\$])', r"\\\1", text) + '"'
 
 
 def torch_label(profile: Profile) -> str:
@@ -89,7 +115,7 @@ def torch_label(profile: Profile) -> str:
     if torch.version:
         return torch.version
     if torch.source == "wheel" and torch.wheel:
-        match = re.match(r"torch-([^-]+)-", Path(urlsplit(torch.wheel).path).name)
+        match = re.match(r"torch-([^-]+)-", grammar.wheel_name(torch.wheel))
         return match.group(1) if match else "wheel"
     return f"src-{torch.git_ref}"
 
@@ -189,9 +215,12 @@ def render(
     conf = pip_conf(profile)
     if conf is not None:
         secrets[PIP_CONF_SECRET] = conf
+    if profile.network.apt_mirror:
+        # May carry credentials, like the index settings: a secret, never a context file.
+        secrets[APT_MIRROR_SECRET] = profile.network.apt_mirror + "\n"
 
     torch = profile.torch
-    wheel_name = Path(urlsplit(torch.wheel).path).name if torch.wheel else ""
+    wheel_name = grammar.wheel_name(torch.wheel) if torch.wheel else ""
     if torch.source == "wheel" and torch.wheel and "://" not in torch.wheel:
         wheel_path = Path(torch.wheel)
         if not wheel_path.is_file():

@@ -6,10 +6,10 @@ with the error's own code. Heavy imports (docker) happen inside commands so --he
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
-from rich.markup import escape
 
 from rpibuild import __version__, console
 from rpibuild.cli import artifacts as artifacts_cmd
@@ -24,6 +24,7 @@ from rpibuild.cli import render as render_cmd
 from rpibuild.cli import rootfs as rootfs_cmd
 from rpibuild.cli import sources as sources_cmd
 from rpibuild.errors import BuildError, Interrupted, RpibuildError
+from rpibuild.redact import printable
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -69,17 +70,38 @@ def main() -> None:
     except KeyboardInterrupt:
         console.err.print("[red]interrupted[/red]: cleaned up, nothing was tagged")
         sys.exit(Interrupted.exit_code)
+    except OSError as exc:
+        # A file problem no command foresaw is still a sentence for the user, not a traceback.
+        where = f": {exc.filename}" if exc.filename else ""
+        report(RpibuildError(f"{exc.strerror or exc}{where}"))
+        sys.exit(RpibuildError.exit_code)
+    except Exception as exc:
+        if os.environ.get("RPIBUILD_DEBUG"):
+            raise
+        report(
+            RpibuildError(
+                f"internal error: {type(exc).__name__}: {exc}",
+                hint="this is a bug in rpibuild; RPIBUILD_DEBUG=1 shows the traceback for a report",
+            )
+        )
+        sys.exit(RpibuildError.exit_code)
 
 
 def report(exc: RpibuildError) -> None:
     """Print an rpibuild error for a person: the log tail first, then what failed and the fix."""
     if isinstance(exc, BuildError) and exc.log_tail:
-        console.err.rule(f"last {len(exc.log_tail)} lines of {exc.stage or 'the build'}")
+        console.err.rule(console.escape(f"last {len(exc.log_tail)} lines of {exc.stage or 'the build'}"))
         for line in exc.log_tail:
-            console.err.print(line, markup=False, highlight=False)
+            console.err.print(printable(line), markup=False, highlight=False)
         console.err.rule()
-    console.err.print(f"[red]error:[/red] {escape(exc.message)}", markup=True, highlight=False)
+    # Messages quote user input (paths, values): escaped, so none of it is read as markup.
+    console.err.print(f"[red]error:[/red] {_lines(exc.message)}", markup=True, highlight=False)
     if isinstance(exc, BuildError) and exc.log_file:
-        console.err.print(f"full log: {exc.log_file}")
+        console.err.print(f"full log: {console.escape(exc.log_file)}")
     if exc.hint:
-        console.err.print(f"[yellow]hint:[/yellow] {escape(exc.hint)}")
+        console.err.print(f"[yellow]hint:[/yellow] {_lines(exc.hint)}")
+
+
+def _lines(text: str) -> str:
+    """Escape each line of a message (multi-line messages keep their line breaks)."""
+    return "\n".join(console.escape(line) for line in text.split("\n"))

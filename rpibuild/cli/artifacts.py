@@ -6,13 +6,13 @@ from pathlib import Path
 
 import click
 
-from rpibuild.cli.options import emit_json, json_option, profile_options
+from rpibuild.cli.options import emit_json, json_option, output_path, profile_options
 
 
 @click.command()
 @profile_options
 @json_option
-@click.argument("out", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path), callback=output_path)
 @click.option(
     "--rootfs", "with_rootfs", is_flag=True, help="Also export the root filesystem (rootfs/*.tar.zst)."
 )
@@ -74,7 +74,7 @@ def artifacts(
     manifest = result.manifest
     for entry in manifest["files"]:  # type: ignore[attr-defined]
         size = human_bytes(entry["size"]) if "size" in entry else f"-> {entry['symlink']}"
-        console.info(f"  {entry['path']:<60} {size}")
+        console.info(f"  {console.escape(entry['path']):<60} {console.escape(size)}")
     check = manifest["elf_check"]
     if check["checked"]:  # type: ignore[index]
         console.info(f"[green]ok[/green]: {check['checked']} ELF file(s), all {check['expected']}")  # type: ignore[index]

@@ -26,7 +26,9 @@ def base(profile: str | None, overrides: tuple[str, ...], as_json: bool, refresh
     engine = DockerEngine.connect()
     title = f"base image for {loaded.profile.name} ({loaded.profile.platform})"
     with console.step(title), console.status("bootstrapping") as update:
-        result = ensure_base(loaded.profile, engine, refresh=refresh, progress=update)
+        result = ensure_base(
+            loaded.profile, engine, refresh=refresh, progress=lambda line: update(console.escape(line))
+        )
     if as_json:
         emit_json(result.as_dict())
     else:

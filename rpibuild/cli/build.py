@@ -59,25 +59,27 @@ def build(
     from rpibuild import console
     from rpibuild.build import build_profile, with_build_options
     from rpibuild.config import load_profile
+    from rpibuild.config.checks import check_buildable
     from rpibuild.engine import BuildEvent, DockerEngine
 
     loaded = load_profile(profile, overrides)
+    check_buildable(loaded)
     prof = with_build_options(loaded.profile, builder, cache_from, cache_to)
     if prof.qpulib.enabled is False:
         console.warn("QPULib is disabled: the extension gets only its cpu backend")
     engine = DockerEngine.connect(builder=prof.build.builder)
-    console.info(f"[bold]building {prof.name}[/bold] ({prof.platform}) from {loaded.path}")
+    console.info(f"[bold]building {prof.name}[/bold] ({prof.platform}) from {console.escape(loaded.path)}")
 
     with console.status(f"{prof.name}") as update:
 
         def on_event(event: BuildEvent) -> None:
             if event.is_step:
                 shown = MOUNT_FLAG.sub("", event.line)
-                text = f"[{event.stage}] step {event.step}/{event.total}: {shown}"
-                update(text)
-                console.info(f"[cyan]{event.stage:>9}[/cyan] {event.step:>2}/{event.total} {shown[:110]}")
+                update(console.escape(f"[{event.stage}] step {event.step}/{event.total}: {shown}"))
+                line = console.escape(shown[:110])
+                console.info(f"[cyan]{event.stage:>9}[/cyan] {event.step:>2}/{event.total} {line}")
             else:
-                console.detail(event.line)
+                console.detail(console.escape(event.line))
 
         outcome = build_profile(
             prof,
@@ -86,7 +88,7 @@ def build(
             no_cache=no_cache,
             refresh_base=refresh_base,
             on_event=on_event,
-            on_base_progress=lambda line: update(f"[base] {line}"),
+            on_base_progress=lambda line: update(console.escape(f"[base] {line}")),
         )
     if as_json:
         emit_json(outcome.as_dict())
@@ -97,5 +99,5 @@ def build(
         cached = " [dim](cached)[/dim]" if stage.cached else ""
         console.info(f"{stage.name:>9}  {stage.seconds:7.1f}s{cached}")
     console.info(f"[green]done[/green] in {outcome.seconds:.0f}s: {', '.join(outcome.tags)}")
-    console.info(f"log: {outcome.log_file}")
+    console.info(f"log: {console.escape(outcome.log_file)}")
     click.echo(outcome.image)

@@ -34,9 +34,10 @@ def show(profile: str | None, overrides: tuple[str, ...], as_json: bool) -> None
     import yaml
 
     from rpibuild.config import load_profile
+    from rpibuild.redact import mask_data
 
     loaded = load_profile(profile, overrides)
-    data = loaded.profile.model_dump(mode="json")
+    data = mask_data(loaded.profile.model_dump(mode="json"))
     if as_json:
         emit_json(data)
     else:
@@ -47,9 +48,16 @@ def show(profile: str | None, overrides: tuple[str, ...], as_json: bool) -> None
 @config.command()
 @profile_options
 def validate(profile: str | None, overrides: tuple[str, ...]) -> None:
-    """Validate a profile; exit 2 with file, line and field if it is wrong."""
+    """Validate a profile; exit 2 with file, line and field if it is wrong.
+
+    Checks everything render and build would: the schema, the files it names (wheel, CA
+    bundle is PEM, keyring, source trees) and the image tags filled in.
+    """
     from rpibuild import console
     from rpibuild.config import load_profile
+    from rpibuild.config.checks import check_buildable
 
     loaded = load_profile(profile, overrides)
-    console.info(f"[green]ok[/green] {loaded.path} ({loaded.profile.name}, {loaded.profile.platform})")
+    check_buildable(loaded)
+    prof = loaded.profile
+    console.info(f"[green]ok[/green] {console.escape(loaded.path)} ({prof.name}, {prof.platform})")

@@ -6,12 +6,12 @@ import sys
 
 import click
 
-from rpibuild.cli.options import profile_options
+from rpibuild.cli.options import profile_options, registry_host
 
 
 @click.command()
 @profile_options
-@click.argument("registry", required=False, metavar="[REGISTRY]")
+@click.argument("registry", required=False, metavar="[REGISTRY]", callback=registry_host)
 @click.option("-u", "--username", help="User name [default: the profile's registry.username].")
 @click.option(
     "--password-stdin",
@@ -66,4 +66,7 @@ def login(
         # Belt and braces: no message may carry the password, whoever built it.
         exc.message = exc.message.replace(password, "***")
         raise
-    console.info(f"[green]login succeeded[/green] for {user} at {target.host} (stored in {where})")
+    console.info(
+        f"[green]login succeeded[/green] for {console.escape(user)} at {console.escape(target.host)} "
+        f"(stored in {console.escape(where)})"
+    )

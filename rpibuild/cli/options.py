@@ -10,6 +10,83 @@ import click
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def profile_name_callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """An explicit empty profile (``-p ""``) is a usage error, not the default profile."""
+    values = value if isinstance(value, tuple) else (value,)
+    if any(v is not None and not str(v).strip() for v in values):
+        raise click.BadParameter("is empty: give a profile name from configs/ or a path to a YAML file")
+    return value
+
+
+def _grammar_callback(check: Callable[[str], str]) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A click callback from a profile grammar check: a malformed value is a usage error (exit 2)
+    before anything contacts the engine or a registry."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is None:
+            return value
+        try:
+            check(value)
+        except ValueError as exc:
+            from rpibuild.redact import printable
+
+            raise click.BadParameter(f"{printable(value)!r} {exc}") from None
+        return value
+
+    return callback
+
+
+def registry_host(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    from rpibuild.config import grammar
+
+    return _grammar_callback(grammar.registry_host)(ctx, param, value)
+
+
+def registry_namespace(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    from rpibuild.config import grammar
+
+    return _grammar_callback(grammar.namespace)(ctx, param, value)
+
+
+def manifest_name(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    from rpibuild.config import grammar
+
+    def check(text: str) -> str:
+        grammar.image_reference(text)
+        if ":" not in text.rsplit("/", 1)[-1] or "@" in text:
+            raise ValueError("is not NAME:TAG")
+        return text
+
+    return _grammar_callback(check)(ctx, param, value)
+
+
+def output_path(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """An output path that cannot be created is a usage error now, not a traceback later.
+
+    The nearest existing ancestor must be a writable folder; what is then created under it
+    is the command's business (it still reports its own errors cleanly).
+    """
+    import os
+    from pathlib import Path
+
+    if value is None:
+        return value
+    from rpibuild.config.grammar import forbidden_character
+    from rpibuild.redact import printable
+
+    path = Path(value)
+    if not str(value).strip() or forbidden_character(str(value)):
+        raise click.BadParameter("is empty or holds a control character")
+    ancestor = path.absolute()
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if ancestor != path.absolute() and not ancestor.is_dir():
+        raise click.BadParameter(f"cannot be created: {printable(str(ancestor))} is not a folder")
+    if not os.access(ancestor if ancestor.is_dir() else ancestor.parent, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"cannot be created: {printable(str(ancestor))} is not writable")
+    return value
+
+
 def profile_options(func: F) -> F:
     """-p/--profile (name in configs/ or a YAML path) and repeatable --set FIELD=VALUE."""
     func = click.option(
@@ -25,6 +102,7 @@ def profile_options(func: F) -> F:
         envvar="RPIBUILD_PROFILE",
         show_envvar=True,
         default=None,
+        callback=profile_name_callback,
         metavar="NAME|PATH",
         help="Profile name from configs/ or a path to a YAML file [default: pi3b-arm64].",
     )(func)

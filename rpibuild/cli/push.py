@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from rpibuild.cli.options import emit_json, json_option
+from rpibuild.cli.options import (
+    emit_json,
+    json_option,
+    manifest_name,
+    profile_name_callback,
+    registry_host,
+    registry_namespace,
+)
 
 
 @click.command()
@@ -15,6 +22,7 @@ from rpibuild.cli.options import emit_json, json_option
     multiple=True,
     envvar="RPIBUILD_PROFILE",
     show_envvar=True,
+    callback=profile_name_callback,
     metavar="NAME|PATH",
     help="Profile whose image to push (repeat with --manifest) [default: pi3b-arm64].",
 )
@@ -26,8 +34,17 @@ from rpibuild.cli.options import emit_json, json_option
     help="Override a profile field, e.g. --set registry.namespace=team (repeatable).",
 )
 @json_option
-@click.option("--registry", metavar="HOST[:PORT]", help="Registry [default: the profile's registry.url].")
-@click.option("--namespace", help="Namespace in the registry [default: registry.namespace].")
+@click.option(
+    "--registry",
+    metavar="HOST[:PORT]",
+    callback=registry_host,
+    help="Registry [default: the profile's registry.url].",
+)
+@click.option(
+    "--namespace",
+    callback=registry_namespace,
+    help="Namespace in the registry [default: registry.namespace].",
+)
 @click.option(
     "--insecure", is_flag=True, default=None, help="Plain HTTP registry [default: registry.insecure]."
 )
@@ -35,6 +52,7 @@ from rpibuild.cli.options import emit_json, json_option
 @click.option(
     "--manifest",
     metavar="NAME:TAG",
+    callback=manifest_name,
     help="Push one multi-platform tag: each profile as NAME:TAG-<platform>, then a manifest list.",
 )
 @click.option(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from rpibuild.cli.options import profile_options
+from rpibuild.cli.options import output_path, profile_options
 
 
 @click.command()
@@ -15,6 +15,7 @@ from rpibuild.cli.options import profile_options
     "-o",
     "--output",
     type=click.Path(file_okay=False, path_type=Path),
+    callback=output_path,
     help="Write the whole build context (Dockerfile and the files it copies) to this new folder.",
 )
 def render(profile: str | None, overrides: tuple[str, ...], output: Path | None) -> None:
@@ -24,12 +25,14 @@ def render(profile: str | None, overrides: tuple[str, ...], output: Path | None)
     """
     from rpibuild import console
     from rpibuild.config import load_profile
+    from rpibuild.config.checks import check_buildable
     from rpibuild.context import prepare_context
     from rpibuild.render import render as render_profile
 
     loaded = load_profile(profile, overrides)
+    check_buildable(loaded)
     if output is None:
         click.echo(render_profile(loaded.profile).dockerfile, nl=False)
         return
     prepare_context(loaded.profile, output)
-    console.info(f"build context written to {output}")
+    console.info(f"build context written to {console.escape(output)}")

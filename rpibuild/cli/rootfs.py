@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from rpibuild.cli.options import emit_json, json_option, profile_options
+from rpibuild.cli.options import emit_json, json_option, output_path, profile_options
 
 
 def human_bytes(count: float) -> str:
@@ -20,7 +20,7 @@ def human_bytes(count: float) -> str:
 @click.command()
 @profile_options
 @json_option
-@click.argument("out", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path), callback=output_path)
 @click.option(
     "--nfs-host",
     metavar="HOST",

@@ -2,37 +2,81 @@
 
 Unknown keys are rejected (``extra="forbid"``) so a typo never silently falls back to a
 default; the loader turns pydantic's errors into messages that name file, line and field.
+Every string is checked against the grammar of what it is (``grammar``): values reach a
+Dockerfile, shell lines and tools' command lines, where quoting alone is not enough.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from rpibuild.platforms import Platform, get_platform
+from rpibuild.config import grammar
+from rpibuild.platforms import QEMU_CPUS, Platform, get_platform
 
 QPULIB_UPSTREAM_COMMIT = "c2658a55f2b21de6f3270c86c227011b10d447c2"
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_PKG = re.compile(r"^[a-z0-9][a-z0-9+.\-]*(:[a-z0-9]+)?(=[A-Za-z0-9.+~:\-]+)?$")
+TAG_PLACEHOLDERS = ("profile", "platform", "torch", "qpulib", "version")
+PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
+INDEX_SCHEMES = ("http", "https", "file")
+
+
+class FieldProblem(ValueError):
+    """A whole-profile check that is about one field: the loader reports it at ``loc``."""
+
+    def __init__(self, loc: tuple[str, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
+def _no_control_characters(value: Any) -> None:
+    """Walk a field's value (strings, lists, mapping keys and values) for forbidden characters."""
+    if isinstance(value, str):
+        grammar.check_text(value)
+    elif isinstance(value, SecretStr):
+        grammar.check_text(value.get_secret_value())
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _no_control_characters(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _no_control_characters(key)
+            _no_control_characters(item)
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @field_validator("*")
+    @classmethod
+    def _one_line(cls, value: Any) -> Any:
+        """No value anywhere holds a newline, NUL or other control character."""
+        _no_control_characters(value)
+        return value
 
-def _check_packages(value: list[str]) -> list[str]:
-    for name in value:
-        if not _PKG.match(name):
-            raise ValueError(f"{name!r} is not a Debian package name")
-    return value
+
+def _optional(check: Callable[[str], str]) -> Callable[[Any, str | None], str | None]:
+    """A field validator from a grammar check; None (not given) passes."""
+
+    def validate(cls: Any, value: str | None) -> str | None:
+        return None if value is None else check(value)
+
+    return validate
 
 
-def _check_sha256(value: str | None) -> str | None:
-    if value is not None and not _SHA256.match(value):
-        raise ValueError("must be 64 lowercase hex digits (a sha256)")
-    return value
+# Item types: an error names the list index or the map key that is wrong.
+DebianPackage = Annotated[str, AfterValidator(grammar.debian_package)]
+DebianComponent = Annotated[str, AfterValidator(grammar.debian_component)]
+EnvName = Annotated[str, AfterValidator(grammar.env_name)]
+LabelKey = Annotated[str, AfterValidator(grammar.label_key)]
+TagTemplate = Annotated[str, AfterValidator(lambda v: grammar.tag_template(v, TAG_PLACEHOLDERS))]
+
+
+def _unset_if_empty(cls: Any, value: object) -> object:
+    """``${VAR:-}`` left empty means "not given"."""
+    return None if value == "" else value
 
 
 class Bootstrap(_Model):
@@ -41,11 +85,16 @@ class Bootstrap(_Model):
     suite: str = "bookworm"
     mirror: str | None = Field(None, description="None: debootstrap's own default mirror")
     variant: Literal["minbase", "buildd", "default"] = "minbase"
-    components: list[str] = ["main"]
-    packages: list[str] = []
+    components: list[DebianComponent] = ["main"]
+    packages: list[DebianPackage] = []
     keyring: str | None = Field(None, description="keyring file (needed for Raspbian)")
 
-    _packages = field_validator("packages")(_check_packages)
+    _suite = field_validator("suite")(classmethod(_optional(grammar.debian_suite)))
+    _mirror = field_validator("mirror")(
+        classmethod(_optional(lambda v: grammar.url(v, INDEX_SCHEMES, plain=True)))
+    )
+    _empty = field_validator("mirror", "keyring", mode="before")(classmethod(_unset_if_empty))
+    _keyring = field_validator("keyring")(classmethod(_optional(grammar.host_path)))
 
 
 class Base(_Model):
@@ -53,6 +102,8 @@ class Base(_Model):
 
     image: str | None = None
     bootstrap: Bootstrap | None = None
+
+    _image = field_validator("image")(classmethod(_optional(grammar.image_reference)))
 
     @model_validator(mode="after")
     def _one_source(self) -> Base:
@@ -66,10 +117,8 @@ class Base(_Model):
 class Apt(_Model):
     """Debian packages: ``packages`` for the build stages, ``runtime_packages`` for the result."""
 
-    packages: list[str] = []
-    runtime_packages: list[str] = []
-
-    _packages = field_validator("packages", "runtime_packages")(_check_packages)
+    packages: list[DebianPackage] = []
+    runtime_packages: list[DebianPackage] = []
 
 
 class Network(_Model):
@@ -85,6 +134,19 @@ class Network(_Model):
         None, description="PEM bundle for TLS-intercepting proxies; 'host' = this host's bundle"
     )
 
+    _empty = field_validator("*", mode="before")(classmethod(_unset_if_empty))
+    _proxies = field_validator("http_proxy", "https_proxy")(
+        classmethod(_optional(lambda v: grammar.url(v, PROXY_SCHEMES)))
+    )
+    _no_proxy = field_validator("no_proxy")(classmethod(_optional(grammar.no_proxy)))
+    _ca = field_validator("ca_bundle")(classmethod(_optional(grammar.host_path)))
+    _mirror = field_validator("apt_mirror")(
+        classmethod(_optional(lambda v: grammar.url(v, ("http", "https"), plain=True)))
+    )
+    _index = field_validator("pip_index_url", "pip_extra_index_url")(
+        classmethod(_optional(lambda v: grammar.url(v, INDEX_SCHEMES)))
+    )
+
 
 class Torch(_Model):
     """Which torch goes into the image."""
@@ -96,7 +158,7 @@ class Torch(_Model):
     git_url: str = "https://github.com/pytorch/pytorch.git"
     git_ref: str | None = None
     max_jobs: int = Field(2, ge=1, le=64)
-    build_env: dict[str, str] = {}
+    build_env: dict[EnvName, str] = {}
 
     @field_validator("wheel", "sha256", "version", "git_ref", mode="before")
     @classmethod
@@ -104,7 +166,13 @@ class Torch(_Model):
         """``${VAR:-}`` left empty means "not given"."""
         return None if value == "" else value
 
-    _sha = field_validator("sha256")(_check_sha256)
+    _sha = field_validator("sha256")(classmethod(_optional(grammar.sha256)))
+    _version = field_validator("version")(classmethod(_optional(grammar.version)))
+    _wheel = field_validator("wheel")(classmethod(_optional(grammar.wheel)))
+    _git_url = field_validator("git_url")(
+        classmethod(_optional(lambda v: grammar.url(v, ("https", "http", "git", "ssh", "file"))))
+    )
+    _git_ref = field_validator("git_ref")(classmethod(_optional(grammar.git_ref)))
 
     @model_validator(mode="after")
     def _by_source(self) -> Torch:
@@ -132,12 +200,17 @@ class QPULib(_Model):
     )
     path: str | None = Field(None, description="local source tree; default $RPIBUILD_QPULIB_SRC")
 
-    _sha = field_validator("tree_sha256")(_check_sha256)
+    _sha = field_validator("tree_sha256")(classmethod(_optional(grammar.sha256)))
+    _url = field_validator("url")(
+        classmethod(_optional(lambda v: grammar.url_template(v, ("commit",), ("https", "http", "file"))))
+    )
+    _empty = field_validator("tree_sha256", "path", mode="before")(classmethod(_unset_if_empty))
+    _path = field_validator("path")(classmethod(_optional(grammar.host_path)))
 
     @field_validator("commit")
     @classmethod
     def _commit(cls, value: str) -> str:
-        if not re.fullmatch(r"[0-9a-f]{40}", value):
+        if not re.fullmatch(r"[0-9a-f]{40}", value, flags=re.ASCII):
             raise ValueError("must be a full 40-digit commit id (pins the source)")
         return value
 
@@ -146,17 +219,22 @@ class Extension(_Model):
     enabled: bool = True
     path: str | None = Field(None, description="None: the torch-qpu package shipped in images/")
 
+    _path = field_validator("path")(classmethod(_optional(grammar.host_path)))
+
 
 class Verify(_Model):
     enabled: bool = True
     qemu_cpu: str | None = Field(None, description="None: the platform's Pi core")
     emulator: bool = Field(False, description="also run the emulator-backend accuracy tests")
 
+    _empty = field_validator("qemu_cpu", mode="before")(classmethod(_unset_if_empty))
+    _cpu = field_validator("qemu_cpu")(classmethod(_optional(grammar.cpu_model)))
+
 
 class Image(_Model):
     repository: str
-    tags: list[str] = ["{profile}"]
-    labels: dict[str, str] = {}
+    tags: list[TagTemplate] = ["{profile}"]
+    labels: dict[LabelKey, str] = {}
     keep_build_tools: bool = False
 
     @field_validator("repository")
@@ -184,10 +262,14 @@ class Registry(_Model):
         """``${VAR:-}`` left empty means "not given"."""
         return None if value == "" else value
 
+    _url = field_validator("url")(classmethod(_optional(grammar.registry_host)))
+    _ca_cert = field_validator("ca_cert")(classmethod(_optional(grammar.host_path)))
+    _namespace = field_validator("namespace")(classmethod(_optional(grammar.namespace)))
+
     @field_validator("password_env")
     @classmethod
     def _env_name(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value, flags=re.ASCII):
             raise ValueError("must be the NAME of an environment variable, not its value")
         return value
 
@@ -238,10 +320,23 @@ class Profile(_Model):
     registry: Registry = Registry()
     build: Build = Build()
 
+    _name = field_validator("name")(classmethod(_optional(grammar.profile_name)))
+
     @field_validator("platform")
     @classmethod
     def _platform(cls, value: str) -> str:
         return get_platform(value).name
+
+    @model_validator(mode="after")
+    def _cpu_fits_platform(self) -> Profile:
+        """verify.qemu_cpu must be able to run the platform's code (no Cortex-A7 for arm64)."""
+        cpu = self.verify.qemu_cpu
+        if cpu is not None and cpu not in QEMU_CPUS[self.platform]:
+            fits = ", ".join(QEMU_CPUS[self.platform]) or "none: it runs natively, without QEMU"
+            raise FieldProblem(
+                ("verify", "qemu_cpu"), f"{cpu} cannot run {self.platform} code (models that can: {fits})"
+            )
+        return self
 
     @property
     def target(self) -> Platform:

@@ -112,7 +112,7 @@ def test_error_in_inherited_value_points_at_the_parent(write_profile) -> None:
         ("platform: linux/riscv64\n", "platform", 1, "unknown platform"),
         ("verify:\n  enabled: maybe\n", "verify.enabled", 10, "valid boolean"),
         ("qpulib:\n  commit: abc\n", "qpulib.commit", 10, "40-digit"),
-        ("apt:\n  packages: ['g++; rm -rf /']\n", "apt.packages", 10, "not a Debian package"),
+        ("apt:\n  packages: ['g++; rm -rf /']\n", "apt.packages[0]", 10, "not a Debian package"),
         ("image:\n  repository: Bad Name\n", "image.repository", 8, "lowercase"),
     ],
 )

@@ -50,10 +50,16 @@ def test_verify_runs_as_the_pi_core_and_runtime_is_fresh() -> None:
 
 def test_values_reaching_shell_lines_are_quoted() -> None:
     profile = load_profile(
-        "pi3b-arm64", ["network.apt_mirror=http://m.example.invalid/debian; touch /pwned"], env={}
+        "pi3b-arm64",
+        ["torch.source=source", "torch.git_ref=v2.5.1", "torch.build_env.CFLAGS=-O2; touch /pwned"],
+        env={},
     ).profile
     text = render(profile).dockerfile
-    assert "'http://m.example.invalid/debian; touch /pwned'" in text
+    assert "CFLAGS='-O2; touch /pwned'" in text
+    with pytest.raises(ConfigError, match="is not a URL"):
+        load_profile(
+            "pi3b-arm64", ["network.apt_mirror=http://m.example.invalid/debian; touch /pwned"], env={}
+        )
 
 
 def test_index_credentials_are_a_buildkit_secret_not_a_file(tmp_path: Path) -> None:
@@ -92,9 +98,9 @@ def test_tags_and_labels() -> None:
     labels = image_labels(profile)
     assert labels["io.rpibuild.torch.version"] == "2.5.1"
     assert labels["io.rpibuild.qpulib.commit"] == profile.qpulib.commit
-    bad = load_profile("pi3b-arm64", ["image.tags=['{nope}']"], env={}).profile
-    with pytest.raises(ConfigError, match="bad tag template"):
-        image_tags(bad)
+    with pytest.raises(ConfigError, match="unknown placeholder") as info:
+        load_profile("pi3b-arm64", ["image.tags=['{nope}']"], env={})
+    assert info.value.field == "image.tags[0]"
 
 
 def test_qpulib_disabled_renders_no_qpulib_build() -> None:
@@ -164,3 +170,12 @@ def test_verify_disabled_says_so_in_the_report() -> None:
     text = render(load_profile("pi3b-arm64", ["verify.enabled=false"], env={}).profile).dockerfile
     assert "verify.py --machine" not in text
     assert "skipped (verify.enabled: false)" in text
+
+
+def test_a_percent_encoded_wheel_url_gets_its_real_file_name() -> None:
+    """Package indexes write torch's local version '+cpu' as %2B in URLs; pip needs the '+'."""
+    url = "https://download.example/whl/torch-2.5.1%2Bcpu-cp311-cp311-linux_aarch64.whl"
+    sets = ["torch.source=wheel", f"torch.wheel={url}", "torch.sha256=" + "a" * 64, "torch.version=null"]
+    profile = load_profile("pi3b-arm64", sets, env={}).profile
+    assert "/opt/rpibuild/wheels/torch-2.5.1+cpu-cp311-cp311-linux_aarch64.whl" in render(profile).dockerfile
+    assert image_tags(profile)[-1].endswith("-torch2.5.1_cpu")

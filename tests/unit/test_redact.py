@@ -1,0 +1,36 @@
+"""Masking credentials in URLs and making control characters visible, wherever text is shown."""
+
+from __future__ import annotations
+
+import pytest
+
+from rpibuild import console
+from rpibuild.redact import mask_data, mask_urls, printable
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("http://bob:hunter2@proxy:3128", "http://***@proxy:3128"),
+        ("https://token@github.com/x.git", "https://***@github.com/x.git"),
+        ("pip: https://u:p%40ss@idx.example/simple ok", "pip: https://***@idx.example/simple ok"),
+        ("careless http://u:p@ss@host/x", "careless http://***@host/x"),
+        ("socks5h://u:p@h:1080 and git+ssh://git:k@h/r", "socks5h://***@h:1080 and git+ssh://***@h/r"),
+        ("no credentials http://host/a@b", "no credentials http://host/a@b"),
+        ("mail bob@example.com", "mail bob@example.com"),
+    ],
+)
+def test_mask_urls(text: str, shown: str) -> None:
+    assert mask_urls(text) == shown
+
+
+def test_printable_and_mask_data() -> None:
+    assert printable("a\nb\x1b[2J\u2028c") == "a\\u000ab\\u001b[2J\\u2028c"
+    data = {"a": ["http://u:p@h/x", 3], "b": {"c": "https://t@h"}}
+    assert mask_data(data) == {"a": ["http://***@h/x", 3], "b": {"c": "https://***@h"}}
+
+
+def test_console_escape_makes_markup_text(capsys) -> None:
+    console.info(f"[green]ok[/green] {console.escape('[/red] http://u:p@h/ [bold]')}")
+    err = capsys.readouterr().err
+    assert "[/red] http://***@h/ [bold]" in err

@@ -166,7 +166,9 @@ def own_network_namespace(name: str) -> Iterator[list[str]]:
         rest = spec[2:] if table else spec
         return ["iptables", *table, action, *rest]
 
-    inside = ["ip", "netns", "exec", name]
+    # nsenter switches only the network namespace (`ip netns exec` also remounts /sys,
+    # hiding the cgroup mounts dockerd needs).
+    inside = ["nsenter", f"--net=/var/run/netns/{name}"]
     added: list[list[str]] = []
     _sh("ip", "netns", "add", name)
     try:

@@ -141,7 +141,10 @@ def test_bad_cache_spec_on_the_command_line_is_a_usage_error() -> None:
     assert caught.value.field == "--cache-from"
 
 
-def test_pinned_sources_are_fetched_before_the_engine_is_asked_anything(tmp_path: Path) -> None:
+def test_pinned_sources_are_fetched_before_the_engine_is_asked_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RPIBUILD_SOURCE_MIRROR", raising=False)  # the URL below is the only source
     missing = (tmp_path / "nowhere.tar.gz").as_uri()
     prof = load_profile("pi3b-arm64", [f"qpulib.url={missing}"], env={}).profile
     engine = engine_with_base(prof)

@@ -329,6 +329,44 @@ FIXES: tuple[Fix, ...] = (
             ),
         ),
     ),
+    Fix(
+        name="qpusim-mode-kernel",
+        path="Lib/Kernel.h",
+        doc=(
+            "qpusim mode (built with -DEMULATION_MODE -DQPUSIM_MODE, see build.sh): a kernel "
+            "is compiled and encoded exactly as in QPU mode (the same encode() words) and a call "
+            "runs them on VC4C's VideoCore IV emulator (VideoCore/QPUSim.cpp, added by build.sh) "
+            "with the uniforms Invoke.cpp passes (QPU id, QPU count, the parameters) and the "
+            "emulation heap mapped at its bus addresses. Other modes are unchanged."
+        ),
+        rewrites=(
+            Rewrite(
+                r'(#include "VideoCore/VideoCore.h"\n)',
+                r'\1#ifdef QPUSIM_MODE\n#include <vector>\n#include "VideoCore/QPUSim.h"\n#endif\n',
+            ),
+            Rewrite(
+                r"^(  int numQPUs;\n)",
+                r"\1\n  #ifdef QPUSIM_MODE\n  std::vector<uint32_t> qpusimCode;  // encode()'s words\n  #endif\n",
+            ),
+            Rewrite(
+                r"^(    numVars = getFreshVarCount\(\);\n)",
+                r"\1\n    #ifdef QPUSIM_MODE\n    {\n      Seq<uint32_t> code;\n      encode(&targetCode, &code);\n"
+                r"      qpusimCode.assign(code.elems, code.elems + code.numElems);\n    }\n    #endif\n",
+            ),
+            Rewrite(
+                r"^(  template <typename\.\.\. us> void call\(us\.\.\. args\) \{\n)(    #ifdef EMULATION_MODE\n)",
+                r"  #ifdef QPUSIM_MODE\n"
+                r"  // Run the encoded kernel on VC4C's emulator (uniforms as in Invoke.cpp).\n"
+                r"  template <typename... us> void qpusim(us... args) {\n"
+                r"    uniforms.clear();\n"
+                r"    nothing(passParam<ts, us>(&uniforms, args)...);\n"
+                r"    qpusimInvoke(numQPUs, qpusimCode, &uniforms);\n"
+                r"  }\n"
+                r"  #endif\n\n"
+                r"\1    #if defined(QPUSIM_MODE)\n      qpusim(args...);\n    #elif defined(EMULATION_MODE)\n",
+            ),
+        ),
+    ),
 )
 
 

@@ -346,15 +346,19 @@ FIXES: tuple[Fix, ...] = (
             ),
             Rewrite(
                 r"^(  int numQPUs;\n)",
-                r"\1\n  #ifdef QPUSIM_MODE\n  std::vector<uint32_t> qpusimCode;  // encode()'s words\n  #endif\n",
+                r"\1\n  #ifdef QPUSIM_MODE\n"
+                r"  std::vector<uint32_t> qpusimCode;  // encode()'s words\n"
+                r"  #endif\n",
             ),
             Rewrite(
                 r"^(    numVars = getFreshVarCount\(\);\n)",
-                r"\1\n    #ifdef QPUSIM_MODE\n    {\n      Seq<uint32_t> code;\n      encode(&targetCode, &code);\n"
+                r"\1\n    #ifdef QPUSIM_MODE\n    {\n      Seq<uint32_t> code;\n"
+                r"      encode(&targetCode, &code);\n"
                 r"      qpusimCode.assign(code.elems, code.elems + code.numElems);\n    }\n    #endif\n",
             ),
             Rewrite(
-                r"^(  template <typename\.\.\. us> void call\(us\.\.\. args\) \{\n)(    #ifdef EMULATION_MODE\n)",
+                r"^(  template <typename\.\.\. us> void call\(us\.\.\. args\) \{\n)"
+                r"(    #ifdef EMULATION_MODE\n)",
                 r"  #ifdef QPUSIM_MODE\n"
                 r"  // Run the encoded kernel on VC4C's emulator (uniforms as in Invoke.cpp).\n"
                 r"  template <typename... us> void qpusim(us... args) {\n"
@@ -363,7 +367,8 @@ FIXES: tuple[Fix, ...] = (
                 r"    qpusimInvoke(numQPUs, qpusimCode, &uniforms);\n"
                 r"  }\n"
                 r"  #endif\n\n"
-                r"\1    #if defined(QPUSIM_MODE)\n      qpusim(args...);\n    #elif defined(EMULATION_MODE)\n",
+                r"\1    #if defined(QPUSIM_MODE)\n      qpusim(args...);\n"
+                r"    #elif defined(EMULATION_MODE)\n",
             ),
         ),
     ),

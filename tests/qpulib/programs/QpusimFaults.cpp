@@ -1,0 +1,76 @@
+// qpusim: what the emulator detects must make the launch throw (a C++ exception the caller
+// can catch), never pass silently. argv[1] selects the case; the program prints "ok" when the
+// launch ran, "caught: <message>" when it threw, and the results it got.
+//   gathers N   a kernel with N TMU gathers outstanding before the first receive (4 is the limit)
+//   hazard 0|1  hand-encoded code reading a physical register in the instruction right after
+//               writing it (1; a hazard on hardware) or with a NOP in between (0; fine)
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <exception>
+#include <vector>
+#include "QPULib.h"
+
+static int numGathers = 4;
+
+void gathers(Ptr<Int> p)
+{
+  Int v[8];
+  for (int i = 0; i < numGathers; i++) gather(p + 16*i + index());
+  for (int i = 0; i < numGathers; i++) receive(v[i]);
+  Int sum = 0;
+  for (int i = 0; i < numGathers; i++) sum = sum + v[i];
+  *p = sum;
+}
+
+// QPU instruction encoding (VideoCore IV reference guide, section 3): ALU and load-immediate.
+static const uint64_t SIG_NONE = 1, SIG_END = 3, SIG_LDI = 14;
+static const uint64_t W_NOP = 39, W_R0 = 32, R_NOP = 39, COND_ALWAYS = 1, OP_OR = 21, MUX_RA = 6;
+
+static uint64_t ldi(uint64_t waddrAdd, uint32_t value) {
+  return (SIG_LDI << 60) | (COND_ALWAYS << 49) | (waddrAdd << 38) | (W_NOP << 32) | value;
+}
+static uint64_t orRa(uint64_t waddrAdd, uint64_t raddrA) {  // waddr_add = ra | ra
+  return (SIG_NONE << 60) | (COND_ALWAYS << 49) | (waddrAdd << 38) | (W_NOP << 32) | (OP_OR << 24) |
+         (raddrA << 18) | (R_NOP << 12) | (MUX_RA << 9) | (MUX_RA << 6);
+}
+static uint64_t nop(uint64_t sig = SIG_NONE) {
+  return (sig << 60) | (W_NOP << 38) | (W_NOP << 32) | (R_NOP << 18) | (R_NOP << 12);
+}
+
+int main(int argc, char** argv)
+{
+  if (argc != 3) { fprintf(stderr, "usage: QpusimFaults gathers N | hazard 0|1\n"); return 2; }
+  try {
+    if (strcmp(argv[1], "gathers") == 0) {
+      numGathers = atoi(argv[2]);
+      auto k = compile(gathers);
+      SharedArray<int> a(16 * 8);
+      for (int i = 0; i < 16 * 8; i++) a[i] = i;
+      k(&a);
+      printf("ok\n");
+      for (int i = 0; i < 16; i++) printf("%d: %d\n", i, a[i]);
+    } else {
+      std::vector<uint64_t> program;
+      program.push_back(ldi(0, 5));         // ra0 = 5
+      if (atoi(argv[2]) == 0) program.push_back(nop());
+      program.push_back(orRa(W_R0, 0));     // r0 = ra0 | ra0
+      program.push_back(nop(SIG_END));
+      program.push_back(nop());
+      program.push_back(nop());
+      std::vector<uint32_t> words;
+      for (uint64_t instr : program) {
+        words.push_back((uint32_t) instr);
+        words.push_back((uint32_t) (instr >> 32));
+      }
+      Seq<int32_t> params;
+      qpusimInvoke(1, words, &params);
+      printf("ok\n");
+    }
+    printf("cycles %llu\n", (unsigned long long) qpusim_last_cycles());
+  } catch (const std::exception& e) {
+    printf("caught: %s\n", e.what());
+  }
+  return 0;
+}

@@ -49,6 +49,7 @@ case "$mode" in
 esac
 vc4c_flags=()
 vc4c_ldflags=()
+vc4c_libs=()
 if [ "$mode" = qpusim ]; then
     vc4c_prefix=${VC4C_PREFIX:-}
     [ -n "$vc4c_prefix" ] || die "qpusim mode needs VC4C_PREFIX: the prefix of VC4C's library (images/vc4c/build.sh)"
@@ -57,7 +58,8 @@ if [ "$mode" = qpusim ]; then
     fi
     vc4c_prefix=$(cd "$vc4c_prefix" && pwd)
     vc4c_flags=(-I "$vc4c_prefix/include")
-    vc4c_ldflags=(-L "$vc4c_prefix/lib" -lVC4CC "-Wl,-rpath,$vc4c_prefix/lib")
+    vc4c_ldflags=(-L "$vc4c_prefix/lib" "-Wl,-rpath,$vc4c_prefix/lib")
+    vc4c_libs=(-lVC4CC)
 fi
 [ -d "$src_dir/Lib" ] || die "$src_dir has no Lib/ folder: not a QPULib source tree"
 command -v python3 >/dev/null || die "python3 is needed to run fixup.py (apt-get install python3)"
@@ -102,7 +104,8 @@ echo "qpulib: compiling ${#sources[@]} files ($mode mode, $jobs jobs)"
 soname=libqpu.so.1
 command -v make >/dev/null || die "make not found (apt-get install make)"
 make -f "$here/lib.mk" -j "$jobs" CXX="$cxx" SONAME="$soname" \
-    QPULIB_CXXFLAGS="${cxxflags[*]} ${vc4c_flags[*]}" QPULIB_LDFLAGS="${ldflags[*]} ${vc4c_ldflags[*]}" ||
+    QPULIB_CXXFLAGS="${cxxflags[*]} ${vc4c_flags[*]}" QPULIB_LDFLAGS="${ldflags[*]} ${vc4c_ldflags[*]}" \
+    QPULIB_LIBS="${vc4c_libs[*]}" ||
     die "compilation failed (see the compiler messages above)"
 
 mkdir -p "$prefix/lib/pkgconfig" "$prefix/include/qpulib" "$prefix/share/qpulib"

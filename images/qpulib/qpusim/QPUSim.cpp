@@ -24,7 +24,10 @@ namespace {
 // uniforms on the next 4 KiB boundary. VC4C's emulator places instructions at 0x10000000,
 // so data must stay below it.
 const uint32_t DATA_LIMIT = 0x10000000u;
-const int MAX_QPUS = 12;
+
+const uint64_t PAGE = 4096;
+
+uint64_t roundUp(uint64_t n, uint64_t to) { return (n + to - 1) / to * to; }
 
 std::atomic<uint64_t> lastCycles{0};
 
@@ -58,25 +61,30 @@ void qpusim_set_max_cycles(uint32_t cycles) {
 
 void qpusimInvoke(int numQPUs, const std::vector<uint32_t>& code, Seq<int32_t>* params)
 {
-  if (numQPUs < 1 || numQPUs > MAX_QPUS)
+  if (numQPUs < 1 || numQPUs > MAX_QPUS)  // MAX_QPUS: Target/Emulator.h (12)
     throw std::invalid_argument("QPULib qpusim: numQPUs must be 1..12, not " + std::to_string(numQPUs));
   if (code.empty() || code.size() % 2 != 0)
     throw std::invalid_argument("QPULib qpusim: encoded code must be whole 64-bit instructions");
 
-  // The used part of the emulation heap, at bus address 0.
+  // The used part of the emulation heap, at bus address 0, then the uniforms on the next 4 KiB
+  // boundary. The emulator's caches (TMU, uniforms) fill whole 64-byte lines and the uniform
+  // FIFO reads ahead, as the hardware does: both buffers are padded to whole pages (zeros),
+  // like the page-granular GPU allocations of QPU mode.
   const uint64_t heapBytes = (uint64_t) emuHeapEnd * 4;
-  const uint64_t uniformBase = heapBytes == 0 ? 4096 : (heapBytes + 4095) / 4096 * 4096;
+  const uint64_t heapMapped = roundUp(heapBytes + 64, PAGE);
   const int perQPU = 2 + params->numElems;
   const uint64_t uniformBytes = (uint64_t) numQPUs * perQPU * 4;
-  if (uniformBase + uniformBytes > DATA_LIMIT)
+  const uint64_t uniformBase = heapMapped;
+  const uint64_t uniformMapped = roundUp(uniformBytes + 64, PAGE);
+  if (uniformBase + uniformMapped > DATA_LIMIT)
     throw std::length_error("QPULib qpusim: the heap in use (" + std::to_string(heapBytes) +
                             " bytes) exceeds the emulator's data space (256 MiB)");
 
-  std::vector<uint8_t> heap(heapBytes);
+  std::vector<uint8_t> heap(heapMapped, 0);
   if (heapBytes) std::memcpy(heap.data(), emuHeap, heapBytes);
 
   // Uniforms exactly as Invoke.cpp lays them out: per QPU its id, the QPU count, the parameters.
-  std::vector<uint8_t> uniforms(uniformBytes);
+  std::vector<uint8_t> uniforms(uniformMapped, 0);
   std::vector<uint32_t> uniformAddresses;
   for (int q = 0; q < numQPUs; q++) {
     uint32_t* words = reinterpret_cast<uint32_t*>(uniforms.data()) + q * perQPU;
@@ -92,7 +100,7 @@ void qpusimInvoke(int numQPUs, const std::vector<uint32_t>& code, Seq<int32_t>* 
     instructions[i] = (uint64_t) code[2 * i] | ((uint64_t) code[2 * i + 1] << 32);
 
   std::map<uint32_t, std::reference_wrapper<std::vector<uint8_t>>> buffers;
-  if (heapBytes) buffers.emplace(0u, std::ref(heap));
+  buffers.emplace(0u, std::ref(heap));
   buffers.emplace((uint32_t) uniformBase, std::ref(uniforms));
 
   // VC4C logs to stdout by default: keep warnings and errors, on stderr (per thread).

@@ -89,7 +89,7 @@ def test_multi_qpu_kernels(qpusim: QPULibBuild, nqpus: int) -> None:
     n = nqpus * LANES * 4
     axpy = [tuple(map(int, line.split()[1:])) for line in out.splitlines() if line.startswith("axpy ")]
     assert [i for i, _ in axpy] == list(range(n))
-    wrong = [(i, v) for i, v in axpy if v != 3 * (i * 7 - 500) + (1000 - i)]
+    wrong = [(i, v) for i, v in axpy if v != 3 * (i * 7 + 5) + (1000 - i)]
     assert not wrong, f"{len(wrong)} of {n} wrong (index, value): {wrong[:8]}"
 
     cycles = dict(re.findall(r"^cycles (\w+) (\d+)$", out, flags=re.MULTILINE))

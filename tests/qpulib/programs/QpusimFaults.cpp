@@ -25,19 +25,21 @@ void gathers(Ptr<Int> p)
 }
 
 // QPU instruction encoding (VideoCore IV reference guide, section 3): ALU and load-immediate.
-static const uint64_t SIG_NONE = 1, SIG_END = 3, SIG_LDI = 14;
-static const uint64_t W_NOP = 39, W_R0 = 32, R_NOP = 39, COND_ALWAYS = 1, OP_OR = 21, MUX_RA = 6;
+namespace enc {
+const uint64_t SIG_NONE = 1, SIG_END = 3, SIG_LDI = 14;
+const uint64_t W_NOP = 39, W_R0 = 32, R_NOP = 39, COND_ALWAYS = 1, OP_OR = 21, MUX_RA = 6;
 
-static uint64_t ldi(uint64_t waddrAdd, uint32_t value) {
+uint64_t ldi(uint64_t waddrAdd, uint32_t value) {
   return (SIG_LDI << 60) | (COND_ALWAYS << 49) | (waddrAdd << 38) | (W_NOP << 32) | value;
 }
-static uint64_t orRa(uint64_t waddrAdd, uint64_t raddrA) {  // waddr_add = ra | ra
+uint64_t orRa(uint64_t waddrAdd, uint64_t raddrA) {  // waddr_add = ra | ra
   return (SIG_NONE << 60) | (COND_ALWAYS << 49) | (waddrAdd << 38) | (W_NOP << 32) | (OP_OR << 24) |
          (raddrA << 18) | (R_NOP << 12) | (MUX_RA << 9) | (MUX_RA << 6);
 }
-static uint64_t nop(uint64_t sig = SIG_NONE) {
+uint64_t nop(uint64_t sig = SIG_NONE) {
   return (sig << 60) | (W_NOP << 38) | (W_NOP << 32) | (R_NOP << 18) | (R_NOP << 12);
 }
+}  // namespace enc
 
 int main(int argc, char** argv)
 {
@@ -52,13 +54,14 @@ int main(int argc, char** argv)
       printf("ok\n");
       for (int i = 0; i < 16; i++) printf("%d: %d\n", i, a[i]);
     } else {
+      using namespace enc;
       std::vector<uint64_t> program;
       program.push_back(ldi(0, 5));         // ra0 = 5
-      if (atoi(argv[2]) == 0) program.push_back(nop());
+      if (atoi(argv[2]) == 0) program.push_back(enc::nop());
       program.push_back(orRa(W_R0, 0));     // r0 = ra0 | ra0
-      program.push_back(nop(SIG_END));
-      program.push_back(nop());
-      program.push_back(nop());
+      program.push_back(enc::nop(SIG_END));
+      program.push_back(enc::nop());
+      program.push_back(enc::nop());
       std::vector<uint32_t> words;
       for (uint64_t instr : program) {
         words.push_back((uint32_t) instr);

@@ -68,7 +68,8 @@ int main(int argc, char** argv)
   k2.setNumQPUs(nqpus);
   // +inc padding: the loop's last gathers read one block past the end
   SharedArray<int> x(m + n), y(m + n), out(m);
-  for (int i = 0; i < m + n; i++) { x[i] = i * 7 - 500; y[i] = 1000 - i; }
+  // x >= 0: Int * is the QPU's 24-bit multiply
+  for (int i = 0; i < m + n; i++) { x[i] = i * 7 + 5; y[i] = 1000 - i; }
   for (int i = 0; i < m; i++) out[i] = 0;
   k2(m, &x, &y, &out);
   unsigned long long axpyCycles = qpusim_last_cycles();

@@ -330,6 +330,138 @@ FIXES: tuple[Fix, ...] = (
         ),
     ),
     Fix(
+        name="mailbox-replies-checked",
+        path="Lib/VideoCore/Mailbox.cpp",
+        doc=(
+            "Hardware fix 4: no mailbox reply was checked: a failed ioctl only printed, and "
+            "a refused property call (status word 0x80000001) or an unanswered tag left the "
+            "request's own words in place, read back as a handle or bus address. Check the "
+            "ioctl, the status word (0x80000000 = success) and the tag's response bit "
+            "(bit 31 of its value length) of every property call; throw std::runtime_error "
+            "otherwise (firmware wiki: Mailbox property interface)."
+        ),
+        rewrites=(
+            Rewrite(r'(#include "Mailbox\.h"\n)', r"\1#include <stdexcept>\n#include <string>\n"),
+            Rewrite(
+                r"(   if \(ret_val < 0\) \{\n)"
+                r'      printf\("ioctl_set_msg failed:%d\\n", ret_val\);\n(   \}\n)',
+                r'\1      throw std::runtime_error("QPULib: mailbox ioctl failed: "'
+                r" + std::to_string(ret_val));"
+                r"\n\2"
+                r"   const unsigned* reply = (const unsigned*) buf;\n"
+                r"   // buffer status: 0x80000000 success, 0x80000001 error\n"
+                r"   if (reply[1] != 0x80000000u)\n"
+                r'      throw std::runtime_error("QPULib: mailbox property tag " + std::to_string(reply[2])\n'
+                r'                               + " failed, status " + std::to_string(reply[1]));\n'
+                r"   if ((reply[4] & 0x80000000u) == 0)  // the tag's response bit\n"
+                r'      throw std::runtime_error("QPULib: mailbox property tag " + std::to_string(reply[2])\n'
+                r'                               + " not answered by the firmware");\n',
+            ),
+        ),
+    ),
+    Fix(
+        name="gpu-memory-freed-on-every-path",
+        path="Lib/VideoCore/SharedArray.h",
+        doc=(
+            "Hardware fix 5: dealloc() passed unmapmem() the element count, not the byte "
+            "count (munmap of a quarter of the mapping); alloc() leaked the GPU allocation "
+            "(which the firmware does not free at process exit) when locking or mapping "
+            "failed, and the SharedArray(n) constructor left arm_base/gpu_base unset. Unmap "
+            "n*4 bytes, unlock and free on every failure path, initialise every member, and "
+            "free an existing allocation before a second alloc()."
+        ),
+        rewrites=(
+            Rewrite(
+                r"(  void alloc\(uint32_t n\) \{\n    // Mailbox, for talking to VideoCore\n"
+                r"    int mb = getMailbox\(\);\n)",
+                r"\1    if (handle || arm_base) dealloc();\n",
+            ),
+            Rewrite(
+                r"    gpu_base = \(void\*\) \(uintptr_t\) mem_lock\(mb, handle\);\n"
+                r"    arm_base = mapmem\(BUS_TO_PHYS\(\(uint32_t\) \(uintptr_t\) gpu_base"
+                r"\+GPU_MEM_MAP\), n\*4\);\n",
+                "    uint32_t bus = 0;\n"
+                "    try {\n"
+                "      bus = mem_lock(mb, handle);\n"
+                '      if (!bus) throw std::runtime_error("QPULib: cannot lock GPU memory");\n'
+                "      arm_base = mapmem(BUS_TO_PHYS(bus + GPU_MEM_MAP), n*4);\n"
+                "    } catch (...) {\n"
+                "      // The firmware keeps GPU memory past process exit: never leak it.\n"
+                "      if (bus) mem_unlock(mb, handle);\n"
+                "      mem_free(mb, handle);\n"
+                "      handle = 0; size = 0; arm_base = NULL;\n"
+                "      throw;\n"
+                "    }\n"
+                "    gpu_base = (void*) (uintptr_t) bus;\n",
+            ),
+            Rewrite(
+                r"(  SharedArray\(uint32_t n\) \{\n    size = handle = 0;\n)",
+                r"\1    arm_base = gpu_base = NULL;\n",
+            ),
+            Rewrite(
+                r"(  void dealloc\(\) \{\n)    // Mailbox, for talking to VideoCore\n"
+                r"    int mb = getMailbox\(\);\n\n"
+                r"    // Free memory\n    if \(arm_base\) unmapmem\(arm_base, size\);\n"
+                r"    if \(handle\) \{\n      mem_unlock\(mb, handle\);\n"
+                r"      mem_free\(mb, handle\);\n    \}\n",
+                r"\1    // Runs from the destructor: report a failure, never throw.\n"
+                r"    if (arm_base) unmapmem(arm_base, size*4);  // bytes, as mapped\n"
+                r"    if (handle) {\n"
+                r"      try {\n"
+                r"        int mb = getMailbox();\n"
+                r"        mem_unlock(mb, handle);\n"
+                r"        mem_free(mb, handle);\n"
+                r"      } catch (const std::exception& e) {\n"
+                r'        fprintf(stderr, "QPULib: freeing GPU memory failed: %s\\n", e.what());\n'
+                r"      }\n"
+                r"    }\n",
+            ),
+        ),
+    ),
+    Fix(
+        name="disable-qpus-never-throws",
+        path="Lib/VideoCore/VideoCore.cpp",
+        doc=(
+            "disableQPUs() runs from ~Kernel(); with mailbox replies checked "
+            "(mailbox-replies-checked) it could throw out of a destructor, which ends the "
+            "process. Report the failure on stderr instead."
+        ),
+        rewrites=(
+            Rewrite(
+                r"  assert\(numQPUUsers > 0\);\n  int mb = getMailbox\(\);\n  numQPUUsers--;\n"
+                r"  if \(numQPUUsers == 0\) \{\n    qpu_enable\(mb, 0\);\n  \}\n",
+                "  assert(numQPUUsers > 0);\n  numQPUUsers--;\n  if (numQPUUsers == 0) {\n"
+                "    try {\n      qpu_enable(getMailbox(), 0);\n"
+                "    } catch (const std::exception& e) {  // runs from ~Kernel(): never throw\n"
+                r'      fprintf(stderr, "QPULib: disabling the QPUs failed: %s\\n", e.what());'
+                "\n"
+                "    }\n  }\n",
+            ),
+        ),
+    ),
+    Fix(
+        name="gpu-memory-flags-direct",
+        path="Lib/VideoCore/SharedArray.h",
+        doc=(
+            "Hardware fix 6: QPULib allocated GPU memory with 0xC (L1 non-allocating, "
+            "through the VC4 L2), which is coherent for the ARM only on the BCM2835 (Pi 1 / "
+            "Zero), where ARM accesses go through that L2. Raspberry Pi's hello_fft "
+            "(gpu_fft_base.c) uses 0x4 (MEM_FLAG_DIRECT, uncached) on every later SoC: 'ARM "
+            "cannot see VC4 L2 on Pi 2'. 0x4 is correct on all models (slower than 0xC only "
+            "on the Pi 1), so use it, and keep the bus-to-physical map 0x0. Launching with "
+            "noflush=1 stays as upstream: with uncached buffers there is no L2 content to "
+            "flush (unverified on hardware, see images/qpulib/README.md)."
+        ),
+        rewrites=(
+            Rewrite(
+                r"#define GPU_MEM_FLG 0xC // cached=0xC; direct=0x4\n",
+                "// 0x4 = MEM_FLAG_DIRECT: coherent for the ARM on every Pi (0xC only on the Pi 1;\n"
+                '// hello_fft gpu_fft_base.c: "ARM cannot see VC4 L2 on Pi 2"). rpibuild fix 6.\n'
+                "#define GPU_MEM_FLG 0x4\n",
+            ),
+        ),
+    ),
+    Fix(
         name="qpusim-mode-kernel",
         path="Lib/Kernel.h",
         doc=(

@@ -343,6 +343,11 @@ FIXES: tuple[Fix, ...] = (
         rewrites=(
             Rewrite(r'(#include "Mailbox\.h"\n)', r"\1#include <stdexcept>\n#include <string>\n"),
             Rewrite(
+                r"^(static int mbox_property\(int file_desc, void \*buf\)\n)",
+                r"static std::string hex32(unsigned v) {\n"
+                r'   char s[16]; snprintf(s, sizeof s, "0x%08x", v); return s;\n}\n\n\1',
+            ),
+            Rewrite(
                 r"(   if \(ret_val < 0\) \{\n)"
                 r'      printf\("ioctl_set_msg failed:%d\\n", ret_val\);\n(   \}\n)',
                 r'\1      throw std::runtime_error("QPULib: mailbox ioctl failed: "'
@@ -351,10 +356,10 @@ FIXES: tuple[Fix, ...] = (
                 r"   const unsigned* reply = (const unsigned*) buf;\n"
                 r"   // buffer status: 0x80000000 success, 0x80000001 error\n"
                 r"   if (reply[1] != 0x80000000u)\n"
-                r'      throw std::runtime_error("QPULib: mailbox property tag " + std::to_string(reply[2])\n'
-                r'                               + " failed, status " + std::to_string(reply[1]));\n'
+                r'      throw std::runtime_error("QPULib: mailbox property tag " + hex32(reply[2])\n'
+                r'                               + " failed, status " + hex32(reply[1]));\n'
                 r"   if ((reply[4] & 0x80000000u) == 0)  // the tag's response bit\n"
-                r'      throw std::runtime_error("QPULib: mailbox property tag " + std::to_string(reply[2])\n'
+                r'      throw std::runtime_error("QPULib: mailbox property tag " + hex32(reply[2])\n'
                 r'                               + " not answered by the firmware");\n',
             ),
         ),

@@ -39,3 +39,13 @@ def qpusim(tmp_path_factory: pytest.TempPathFactory, vc4c: Path) -> QPULibBuild:
     prefix = workdir / "prefix"
     info = run_build_sh(src, prefix, extra_env={"VC4C_PREFIX": str(vc4c)}, mode="qpusim")
     return QPULibBuild(src=src, prefix=prefix, info=info, workdir=workdir)
+
+
+@pytest.fixture(scope="session")
+def qpulib_qpu(tmp_path_factory: pytest.TempPathFactory) -> QPULibBuild:
+    """libqpu.so in QPU mode (for host tests of its mailbox code against a fake firmware)."""
+    src = qpulib_source()
+    workdir = tmp_path_factory.mktemp("qpulib-qpu")
+    prefix = workdir / "prefix"
+    info = run_build_sh(src, prefix, mode="qpu")
+    return QPULibBuild(src=src, prefix=prefix, info=info, workdir=workdir)

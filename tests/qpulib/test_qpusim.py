@@ -152,3 +152,9 @@ def test_no_hazard_with_a_nop_between(qpusim: QPULibBuild) -> None:
     out = faults(qpusim, "hazard", "0").splitlines()
     assert out[0] == "ok", out[:3]
     assert re.fullmatch(r"cycles [1-9]\d*", out[1]), out[:3]
+
+
+def test_cycle_limit_fails_the_call(qpusim: QPULibBuild) -> None:
+    out = faults(qpusim, "limit", "20")
+    assert out.startswith("caught: QPULib qpusim: the kernel did not finish"), out[:500]
+    assert "cycle limit of 20 emulated cycles" in out, out[:500]

@@ -4,6 +4,7 @@
 //   gathers N   a kernel with N TMU gathers outstanding before the first receive (4 is the limit)
 //   hazard 0|1  hand-encoded code reading a physical register in the instruction right after
 //               writing it (1; a hazard on hardware) or with a NOP in between (0; fine)
+//   limit N     the 4-gather kernel with a cycle limit of N (qpusim_set_max_cycles)
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,10 +44,11 @@ uint64_t nop(uint64_t sig = SIG_NONE) {
 
 int main(int argc, char** argv)
 {
-  if (argc != 3) { fprintf(stderr, "usage: QpusimFaults gathers N | hazard 0|1\n"); return 2; }
+  if (argc != 3) { fprintf(stderr, "usage: QpusimFaults gathers N | hazard 0|1 | limit N\n"); return 2; }
   try {
-    if (strcmp(argv[1], "gathers") == 0) {
-      numGathers = atoi(argv[2]);
+    if (strcmp(argv[1], "gathers") == 0 || strcmp(argv[1], "limit") == 0) {
+      if (strcmp(argv[1], "limit") == 0) qpusim_set_max_cycles((uint32_t) atoi(argv[2]));
+      else numGathers = atoi(argv[2]);
       auto k = compile(gathers);
       SharedArray<int> a(16 * 8);
       for (int i = 0; i < 16 * 8; i++) a[i] = i;

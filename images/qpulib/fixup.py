@@ -467,6 +467,117 @@ FIXES: tuple[Fix, ...] = (
         ),
     ),
     Fix(
+        name="dma-mutex-register",
+        path="Lib/Target/Syntax.h",
+        doc=(
+            "Hardware fix 7 (1/4): the target language gets the hardware mutex as a special "
+            "register (read: acquire, stalling until granted; write: release), for "
+            "dma-mutex-guard."
+        ),
+        rewrites=(
+            Rewrite(
+                r"(  , SPECIAL_TMU0_S\n)",
+                r"\1  , SPECIAL_MUTEX    // rpibuild: read acquires, write releases\n",
+            ),
+        ),
+    ),
+    Fix(
+        name="dma-mutex-encode",
+        path="Lib/Target/Encode.cpp",
+        doc="Hardware fix 7 (2/4): encode the mutex register (raddr/waddr 51, either file).",
+        rewrites=(
+            Rewrite(
+                r"(        case SPECIAL_TMU0_S:      \*file = REG_A; return 56;\n)",
+                r"\1        case SPECIAL_MUTEX:       *file = REG_A; return 51;\n",
+            ),
+            Rewrite(
+                r"(        case SPECIAL_DMA_ST_WAIT:\n"
+                r"          assert\(file == REG_B\); \*mux = 7; return 50;\n)",
+                r"\1        case SPECIAL_MUTEX: *mux = file == REG_A ? 6 : 7; return 51;\n",
+            ),
+        ),
+    ),
+    Fix(
+        name="dma-mutex-emulator",
+        path="Lib/Target/Emulator.cpp",
+        doc=(
+            "Hardware fix 7 (3/4): QPULib's own target emulator runs one QPU at a time, so "
+            "acquiring (reading) and releasing (writing) the mutex are no-ops there."
+        ),
+        rewrites=(
+            Rewrite(
+                r'(\n)(      printf\("QPULib: can\'t read special register\\n"\);\n)',
+                r"\1      else if (reg.regId == SPECIAL_MUTEX) {  // acquire: always granted here\n"
+                r"        for (int i = 0; i < NUM_LANES; i++) v.elems[i].intVal = 0;\n"
+                r"        return v;\n"
+                r"      }\n\2",
+            ),
+            Rewrite(
+                r"(        case SPECIAL_HOST_INT: \{\n          return;\n        \}\n)",
+                r"\1        case SPECIAL_MUTEX: {  // release\n          return;\n        }\n",
+            ),
+        ),
+    ),
+    Fix(
+        name="dma-mutex-pretty",
+        path="Lib/Target/Pretty.cpp",
+        doc="Hardware fix 7 (4/4): print the mutex register in target-code listings.",
+        rewrites=(
+            Rewrite(
+                r'(    case SPECIAL_TMU0_S:       return "TMU0_S";\n)',
+                r'\1    case SPECIAL_MUTEX:        return "MUTEX";\n',
+            ),
+        ),
+    ),
+    Fix(
+        name="dma-mutex-guard",
+        path="Lib/Target/LoadStore.cpp",
+        doc=(
+            "Hardware fix 7: QPULib programs a DMA load or store (stride setup, DMA setup, "
+            "address) from several QPUs at once without the hardware mutex; py-videocore, "
+            "hello_fft and VC4C's own code generator hold it around DMA setup. Whether the "
+            "VCD's setup registers are per QPU is not documented clearly enough to rely on "
+            "it, so acquire the mutex before writing them and release it once the address "
+            "is written (the transfer itself runs on and is waited for as before). Costs 2 "
+            "instructions per DMA transfer."
+        ),
+        rewrites=(
+            Rewrite(
+                r"(void loadStorePass\(Seq<Instr>\* instrs\)\n)",
+                r"// rpibuild: acquire the hardware mutex (a read of it stalls until granted).\n"
+                r"static Instr genMutexAcquire()\n"
+                r"{\n"
+                r"  Instr instr;\n"
+                r"  instr.tag = ALU;\n"
+                r"  instr.ALU.setFlags = false;\n"
+                r"  instr.ALU.cond.tag = ALWAYS;\n"
+                r"  instr.ALU.op = A_BOR;\n"
+                r"  instr.ALU.dest.tag = NONE;\n"
+                r"  instr.ALU.dest.regId = 0;\n"
+                r"  instr.ALU.srcA.tag = REG;\n"
+                r"  instr.ALU.srcA.reg.tag = SPECIAL;\n"
+                r"  instr.ALU.srcA.reg.regId = SPECIAL_MUTEX;\n"
+                r"  instr.ALU.srcB = instr.ALU.srcA;\n"
+                r"  return instr;\n"
+                r"}\n\n\1",
+            ),
+            Rewrite(
+                r"(      case LD1:\n)(        sp\.regId = SPECIAL_RD_SETUP;\n(?:.*\n){4}"
+                r"        newInstrs\.append\(genMove\(sp, instr\.LD1\.addr\)\);\n)",
+                r"\1        newInstrs.append(genMutexAcquire());\n\2"
+                r"        sp.regId = SPECIAL_MUTEX;\n"
+                r"        newInstrs.append(genMove(sp, qpuId));  // release\n",
+            ),
+            Rewrite(
+                r"(      case ST2:\n)(        sp\.regId = SPECIAL_WR_SETUP;\n(?:.*\n){4}"
+                r"        newInstrs\.append\(genMove\(sp, instr\.ST2\.addr\)\);\n)",
+                r"\1        newInstrs.append(genMutexAcquire());\n\2"
+                r"        sp.regId = SPECIAL_MUTEX;\n"
+                r"        newInstrs.append(genMove(sp, qpuId));  // release\n",
+            ),
+        ),
+    ),
+    Fix(
         name="qpusim-mode-kernel",
         path="Lib/Kernel.h",
         doc=(

@@ -158,3 +158,13 @@ def test_cycle_limit_fails_the_call(qpusim: QPULibBuild) -> None:
     out = faults(qpusim, "limit", "20")
     assert out.startswith("caught: QPULib qpusim: the kernel did not finish"), out[:500]
     assert "cycle limit of 20 emulated cycles" in out, out[:500]
+
+
+@pytest.mark.parametrize("nqpus", QPU_COUNTS)
+def test_dma_transfers_hold_the_mutex(qpusim: QPULibBuild, nqpus: int) -> None:
+    """Hardware fix 7: each DMA load and store is set up under the hardware mutex (one
+    acquire and one release per transfer in the encoded code), balanced on every QPU (the
+    emulator fails a launch that frees an unowned mutex or ends with it locked)."""
+    out = faults(qpusim, "dma-mutex", str(nqpus)).splitlines()
+    assert out[0] == "ok", out[:3]
+    assert out[1] == "acquires 2 releases 2 wrong 0", out[:3]

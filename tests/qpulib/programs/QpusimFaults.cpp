@@ -5,6 +5,8 @@
 //   hazard 0|1  hand-encoded code reading a physical register in the instruction right after
 //               writing it (1; a hazard on hardware) or with a NOP in between (0; fine)
 //   limit N     the 4-gather kernel with a cycle limit of N (qpusim_set_max_cycles)
+//   dma-mutex N a kernel with one DMA load and one DMA store on N QPUs: prints how many encoded
+//               instructions acquire (read) and release (write) the hardware mutex (register 51)
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +25,12 @@ void gathers(Ptr<Int> p)
   Int sum = 0;
   for (int i = 0; i < numGathers; i++) sum = sum + v[i];
   *p = sum;
+}
+
+void increment(Ptr<Int> p, Ptr<Int> q)
+{
+  Int offset = me() << 4;
+  *(q + offset) = *(p + offset) + 1;
 }
 
 // QPU instruction encoding (VideoCore IV reference guide, section 3): ALU and load-immediate.
@@ -44,7 +52,7 @@ uint64_t nop(uint64_t sig = SIG_NONE) {
 
 int main(int argc, char** argv)
 {
-  if (argc != 3) { fprintf(stderr, "usage: QpusimFaults gathers N | hazard 0|1 | limit N\n"); return 2; }
+  if (argc != 3) { fprintf(stderr, "usage: QpusimFaults gathers N | hazard 0|1 | limit N | dma-mutex N\n"); return 2; }
   try {
     if (strcmp(argv[1], "gathers") == 0 || strcmp(argv[1], "limit") == 0) {
       if (strcmp(argv[1], "limit") == 0) qpusim_set_max_cycles((uint32_t) atoi(argv[2]));
@@ -55,6 +63,27 @@ int main(int argc, char** argv)
       k(&a);
       printf("ok\n");
       for (int i = 0; i < 16; i++) printf("%d: %d\n", i, a[i]);
+    } else if (strcmp(argv[1], "dma-mutex") == 0) {
+      int nqpus = atoi(argv[2]);
+      auto k = compile(increment);
+      k.setNumQPUs(nqpus);
+      int acquires = 0, releases = 0;
+      for (size_t i = 0; i + 1 < k.qpusimCode.size(); i += 2) {
+        uint64_t instr = (uint64_t) k.qpusimCode[i] | ((uint64_t) k.qpusimCode[i + 1] << 32);
+        uint64_t sig = instr >> 60;
+        if (sig == 14 || sig == 15) {  // load immediate, branch: no register reads
+          if (sig == 14 && (((instr >> 38) & 63) == 51 || ((instr >> 32) & 63) == 51)) releases++;
+          continue;
+        }
+        if (((instr >> 18) & 63) == 51 || ((instr >> 12) & 63) == 51) acquires++;
+        if (((instr >> 38) & 63) == 51 || ((instr >> 32) & 63) == 51) releases++;
+      }
+      SharedArray<int> p(16 * nqpus), q(16 * nqpus);
+      for (int i = 0; i < 16 * nqpus; i++) { p[i] = i; q[i] = 0; }
+      k(&p, &q);
+      int wrong = 0;
+      for (int i = 0; i < 16 * nqpus; i++) wrong += q[i] != i + 1;
+      printf("ok\nacquires %d releases %d wrong %d\n", acquires, releases, wrong);
     } else {
       using namespace enc;
       std::vector<uint64_t> program;

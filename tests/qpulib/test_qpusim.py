@@ -160,6 +160,13 @@ def test_cycle_limit_fails_the_call(qpusim: QPULibBuild) -> None:
     assert "cycle limit of 20 emulated cycles" in out, out[:500]
 
 
+def test_semaphore_left_raised_fails_the_call(qpusim: QPULibBuild) -> None:
+    assert faults(qpusim, "semaphore", "0").splitlines()[:2] == ["ok", "1"]
+    out = faults(qpusim, "semaphore", "1")
+    assert out.startswith("caught: QPULib qpusim: "), out[:500]
+    assert "Semaphores are not in a good state" in out, out[:500]
+
+
 @pytest.mark.parametrize("nqpus", QPU_COUNTS)
 def test_dma_transfers_hold_the_mutex(qpusim: QPULibBuild, nqpus: int) -> None:
     """Hardware fix 7: each DMA load and store is set up under the hardware mutex (one

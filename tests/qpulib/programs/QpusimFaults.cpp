@@ -5,6 +5,8 @@
 //   hazard 0|1  hand-encoded code reading a physical register in the instruction right after
 //               writing it (1; a hazard on hardware) or with a NOP in between (0; fine)
 //   limit N     the 4-gather kernel with a cycle limit of N (qpusim_set_max_cycles)
+//   semaphore 0|1  a kernel that increments semaphore 0 and decrements it again (0) or leaves
+//               it raised at the end (1; the next job on hardware would see it)
 //   dma-mutex N a kernel with one DMA load and one DMA store on N QPUs: prints how many encoded
 //               instructions acquire (read) and release (write) the hardware mutex (register 51)
 #include <stdint.h>
@@ -25,6 +27,15 @@ void gathers(Ptr<Int> p)
   Int sum = 0;
   for (int i = 0; i < numGathers; i++) sum = sum + v[i];
   *p = sum;
+}
+
+static bool leaveSemaphore = false;
+
+void semaphore(Ptr<Int> p)
+{
+  semaInc(0);
+  if (!leaveSemaphore) semaDec(0);
+  *p = 1;
 }
 
 void increment(Ptr<Int> p, Ptr<Int> q)
@@ -52,7 +63,7 @@ uint64_t nop(uint64_t sig = SIG_NONE) {
 
 int main(int argc, char** argv)
 {
-  if (argc != 3) { fprintf(stderr, "usage: QpusimFaults gathers N | hazard 0|1 | limit N | dma-mutex N\n"); return 2; }
+  if (argc != 3) { fprintf(stderr, "usage: QpusimFaults gathers N | hazard 0|1 | limit N | semaphore 0|1 | dma-mutex N\n"); return 2; }
   try {
     if (strcmp(argv[1], "gathers") == 0 || strcmp(argv[1], "limit") == 0) {
       if (strcmp(argv[1], "limit") == 0) qpusim_set_max_cycles((uint32_t) atoi(argv[2]));
@@ -63,6 +74,13 @@ int main(int argc, char** argv)
       k(&a);
       printf("ok\n");
       for (int i = 0; i < 16; i++) printf("%d: %d\n", i, a[i]);
+    } else if (strcmp(argv[1], "semaphore") == 0) {
+      leaveSemaphore = atoi(argv[2]) == 1;
+      auto k = compile(semaphore);
+      SharedArray<int> a(16);
+      for (int i = 0; i < 16; i++) a[i] = 0;
+      k(&a);
+      printf("ok\n%d\n", a[0]);
     } else if (strcmp(argv[1], "dma-mutex") == 0) {
       int nqpus = atoi(argv[2]);
       auto k = compile(increment);

@@ -4,6 +4,7 @@
 #include "VideoCore/QPUSim.h"
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -128,6 +129,9 @@ void qpusimInvoke(int numQPUs, const std::vector<uint32_t>& code, Seq<int32_t>* 
 
   if (heapBytes) std::memcpy(emuHeap, heap.data(), heapBytes);
   lastCycles.store(cycles);
+  if (std::getenv("QPUSIM_TRACE"))
+    std::fprintf(stderr, "qpusim: %d QPU(s), %u instructions, %u cycles (%.1f us at 250 MHz)\n", numQPUs,
+                 (unsigned) instructions.size(), cycles, qpusim_last_seconds(250.0) * 1e6);
 }
 
 #endif  // QPUSIM_MODE

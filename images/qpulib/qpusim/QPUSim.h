@@ -29,6 +29,8 @@ uint64_t qpusim_last_cycles();
 // (250 MHz on the Raspberry Pi 1-3): qpusim_last_cycles() * 4 / clock.
 double qpusim_last_seconds(double clock_mhz = 250.0);
 
+// QPUSIM_TRACE (any value) prints every launch's QPU count, instructions and cycles on stderr.
+
 // Emulated cycles after which a launch is stopped as hung (and throws); default 2^32 - 1.
 // The environment variable QPUSIM_MAX_CYCLES sets the initial value.
 void qpusim_set_max_cycles(uint32_t cycles);

@@ -14,6 +14,7 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from rpibuild.errors import BuildError, ConfigError
@@ -127,3 +128,63 @@ def local_tree(path: str, field: str) -> Path:
             hint="point RPIBUILD_QPULIB_SRC or qpulib.path at a checkout of mn416/QPULib",
         )
     return root
+
+
+@dataclass(frozen=True)
+class PinnedArchive:
+    """A GitHub repository's archive at a pinned commit, checked by its unpacked tree's hash."""
+
+    repo: str  # owner/name
+    commit: str
+    tree_sha256: str
+
+    @property
+    def name(self) -> str:
+        return self.repo.split("/", 1)[1]
+
+    @property
+    def url(self) -> str:
+        return f"https://github.com/{self.repo}/archive/{self.commit}.tar.gz"
+
+    @property
+    def archive_name(self) -> str:
+        """The forge's download name, also the archive's name in a source mirror."""
+        return f"{self.name}-{self.commit}.tar.gz"
+
+    def fetch(self) -> Path:
+        """The unpacked, checked tree (downloaded once, then cached; see ``fetch_tree``)."""
+        return fetch_tree(
+            self.url, self.tree_sha256, name=f"{self.name}-{self.commit}", archive_name=self.archive_name
+        )
+
+
+# VC4C (its compiler library holds the VideoCore IV emulator behind QPULib's qpusim mode, see
+# images/vc4c/) and the three dependencies its CMake would otherwise clone unpinned. Commits:
+# VC4C's last (2023-05-30); SPIRV-Headers contemporary with it (2023-05-24).
+VC4C_ARCHIVES: dict[str, PinnedArchive] = {
+    "vc4c": PinnedArchive(
+        "doe300/VC4C",
+        "3d89be8692ae20b8f712e9d2bc45b6998dac8259",
+        "031e67f21a7d1d78090660d49095bec03ecc1b42b9300840d729d6770a207748",
+    ),
+    "cpplog": PinnedArchive(
+        "doe300/cpplog",
+        "e364c1b9dc161260b183a2db0d71581c09ff1e57",
+        "c58abc4b73a000555aecc9e361a94f6104a51e67a265930457293c5a3dce7287",
+    ),
+    "spirv-headers": PinnedArchive(
+        "KhronosGroup/SPIRV-Headers",
+        "69155b22b3b1f2d0cfed48f59167d9792de1fd79",
+        "98911185ac11560795e782f9ba626bbeaee84e02e30c5a766020142c1e5113f9",
+    ),
+    "variant": PinnedArchive(
+        "mpark/variant",
+        "23cb94f027d4ef33bf48133acc2695c7e5c6f1e7",
+        "97664109753356c9e66a9d50333a0db0270f064f6ff0fa542a6690ce93dd1d2a",
+    ),
+}
+
+
+def fetch_vc4c_sources() -> dict[str, Path]:
+    """VC4C and its dependencies, pinned and checked: the arguments of images/vc4c/build.sh."""
+    return {key: archive.fetch() for key, archive in VC4C_ARCHIVES.items()}

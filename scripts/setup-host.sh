@@ -2,7 +2,8 @@
 # Set up an x86_64 Debian/Ubuntu host for rpibuild; safe to run again (idempotent).
 #
 # Installs (only what is missing): a Docker engine and its buildx plugin, qemu-user-static,
-# debootstrap, a registry server for the tests (Debian's docker-registry), htpasswd, zstd; starts the
+# debootstrap, a registry server for the tests (Debian's docker-registry), htpasswd, zstd, the
+# toolchain of QPULib's qpusim tests (cmake, LLVM 14, clang 14); starts the
 # engine (systemd when it runs, else dockerd in the background: containers and CI hosts
 # have no systemd); installs rpibuild with its test dependencies; registers the arm and
 # aarch64 binfmt handlers. Needs root. (shellcheck is for the tests.)
@@ -26,6 +27,9 @@ packages=(qemu-user-static debootstrap docker-registry apache2-utils zstd ca-cer
 packages+=(openssl)
 # libcap2-bin (setcap/getcap): the rootfs tests give a file a capability and check the export keeps it.
 packages+=(libcap2-bin)
+# QPULib's qpusim mode (tests/qpulib): images/vc4c/build.sh builds VC4C's library with cmake against
+# LLVM 14 (its CMake also requires clang, whose version it reads) and applies rpibuild's patches.
+packages+=(cmake make g++ patch llvm-14-dev clang-14)
 command -v dockerd >/dev/null || packages+=(docker.io)
 missing=()
 for pkg in "${packages[@]}"; do

@@ -44,7 +44,7 @@ quiet_pip --no-build-isolation --force-reinstall --no-deps ./images/torch-qpu
 log "lint (ruff)"
 "$python" -m ruff check .
 "$python" -m ruff format --check .
-if command -v shellcheck >/dev/null; then shellcheck scripts/*.sh images/qpulib/*.sh; fi
+if command -v shellcheck >/dev/null; then shellcheck scripts/*.sh images/qpulib/*.sh images/vc4c/*.sh; fi
 
 log "pytest"
 exec "$python" -m pytest "$@"

@@ -8,8 +8,10 @@
 #            PREFIX/include/qpulib/ (Lib's layout: -I PREFIX/include/qpulib
 #            works like -I Lib), PREFIX/lib/pkgconfig/qpulib.pc and
 #            PREFIX/share/qpulib/build-info (mode, commit, flags).
-#   MODE     qpu (real VideoCore IV QPUs: Raspberry Pi, root, /dev/vcio)
-#            or emulation (QPULib's software emulator, any CPU).
+#   MODE     qpu (real VideoCore IV QPUs: Raspberry Pi, root, /dev/vcio),
+#            emulation (QPULib's software emulator, any CPU) or
+#            qpusim (QPU mode's encoded code run on VC4C's cycle-stepped VideoCore IV
+#            emulator, any CPU; needs VC4C_PREFIX, see qpusim/QPUSim.h and ../vc4c/).
 #
 # Environment:
 #   QPULIB_COMMIT  upstream commit recorded in build-info (optional)
@@ -18,6 +20,8 @@
 #                  e.g. -fsanitize=undefined needs nothing more)
 #   LDFLAGS        extra link flags (appended)
 #   JOBS           parallel compiles (default: number of CPUs)
+#   VC4C_PREFIX    qpusim mode: the prefix images/vc4c/build.sh installed VC4C's library
+#                  into (lib/libVC4CC.so, include/vc4c/tools.h); libqpu.so links it with an rpath
 #
 # Why our own build: upstream's Makefile only builds test programs, and the
 # upstream sources need small fix-ups for C++20, g++ 12 and arm64 (see
@@ -29,17 +33,34 @@ die() {
     exit 1
 }
 
-[ "$#" -eq 3 ] || die "usage: build.sh SRC_DIR PREFIX MODE (MODE = qpu|emulation)"
+[ "$#" -eq 3 ] || die "usage: build.sh SRC_DIR PREFIX MODE (MODE = qpu|emulation|qpusim)"
 src_dir=$1
 prefix=$2
 mode=$3
 here=$(cd "$(dirname "$0")" && pwd)
 
+# qpusim is emulation mode (the SharedArray heap, emu() and interpret() stay available) plus
+# QPUSIM_MODE, under which a kernel call runs its encoded code on VC4C's emulator.
 case "$mode" in
-    qpu) mode_define=-DQPU_MODE ;;
-    emulation) mode_define=-DEMULATION_MODE ;;
-    *) die "MODE must be 'qpu' or 'emulation', not '$mode'" ;;
+    qpu) mode_defines=(-DQPU_MODE) ;;
+    emulation) mode_defines=(-DEMULATION_MODE) ;;
+    qpusim) mode_defines=(-DEMULATION_MODE -DQPUSIM_MODE) ;;
+    *) die "MODE must be 'qpu', 'emulation' or 'qpusim', not '$mode'" ;;
 esac
+vc4c_flags=()
+vc4c_ldflags=()
+vc4c_libs=()
+if [ "$mode" = qpusim ]; then
+    vc4c_prefix=${VC4C_PREFIX:-}
+    [ -n "$vc4c_prefix" ] || die "qpusim mode needs VC4C_PREFIX: the prefix of VC4C's library (images/vc4c/build.sh)"
+    if [ ! -f "$vc4c_prefix/include/vc4c/tools.h" ] || [ ! -e "$vc4c_prefix/lib/libVC4CC.so" ]; then
+        die "VC4C_PREFIX=$vc4c_prefix has no include/vc4c/tools.h and lib/libVC4CC.so (build it with images/vc4c/build.sh)"
+    fi
+    vc4c_prefix=$(cd "$vc4c_prefix" && pwd)
+    vc4c_flags=(-I "$vc4c_prefix/include")
+    vc4c_ldflags=(-L "$vc4c_prefix/lib" "-Wl,-rpath,$vc4c_prefix/lib")
+    vc4c_libs=(-lVC4CC)
+fi
 [ -d "$src_dir/Lib" ] || die "$src_dir has no Lib/ folder: not a QPULib source tree"
 command -v python3 >/dev/null || die "python3 is needed to run fixup.py (apt-get install python3)"
 cxx=${CXX:-g++}
@@ -60,7 +81,7 @@ std_flag=-std=c++17
 # fails at program 429 without it).
 semantics_flags=(-fwrapv)
 # shellcheck disable=SC2206  # CXXFLAGS is a flag list: word splitting wanted
-cxxflags=("$std_flag" -O2 "${semantics_flags[@]}" -fPIC -fvisibility=default "$mode_define" -w ${CXXFLAGS:-})
+cxxflags=("$std_flag" -O2 "${semantics_flags[@]}" -fPIC -fvisibility=default "${mode_defines[@]}" -w ${CXXFLAGS:-})
 # shellcheck disable=SC2206  # LDFLAGS is a flag list: word splitting wanted
 ldflags=(${LDFLAGS:-})
 
@@ -70,6 +91,10 @@ echo "qpulib: copying $src_dir to $work/src"
 mkdir -p "$work/src"
 cp -R "$src_dir/Lib" "$work/src/Lib"
 python3 "$here/fixup.py" "$work/src"
+if [ "$mode" = qpusim ]; then
+    # rpibuild's own source (not upstream's): the launch on VC4C's emulator.
+    cp "$here/qpusim/QPUSim.h" "$here/qpusim/QPUSim.cpp" "$work/src/Lib/VideoCore/"
+fi
 
 cd "$work/src/Lib"
 mapfile -t sources < <(find . -name '*.cpp' | sort)
@@ -79,7 +104,8 @@ echo "qpulib: compiling ${#sources[@]} files ($mode mode, $jobs jobs)"
 soname=libqpu.so.1
 command -v make >/dev/null || die "make not found (apt-get install make)"
 make -f "$here/lib.mk" -j "$jobs" CXX="$cxx" SONAME="$soname" \
-    QPULIB_CXXFLAGS="${cxxflags[*]}" QPULIB_LDFLAGS="${ldflags[*]}" ||
+    QPULIB_CXXFLAGS="${cxxflags[*]} ${vc4c_flags[*]}" QPULIB_LDFLAGS="${ldflags[*]} ${vc4c_ldflags[*]}" \
+    QPULIB_LIBS="${vc4c_libs[*]}" ||
     die "compilation failed (see the compiler messages above)"
 
 mkdir -p "$prefix/lib/pkgconfig" "$prefix/include/qpulib" "$prefix/share/qpulib"
@@ -105,7 +131,7 @@ esac
 commit=${QPULIB_COMMIT:-unknown}
 cat >"$prefix/share/qpulib/build-info" <<EOF
 mode=$mode
-define=${mode_define#-D}
+define=${mode_defines[*]//-D/}
 commit=$commit
 std=${std_flag#-std=}
 semantics_flags=${semantics_flags[*]}
@@ -123,6 +149,6 @@ Name: qpulib
 Description: QPULib for the VideoCore IV QPUs ($mode mode, upstream $commit)
 Version: 0.0.0+${commit:0:12}
 Libs: -L\${libdir} -lqpu
-Cflags: -I\${includedir} $mode_define ${semantics_flags[*]}
+Cflags: -I\${includedir} ${mode_defines[*]} ${semantics_flags[*]}
 EOF
 echo "qpulib: installed $mode build in $prefix (lib/libqpu.so, include/qpulib, share/qpulib/build-info)"

@@ -329,6 +329,297 @@ FIXES: tuple[Fix, ...] = (
             ),
         ),
     ),
+    Fix(
+        name="mailbox-replies-checked",
+        path="Lib/VideoCore/Mailbox.cpp",
+        doc=(
+            "Hardware fix 4: no mailbox reply was checked: a failed ioctl only printed, and "
+            "a refused property call (status word 0x80000001) or an unanswered tag left the "
+            "request's own words in place, read back as a handle or bus address. Check the "
+            "ioctl, the status word (0x80000000 = success) and the tag's response bit "
+            "(bit 31 of its value length) of every property call; throw std::runtime_error "
+            "otherwise (firmware wiki: Mailbox property interface)."
+        ),
+        rewrites=(
+            Rewrite(r'(#include "Mailbox\.h"\n)', r"\1#include <stdexcept>\n#include <string>\n"),
+            Rewrite(
+                r"^(static int mbox_property\(int file_desc, void \*buf\)\n)",
+                r"static std::string hex32(unsigned v) {\n"
+                r'   char s[16]; snprintf(s, sizeof s, "0x%08x", v); return s;\n}\n\n\1',
+            ),
+            Rewrite(
+                r"(   if \(ret_val < 0\) \{\n)"
+                r'      printf\("ioctl_set_msg failed:%d\\n", ret_val\);\n(   \}\n)',
+                r'\1      throw std::runtime_error("QPULib: mailbox ioctl failed: "'
+                r" + std::to_string(ret_val));"
+                r"\n\2"
+                r"   const unsigned* reply = (const unsigned*) buf;\n"
+                r"   // buffer status: 0x80000000 success, 0x80000001 error\n"
+                r"   if (reply[1] != 0x80000000u)\n"
+                r'      throw std::runtime_error("QPULib: mailbox property tag " + hex32(reply[2])\n'
+                r'                               + " failed, status " + hex32(reply[1]));\n'
+                r"   if ((reply[4] & 0x80000000u) == 0)  // the tag's response bit\n"
+                r'      throw std::runtime_error("QPULib: mailbox property tag " + hex32(reply[2])\n'
+                r'                               + " not answered by the firmware");\n',
+            ),
+        ),
+    ),
+    Fix(
+        name="gpu-memory-freed-on-every-path",
+        path="Lib/VideoCore/SharedArray.h",
+        doc=(
+            "Hardware fix 5: dealloc() passed unmapmem() the element count, not the byte "
+            "count (munmap of a quarter of the mapping); alloc() leaked the GPU allocation "
+            "(which the firmware does not free at process exit) when locking or mapping "
+            "failed, and the SharedArray(n) constructor left arm_base/gpu_base unset. Unmap "
+            "n*4 bytes, unlock and free on every failure path, initialise every member, and "
+            "free an existing allocation before a second alloc()."
+        ),
+        rewrites=(
+            Rewrite(
+                r"(  void alloc\(uint32_t n\) \{\n    // Mailbox, for talking to VideoCore\n"
+                r"    int mb = getMailbox\(\);\n)",
+                r"\1    if (handle || arm_base) dealloc();\n",
+            ),
+            Rewrite(
+                r"    gpu_base = \(void\*\) \(uintptr_t\) mem_lock\(mb, handle\);\n"
+                r"    arm_base = mapmem\(BUS_TO_PHYS\(\(uint32_t\) \(uintptr_t\) gpu_base"
+                r"\+GPU_MEM_MAP\), n\*4\);\n",
+                "    uint32_t bus = 0;\n"
+                "    try {\n"
+                "      bus = mem_lock(mb, handle);\n"
+                '      if (!bus) throw std::runtime_error("QPULib: cannot lock GPU memory");\n'
+                "      arm_base = mapmem(BUS_TO_PHYS(bus + GPU_MEM_MAP), n*4);\n"
+                "    } catch (...) {\n"
+                "      // The firmware keeps GPU memory past process exit: never leak it.\n"
+                "      if (bus) mem_unlock(mb, handle);\n"
+                "      mem_free(mb, handle);\n"
+                "      handle = 0; size = 0; arm_base = NULL;\n"
+                "      throw;\n"
+                "    }\n"
+                "    gpu_base = (void*) (uintptr_t) bus;\n",
+            ),
+            Rewrite(
+                r"(  SharedArray\(uint32_t n\) \{\n    size = handle = 0;\n)",
+                r"\1    arm_base = gpu_base = NULL;\n",
+            ),
+            Rewrite(
+                r"(  void dealloc\(\) \{\n)    // Mailbox, for talking to VideoCore\n"
+                r"    int mb = getMailbox\(\);\n\n"
+                r"    // Free memory\n    if \(arm_base\) unmapmem\(arm_base, size\);\n"
+                r"    if \(handle\) \{\n      mem_unlock\(mb, handle\);\n"
+                r"      mem_free\(mb, handle\);\n    \}\n",
+                r"\1    // Runs from the destructor: report a failure, never throw.\n"
+                r"    if (arm_base) unmapmem(arm_base, size*4);  // bytes, as mapped\n"
+                r"    if (handle) {\n"
+                r"      try {\n"
+                r"        int mb = getMailbox();\n"
+                r"        mem_unlock(mb, handle);\n"
+                r"        mem_free(mb, handle);\n"
+                r"      } catch (const std::exception& e) {\n"
+                r'        fprintf(stderr, "QPULib: freeing GPU memory failed: %s\\n", e.what());\n'
+                r"      }\n"
+                r"    }\n",
+            ),
+        ),
+    ),
+    Fix(
+        name="disable-qpus-never-throws",
+        path="Lib/VideoCore/VideoCore.cpp",
+        doc=(
+            "disableQPUs() runs from ~Kernel(); with mailbox replies checked "
+            "(mailbox-replies-checked) it could throw out of a destructor, which ends the "
+            "process. Report the failure on stderr instead."
+        ),
+        rewrites=(
+            Rewrite(
+                r"  assert\(numQPUUsers > 0\);\n  int mb = getMailbox\(\);\n  numQPUUsers--;\n"
+                r"  if \(numQPUUsers == 0\) \{\n    qpu_enable\(mb, 0\);\n  \}\n",
+                "  assert(numQPUUsers > 0);\n  numQPUUsers--;\n  if (numQPUUsers == 0) {\n"
+                "    try {\n      qpu_enable(getMailbox(), 0);\n"
+                "    } catch (const std::exception& e) {  // runs from ~Kernel(): never throw\n"
+                r'      fprintf(stderr, "QPULib: disabling the QPUs failed: %s\\n", e.what());'
+                "\n"
+                "    }\n  }\n",
+            ),
+        ),
+    ),
+    Fix(
+        name="gpu-memory-flags-direct",
+        path="Lib/VideoCore/SharedArray.h",
+        doc=(
+            "Hardware fix 6: QPULib allocated GPU memory with 0xC (L1 non-allocating, "
+            "through the VC4 L2), which is coherent for the ARM only on the BCM2835 (Pi 1 / "
+            "Zero), where ARM accesses go through that L2. Raspberry Pi's hello_fft "
+            "(gpu_fft_base.c) uses 0x4 (MEM_FLAG_DIRECT, uncached) on every later SoC: 'ARM "
+            "cannot see VC4 L2 on Pi 2'. 0x4 is correct on all models (slower than 0xC only "
+            "on the Pi 1), so use it, and keep the bus-to-physical map 0x0. Launching with "
+            "noflush=1 stays as upstream: with uncached buffers there is no L2 content to "
+            "flush (unverified on hardware, see images/qpulib/README.md)."
+        ),
+        rewrites=(
+            Rewrite(
+                r"#define GPU_MEM_FLG 0xC // cached=0xC; direct=0x4\n",
+                "// 0x4 = MEM_FLAG_DIRECT: coherent for the ARM on every Pi (0xC only on the Pi 1;\n"
+                '// hello_fft gpu_fft_base.c: "ARM cannot see VC4 L2 on Pi 2"). rpibuild fix 6.\n'
+                "#define GPU_MEM_FLG 0x4\n",
+            ),
+        ),
+    ),
+    Fix(
+        name="dma-mutex-register",
+        path="Lib/Target/Syntax.h",
+        doc=(
+            "Hardware fix 7 (1/4): the target language gets the hardware mutex as a special "
+            "register (read: acquire, stalling until granted; write: release), for "
+            "dma-mutex-guard."
+        ),
+        rewrites=(
+            Rewrite(
+                r"(  , SPECIAL_TMU0_S\n)",
+                r"\1  , SPECIAL_MUTEX    // rpibuild: read acquires, write releases\n",
+            ),
+        ),
+    ),
+    Fix(
+        name="dma-mutex-encode",
+        path="Lib/Target/Encode.cpp",
+        doc="Hardware fix 7 (2/4): encode the mutex register (raddr/waddr 51, either file).",
+        rewrites=(
+            Rewrite(
+                r"(        case SPECIAL_TMU0_S:      \*file = REG_A; return 56;\n)",
+                r"\1        case SPECIAL_MUTEX:       *file = REG_A; return 51;\n",
+            ),
+            Rewrite(
+                r"(        case SPECIAL_DMA_ST_WAIT:\n"
+                r"          assert\(file == REG_B\); \*mux = 7; return 50;\n)",
+                r"\1        case SPECIAL_MUTEX: *mux = file == REG_A ? 6 : 7; return 51;\n",
+            ),
+        ),
+    ),
+    Fix(
+        name="dma-mutex-emulator",
+        path="Lib/Target/Emulator.cpp",
+        doc=(
+            "Hardware fix 7 (3/4): QPULib's own target emulator runs one QPU at a time, so "
+            "acquiring (reading) and releasing (writing) the mutex are no-ops there."
+        ),
+        rewrites=(
+            Rewrite(
+                r'(\n)(      printf\("QPULib: can\'t read special register\\n"\);\n)',
+                r"\1      else if (reg.regId == SPECIAL_MUTEX) {  // acquire: always granted here\n"
+                r"        for (int i = 0; i < NUM_LANES; i++) v.elems[i].intVal = 0;\n"
+                r"        return v;\n"
+                r"      }\n\2",
+            ),
+            Rewrite(
+                r"(        case SPECIAL_HOST_INT: \{\n          return;\n        \}\n)",
+                r"\1        case SPECIAL_MUTEX: {  // release\n          return;\n        }\n",
+            ),
+        ),
+    ),
+    Fix(
+        name="dma-mutex-pretty",
+        path="Lib/Target/Pretty.cpp",
+        doc="Hardware fix 7 (4/4): print the mutex register in target-code listings.",
+        rewrites=(
+            Rewrite(
+                r'(    case SPECIAL_TMU0_S:       return "TMU0_S";\n)',
+                r'\1    case SPECIAL_MUTEX:        return "MUTEX";\n',
+            ),
+        ),
+    ),
+    Fix(
+        name="dma-mutex-guard",
+        path="Lib/Target/LoadStore.cpp",
+        doc=(
+            "Hardware fix 7: QPULib programs a DMA load or store (stride setup, DMA setup, "
+            "address) from several QPUs at once without the hardware mutex; py-videocore, "
+            "hello_fft and VC4C's own code generator hold it around DMA setup. Whether the "
+            "VCD's setup registers are per QPU is not documented clearly enough to rely on "
+            "it, so acquire the mutex before writing them and release it once the address "
+            "is written (the transfer itself runs on and is waited for as before). Costs 2 "
+            "instructions per DMA transfer."
+        ),
+        rewrites=(
+            Rewrite(
+                r"(void loadStorePass\(Seq<Instr>\* instrs\)\n)",
+                r"// rpibuild: acquire the hardware mutex (a read of it stalls until granted).\n"
+                r"static Instr genMutexAcquire()\n"
+                r"{\n"
+                r"  Instr instr;\n"
+                r"  instr.tag = ALU;\n"
+                r"  instr.ALU.setFlags = false;\n"
+                r"  instr.ALU.cond.tag = ALWAYS;\n"
+                r"  instr.ALU.op = A_BOR;\n"
+                r"  instr.ALU.dest.tag = NONE;\n"
+                r"  instr.ALU.dest.regId = 0;\n"
+                r"  instr.ALU.srcA.tag = REG;\n"
+                r"  instr.ALU.srcA.reg.tag = SPECIAL;\n"
+                r"  instr.ALU.srcA.reg.regId = SPECIAL_MUTEX;\n"
+                r"  instr.ALU.srcB = instr.ALU.srcA;\n"
+                r"  return instr;\n"
+                r"}\n\n\1",
+            ),
+            Rewrite(
+                r"(      case LD1:\n)(        sp\.regId = SPECIAL_RD_SETUP;\n(?:.*\n){4}"
+                r"        newInstrs\.append\(genMove\(sp, instr\.LD1\.addr\)\);\n)",
+                r"\1        newInstrs.append(genMutexAcquire());\n\2"
+                r"        sp.regId = SPECIAL_MUTEX;\n"
+                r"        newInstrs.append(genMove(sp, qpuId));  // release\n",
+            ),
+            Rewrite(
+                r"(      case ST2:\n)(        sp\.regId = SPECIAL_WR_SETUP;\n(?:.*\n){4}"
+                r"        newInstrs\.append\(genMove\(sp, instr\.ST2\.addr\)\);\n)",
+                r"\1        newInstrs.append(genMutexAcquire());\n\2"
+                r"        sp.regId = SPECIAL_MUTEX;\n"
+                r"        newInstrs.append(genMove(sp, qpuId));  // release\n",
+            ),
+        ),
+    ),
+    Fix(
+        name="qpusim-mode-kernel",
+        path="Lib/Kernel.h",
+        doc=(
+            "qpusim mode (built with -DEMULATION_MODE -DQPUSIM_MODE, see build.sh): a kernel "
+            "is compiled and encoded exactly as in QPU mode (the same encode() words) and a call "
+            "runs them on VC4C's VideoCore IV emulator (VideoCore/QPUSim.cpp, added by build.sh) "
+            "with the uniforms Invoke.cpp passes (QPU id, QPU count, the parameters) and the "
+            "emulation heap mapped at its bus addresses. Other modes are unchanged."
+        ),
+        rewrites=(
+            Rewrite(
+                r'(#include "VideoCore/VideoCore.h"\n)',
+                r'\1#ifdef QPUSIM_MODE\n#include <vector>\n#include "VideoCore/QPUSim.h"\n#endif\n',
+            ),
+            Rewrite(
+                r"^(  int numQPUs;\n)",
+                r"\1\n  #ifdef QPUSIM_MODE\n"
+                r"  std::vector<uint32_t> qpusimCode;  // encode()'s words\n"
+                r"  #endif\n",
+            ),
+            Rewrite(
+                r"^(    numVars = getFreshVarCount\(\);\n)",
+                r"\1\n    #ifdef QPUSIM_MODE\n    {\n      Seq<uint32_t> code;\n"
+                r"      encode(&targetCode, &code);\n"
+                r"      qpusimCode.assign(code.elems, code.elems + code.numElems);\n    }\n    #endif\n",
+            ),
+            Rewrite(
+                r"^(  template <typename\.\.\. us> void call\(us\.\.\. args\) \{\n)"
+                r"(    #ifdef EMULATION_MODE\n)",
+                r"  #ifdef QPUSIM_MODE\n"
+                r"  // Run the encoded kernel on VC4C's emulator (uniforms as in Invoke.cpp).\n"
+                r"  template <typename... us> void qpusim(us... args) {\n"
+                r"    uniforms.clear();\n"
+                r"    nothing(passParam<ts, us>(&uniforms, args)...);\n"
+                r"    qpusimInvoke(numQPUs, qpusimCode, &uniforms);\n"
+                r"  }\n"
+                r"  #endif\n\n"
+                r"\1    #if defined(QPUSIM_MODE)\n      qpusim(args...);\n"
+                r"    #elif defined(EMULATION_MODE)\n",
+            ),
+        ),
+    ),
 )
 
 

@@ -20,7 +20,8 @@ define=$(sed -n 's/^define=//p' "$info")
 read -ra semantics <<<"$(sed -n 's/^semantics_flags=//p' "$info")"
 work=$(mktemp -d "${TMPDIR:-/tmp}/qpulib-selftest.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-"${CXX:-g++}" -std=c++20 -O1 "${semantics[@]}" -D"$define" -I "$prefix/include/qpulib" \
+read -ra defines <<<"$define"  # one define, or several (qpusim: EMULATION_MODE QPUSIM_MODE)
+"${CXX:-g++}" -std=c++20 -O1 "${semantics[@]}" "${defines[@]/#/-D}" -I "$prefix/include/qpulib" \
     "$here/selftest/hello.cpp" -L "$prefix/lib" -lqpu -Wl,-rpath,"$prefix/lib" \
     -o "$work/hello" || die "compiling the selftest as C++20 failed"
 if [ "$compile_only" = --compile-only ]; then

@@ -3,10 +3,12 @@ run QPULib's test programs against it with the flags its build-info records."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shlex
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,11 +53,13 @@ def cxx_compiler() -> str:
     return cxx
 
 
-def run_build_sh(src: Path, prefix: Path, extra_env: dict[str, str] | None = None) -> dict[str, str]:
-    """Build an emulation-mode libqpu.so into ``prefix`` with build.sh; return its build-info."""
+def run_build_sh(
+    src: Path, prefix: Path, extra_env: dict[str, str] | None = None, mode: str = "emulation"
+) -> dict[str, str]:
+    """Build a libqpu.so (default: emulation mode) into ``prefix`` with build.sh; return its build-info."""
     env = {**os.environ, "CXX": cxx_compiler(), **(extra_env or {})}
     result = subprocess.run(
-        ["bash", str(BUILD_SH), str(src), str(prefix), "emulation"],
+        ["bash", str(BUILD_SH), str(src), str(prefix), mode],
         capture_output=True,
         text=True,
         env=env,
@@ -104,13 +108,93 @@ class QPULibBuild:
         self._programs[name] = exe
         return exe
 
-    def run(self, exe: Path, timeout: float = 300, env: dict[str, str] | None = None) -> str:
+    def run(
+        self,
+        exe: Path,
+        timeout: float = 300,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+    ) -> str:
         """Run a compiled program; fail on a non-zero exit; return its stdout."""
         started = time.monotonic()
         result = subprocess.run(
-            [str(exe)], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+            [str(exe), *(args or [])],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, **(env or {})},
         )
         seconds = time.monotonic() - started
         assert result.returncode == 0, f"{exe.name} exited {result.returncode}:\n{result.stderr[-4000:]}"
         print(f"{exe.name}: ran in {seconds:.2f} s")
         return result.stdout
+
+
+# ---- VC4C (the VideoCore IV emulator behind qpusim mode) --------------------------------
+
+VC4C_DIR = REPO / "images" / "vc4c"
+
+
+def vc4c_build_key() -> str:
+    """What a VC4C build depends on: the pinned archives, build.sh, the patches, LLVM."""
+    from rpibuild.sources import VC4C_ARCHIVES
+
+    digest = hashlib.sha256()
+    for key, archive in sorted(VC4C_ARCHIVES.items()):
+        digest.update(f"{key} {archive.repo} {archive.commit} {archive.tree_sha256}\n".encode())
+    for path in [VC4C_DIR / "build.sh", *sorted((VC4C_DIR / "patches").glob("*.patch"))]:
+        digest.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    llvm_config = os.environ.get("LLVM_CONFIG", "llvm-config-14")
+    if shutil.which(llvm_config):
+        version = subprocess.run([llvm_config, "--version"], capture_output=True, text=True).stdout
+        digest.update(f"llvm {version.strip()}\n".encode())
+    return digest.hexdigest()
+
+
+def vc4c_prefix() -> Path:
+    """VC4C's library built by images/vc4c/build.sh from the pinned archives, cached.
+
+    The cache (rpibuild's cache dir, ``vc4c/<key>``) is keyed by ``vc4c_build_key``: a second
+    run, or another session, reuses it. Missing sources or tools fail the test with the reason.
+    """
+    from rpibuild.errors import BuildError
+    from rpibuild.sources import MIRROR_ENV, VC4C_ARCHIVES, cache_dir
+
+    key = vc4c_build_key()
+    prefix = cache_dir() / "vc4c" / key[:24]
+    if (prefix / "share" / "vc4c" / "build-info").is_file() and (prefix / "lib" / "libVC4CC.so").exists():
+        print(f"vc4c: cached build {prefix}")
+        return prefix
+    trees: dict[str, Path] = {}
+    failure = ""
+    try:
+        trees = {name: archive.fetch() for name, archive in VC4C_ARCHIVES.items()}
+    except BuildError as err:
+        failure = str(err)
+    if failure:  # failed outside the except block: no chained traceback
+        pytest.fail(
+            f"VC4C's pinned sources cannot be fetched: {failure}; qpusim mode needs them "
+            f"(set {MIRROR_ENV} to a folder holding the archives, as scripts/test.sh does)",
+            pytrace=False,
+        )
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{prefix.name}.", dir=prefix.parent))
+    args = [trees["vc4c"], trees["cpplog"], trees["spirv-headers"], trees["variant"], staging]
+    env = {**os.environ, "VC4C_COMMIT": VC4C_ARCHIVES["vc4c"].commit, "JOBS": os.environ.get("JOBS", "2")}
+    started = time.monotonic()
+    result = subprocess.run(
+        ["bash", str(VC4C_DIR / "build.sh"), *map(str, args)], capture_output=True, text=True, env=env
+    )
+    if result.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        pytest.fail(
+            f"images/vc4c/build.sh failed (exit {result.returncode}); qpusim mode needs VC4C's library "
+            f"(scripts/setup-host.sh installs cmake, llvm-14-dev and clang-14):\n{result.stderr[-4000:]}",
+            pytrace=False,
+        )
+    print(f"vc4c: built in {time.monotonic() - started:.0f} s")
+    if prefix.exists():  # another session finished first
+        shutil.rmtree(staging, ignore_errors=True)
+    else:
+        staging.rename(prefix)
+    return prefix

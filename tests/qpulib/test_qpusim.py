@@ -1,0 +1,177 @@
+"""QPULib's qpusim mode: the machine code QPU mode would hand the firmware (encode()'s words,
+Invoke.cpp's uniforms) run on VC4C's cycle-stepped VideoCore IV emulator with rpibuild's
+patches (images/vc4c/), checked against the same Python references as emulation mode.
+
+VC4C's library is built once (about 3 minutes on 2 cores) and cached under rpibuild's cache
+dir, keyed by the pinned archives, build.sh and the patches; libqpu.so in qpusim mode is built
+once per session. Without VC4C's sources, cmake, LLVM 14 or clang these tests fail with the
+reason (scripts/setup-host.sh installs the packages); they are never skipped.
+
+Arithmetic: the programs here are integer-only, or (HeatMap) compared after the program's own
+truncation to 0..255 with a tolerance of 1, because the QPU's float add/subtract round toward
+zero and flush denormals, so a float32 reference can differ by an ulp before truncation.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+import test_examples as examples
+from _qpulib_suite import QPULibBuild
+
+pytestmark = pytest.mark.qpusim
+
+PROGRAMS = Path(__file__).parent / "programs"
+LANES = 16
+QPU_COUNTS = (1, 4, 12)
+
+
+def test_build_info_records_qpusim(qpusim: QPULibBuild) -> None:
+    assert qpusim.info["mode"] == "qpusim"
+    assert qpusim.info["define"].split() == ["EMULATION_MODE", "QPUSIM_MODE"]
+    assert "-DQPUSIM_MODE" in qpusim.info["cxxflags"].split()
+
+
+# QPULib's example programs, with the emulation-mode tests' own checks (test_examples.py).
+EXAMPLES = {
+    "hello": examples.test_hello,
+    "tri": examples.test_tri,
+    "tri_float": examples.test_tri_float,
+    "multi_tri_four_qpus": examples.test_multi_tri_four_qpus,
+    "gcd": examples.test_gcd,
+    "req_recv": examples.test_req_recv,
+    "id_twelve_qpus": examples.test_id_twelve_qpus,
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_example(qpusim: QPULibBuild, name: str) -> None:
+    EXAMPLES[name](qpusim)
+
+
+@pytest.mark.parametrize("name", ["OET", "Sort"])
+def test_odd_even_transposition_sort(qpusim: QPULibBuild, name: str) -> None:
+    examples.test_odd_even_transposition_sort(qpusim, name)
+
+
+def edited_source(qpulib: QPULibBuild, name: str, edits: tuple[tuple[str, str], ...], tag: str) -> Path:
+    """A copy of Tests/<name>.cpp with exact-text edits (each must match once)."""
+    text = (qpulib.src / "Tests" / f"{name}.cpp").read_text(encoding="utf-8")
+    for old, new in edits:
+        assert text.count(old) == 1, f"{name}.cpp: expected one {old!r} (upstream changed?)"
+        text = text.replace(old, new)
+    path = qpulib.workdir / f"{name}{tag}.cpp"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("nqpus", QPU_COUNTS)
+def test_id(qpusim: QPULibBuild, nqpus: int) -> None:
+    source = edited_source(qpusim, "ID", (("k.setNumQPUs(12);", f"k.setNumQPUs({nqpus});"),), f"{nqpus}")
+    lines = examples.indexed_lines(qpusim.run(qpusim.compile(f"ID{nqpus}", source)))
+    expected = [str(i // LANES) if i < nqpus * LANES else "0" for i in range(12 * LANES)]
+    assert lines == expected
+
+
+@pytest.mark.parametrize("nqpus", QPU_COUNTS)
+def test_multi_qpu_kernels(qpusim: QPULibBuild, nqpus: int) -> None:
+    """GCD through DMA (per-QPU VPM columns) and a gather/store stream split over N QPUs."""
+    exe = qpusim.compile("QpusimMulti", PROGRAMS / "QpusimMulti.cpp")
+    out = qpusim.run(exe, args=[str(nqpus)])
+    gcds = [tuple(map(int, line.split()[1:])) for line in out.splitlines() if line.startswith("gcd ")]
+    assert len(gcds) == nqpus * LANES
+    wrong = [(i, a, b, r) for i, a, b, r in gcds if r != math.gcd(a, b)]
+    assert not wrong, f"{len(wrong)} of {len(gcds)} wrong (index, a, b, result): {wrong[:8]}"
+
+    n = nqpus * LANES * 4
+    axpy = [tuple(map(int, line.split()[1:])) for line in out.splitlines() if line.startswith("axpy ")]
+    assert [i for i, _ in axpy] == list(range(n))
+    wrong = [(i, v) for i, v in axpy if v != 3 * (i * 7 + 5) + (1000 - i)]
+    assert not wrong, f"{len(wrong)} of {n} wrong (index, value): {wrong[:8]}"
+
+    cycles = dict(re.findall(r"^cycles (\w+) (\d+)$", out, flags=re.MULTILINE))
+    assert set(cycles) == {"gcd", "axpy"} and all(int(c) > 0 for c in cycles.values()), out[-300:]
+    print(f"qpusim cycles on {nqpus} QPUs: gcd {cycles['gcd']}, axpy {cycles['axpy']} ({n} elements)")
+
+
+@pytest.mark.parametrize("nqpus", QPU_COUNTS)
+def test_heatmap_small(qpusim: QPULibBuild, nqpus: int) -> None:
+    """HeatMap split over N QPUs (HEIGHT is a multiple of 1, 4 and 12), pixels within 1."""
+    width, height, steps = examples.HEATMAP_WIDTH, examples.HEATMAP_HEIGHT, examples.HEATMAP_STEPS
+    assert height % nqpus == 0
+    base = examples.small_heatmap_source(qpusim.src, qpusim.workdir).read_text(encoding="utf-8")
+    old = "const int NQPUS  = 1;"
+    assert base.count(old) == 1, "HeatMap.cpp: NQPUS line changed upstream?"
+    source = qpusim.workdir / f"HeatMapSmall{nqpus}.cpp"
+    source.write_text(base.replace(old, f"const int NQPUS  = {nqpus};"), encoding="utf-8")
+    lines = qpusim.run(qpusim.compile(f"HeatMapSmall{nqpus}", source)).splitlines()
+    spots = [tuple(map(int, line.split()[2:])) for line in lines if line.startswith("# spot ")]
+    body = [line for line in lines if not line.startswith("#")]
+    assert body[:3] == ["P2", f"{width} {height}", "255"], body[:3]
+    pixels = [int(v) for v in body[3:]]
+    expected = examples.heatmap_reference(spots, width, height, steps)
+    assert len(pixels) == len(expected) == width * height
+    off = [
+        (i % width, i // width, p, e) for i, (p, e) in enumerate(zip(pixels, expected, strict=True)) if p != e
+    ]
+    far = [d for d in off if abs(d[2] - d[3]) > 1]
+    assert not far, f"{len(far)} pixels differ by more than 1 (x, y, got, expected): {far[:10]}"
+    print(f"heatmap on {nqpus} QPUs: {len(off)} of {len(pixels)} pixels differ by 1 (float rounding)")
+
+
+# ---- faults the emulator detects fail the call -------------------------------------------
+
+
+def faults(qpusim: QPULibBuild, *args: str) -> str:
+    return qpusim.run(qpusim.compile("QpusimFaults", PROGRAMS / "QpusimFaults.cpp"), args=list(args))
+
+
+def test_four_outstanding_gathers_run(qpusim: QPULibBuild) -> None:
+    out = faults(qpusim, "gathers", "4").splitlines()
+    assert out[0] == "ok", out[:3]
+    # lane i: sum over the 4 gathered rows of p[16*k + i] = 16*k + i
+    assert examples.indexed_lines("\n".join(out[1:17])) == [str(4 * i + 16 * 6) for i in range(LANES)]
+
+
+def test_fifth_outstanding_gather_fails(qpusim: QPULibBuild) -> None:
+    out = faults(qpusim, "gathers", "5")
+    assert out.startswith("caught: QPULib qpusim: "), out[:500]
+    assert "TMU request queue is full" in out, out[:500]
+
+
+def test_register_hazard_fails(qpusim: QPULibBuild) -> None:
+    out = faults(qpusim, "hazard", "1")
+    assert out.startswith("caught: QPULib qpusim: "), out[:500]
+    assert "cannot be read in the next instruction" in out, out[:500]
+
+
+def test_no_hazard_with_a_nop_between(qpusim: QPULibBuild) -> None:
+    out = faults(qpusim, "hazard", "0").splitlines()
+    assert out[0] == "ok", out[:3]
+    assert re.fullmatch(r"cycles [1-9]\d*", out[1]), out[:3]
+
+
+def test_cycle_limit_fails_the_call(qpusim: QPULibBuild) -> None:
+    out = faults(qpusim, "limit", "20")
+    assert out.startswith("caught: QPULib qpusim: the kernel did not finish"), out[:500]
+    assert "cycle limit of 20 emulated cycles" in out, out[:500]
+
+
+def test_semaphore_left_raised_fails_the_call(qpusim: QPULibBuild) -> None:
+    assert faults(qpusim, "semaphore", "0").splitlines()[:2] == ["ok", "1"]
+    out = faults(qpusim, "semaphore", "1")
+    assert out.startswith("caught: QPULib qpusim: "), out[:500]
+    assert "Semaphores are not in a good state" in out, out[:500]
+
+
+@pytest.mark.parametrize("nqpus", QPU_COUNTS)
+def test_dma_transfers_hold_the_mutex(qpusim: QPULibBuild, nqpus: int) -> None:
+    """Hardware fix 7: each DMA load and store is set up under the hardware mutex (one
+    acquire and one release per transfer in the encoded code), balanced on every QPU (the
+    emulator fails a launch that frees an unowned mutex or ends with it locked)."""
+    out = faults(qpusim, "dma-mutex", str(nqpus)).splitlines()
+    assert out[0] == "ok", out[:3]
+    assert out[1] == "acquires 2 releases 2 wrong 0", out[:3]

@@ -99,9 +99,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             yellow=True,
             bold=True,
         )
-    if os.environ.get("RPIBUILD_E2E_QPULIB") != "1" and any(
-        "e2e" in item.keywords for item in terminalreporter.session.items
-    ):
+    ran_e2e = any(
+        report.keywords.get("e2e")
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if hasattr(report, "keywords")
+    )
+    if os.environ.get("RPIBUILD_E2E_QPULIB") != "1" and ran_e2e:
         terminalreporter.write_sep(
             "!",
             "e2e: the default profile's image was built with qpulib.enabled=false (QPULib and "

@@ -173,10 +173,25 @@ def _linear_out_fake(x, weight, bias=None, backend="cpu", num_qpus=12, resident=
 # Autograd: backward formulas on the forward's backend.
 
 
+# The dispatcher may leave out trailing arguments equal to their schema
+# defaults (backend "cpu", num_qpus 12, bias None, resident False): fill them
+# in, and read needs_input_grad with that in mind.
+_DEFAULTS = {"backend": "cpu", "num_qpus": _MAX_QPUS}
+
+
+def _needs(ctx: Any, index: int) -> bool:
+    return len(ctx.needs_input_grad) > index and bool(ctx.needs_input_grad[index])
+
+
+def _setup(ctx: Any, inputs: tuple, first_setting: int) -> None:
+    given = inputs[first_setting:]
+    settings = (*given, *list(_DEFAULTS.values())[len(given) :])
+    ctx.backend, ctx.num_qpus = settings[0], settings[1]
+
+
 def _setup_binary(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
-    a, b, backend, num_qpus = inputs
-    ctx.backend, ctx.num_qpus = backend, num_qpus
-    ctx.save_for_backward(a, b)
+    _setup(ctx, inputs, 2)
+    ctx.save_for_backward(inputs[0], inputs[1])
 
 
 def _add_backward(ctx: Any, grad: torch.Tensor):
@@ -184,15 +199,15 @@ def _add_backward(ctx: Any, grad: torch.Tensor):
 
 
 def _sub_backward(ctx: Any, grad: torch.Tensor):
-    return grad, -grad if ctx.needs_input_grad[1] else None, None, None
+    return grad, -grad if _needs(ctx, 1) else None, None, None
 
 
 def _mul_backward(ctx: Any, grad: torch.Tensor):
     a, b = ctx.saved_tensors
     grad_a = grad_b = None
-    if ctx.needs_input_grad[0]:
+    if _needs(ctx, 0):
         grad_a = _OPS.mul(grad, b, ctx.backend, ctx.num_qpus)
-    if ctx.needs_input_grad[1]:
+    if _needs(ctx, 1):
         grad_b = _OPS.mul(grad, a, ctx.backend, ctx.num_qpus)
     return grad_a, grad_b, None, None
 
@@ -201,9 +216,9 @@ def _mv_backward(ctx: Any, grad: torch.Tensor):
     matrix, vector = ctx.saved_tensors
     be, nq = ctx.backend, ctx.num_qpus
     grad_matrix = grad_vector = None
-    if ctx.needs_input_grad[0]:  # outer(grad, vector)
+    if _needs(ctx, 0):  # outer(grad, vector)
         grad_matrix = _OPS.mm(grad.unsqueeze(1), vector.unsqueeze(0), be, nq)
-    if ctx.needs_input_grad[1]:  # matrix.T @ grad
+    if _needs(ctx, 1):  # matrix.T @ grad
         grad_vector = _OPS.mv(matrix.t(), grad, be, nq)
     return grad_matrix, grad_vector, None, None
 
@@ -212,17 +227,16 @@ def _mm_backward(ctx: Any, grad: torch.Tensor):
     a, b = ctx.saved_tensors
     be, nq = ctx.backend, ctx.num_qpus
     grad_a = grad_b = None
-    if ctx.needs_input_grad[0]:
+    if _needs(ctx, 0):
         grad_a = _OPS.mm(grad, b.t(), be, nq)
-    if ctx.needs_input_grad[1]:
+    if _needs(ctx, 1):
         grad_b = _OPS.mm(a.t(), grad, be, nq)
     return grad_a, grad_b, None, None
 
 
 def _setup_linear(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
-    x, weight, bias, backend, num_qpus, _resident = inputs
-    ctx.backend, ctx.num_qpus = backend, num_qpus
-    ctx.save_for_backward(x, weight)
+    _setup(ctx, inputs[:5], 3)
+    ctx.save_for_backward(inputs[0], inputs[1])
 
 
 def _linear_backward(ctx: Any, grad: torch.Tensor):
@@ -230,11 +244,11 @@ def _linear_backward(ctx: Any, grad: torch.Tensor):
     be, nq = ctx.backend, ctx.num_qpus
     grad2 = grad.reshape(-1, weight.shape[0])
     grad_x = grad_weight = grad_bias = None
-    if ctx.needs_input_grad[0]:
+    if _needs(ctx, 0):
         grad_x = _OPS.mm(grad2, weight, be, nq).reshape(x.shape)
-    if ctx.needs_input_grad[1]:
+    if _needs(ctx, 1):
         grad_weight = _OPS.mm(grad2.t(), x.reshape(-1, weight.shape[1]), be, nq)
-    if ctx.needs_input_grad[2]:
+    if _needs(ctx, 2):
         grad_bias = grad2.sum(0)
     return grad_x, grad_weight, grad_bias, None, None, None
 

@@ -8,7 +8,8 @@ Tables:
 * dispatch overhead: the registered operator (torch.ops.torch_qpu.*, through
   the PyTorch dispatcher and the autograd kernel), and the Python API on top,
   against a direct pybind11 call of the same C++ implementation (what the
-  ops were before they were operators), median per call, in microseconds;
+  ops were before they were operators), per call, in microseconds, with
+  autograd's dispatch keys active ("grad") and under torch.inference_mode();
 * mv: the original table, matrix 100 x 10^i times vector 10^i, i = 0..--max-exp;
 * elementwise (add, mul), mm, and a batch-1 linear layer with the weight
   copied per call vs kept resident in GPU memory (torch_qpu.nn.Linear).
@@ -124,19 +125,22 @@ def overhead_table(backends: list[str]) -> None:
     )
 
 
-def median_time(fn: Callable[[], object], calls: int) -> float:
-    """Median wall time of `calls` calls after a few warm-ups (seconds)."""
-    for _ in range(5):
+def per_call_times(fns: list[Callable[[], object]], calls: int, samples: int) -> list[float]:
+    """Per-call time of each function: best of `samples` loops of `calls` calls (timeit's
+    way; the loops of the functions alternate, so a busy host slows all of them alike)."""
+    best = [float("inf")] * len(fns)
+    for fn in fns:
         fn()
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    for _ in range(samples):
+        for index, fn in enumerate(fns):
+            start = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            best[index] = min(best[index], (time.perf_counter() - start) / calls)
+    return best
 
 
-def dispatch_table(backends: list[str], calls: int = 300) -> None:
+def dispatch_table(backends: list[str], calls: int = 200, samples: int = 7) -> None:
     """Registered operator and Python API vs a direct call of the same C++ function."""
     direct = _backend.extension()
     nq = _backend.get_num_qpus()
@@ -159,9 +163,11 @@ def dispatch_table(backends: list[str], calls: int = 300) -> None:
         for label, (direct_call, op_call, api_call) in cases.items():
             for mode, context in (("grad", torch.enable_grad), ("inference", torch.inference_mode)):
                 with context():
-                    t_direct = median_time(functools.partial(direct_call, name), calls)
-                    t_op = median_time(functools.partial(op_call, name), calls)
-                    t_api = median_time(functools.partial(api_call, name), calls)
+                    t_direct, t_op, t_api = per_call_times(
+                        [functools.partial(f, name) for f in (direct_call, op_call, api_call)],
+                        calls,
+                        samples,
+                    )
                 rows.append(
                     [
                         name,
@@ -175,8 +181,8 @@ def dispatch_table(backends: list[str], calls: int = 300) -> None:
                     ]
                 )
     print_table(
-        "dispatch overhead, median us per call: the registered operator (torch.ops) and the "
-        "Python API vs a direct call of the same C++ function",
+        "dispatch overhead, us per call (best of loops): the registered operator (torch.ops) "
+        "and the Python API vs a direct call of the same C++ function",
         ["backend", "op", "mode", "direct", "torch.ops", "ops-direct", "API", "API-direct"],
         rows,
     )

@@ -135,8 +135,7 @@ def test_non_contiguous_inputs() -> None:
     )
     m = torch.randn(10, 7)[:, ::2]
     v = torch.randn(8)[::2]
-    assert_close32(torch_qpu.mv(m, v, backend="cpu"), py_matmul(m, v.unsqueeze(1)).squeeze(1)
-    )
+    assert_close32(torch_qpu.mv(m, v, backend="cpu"), py_matmul(m, v.unsqueeze(1)).squeeze(1))
 
 
 @pytest.mark.parametrize(
@@ -176,7 +175,11 @@ def test_non_contiguous_inputs() -> None:
             TypeError,
             "out is torch.float64",
         ),
-        (lambda: torch_qpu.mv(torch.ones(3, 4, dtype=torch.int32), torch.ones(4)), TypeError, "int32"),
+        (
+            lambda: torch_qpu.mv(torch.ones(3, 4, dtype=torch.int32), torch.ones(4)),
+            TypeError,
+            "int32",
+        ),
         (
             lambda: torch.ops.torch_qpu.mm(torch.ones(2, 2), torch.ones(2, 2), "cpu", 13),
             ValueError,

@@ -91,9 +91,10 @@ def gradcheck_calls(backend: str, dtype: torch.dtype):
     )
     # Not resident: gradcheck perturbs inputs through .data, which a resident
     # copy does not see (README: call invalidate() after writes through .data).
-    yield "linear, no bias", lambda x, w: torch_qpu.linear(x, w, backend=backend), (
-        rand(3, 5),
-        rand(4, 5),
+    yield (
+        "linear, no bias",
+        lambda x, w: torch_qpu.linear(x, w, backend=backend),
+        (rand(3, 5), rand(4, 5)),
     )
 
 

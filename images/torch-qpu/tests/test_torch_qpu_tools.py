@@ -43,8 +43,8 @@ def test_doctor_cli_on_this_host(capsys: pytest.CaptureFixture[str]) -> None:
     text = capsys.readouterr().out
     assert f"backends usable here: {', '.join(torch_qpu.available_backends())}" in text
     assert code == (1 if failing else 0)
-    for check in failing:
-        assert f"[FAIL] {check.name}: {check.detail}" in text
+    for finding in failing:
+        assert f"[FAIL] {finding.name}: {finding.detail}" in text
     assert ("qpu backend: cannot run" in text) == bool(failing)
 
 

@@ -56,9 +56,7 @@ def _check_out(op: str, out: torch.Tensor, like: torch.Tensor, shape: tuple[int,
     if out.dtype != like.dtype:
         raise TypeError(f"torch_qpu.{op}: the input is {like.dtype} but out is {out.dtype}")
     if tuple(out.shape) != tuple(shape):
-        raise ValueError(
-            f"torch_qpu.{op}: out has shape {list(out.shape)}, expected {list(shape)}"
-        )
+        raise ValueError(f"torch_qpu.{op}: out has shape {list(out.shape)}, expected {list(shape)}")
 
 
 def _binary_shape(op: str, a: torch.Tensor, b: torch.Tensor, backend: str, nq: int) -> tuple:
@@ -258,6 +256,4 @@ torch.library.register_autograd("torch_qpu::sub", _sub_backward, setup_context=_
 torch.library.register_autograd("torch_qpu::mul", _mul_backward, setup_context=_setup_binary)
 torch.library.register_autograd("torch_qpu::mv", _mv_backward, setup_context=_setup_binary)
 torch.library.register_autograd("torch_qpu::mm", _mm_backward, setup_context=_setup_binary)
-torch.library.register_autograd(
-    "torch_qpu::linear", _linear_backward, setup_context=_setup_linear
-)
+torch.library.register_autograd("torch_qpu::linear", _linear_backward, setup_context=_setup_linear)

@@ -72,9 +72,7 @@ def _call(
         with _BELOW_AUTOGRAD():
             return op.default(*tensors, *settings)
     _check_input(out, "out")
-    if torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (*tensors, out)
-    ):
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (*tensors, out)):
         raise RuntimeError(
             f"torch_qpu.{op.default._opname}(): out= does not support automatic "
             "differentiation, but an argument requires grad (call it without out=, or under "

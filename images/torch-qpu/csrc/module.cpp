@@ -655,7 +655,9 @@ std::vector<int64_t> linear_shape(const Tensor& x, const Tensor& weight) {
 Tensor linear_impl(Backend be, const Tensor& x, const Tensor& weight,
                    const std::optional<Tensor>& bias, int64_t num_qpus, bool resident) {
   if (be == Backend::Cpu) return at::linear(x, weight, bias);
-  Tensor result = dot(be, x.reshape({-1, weight.size(1)}), weight, num_qpus, resident);
+  // Explicit row count: reshape({-1, 0}) is ambiguous when in_features is 0.
+  const int64_t rows = c10::multiply_integers(x.sizes().slice(0, x.dim() - 1));
+  Tensor result = dot(be, x.reshape({rows, weight.size(1)}), weight, num_qpus, resident);
   if (bias.has_value()) result.add_(*bias);
   return result.reshape(linear_shape(x, weight));
 }

@@ -18,7 +18,15 @@ OPS = torch.ops.torch_qpu
 ELEMENTWISE_SHAPES = [(0,), (1,), (17,), (3, 5), (2, 3, 33)]
 MV_SHAPES = [(0, 3), (3, 0), (1, 1), (5, 17), (40, 33)]
 MM_SHAPES = [(0, 3, 2), (1, 1, 1), (4, 7, 3), (17, 33, 5)]
-LINEAR_SHAPES = [((3, 7), 4, True), ((2, 3, 19), 6, True), ((5, 16), 1, False), ((0, 8), 3, True)]
+LINEAR_SHAPES = [
+    ((3, 7), 4, True),
+    ((2, 3, 19), 6, True),
+    ((5, 16), 1, False),
+    ((0, 8), 3, True),
+    ((3, 0), 4, True),
+    ((2, 5), 0, False),
+    ((7,), 3, True),
+]
 
 
 def op_cases(dtype: torch.dtype):

@@ -17,6 +17,7 @@ functions, they refuse inputs that require grad).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -240,12 +241,13 @@ def _setup_linear(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
 def _linear_backward(ctx: Any, grad: torch.Tensor):
     x, weight = ctx.saved_tensors
     be, nq = ctx.backend, ctx.num_qpus
-    grad2 = grad.reshape(-1, weight.shape[0])
+    rows = math.prod(x.shape[:-1])  # not -1: ambiguous for 0 features
+    grad2 = grad.reshape(rows, weight.shape[0])
     grad_x = grad_weight = grad_bias = None
     if _needs(ctx, 0):
         grad_x = _OPS.mm(grad2, weight, be, nq).reshape(x.shape)
     if _needs(ctx, 1):
-        grad_weight = _OPS.mm(grad2.t(), x.reshape(-1, weight.shape[1]), be, nq)
+        grad_weight = _OPS.mm(grad2.t(), x.reshape(rows, weight.shape[1]), be, nq)
     if _needs(ctx, 2):
         grad_bias = grad2.sum(0)
     return grad_x, grad_weight, grad_bias, None, None, None

@@ -232,6 +232,56 @@ def test_resident_weight_memory_freed_with_the_weight(backend: str) -> None:
         assert torch_qpu.stats()["resident_matrices"] == held - 1
 
 
+def ticks_during(fn, interval: float = 1.0) -> int:
+    """How often this thread counted while `fn` ran in another one: 0 if `fn` held the GIL.
+
+    The switch interval is raised so that the GIL changes hands only when a
+    thread gives it up: the worker wakes this thread, which then waits for the
+    GIL; it gets it during `fn` only if `fn` releases it (a GIL-holding call of
+    under `interval` seconds, e.g. sum(range(5_000_000)), gives 0).
+    """
+    import sys
+    import threading
+
+    ticks = [0]
+    started, done = threading.Event(), threading.Event()
+    during: list[int] = []
+
+    def run() -> None:
+        started.set()
+        before = ticks[0]
+        fn()
+        during.append(ticks[0] - before)
+        done.set()
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(interval)
+    try:
+        worker = threading.Thread(target=run)
+        worker.start()
+        started.wait()
+        while not done.is_set():
+            ticks[0] += 1
+        worker.join()
+    finally:
+        sys.setswitchinterval(old)
+    return during[0]
+
+
+def test_ticks_during_sees_a_gil_holding_call() -> None:
+    assert ticks_during(lambda: sum(range(2_000_000))) == 0
+
+
+@pytest.mark.parametrize("path", ["torch.ops", "direct"])
+def test_kernels_release_the_gil(backend: str, path: str) -> None:
+    m, v = torch.randn(64, 20_000), torch.randn(20_000)
+    direct = torch_qpu._backend.extension().direct_mv
+    if path == "direct":
+        assert ticks_during(lambda: direct(m, v, backend, 12)) > 1000
+    else:
+        assert ticks_during(lambda: torch.ops.torch_qpu.mv(m, v, backend, 12)) > 1000
+
+
 def test_linear_layer_keeps_weight_resident(backend: str) -> None:
     import copy
     import io

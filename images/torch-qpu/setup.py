@@ -14,7 +14,9 @@ Three build modes, chosen by the environment (see README.md):
   schemas and the cpu backend live in csrc/module.cpp, one source of truth).
 
 The extension compiles against the torch that is *already installed* (the
-target's, e.g. a community armv7 wheel), hence ``--no-build-isolation``.
+target's, e.g. a community armv7 wheel), hence ``--no-build-isolation``;
+without torch in the build environment (and no QPULib asked for) the package
+has no operators and ``import torch_qpu`` says how to rebuild.
 """
 
 from __future__ import annotations

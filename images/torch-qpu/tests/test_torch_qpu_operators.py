@@ -206,3 +206,19 @@ def test_import_names_the_torch_it_needs() -> None:
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "needs torch >= 2.4" in run.stdout and "2.3.1" in run.stdout
+
+
+def test_a_package_without_operators_says_how_to_rebuild(tmp_path) -> None:
+    """A wheel built where torch was missing has no _C: import fails with the fix."""
+    import shutil
+    from pathlib import Path
+
+    copy = tmp_path / "torch_qpu"
+    shutil.copytree(
+        Path(torch_qpu.__file__).parent, copy, ignore=shutil.ignore_patterns("_C*", "__pycache__")
+    )
+    code = "import torch_qpu"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode != 0
+    assert "no operators (no torch_qpu._C)" in run.stderr
+    assert "--no-build-isolation" in run.stderr

@@ -33,6 +33,14 @@ class BackendUnavailableError(RuntimeError):
 
 def _load_extension() -> ModuleType:
     """Import torch_qpu._C: it registers the operators (torch.ops.torch_qpu.*)."""
+    import importlib.util
+
+    if importlib.util.find_spec(f"{__package__}._C") is None:
+        raise ImportError(
+            "this torch_qpu has no operators (no torch_qpu._C): it was built where torch was not "
+            "importable (pip's build isolation?). Reinstall it against the installed torch: "
+            "`pip install --no-build-isolation images/torch-qpu` (see its README)"
+        )
     try:
         from . import _C  # type: ignore[attr-defined]
     except ImportError as err:

@@ -28,7 +28,7 @@ def _check_input(t: object, name: str) -> torch.Tensor:
     """Clear Python errors for what no backend can take (the operator checks the rest)."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.device.type != "cpu":
+    if not t.is_cpu:
         raise ValueError(f"{name} must be on the CPU (the QPUs share CPU memory), got {t.device}")
     return t
 

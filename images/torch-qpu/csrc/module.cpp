@@ -273,14 +273,18 @@ class Runtime {
                                          0});
       entry = &residents_.back();
     }
+    // Until the upload has finished the entry matches no version, so a failed
+    // allocation or copy (an exception) is retried on the next call.
+    entry->version = -1;
     const int64_t needed = std::max<int64_t>(mat.size(0) * kp, kLanes);
     if (!entry->buffer || entry->capacity < needed) {
       entry->buffer.reset();
       entry->buffer = allocate(needed, needed, &entry->capacity);
     }
+    upload(*entry->buffer, mat, kp);
     entry->version = version;
     ++resident_uploads_;
-    return upload(*entry->buffer, mat, kp);
+    return *entry->buffer;
   }
 
   // Drops the GPU copy of `mat` (all of them when mat is undefined).

@@ -57,6 +57,9 @@ def test_bench_prints_tables(capsys: pytest.CaptureFixture[str]) -> None:
     assert bench.main(["--max-exp", "1", "--repeat", "1", "--quick"]) == 0
     text = capsys.readouterr().out
     assert "mv" in text and "elementwise" in text and "mm" in text and "overhead" in text
+    dispatch = text.split("dispatch overhead")[1].split("\n\n")[0].splitlines()[2:]
+    backends = [line.split()[0] for line in dispatch]
+    assert backends and set(backends) == set(torch_qpu.available_backends()), dispatch
 
 
 @pytest.mark.parametrize("backend", torch_qpu.available_backends())

@@ -46,5 +46,22 @@ log "lint (ruff)"
 "$python" -m ruff format --check .
 if command -v shellcheck >/dev/null; then shellcheck scripts/*.sh images/qpulib/*.sh images/vc4c/*.sh; fi
 
+# The extension's tests must run its QPULib kernels: --require-qpulib (declared by
+# images/torch-qpu/tests/conftest.py) makes a missing emulator backend or QPULib source
+# fail those tests instead of skipping them. Given whenever pytest collects that folder
+# (always, unless the arguments name only paths outside it).
+require=(--require-qpulib)
+paths=()
+for arg in "$@"; do
+    if [ -e "${arg%%::*}" ]; then paths+=("$(realpath "${arg%%::*}")"); fi
+done
+if [ ${#paths[@]} -gt 0 ]; then
+    require=()
+    for path in "${paths[@]}"; do
+        case "$here/images/torch-qpu/tests/" in "$path"/*) require=(--require-qpulib) ;; esac
+        case "$path/" in "$here/images/torch-qpu/"*) require=(--require-qpulib) ;; esac
+    done
+fi
+
 log "pytest"
-exec "$python" -m pytest "$@"
+exec "$python" -m pytest "${require[@]}" "$@"

@@ -1,20 +1,31 @@
-// torch_qpu._C: host side of the QPU kernels (pybind11 via torch's extension
-// machinery). Built only when QPULib is available; the Python package falls
-// back to its cpu backend otherwise.
+// torch_qpu._C: the torch_qpu operators, registered with the PyTorch dispatcher.
 //
-// Why it is shaped this way:
+// One source of truth: this file defines every operator's schema
+// (TORCH_LIBRARY) and its CPU-key implementation (TORCH_LIBRARY_IMPL) for
+// every build. The QPULib backends ("qpu" or "emulator", one per build) are
+// compiled only when TORCH_QPU_WITH_QPULIB is defined; a build without QPULib
+// still has every operator, with the "cpu" backend only. Python adds the fake
+// (meta) kernels and the autograd formulas (torch_qpu/_meta.py).
+//
+// Why the QPULib side is shaped this way:
 //  * QPULib keeps global state (AST builder, emulator heap, mailbox), so every
-//    touch of it happens under one mutex; the GIL is released meanwhile so
-//    other Python threads keep running while the QPUs (or emulator) work.
+//    touch of it, including freeing GPU memory, happens under one mutex; the
+//    GIL is released meanwhile so other Python threads keep running while the
+//    QPUs (or emulator) work.
 //  * Compiling a QPULib kernel costs milliseconds (register allocation, ...):
 //    each kernel is compiled once per process and cached. The QPU count is a
 //    launch-time parameter, so one compiled kernel serves every QPU count.
 //  * GPU-shared buffers are a grow-only pool of three slots (two inputs, one
 //    output) reused across calls; data moves with memcpy, never element loops.
+//  * Resident weights (linear(..., resident=True)) live in a cache keyed by the
+//    weight's storage (held weakly), geometry and version counter.
 //  * Inputs are only ever read: results land in pool memory, then in a fresh
-//    (or the caller's out=) tensor.
+//    (or the caller's out=) tensor. out= overloads are declared `Tensor(a!)`,
+//    so the dispatcher bumps out's version counter.
 
+#include <Python.h>
 #include <torch/extension.h>
+#include <torch/library.h>
 
 #include <algorithm>
 #include <array>
@@ -24,13 +35,25 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
+
+#ifdef TORCH_QPU_WITH_QPULIB
+#include <unistd.h>
 
 #include "kernels.h"
+#endif
 
 namespace torch_qpu {
 namespace {
 
+using at::Tensor;
+
+constexpr int64_t kMaxQPUs = 12;
+
+#ifdef TORCH_QPU_WITH_QPULIB
 #if defined(QPU_MODE) && !defined(EMULATION_MODE)
 constexpr const char* kMode = "qpu";
 #elif defined(EMULATION_MODE)
@@ -38,9 +61,109 @@ constexpr const char* kMode = "emulation";
 #else
 #error "define QPU_MODE or EMULATION_MODE (they select the QPULib build)"
 #endif
+#endif
+
+// ---------------------------------------------------------------------------
+// Backends and argument checks (every build).
+
+enum class Backend { Cpu, Kernel };  // Kernel: this build's QPULib backend
+
+// "cpu", or the QPULib backend this build has ("qpu" or "emulator").
+Backend parse_backend(c10::string_view backend) {
+  const std::string_view name(backend.data(), backend.size());
+  if (name == "cpu") return Backend::Cpu;
+  TORCH_CHECK_VALUE(name == "qpu" || name == "emulator", "torch_qpu: unknown backend '", name,
+                    "': choose one of qpu, emulator, cpu ('auto' is resolved by the Python API)");
+#ifdef TORCH_QPU_WITH_QPULIB
+  const std::string_view built = std::string_view(kMode) == "qpu" ? "qpu" : "emulator";
+  TORCH_CHECK(name == built, "torch_qpu: the '", name, "' backend is not part of this build (a ",
+              kMode, "-mode QPULib build: backends ", built, " and cpu)");
+#ifndef EMULATION_MODE
+  // QPULib exits the process when it cannot open the mailbox: refuse first.
+  for (const char* path : {"/dev/vcio", "/dev/mem"}) {
+    TORCH_CHECK(::access(path, R_OK | W_OK) == 0, "torch_qpu: the 'qpu' backend cannot open ",
+                path, " (needs a Raspberry Pi 1/2/3/Zero and root; python -m torch_qpu doctor)");
+  }
+#endif
+  return Backend::Kernel;
+#else
+  TORCH_CHECK(false, "torch_qpu: the '", name,
+              "' backend needs torch_qpu built with QPULib; this build has only the cpu backend");
+#endif
+}
+
+// torch's Python names (float32, not Float) for error messages.
+std::string dtype_name(at::ScalarType type) {
+  switch (type) {
+    case at::kFloat:
+      return "torch.float32";
+    case at::kDouble:
+      return "torch.float64";
+    case at::kHalf:
+      return "torch.float16";
+    case at::kBFloat16:
+      return "torch.bfloat16";
+    case at::kInt:
+      return "torch.int32";
+    case at::kLong:
+      return "torch.int64";
+    default:
+      return std::string("torch.") + c10::toString(type);
+  }
+}
+
+void check_num_qpus(int64_t num_qpus) {
+  TORCH_CHECK_VALUE(num_qpus >= 1 && num_qpus <= kMaxQPUs, "torch_qpu: num_qpus must be in 1..",
+                    kMaxQPUs, ", got ", num_qpus);
+}
+
+// dtype and device of one input: float32 everywhere, float64 too on the cpu
+// backend (autograd's gradcheck wants double precision).
+void check_tensor(const char* op, const Tensor& t, const char* name, Backend backend) {
+  TORCH_CHECK_VALUE(t.device().is_cpu(), "torch_qpu.", op, ": ", name,
+                    " must be a CPU tensor (the QPUs share CPU memory), got ", t.device());
+  const bool ok = t.scalar_type() == at::kFloat ||
+                  (backend == Backend::Cpu && t.scalar_type() == at::kDouble);
+  TORCH_CHECK_TYPE(ok, "torch_qpu.", op, ": ", name, " must be float32",
+                   backend == Backend::Cpu ? " (or float64 on the cpu backend)" : "", ", got ",
+                   dtype_name(t.scalar_type()));
+}
+
+void check_same_dtype(const char* op, const Tensor& a, const char* a_name, const Tensor& b,
+                      const char* b_name) {
+  TORCH_CHECK_TYPE(a.scalar_type() == b.scalar_type(), "torch_qpu.", op, ": ", a_name, " is ",
+                   dtype_name(a.scalar_type()), " but ", b_name, " is ",
+                   dtype_name(b.scalar_type()), " (float32 expected)");
+}
+
+void check_out(const char* op, const Tensor& out, const Tensor& like, at::IntArrayRef shape,
+               Backend backend) {
+  check_tensor(op, out, "out", backend);
+  check_same_dtype(op, like, "the input", out, "out");
+  TORCH_CHECK_VALUE(out.sizes() == shape, "torch_qpu.", op, ": out has shape ", out.sizes(),
+                    ", expected ", shape);
+}
+
+// Releases the GIL for the duration of a kernel when this thread holds it
+// (a direct pybind call); calls through torch.ops arrive with it released.
+class GilRelease {
+ public:
+  GilRelease() : state_(Py_IsInitialized() && PyGILState_Check() ? PyEval_SaveThread() : nullptr) {}
+  ~GilRelease() {
+    if (state_ != nullptr) PyEval_RestoreThread(state_);
+  }
+  GilRelease(const GilRelease&) = delete;
+  GilRelease& operator=(const GilRelease&) = delete;
+
+ private:
+  PyThreadState* state_;
+};
+
+#ifdef TORCH_QPU_WITH_QPULIB
+// ---------------------------------------------------------------------------
+// The QPULib runtime (kernel cache, buffer pool, resident weights).
 
 constexpr int kLanes = 16;
-constexpr int kMaxQPUs = 12;
 // QPU integer multiplies are 24-bit: the dot kernel multiplies row lengths.
 constexpr int64_t kMaxRowFloats = (int64_t{1} << 24) - kLanes;
 
@@ -50,7 +173,32 @@ using Buffer = SharedArray<float>;
 
 int64_t round_up_lanes(int64_t n) { return (n + kLanes - 1) / kLanes * kLanes; }
 
-// Everything that touches QPULib; one instance per process.
+// Copy `rows` rows of `cols` floats (contiguous) into `dst` with a row pitch
+// of `pitch` floats, zero-filling each row's padding.
+void copy_padded(float* dst, const float* src, int64_t rows, int64_t cols, int64_t pitch) {
+  if (cols == pitch) {
+    std::memcpy(dst, src, sizeof(float) * static_cast<std::size_t>(rows * cols));
+    return;
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    std::memcpy(dst + r * pitch, src + r * cols, sizeof(float) * static_cast<std::size_t>(cols));
+    std::memset(dst + r * pitch + cols, 0, sizeof(float) * static_cast<std::size_t>(pitch - cols));
+  }
+}
+
+// A matrix kept in GPU-shared memory between calls (rows padded to kp).
+struct ResidentEntry {
+  c10::weak_intrusive_ptr<c10::StorageImpl> storage;
+  int64_t offset = 0;
+  std::vector<int64_t> sizes;
+  std::vector<int64_t> strides;
+  int64_t version = -1;
+  std::unique_ptr<SharedArray<float>> buffer;
+  int64_t capacity = 0;
+};
+
+// Everything that touches QPULib; one instance per process. Every member
+// function expects the caller to hold `mutex`.
 class Runtime {
  public:
   enum Slot : std::size_t { kInputA = 0, kInputB = 1, kOutput = 2, kNumSlots = 3 };
@@ -101,11 +249,62 @@ class Runtime {
     return *entry;
   }
 
+  // The GPU copy of `mat` (2-D float32, rows padded to kp), uploaded again only
+  // when the tensor's storage, geometry or version changed. Inference tensors
+  // have no version counter: they are copied into the pool on every call.
+  Buffer& resident(const Tensor& mat, int64_t kp) {
+    sweep_residents();
+    if (mat.is_inference()) return upload(buffer(kInputB, mat.size(0) * kp), mat, kp);
+    c10::StorageImpl* storage = mat.storage().unsafeGetStorageImpl();
+    ResidentEntry* entry = nullptr;
+    for (auto& candidate : residents_) {
+      if (candidate.storage._unsafe_get_target() == storage &&
+          candidate.offset == mat.storage_offset() && mat.sizes() == candidate.sizes &&
+          mat.strides() == candidate.strides) {
+        entry = &candidate;
+        break;
+      }
+    }
+    const int64_t version = mat._version();
+    if (entry != nullptr && entry->version == version) return *entry->buffer;
+    if (entry == nullptr) {
+      residents_.push_back(ResidentEntry{mat.storage().getWeakStorageImpl(), mat.storage_offset(),
+                                         mat.sizes().vec(), mat.strides().vec(), -1, nullptr,
+                                         0});
+      entry = &residents_.back();
+    }
+    // Until the upload has finished the entry matches no version, so a failed
+    // allocation or copy (an exception) is retried on the next call.
+    entry->version = -1;
+    const int64_t needed = std::max<int64_t>(mat.size(0) * kp, kLanes);
+    if (!entry->buffer || entry->capacity < needed) {
+      entry->buffer.reset();
+      entry->buffer = allocate(needed, needed, &entry->capacity);
+    }
+    upload(*entry->buffer, mat, kp);
+    entry->version = version;
+    ++resident_uploads_;
+    return *entry->buffer;
+  }
+
+  // Drops the GPU copy of `mat` (all of them when mat is undefined).
+  void forget(const Tensor& mat) {
+    if (!mat.defined()) {
+      residents_.clear();
+      return;
+    }
+    c10::StorageImpl* storage = mat.storage().unsafeGetStorageImpl();
+    residents_.erase(std::remove_if(residents_.begin(), residents_.end(),
+                                    [storage](const ResidentEntry& e) {
+                                      return e.storage._unsafe_get_target() == storage;
+                                    }),
+                     residents_.end());
+  }
+
   static float* host_pointer(Buffer& buffer) { return &buffer[0]; }
 
   // A new GPU-shared buffer of `wanted` floats (or just `needed` when the
-  // emulator heap is nearly full); its size goes to *allocated. Call with
-  // the mutex held.
+  // emulator heap is nearly full); its size goes to *allocated.
   static std::unique_ptr<Buffer> allocate(int64_t needed, int64_t wanted, int64_t* allocated) {
     TORCH_CHECK(wanted <= std::numeric_limits<int32_t>::max() / 4,
                 "torch_qpu: tensor too large for the 32-bit GPU address space (", wanted,
@@ -125,12 +324,28 @@ class Runtime {
   }
 
   int64_t compiles() const { return compiles_; }
+  int64_t resident_uploads() const { return resident_uploads_; }
+  int64_t resident_matrices() const { return static_cast<int64_t>(residents_.size()); }
   int64_t launches = 0;
-  int64_t resident_uploads = 0;
 
   std::array<int64_t, kNumSlots> capacities() const { return capacities_; }
 
  private:
+  static Buffer& upload(Buffer& buffer, const Tensor& mat, int64_t kp) {
+    const Tensor mc = mat.contiguous();
+    if (mc.numel() > 0) {
+      copy_padded(host_pointer(buffer), mc.const_data_ptr<float>(), mc.size(0), mc.size(1), kp);
+    }
+    return buffer;
+  }
+
+  // Entries whose weight tensor is gone give their GPU memory back.
+  void sweep_residents() {
+    residents_.erase(std::remove_if(residents_.begin(), residents_.end(),
+                                    [](const ResidentEntry& e) { return e.storage.expired(); }),
+                     residents_.end());
+  }
+
   // How many floats to allocate: `wanted` (with headroom) if it fits, else
   // the `needed` minimum; raises when even that does not fit.
   static int64_t reserve_check(int64_t needed, int64_t wanted) {
@@ -157,7 +372,11 @@ class Runtime {
   std::unique_ptr<DotKernel> dot_cols_kernel_;
   std::array<std::unique_ptr<Buffer>, kNumSlots> buffers_{};
   std::array<int64_t, kNumSlots> capacities_{};
+  // A vector (not a list): entries are only ever looked up by the caller
+  // holding the mutex, and no reference to one outlives the call.
+  std::vector<ResidentEntry> residents_;
   int64_t compiles_ = 0;
+  int64_t resident_uploads_ = 0;
 };
 
 Runtime& runtime() {
@@ -168,137 +387,50 @@ Runtime& runtime() {
   return instance;
 }
 
-void check_float_cpu(const torch::Tensor& t, const char* name) {
-  TORCH_CHECK(t.device().is_cpu(), "torch_qpu: ", name, " must be a CPU tensor, got ", t.device());
-  TORCH_CHECK(t.scalar_type() == torch::kFloat32, "torch_qpu: ", name,
-              " must be float32, got ", t.scalar_type());
-}
-
-void check_num_qpus(int64_t num_qpus) {
-  TORCH_CHECK(num_qpus >= 1 && num_qpus <= kMaxQPUs, "torch_qpu: num_qpus must be in 1..",
-              kMaxQPUs, ", got ", num_qpus);
-}
-
-// Copy `rows` rows of `cols` floats (contiguous) into `dst` with a row pitch
-// of `pitch` floats, zero-filling each row's padding.
-void copy_padded(float* dst, const float* src, int64_t rows, int64_t cols, int64_t pitch) {
-  if (cols == pitch) {
-    std::memcpy(dst, src, sizeof(float) * static_cast<std::size_t>(rows * cols));
-    return;
-  }
-  for (int64_t r = 0; r < rows; ++r) {
-    std::memcpy(dst + r * pitch, src + r * cols, sizeof(float) * static_cast<std::size_t>(cols));
-    std::memset(dst + r * pitch + cols, 0, sizeof(float) * static_cast<std::size_t>(pitch - cols));
-  }
-}
-
-// out = a OP b for same-shaped tensors. `out` (contiguous float32 CPU) may
-// alias an input: it is written only after the inputs were copied out.
-void elementwise(int64_t op, const torch::Tensor& a, const torch::Tensor& b, torch::Tensor out,
-                 int64_t num_qpus) {
-  TORCH_CHECK(op >= 0 && op <= 2, "torch_qpu: unknown elementwise op ", op);
-  check_float_cpu(a, "a");
-  check_float_cpu(b, "b");
-  check_float_cpu(out, "out");
-  check_num_qpus(num_qpus);
-  TORCH_CHECK(a.sizes() == b.sizes(), "torch_qpu: shapes differ: ", a.sizes(), " vs ", b.sizes());
-  TORCH_CHECK(out.sizes() == a.sizes(), "torch_qpu: out has shape ", out.sizes(), ", expected ",
-              a.sizes());
-  TORCH_CHECK(out.is_contiguous(), "torch_qpu: out must be contiguous");
+// dst (contiguous float32, numel n) = a OP b. dst may alias an input: it is
+// written only after the inputs were copied into GPU memory.
+void kernel_elementwise(kernels::BinaryOp op, const Tensor& a, const Tensor& b, Tensor& dst,
+                        int64_t num_qpus) {
   const int64_t n = a.numel();
   if (n == 0) return;
-  const torch::Tensor ac = a.contiguous();
-  const torch::Tensor bc = b.contiguous();
+  const Tensor ac = a.contiguous();
+  const Tensor bc = b.contiguous();
   const int64_t padded = round_up_lanes(n);
+  TORCH_CHECK(padded <= std::numeric_limits<int32_t>::max(), "torch_qpu: tensor too large (", n,
+              " elements)");
   const int64_t slices = padded / kLanes;
   const int nq = static_cast<int>(std::min<int64_t>(num_qpus, slices));
-  const auto kernel_op = static_cast<kernels::BinaryOp>(op);
-
-  pybind11::gil_scoped_release no_gil;
+  GilRelease no_gil;
   Runtime& rt = runtime();
   std::lock_guard<std::mutex> lock(rt.mutex);
-  ElementwiseKernel& kernel = rt.elementwise(kernel_op);
+  ElementwiseKernel& kernel = rt.elementwise(op);
   Buffer& buf_a = rt.buffer(Runtime::kInputA, padded);
   Buffer& buf_b = rt.buffer(Runtime::kInputB, padded);
   Buffer& buf_out = rt.buffer(Runtime::kOutput, padded);
-  copy_padded(Runtime::host_pointer(buf_a), ac.data_ptr<float>(), 1, n, padded);
-  copy_padded(Runtime::host_pointer(buf_b), bc.data_ptr<float>(), 1, n, padded);
+  copy_padded(Runtime::host_pointer(buf_a), ac.const_data_ptr<float>(), 1, n, padded);
+  copy_padded(Runtime::host_pointer(buf_b), bc.const_data_ptr<float>(), 1, n, padded);
   kernel.setNumQPUs(nq);
   kernel.call(static_cast<int>(padded), &buf_a, &buf_b, &buf_out);
   ++rt.launches;
-  std::memcpy(out.data_ptr<float>(), Runtime::host_pointer(buf_out),
+  std::memcpy(dst.mutable_data_ptr<float>(), Runtime::host_pointer(buf_out),
               sizeof(float) * static_cast<std::size_t>(n));
 }
 
-// A matrix kept in GPU-shared memory between calls (row-padded), so that
-// layers whose weights do not change skip the host-to-GPU copy, which on a
-// Pi costs more than the QPU work of a matrix-vector product. Python decides
-// when to re-upload (torch_qpu.nn.Linear watches the weight's version).
-class ResidentMatrix {
- public:
-  explicit ResidentMatrix(const torch::Tensor& mat) { upload(mat); }
-
-  // (Re)copies `mat` (float32, 2-D) into GPU-shared memory.
-  void upload(const torch::Tensor& mat) {
-    check_float_cpu(mat, "matrix");
-    TORCH_CHECK(mat.dim() == 2, "torch_qpu: a resident matrix must be 2-D, got ", mat.sizes());
-    const int64_t rows = mat.size(0);
-    const int64_t cols = mat.size(1);
-    const int64_t kp = round_up_lanes(cols);
-    TORCH_CHECK(kp <= kMaxRowFloats && rows <= (int64_t{1} << 24),
-                "torch_qpu: matrix too large for the QPU kernels: ", mat.sizes());
-    const torch::Tensor mc = mat.contiguous();
-    pybind11::gil_scoped_release no_gil;
-    Runtime& rt = runtime();
-    std::lock_guard<std::mutex> lock(rt.mutex);
-    const int64_t needed = std::max<int64_t>(rows * kp, kLanes);
-    if (!buffer_ || capacity_ < needed) {
-      buffer_.reset();
-      buffer_ = Runtime::allocate(needed, needed, &capacity_);
-    }
-    if (rows * cols > 0) {
-      copy_padded(Runtime::host_pointer(*buffer_), mc.data_ptr<float>(), rows, cols, kp);
-    }
-    rows_ = rows;
-    cols_ = cols;
-    ++rt.resident_uploads;
-  }
-
-  int64_t rows() const { return rows_; }
-  int64_t cols() const { return cols_; }
-  Buffer& buffer() { return *buffer_; }
-
- private:
-  // QPU mode: the GPU memory goes back to the firmware when the Python
-  // object dies (SharedArray's destructor; the mailbox is already open).
-  std::unique_ptr<Buffer> buffer_;
-  int64_t capacity_ = 0;
-  int64_t rows_ = 0;
-  int64_t cols_ = 0;
-};
-
-// vecs @ mat.T where mat is either a tensor (copied into the pool) or a
-// resident matrix; shape (V, R).
-torch::Tensor dot_core(const torch::Tensor& vecs, const torch::Tensor* mat,
-                       ResidentMatrix* resident, int64_t num_qpus) {
-  check_float_cpu(vecs, "vecs");
-  check_num_qpus(num_qpus);
-  const int64_t nrows = mat ? mat->size(0) : resident->rows();
-  const int64_t mat_cols = mat ? mat->size(1) : resident->cols();
-  TORCH_CHECK(vecs.dim() == 2, "torch_qpu: dot_rows needs 2-D tensors, got ", vecs.sizes());
-  TORCH_CHECK(vecs.size(1) == mat_cols, "torch_qpu: inner sizes differ: ", vecs.sizes(), " vs (",
-              nrows, ", ", mat_cols, ")");
+// vecs (V, K) @ mat.T for mat (R, K): shape (V, R). resident: keep mat in GPU
+// memory between calls (see Runtime::resident).
+Tensor kernel_dot(const Tensor& vecs, const Tensor& mat, int64_t num_qpus, bool resident) {
   const int64_t nvec = vecs.size(0);
   const int64_t k = vecs.size(1);
-  auto result_options = torch::TensorOptions().dtype(torch::kFloat32);
-  if (nvec == 0 || nrows == 0 || k == 0) return torch::zeros({nvec, nrows}, result_options);
+  const int64_t nrows = mat.size(0);
+  const auto options = vecs.options();
+  if (nvec == 0 || nrows == 0 || k == 0) return at::zeros({nvec, nrows}, options);
   const int64_t kp = round_up_lanes(k);
-  TORCH_CHECK(kp <= kMaxRowFloats, "torch_qpu: rows longer than ", kMaxRowFloats,
-              " floats are not supported (24-bit QPU multiply)");
-  TORCH_CHECK(nvec <= std::numeric_limits<int32_t>::max() && nrows <= (int64_t{1} << 24),
-              "torch_qpu: too many rows");
-  const torch::Tensor vc = vecs.contiguous();
-  const torch::Tensor mc = mat ? mat->contiguous() : torch::Tensor();
+  TORCH_CHECK_VALUE(kp <= kMaxRowFloats, "torch_qpu: rows longer than ", kMaxRowFloats,
+                    " floats are not supported (24-bit QPU multiply)");
+  TORCH_CHECK_VALUE(nvec <= std::numeric_limits<int32_t>::max() && nrows <= (int64_t{1} << 24),
+                    "torch_qpu: too many rows (", nvec, " x ", nrows, ")");
+  const Tensor vc = vecs.contiguous();
+  const Tensor mc = resident ? Tensor() : mat.contiguous();
   // Split rows across QPUs, unless splitting each row's columns keeps more
   // QPUs busy (few rows, long rows: e.g. a 1 x 10^5 mv).
   const int64_t row_qpus = std::min<int64_t>(num_qpus, nrows);
@@ -307,76 +439,401 @@ torch::Tensor dot_core(const torch::Tensor& vecs, const torch::Tensor* mat,
   const int nq = static_cast<int>(split_columns ? col_qpus : row_qpus);
   const int64_t groups = split_columns ? nq : 1;  // partial-sum blocks per output
   const int64_t out_floats = nvec * nrows * groups * kLanes;
-  torch::Tensor partials = torch::empty({nvec, nrows, groups * kLanes}, result_options);
-
+  Tensor partials = at::empty({nvec, nrows, groups * kLanes}, options);
   {
-    pybind11::gil_scoped_release no_gil;
+    GilRelease no_gil;
     Runtime& rt = runtime();
     std::lock_guard<std::mutex> lock(rt.mutex);
     DotKernel& kernel = rt.dot(split_columns);
     Buffer& buf_v = rt.buffer(Runtime::kInputA, nvec * kp);
     Buffer& buf_out = rt.buffer(Runtime::kOutput, out_floats);
-    Buffer& buf_m = resident ? resident->buffer() : rt.buffer(Runtime::kInputB, nrows * kp);
-    copy_padded(Runtime::host_pointer(buf_v), vc.data_ptr<float>(), nvec, k, kp);
+    Buffer& buf_m = resident ? rt.resident(mat, kp) : rt.buffer(Runtime::kInputB, nrows * kp);
+    copy_padded(Runtime::host_pointer(buf_v), vc.const_data_ptr<float>(), nvec, k, kp);
     if (!resident) {
-      copy_padded(Runtime::host_pointer(buf_m), mc.data_ptr<float>(), nrows, k, kp);
+      copy_padded(Runtime::host_pointer(buf_m), mc.const_data_ptr<float>(), nrows, k, kp);
     }
     kernel.setNumQPUs(nq);
     kernel.call(static_cast<int>(nvec), static_cast<int>(nrows), static_cast<int>(kp), &buf_v,
                 &buf_m, &buf_out);
     ++rt.launches;
-    std::memcpy(partials.data_ptr<float>(), Runtime::host_pointer(buf_out),
+    std::memcpy(partials.mutable_data_ptr<float>(), Runtime::host_pointer(buf_out),
                 sizeof(float) * static_cast<std::size_t>(out_floats));
   }
   // The kernels leave 16 lane-wise partial sums per output (per QPU when
   // split by columns); add them here.
   return partials.sum(-1);
 }
+#endif  // TORCH_QPU_WITH_QPULIB
 
-// Returns vecs @ mat.T, shape (V, R), for vecs (V, K) and mat (R, K).
-torch::Tensor dot_rows(const torch::Tensor& vecs, const torch::Tensor& mat, int64_t num_qpus) {
-  check_float_cpu(mat, "mat");
-  TORCH_CHECK(mat.dim() == 2, "torch_qpu: dot_rows needs 2-D tensors, got ", mat.sizes());
-  return dot_core(vecs, &mat, nullptr, num_qpus);
+// ---------------------------------------------------------------------------
+// The operators' implementations (CPU dispatch key).
+
+enum class BinaryOp { Add, Sub, Mul };
+
+const char* op_name(BinaryOp op) {
+  switch (op) {
+    case BinaryOp::Add:
+      return "add";
+    case BinaryOp::Sub:
+      return "sub";
+    case BinaryOp::Mul:
+      return "mul";
+  }
+  return "?";
 }
 
-// Returns vecs @ M.T for a resident matrix M.
-torch::Tensor dot_resident(const torch::Tensor& vecs, ResidentMatrix& mat, int64_t num_qpus) {
-  return dot_core(vecs, nullptr, &mat, num_qpus);
+Backend check_binary(BinaryOp op, const Tensor& a, const Tensor& b, c10::string_view backend,
+                     int64_t num_qpus) {
+  const Backend be = parse_backend(backend);
+  check_num_qpus(num_qpus);
+  const char* name = op_name(op);
+  check_tensor(name, a, "a", be);
+  check_tensor(name, b, "b", be);
+  check_same_dtype(name, a, "a", b, "b");
+  TORCH_CHECK_VALUE(a.sizes() == b.sizes(), "torch_qpu.", name,
+                    ": shapes must match (no broadcasting), got ", a.sizes(), " and ", b.sizes());
+  return be;
 }
+
+// Writes a OP b into out (shape checked by the caller).
+void binary_into(BinaryOp op, Backend be, const Tensor& a, const Tensor& b, Tensor& out,
+                 int64_t num_qpus) {
+  if (be == Backend::Cpu) {
+    switch (op) {
+      case BinaryOp::Add:
+        at::add_out(out, a, b);
+        return;
+      case BinaryOp::Sub:
+        at::sub_out(out, a, b);
+        return;
+      case BinaryOp::Mul:
+        at::mul_out(out, a, b);
+        return;
+    }
+  }
+#ifdef TORCH_QPU_WITH_QPULIB
+  const auto kop = op == BinaryOp::Add   ? kernels::BinaryOp::Add
+                   : op == BinaryOp::Sub ? kernels::BinaryOp::Sub
+                                         : kernels::BinaryOp::Mul;
+  if (out.is_contiguous()) {
+    kernel_elementwise(kop, a, b, out, num_qpus);
+  } else {
+    Tensor tmp = at::empty(a.sizes(), a.options());
+    kernel_elementwise(kop, a, b, tmp, num_qpus);
+    out.copy_(tmp);
+  }
+#else
+  (void)num_qpus;
+#endif
+}
+
+Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b, c10::string_view backend,
+              int64_t num_qpus) {
+  const Backend be = check_binary(op, a, b, backend, num_qpus);
+  Tensor out = at::empty(a.sizes(), a.options());
+  binary_into(op, be, a, b, out, num_qpus);
+  return out;
+}
+
+void binary_out(BinaryOp op, const Tensor& a, const Tensor& b, c10::string_view backend,
+                   int64_t num_qpus, Tensor& out) {
+  const Backend be = check_binary(op, a, b, backend, num_qpus);
+  check_out(op_name(op), out, a, a.sizes(), be);
+  binary_into(op, be, a, b, out, num_qpus);
+}
+
+template <BinaryOp Op>
+Tensor binary_op(const Tensor& a, const Tensor& b, c10::string_view backend, int64_t num_qpus) {
+  return binary(Op, a, b, backend, num_qpus);
+}
+
+template <BinaryOp Op>
+void binary_op_out(const Tensor& a, const Tensor& b, c10::string_view backend, int64_t num_qpus,
+                      Tensor& out) {
+  binary_out(Op, a, b, backend, num_qpus, out);
+}
+
+// vecs (V, K) @ mat.T (mat (R, K)) on the chosen backend.
+Tensor dot(Backend be, const Tensor& vecs, const Tensor& mat, int64_t num_qpus, bool resident) {
+  if (be == Backend::Cpu) return at::mm(vecs, mat.t());
+#ifdef TORCH_QPU_WITH_QPULIB
+  return kernel_dot(vecs, mat, num_qpus, resident);
+#else
+  (void)num_qpus;
+  (void)resident;
+  return Tensor();  // not reached: parse_backend refused
+#endif
+}
+
+Backend check_mv(const Tensor& matrix, const Tensor& vector, c10::string_view backend,
+                 int64_t num_qpus) {
+  const Backend be = parse_backend(backend);
+  check_num_qpus(num_qpus);
+  check_tensor("mv", matrix, "matrix", be);
+  check_tensor("mv", vector, "vector", be);
+  check_same_dtype("mv", matrix, "matrix", vector, "vector");
+  TORCH_CHECK_VALUE(matrix.dim() == 2 && vector.dim() == 1,
+                    "torch_qpu.mv: needs a 2-D matrix and a 1-D vector, got ", matrix.dim(),
+                    "-D and ", vector.dim(), "-D");
+  TORCH_CHECK_VALUE(matrix.size(1) == vector.size(0), "torch_qpu.mv: matrix is ", matrix.sizes(),
+                    " but vector has ", vector.size(0), " elements");
+  return be;
+}
+
+Tensor mv_impl(Backend be, const Tensor& matrix, const Tensor& vector, int64_t num_qpus) {
+  if (be == Backend::Cpu) return at::mv(matrix, vector);
+  return dot(be, vector.unsqueeze(0), matrix, num_qpus, false).squeeze(0);
+}
+
+Tensor mv(const Tensor& matrix, const Tensor& vector, c10::string_view backend, int64_t num_qpus) {
+  const Backend be = check_mv(matrix, vector, backend, num_qpus);
+  return mv_impl(be, matrix, vector, num_qpus);
+}
+
+void mv_out(const Tensor& matrix, const Tensor& vector, c10::string_view backend,
+               int64_t num_qpus, Tensor& out) {
+  const Backend be = check_mv(matrix, vector, backend, num_qpus);
+  check_out("mv", out, matrix, {matrix.size(0)}, be);
+  out.copy_(mv_impl(be, matrix, vector, num_qpus));
+}
+
+Backend check_mm(const Tensor& a, const Tensor& b, c10::string_view backend, int64_t num_qpus) {
+  const Backend be = parse_backend(backend);
+  check_num_qpus(num_qpus);
+  check_tensor("mm", a, "a", be);
+  check_tensor("mm", b, "b", be);
+  check_same_dtype("mm", a, "a", b, "b");
+  TORCH_CHECK_VALUE(a.dim() == 2 && b.dim() == 2, "torch_qpu.mm: needs 2-D tensors, got ",
+                    a.dim(), "-D and ", b.dim(), "-D");
+  TORCH_CHECK_VALUE(a.size(1) == b.size(0), "torch_qpu.mm: shapes ", a.sizes(), " and ",
+                    b.sizes(), " cannot be multiplied");
+  return be;
+}
+
+Tensor mm_impl(Backend be, const Tensor& a, const Tensor& b, int64_t num_qpus) {
+  if (be == Backend::Cpu) return at::mm(a, b);
+  // The kernel takes dot products of rows, so it wants b's columns as rows.
+  return dot(be, a, b.t(), num_qpus, false);
+}
+
+Tensor mm(const Tensor& a, const Tensor& b, c10::string_view backend, int64_t num_qpus) {
+  const Backend be = check_mm(a, b, backend, num_qpus);
+  return mm_impl(be, a, b, num_qpus);
+}
+
+void mm_out(const Tensor& a, const Tensor& b, c10::string_view backend, int64_t num_qpus,
+               Tensor& out) {
+  const Backend be = check_mm(a, b, backend, num_qpus);
+  check_out("mm", out, a, {a.size(0), b.size(1)}, be);
+  out.copy_(mm_impl(be, a, b, num_qpus));
+}
+
+Backend check_linear(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias,
+                     c10::string_view backend, int64_t num_qpus) {
+  const Backend be = parse_backend(backend);
+  check_num_qpus(num_qpus);
+  check_tensor("linear", x, "x", be);
+  check_tensor("linear", weight, "weight", be);
+  check_same_dtype("linear", x, "x", weight, "weight");
+  TORCH_CHECK_VALUE(weight.dim() == 2,
+                    "torch_qpu.linear: weight must be 2-D (out_features, in_features), got ",
+                    weight.dim(), "-D");
+  TORCH_CHECK_VALUE(x.dim() >= 1 && x.size(-1) == weight.size(1), "torch_qpu.linear: x has shape ",
+                    x.sizes(), ", expected (..., ", weight.size(1), ")");
+  if (bias.has_value()) {
+    check_tensor("linear", *bias, "bias", be);
+    check_same_dtype("linear", x, "x", *bias, "bias");
+    TORCH_CHECK_VALUE(bias->dim() == 1 && bias->size(0) == weight.size(0),
+                      "torch_qpu.linear: bias must have shape (", weight.size(0), ",), got ",
+                      bias->sizes());
+  }
+  return be;
+}
+
+std::vector<int64_t> linear_shape(const Tensor& x, const Tensor& weight) {
+  std::vector<int64_t> shape = x.sizes().vec();
+  shape.back() = weight.size(0);
+  return shape;
+}
+
+Tensor linear_impl(Backend be, const Tensor& x, const Tensor& weight,
+                   const std::optional<Tensor>& bias, int64_t num_qpus, bool resident) {
+  if (be == Backend::Cpu) return at::linear(x, weight, bias);
+  // Explicit row count: reshape({-1, 0}) is ambiguous when in_features is 0.
+  const int64_t rows = c10::multiply_integers(x.sizes().slice(0, x.dim() - 1));
+  Tensor result = dot(be, x.reshape({rows, weight.size(1)}), weight, num_qpus, resident);
+  if (bias.has_value()) result.add_(*bias);
+  return result.reshape(linear_shape(x, weight));
+}
+
+Tensor linear(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias,
+              c10::string_view backend, int64_t num_qpus, bool resident) {
+  const Backend be = check_linear(x, weight, bias, backend, num_qpus);
+  return linear_impl(be, x, weight, bias, num_qpus, resident);
+}
+
+void linear_out(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias,
+                   c10::string_view backend, int64_t num_qpus, bool resident, Tensor& out) {
+  const Backend be = check_linear(x, weight, bias, backend, num_qpus);
+  check_out("linear", out, x, linear_shape(x, weight), be);
+  out.copy_(linear_impl(be, x, weight, bias, num_qpus, resident));
+}
+
+// Autograd kernel of the out= overloads: refuses inputs that require grad
+// (as torch's own out= functions do), then runs the op below autograd.
+void refuse_grad(const c10::OperatorHandle& op, c10::DispatchKeySet keys,
+                 torch::jit::Stack* stack) {
+  const std::size_t count = op.schema().arguments().size();
+  if (c10::GradMode::is_enabled()) {
+    for (std::size_t i = stack->size() - count; i < stack->size(); ++i) {
+      const auto& value = (*stack)[i];
+      TORCH_CHECK(!(value.isTensor() && value.toTensor().requires_grad()), op.schema().name(), ".",
+                  op.schema().overload_name(),
+                  "(): functions with out=... arguments don't support automatic "
+                  "differentiation, but one of the arguments requires grad");
+    }
+  }
+  at::AutoDispatchBelowAutograd guard;
+  op.redispatchBoxed(keys & c10::after_autograd_keyset, stack);
+}
+
+// ADInplaceOrView kernel of the out= overloads: runs the op, then bumps the
+// version counter of every argument the schema marks as written (Tensor(a!)).
+// torch's own fallback only bumps returned aliases, and these overloads
+// return nothing (aliased returns cannot be functionalized for torch.compile).
+void bump_written_versions(const c10::OperatorHandle& op, c10::DispatchKeySet keys,
+                           torch::jit::Stack* stack) {
+  const auto& arguments = op.schema().arguments();
+  const std::size_t first = stack->size() - arguments.size();
+  std::vector<Tensor> written;
+  for (std::size_t i = 0; i < arguments.size(); ++i) {
+    const auto* alias = arguments[i].alias_info();
+    const auto& value = (*stack)[first + i];
+    if (alias != nullptr && alias->isWrite() && value.isTensor()) {
+      written.push_back(value.toTensor());
+    }
+  }
+  {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    op.redispatchBoxed(keys & c10::after_ADInplaceOrView_keyset, stack);
+  }
+  for (const Tensor& t : written) torch::autograd::impl::bump_version(t);
+}
+
+// ---------------------------------------------------------------------------
+// Introspection for the Python package (not operators).
 
 pybind11::dict stats() {
+  pybind11::dict d;
+#ifdef TORCH_QPU_WITH_QPULIB
   Runtime& rt = runtime();
   std::lock_guard<std::mutex> lock(rt.mutex);
-  pybind11::dict d;
   d["kernel_compiles"] = rt.compiles();
   d["launches"] = rt.launches;
-  d["resident_uploads"] = rt.resident_uploads;
+  d["resident_uploads"] = rt.resident_uploads();
+  d["resident_matrices"] = rt.resident_matrices();
   const auto caps = rt.capacities();
   d["pool_capacity_floats"] = pybind11::make_tuple(caps[0], caps[1], caps[2]);
+#endif
   return d;
+}
+
+// Drops the resident GPU copy of `weight` (every one when None): the next
+// resident call uploads it again. Frees under the runtime lock.
+void resident_forget(const std::optional<Tensor>& weight) {
+#ifdef TORCH_QPU_WITH_QPULIB
+  Runtime& rt = runtime();
+  std::lock_guard<std::mutex> lock(rt.mutex);
+  rt.forget(weight.has_value() ? *weight : Tensor());
+#else
+  (void)weight;
+#endif
 }
 
 }  // namespace
 }  // namespace torch_qpu
 
+TORCH_LIBRARY(torch_qpu, m) {
+  const std::vector<at::Tag> tags{at::Tag::pt2_compliant_tag};
+  for (const char* name : {"add", "sub", "mul"}) {
+    const std::string op(name);
+    const std::string functional =
+        op + "(Tensor a, Tensor b, str backend=\"cpu\", int num_qpus=12) -> Tensor";
+    const std::string out = op +
+                            ".out(Tensor a, Tensor b, str backend=\"cpu\", int num_qpus=12, *, "
+                            "Tensor(a!) out) -> ()";
+    m.def(functional.c_str(), tags);
+    m.def(out.c_str(), tags);
+  }
+  m.def("mv(Tensor matrix, Tensor vector, str backend=\"cpu\", int num_qpus=12) -> Tensor", tags);
+  m.def(
+      "mv.out(Tensor matrix, Tensor vector, str backend=\"cpu\", int num_qpus=12, *, "
+      "Tensor(a!) out) -> ()",
+      tags);
+  m.def("mm(Tensor a, Tensor b, str backend=\"cpu\", int num_qpus=12) -> Tensor", tags);
+  m.def(
+      "mm.out(Tensor a, Tensor b, str backend=\"cpu\", int num_qpus=12, *, Tensor(a!) out) -> ()",
+      tags);
+  m.def(
+      "linear(Tensor x, Tensor weight, Tensor? bias=None, str backend=\"cpu\", int num_qpus=12, "
+      "bool resident=False) -> Tensor",
+      tags);
+  m.def(
+      "linear.out(Tensor x, Tensor weight, Tensor? bias=None, str backend=\"cpu\", "
+      "int num_qpus=12, bool resident=False, *, Tensor(a!) out) -> ()",
+      tags);
+}
+
+TORCH_LIBRARY_IMPL(torch_qpu, CPU, m) {
+  using torch_qpu::BinaryOp;
+  m.impl("add", &torch_qpu::binary_op<BinaryOp::Add>);
+  m.impl("add.out", &torch_qpu::binary_op_out<BinaryOp::Add>);
+  m.impl("sub", &torch_qpu::binary_op<BinaryOp::Sub>);
+  m.impl("sub.out", &torch_qpu::binary_op_out<BinaryOp::Sub>);
+  m.impl("mul", &torch_qpu::binary_op<BinaryOp::Mul>);
+  m.impl("mul.out", &torch_qpu::binary_op_out<BinaryOp::Mul>);
+  m.impl("mv", &torch_qpu::mv);
+  m.impl("mv.out", &torch_qpu::mv_out);
+  m.impl("mm", &torch_qpu::mm);
+  m.impl("mm.out", &torch_qpu::mm_out);
+  m.impl("linear", &torch_qpu::linear);
+  m.impl("linear.out", &torch_qpu::linear_out);
+}
+
+// out= overloads are not differentiable (like torch's own out= functions): the
+// Autograd kernel refuses inputs that require grad, and the ADInplaceOrView
+// kernel bumps out's version counter (a custom op gets neither by default,
+// so autograd would not see the write).
+TORCH_LIBRARY_IMPL(torch_qpu, Autograd, m) {
+  for (const char* name : {"add.out", "sub.out", "mul.out", "mv.out", "mm.out", "linear.out"}) {
+    m.impl(name, torch::CppFunction::makeFromBoxedFunction<&torch_qpu::refuse_grad>());
+  }
+}
+
+TORCH_LIBRARY_IMPL(torch_qpu, ADInplaceOrView, m) {
+  for (const char* name : {"add.out", "sub.out", "mul.out", "mv.out", "mm.out", "linear.out"}) {
+    m.impl(name, torch::CppFunction::makeFromBoxedFunction<&torch_qpu::bump_written_versions>());
+  }
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "QPULib kernels for torch_qpu (use the torch_qpu package, not this module)";
+  m.doc() = "torch_qpu's operators (torch.ops.torch_qpu) and runtime counters; use the package";
+#ifdef TORCH_QPU_WITH_QPULIB
   m.attr("mode") = torch_qpu::kMode;
+#else
+  m.attr("mode") = pybind11::none();
+#endif
   m.attr("max_qpus") = torch_qpu::kMaxQPUs;
-  m.def("elementwise", &torch_qpu::elementwise, "out = a OP b (0 add, 1 sub, 2 mul)",
-        pybind11::arg("op"), pybind11::arg("a"), pybind11::arg("b"), pybind11::arg("out"),
-        pybind11::arg("num_qpus"));
-  m.def("dot_rows", &torch_qpu::dot_rows, "vecs @ mat.T for 2-D float32 tensors",
-        pybind11::arg("vecs"), pybind11::arg("mat"), pybind11::arg("num_qpus"));
-  pybind11::class_<torch_qpu::ResidentMatrix>(
-      m, "ResidentMatrix", "a float32 matrix kept in GPU-shared memory between calls")
-      .def(pybind11::init<const torch::Tensor&>(), pybind11::arg("matrix"))
-      .def("upload", &torch_qpu::ResidentMatrix::upload, pybind11::arg("matrix"))
-      .def_property_readonly("shape", [](const torch_qpu::ResidentMatrix& r) {
-        return pybind11::make_tuple(r.rows(), r.cols());
-      });
-  m.def("dot_resident", &torch_qpu::dot_resident, "vecs @ M.T for a ResidentMatrix M",
-        pybind11::arg("vecs"), pybind11::arg("matrix"), pybind11::arg("num_qpus"));
-  m.def("stats", &torch_qpu::stats, "kernel compile count, launches, pool capacities");
+  m.def("stats", &torch_qpu::stats, "kernel compiles, launches, pool capacities, resident uploads");
+  m.def("resident_forget", &torch_qpu::resident_forget,
+        "drop the resident GPU copy of a weight (all when None)", pybind11::arg("weight"));
+  // The operators' implementations without the dispatcher, for the bench's
+  // overhead figure (the registered op against a direct call).
+  m.def("direct_add", [](const at::Tensor& a, const at::Tensor& b, const std::string& backend,
+                         int64_t num_qpus) {
+    return torch_qpu::binary_op<torch_qpu::BinaryOp::Add>(a, b, backend, num_qpus);
+  });
+  m.def("direct_mv", [](const at::Tensor& matrix, const at::Tensor& vector,
+                        const std::string& backend,
+                        int64_t num_qpus) { return torch_qpu::mv(matrix, vector, backend, num_qpus); });
 }

@@ -1,30 +1,33 @@
 """pytest setup for torch_qpu's tests (run from the repo root by CI).
 
-* Makes ``torch_qpu`` importable from the source tree when it is not
-  installed (that gives the cpu-only package: the API tests still run).
-* Registers the ``qpulib`` marker: tests that need a QPULib build (emulator
-  mode anywhere, qpu mode on a Pi). Without one they are skipped *loudly*: the
-  skip reason names the fix and the terminal summary carries a warning line.
+* ``torch_qpu`` must be installed (its operators are compiled: see the
+  README); an import failure is a collection error, never a skip.
+* Every test here gets the ``unit`` marker (no engine, no network), so
+  ``pytest -m unit`` runs them instead of silently dropping them.
+* The ``qpulib`` marker: tests of the QPULib kernels (emulator anywhere, the
+  QPUs on a Pi). Without a QPULib build they are skipped *loudly* (reason and
+  a warning in the terminal summary), unless ``--require-qpulib`` is given
+  (scripts/test.sh always gives it): then a missing kernel backend, or a
+  missing ``RPIBUILD_QPULIB_SRC`` for the build tests, fails those tests.
 """
 
 from __future__ import annotations
 
-import sys
+import os
 from pathlib import Path
 
 import pytest
 
-try:
-    import torch_qpu
-except ImportError:  # not installed: use the sources (cpu-only build)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import torch_qpu
+import torch_qpu
 
+HERE = Path(__file__).resolve().parent
 QPULIB_SKIP_REASON = (
     "torch_qpu was built without QPULib, so the emulator/qpu kernels are untested: rebuild "
     "with RPIBUILD_QPULIB_SRC=<QPULib source tree> pip install --no-build-isolation "
     "images/torch-qpu (or QPULIB_PREFIX=<prefix from images/qpulib/build.sh>)"
 )
+SRC_SKIP_REASON = "set RPIBUILD_QPULIB_SRC to a QPULib source tree"
+_SKIPPED_KEY = pytest.StashKey[int]()
 
 
 def kernel_backend() -> str | None:
@@ -36,22 +39,41 @@ def kernel_backend() -> str | None:
     return None
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--require-qpulib",
+        action="store_true",
+        default=False,
+        help="torch_qpu tests: a missing QPULib kernel backend (or RPIBUILD_QPULIB_SRC for the "
+        "QPULib build tests) fails the tests that need it instead of skipping them",
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "qpulib: needs torch_qpu built with QPULib (emulation or qpu mode)"
     )
+    config.addinivalue_line("markers", "unit: fast, pure tests (no engine)")
     config.stash[_SKIPPED_KEY] = 0
 
 
-_SKIPPED_KEY = pytest.StashKey[int]()
+def required(config: pytest.Config) -> bool:
+    return bool(config.getoption("--require-qpulib", default=False))
+
+
+def _ours(item: pytest.Item) -> bool:
+    return HERE in Path(str(item.fspath)).resolve().parents
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if kernel_backend() is not None:
-        return
+    ours = [item for item in items if _ours(item)]
+    for item in ours:
+        item.add_marker(pytest.mark.unit)
+    if kernel_backend() is not None or required(config):
+        return  # with --require-qpulib the `backend` fixture fails them instead
     skip = pytest.mark.skip(reason=QPULIB_SKIP_REASON)
     skipped = 0
-    for item in items:
+    for item in ours:
         if "qpulib" in item.keywords:
             item.add_marker(skip)
             skipped += 1
@@ -70,12 +92,25 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 
 
 @pytest.fixture
-def backend() -> str:
+def backend(request: pytest.FixtureRequest) -> str:
     """Name of the kernel backend for 'qpulib' tests."""
     name = kernel_backend()
-    if name is None:  # pragma: no cover - collection already skipped these
-        pytest.skip(QPULIB_SKIP_REASON)
+    if name is None:
+        if required(request.config):
+            pytest.fail(f"--require-qpulib: {QPULIB_SKIP_REASON}", pytrace=False)
+        pytest.skip(QPULIB_SKIP_REASON)  # pragma: no cover - collection already skipped these
     return name
+
+
+@pytest.fixture
+def qpulib_src(request: pytest.FixtureRequest) -> str:
+    """The QPULib source tree named by RPIBUILD_QPULIB_SRC (for the build tests)."""
+    src = os.environ.get("RPIBUILD_QPULIB_SRC")
+    if not src:
+        if required(request.config):
+            pytest.fail(f"--require-qpulib: {SRC_SKIP_REASON}", pytrace=False)
+        pytest.skip(SRC_SKIP_REASON)
+    return src
 
 
 @pytest.fixture(autouse=True)

@@ -120,12 +120,32 @@ def test_linear_and_layers(backend: str) -> None:
         torch.testing.assert_close(model(x), reference, rtol=1e-4, atol=1e-4)
 
 
-def test_forward_only(backend: str) -> None:
-    a = torch.randn(4, requires_grad=True)
-    with pytest.raises(RuntimeError, match="forward-only"):
-        torch_qpu.add(a, a, backend=backend)
-    with torch.no_grad():
-        torch.testing.assert_close(torch_qpu.add(a, a, backend=backend), 2 * a.detach())
+def test_backward_runs_on_the_kernel_backend(backend: str) -> None:
+    """Gradients of a small model match torch's, and the backward launched kernels too."""
+    torch.manual_seed(2)
+    x = torch.randn(5, 19, requires_grad=True)
+    w = torch.randn(6, 19, requires_grad=True)
+    bias = torch.randn(6, requires_grad=True)
+    m, v = torch.randn(6, 6, requires_grad=True), torch.randn(6, requires_grad=True)
+
+    def loss(fn_linear, fn_mv, fn_mul):
+        y = fn_linear(x, w, bias)
+        return fn_mul(fn_mv(m, y.sum(0)), v).sum()
+
+    expected = torch.autograd.grad(
+        loss(torch.nn.functional.linear, torch.mv, torch.mul), (x, w, bias, m, v)
+    )
+    launches = torch_qpu.stats()["launches"]
+    got_loss = loss(
+        lambda *t: torch_qpu.linear(*t, backend=backend),
+        lambda *t: torch_qpu.mv(*t, backend=backend),
+        lambda *t: torch_qpu.mul(*t, backend=backend),
+    )
+    forward_launches = torch_qpu.stats()["launches"] - launches
+    got = torch.autograd.grad(got_loss, (x, w, bias, m, v))
+    assert torch_qpu.stats()["launches"] - launches > forward_launches, "backward on the kernels"
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4)
 
 
 def test_kernels_compiled_once_and_pool_reused(backend: str) -> None:
@@ -143,14 +163,35 @@ def test_kernels_compiled_once_and_pool_reused(backend: str) -> None:
     assert after["launches"] == before["launches"] + 6
 
 
-def test_extension_checks_reach_python(backend: str) -> None:
-    ext = torch_qpu._backend.extension()
-    with pytest.raises(RuntimeError, match="float32"):
-        ext.dot_rows(torch.ones(2, 2, dtype=torch.float64), torch.ones(2, 2), 1)
-    with pytest.raises(RuntimeError, match="num_qpus"):
-        ext.dot_rows(torch.ones(2, 2), torch.ones(2, 2), 13)
-    with pytest.raises(RuntimeError, match="contiguous"):
-        ext.elementwise(0, torch.ones(4), torch.ones(4), torch.ones(8)[::2], 1)
+def test_operator_checks_reach_python(backend: str) -> None:
+    """The C++ checks (TORCH_CHECK_TYPE/VALUE) arrive as TypeError/ValueError naming the problem."""
+    ops = torch.ops.torch_qpu
+    with pytest.raises(TypeError, match=r"a must be float32, got torch\.float64"):
+        ops.mm(torch.ones(2, 2, dtype=torch.float64), torch.ones(2, 2), backend, 1)
+    with pytest.raises(ValueError, match=r"num_qpus must be in 1\.\.12, got 13"):
+        ops.mm(torch.ones(2, 2), torch.ones(2, 2), backend, 13)
+    with pytest.raises(ValueError, match="out has shape"):
+        ops.add.out(torch.ones(4), torch.ones(4), backend, 1, out=torch.ones(8)[::2][:3])
+    other = "qpu" if backend == "emulator" else "emulator"
+    with pytest.raises(RuntimeError, match=f"'{other}' backend is not part of this build"):
+        ops.add(torch.ones(4), torch.ones(4), other, 1)
+    with pytest.raises(torch_qpu.BackendUnavailableError):
+        torch_qpu.add(torch.ones(4), torch.ones(4), backend=other)
+
+
+def test_out_on_kernels_bumps_version_and_allows_aliasing(backend: str) -> None:
+    a, b = torch.randn(33), torch.randn(33)
+    expected = a * b
+    version = a._version
+    assert torch_qpu.mul(a, b, out=a, backend=backend) is a
+    torch.testing.assert_close(a, expected)
+    assert a._version > version
+    m, v = torch.randn(5, 33), torch.randn(33)
+    out = torch.empty(5)
+    version = out._version
+    torch_qpu.mv(m, v, out=out, backend=backend)
+    assert_dot_close(out, m @ v, m.abs() @ v.abs())
+    assert out._version > version
 
 
 def test_concurrent_calls_from_threads(backend: str) -> None:
@@ -171,6 +212,74 @@ def test_concurrent_calls_from_threads(backend: str) -> None:
     for (m, v, a, b), (mv_result, mul_result) in zip(jobs, results):
         assert_dot_close(mv_result, m @ v, m.abs() @ v.abs())
         torch.testing.assert_close(mul_result, a * b)
+
+
+def test_resident_weight_memory_freed_with_the_weight(backend: str) -> None:
+    import gc
+
+    x = torch.randn(2, 24)
+    with torch.no_grad():
+        layer = torch_qpu.nn.Linear.from_linear(torch.nn.Linear(24, 5), backend=backend)
+        layer(x)
+        held = torch_qpu.stats()["resident_matrices"]
+        assert held >= 1
+        del layer
+        gc.collect()
+        fresh = torch_qpu.nn.Linear.from_linear(torch.nn.Linear(24, 5), backend=backend)
+        fresh(x)  # a resident call sweeps the entries of dead weights
+        assert torch_qpu.stats()["resident_matrices"] == held
+        torch_qpu.ResidentWeight().invalidate(fresh.weight)
+        assert torch_qpu.stats()["resident_matrices"] == held - 1
+
+
+def ticks_during(fn, interval: float = 1.0) -> int:
+    """How often this thread counted while `fn` ran in another one: 0 if `fn` held the GIL.
+
+    The switch interval is raised so that the GIL changes hands only when a
+    thread gives it up: the worker wakes this thread, which then waits for the
+    GIL; it gets it during `fn` only if `fn` releases it (a GIL-holding call of
+    under `interval` seconds, e.g. sum(range(5_000_000)), gives 0).
+    """
+    import sys
+    import threading
+
+    ticks = [0]
+    started, done = threading.Event(), threading.Event()
+    during: list[int] = []
+
+    def run() -> None:
+        started.set()
+        before = ticks[0]
+        fn()
+        during.append(ticks[0] - before)
+        done.set()
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(interval)
+    try:
+        worker = threading.Thread(target=run)
+        worker.start()
+        started.wait()
+        while not done.is_set():
+            ticks[0] += 1
+        worker.join()
+    finally:
+        sys.setswitchinterval(old)
+    return during[0]
+
+
+def test_ticks_during_sees_a_gil_holding_call() -> None:
+    assert ticks_during(lambda: sum(range(2_000_000))) == 0
+
+
+@pytest.mark.parametrize("path", ["torch.ops", "direct"])
+def test_kernels_release_the_gil(backend: str, path: str) -> None:
+    m, v = torch.randn(64, 20_000), torch.randn(20_000)
+    direct = torch_qpu._backend.extension().direct_mv
+    if path == "direct":
+        assert ticks_during(lambda: direct(m, v, backend, 12)) > 1000
+    else:
+        assert ticks_during(lambda: torch.ops.torch_qpu.mv(m, v, backend, 12)) > 1000
 
 
 def test_linear_layer_keeps_weight_resident(backend: str) -> None:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from torch_qpu import bench, check, doctor
+import torch_qpu
+from torch_qpu import bench, check, doctor, ops
 
 
 def make_pi_root(
@@ -37,18 +38,48 @@ def test_doctor_accepts_clean_config(tmp_path: Path) -> None:
 
 
 def test_doctor_cli_on_this_host(capsys: pytest.CaptureFixture[str]) -> None:
+    failing = [c for c in doctor.run_checks() if c.ok is False]
     code = doctor.main([])
     text = capsys.readouterr().out
-    assert "backends" in text
-    assert code in (0, 1)
+    assert f"backends usable here: {', '.join(torch_qpu.available_backends())}" in text
+    assert code == (1 if failing else 0)
+    for finding in failing:
+        assert f"[FAIL] {finding.name}: {finding.detail}" in text
+    assert ("qpu backend: cannot run" in text) == bool(failing)
+
+
+def test_doctor_fails_off_a_pi(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert doctor.main(["--root", str(tmp_path)]) == 1
+    assert "not a Raspberry Pi" in capsys.readouterr().out
 
 
 def test_bench_prints_tables(capsys: pytest.CaptureFixture[str]) -> None:
     assert bench.main(["--max-exp", "1", "--repeat", "1", "--quick"]) == 0
     text = capsys.readouterr().out
     assert "mv" in text and "elementwise" in text and "mm" in text and "overhead" in text
+    dispatch = text.split("dispatch overhead")[1].split("\n\n")[0].splitlines()[2:]
+    backends = [line.split()[0] for line in dispatch]
+    assert backends and set(backends) == set(torch_qpu.available_backends()), dispatch
 
 
-def test_check_passes_on_cpu(capsys: pytest.CaptureFixture[str]) -> None:
-    assert check.main(["--backend", "cpu", "--seed", "1"]) == 0
-    assert "max error" in capsys.readouterr().out
+@pytest.mark.parametrize("backend", torch_qpu.available_backends())
+def test_check_passes(backend: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert check.main(["--backend", backend, "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"backend {backend}" in out and "all ops match torch" in out
+
+
+def test_check_reports_a_mismatch(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real_mv = ops.mv
+    monkeypatch.setattr(ops, "mv", lambda *a, **k: real_mv(*a, **k) + 1e-2)
+    assert check.main(["--backend", "cpu"]) == 1
+    out = capsys.readouterr().out
+    assert "mv 100x100" in out and "MISMATCH" in out
+
+
+def test_check_refuses_an_unavailable_backend(capsys: pytest.CaptureFixture[str]) -> None:
+    missing = next(b for b in ("qpu", "emulator") if b not in torch_qpu.available_backends())
+    assert check.main(["--backend", missing]) == 2
+    assert "backend" in capsys.readouterr().err

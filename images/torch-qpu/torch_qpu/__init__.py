@@ -7,8 +7,19 @@ emulator, any CPU) and ``cpu`` (plain torch). See README.md, and run
 
 from __future__ import annotations
 
-from . import nn
-from ._backend import (
+import torch as _torch
+
+# The operators' fake kernels and autograd formulas use torch.library's
+# register_fake/register_autograd (and the tests opcheck), all new in 2.4.
+MIN_TORCH = (2, 4)
+if tuple(int(p) for p in _torch.__version__.split("+")[0].split(".")[:2]) < MIN_TORCH:
+    raise ImportError(
+        f"torch_qpu needs torch >= {MIN_TORCH[0]}.{MIN_TORCH[1]} (torch.library.register_fake, "
+        f"register_autograd); this is torch {_torch.__version__}"
+    )
+
+from . import nn  # noqa: E402
+from ._backend import (  # noqa: E402
     BACKENDS,
     BackendUnavailableError,
     available_backends,
@@ -22,8 +33,8 @@ from ._backend import (
     set_num_qpus,
     stats,
 )
-from .nn import convert
-from .ops import ResidentWeight, add, linear, mm, mul, mv, sub
+from .nn import convert  # noqa: E402
+from .ops import ResidentWeight, add, linear, mm, mul, mv, sub  # noqa: E402
 
 __version__ = "0.1.0"
 

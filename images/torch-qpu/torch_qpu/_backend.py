@@ -31,12 +31,24 @@ class BackendUnavailableError(RuntimeError):
     """The requested backend is not part of this build or cannot run here."""
 
 
-def _load_extension() -> ModuleType | None:
-    """Import torch_qpu._C if this build has it (a QPULib build)."""
+def _load_extension() -> ModuleType:
+    """Import torch_qpu._C: it registers the operators (torch.ops.torch_qpu.*)."""
+    import importlib.util
+
+    if importlib.util.find_spec(f"{__package__}._C") is None:
+        raise ImportError(
+            "this torch_qpu has no operators (no torch_qpu._C): it was built where torch was not "
+            "importable (pip's build isolation?). Reinstall it against the installed torch: "
+            "`pip install --no-build-isolation images/torch-qpu` (see its README)"
+        )
     try:
         from . import _C  # type: ignore[attr-defined]
-    except ImportError:
-        return None
+    except ImportError as err:
+        raise ImportError(
+            f"torch_qpu's operators (torch_qpu._C) cannot be loaded: {err}. torch_qpu is compiled "
+            "against the installed torch: reinstall it with `pip install --no-build-isolation "
+            "images/torch-qpu` (see its README) after any change of torch"
+        ) from err
     return _C
 
 
@@ -81,14 +93,15 @@ def _check_num_qpus(num_qpus: int) -> int:
 _SETTINGS = _settings_from_env()
 
 
-def extension() -> ModuleType | None:
-    """The compiled QPULib extension, or None in a cpu-only build."""
+def extension() -> ModuleType:
+    """The compiled extension (runtime counters; the operators are torch.ops.torch_qpu)."""
     return _EXT
 
 
 def build_mode() -> str | None:
     """'qpu' or 'emulation' for a QPULib build, None for a cpu-only build."""
-    return None if _EXT is None else str(_EXT.mode)
+    mode = _EXT.mode
+    return None if mode is None else str(mode)
 
 
 def build_info() -> dict[str, str | None]:
@@ -190,11 +203,15 @@ def _require(name: str) -> None:
             )
 
 
-def resolve(backend: str | None, work: int) -> str:
-    """The concrete backend ('qpu', 'emulator' or 'cpu') for one call."""
+def resolve(backend: str | None, work: int, double: bool = False) -> str:
+    """The concrete backend ('qpu', 'emulator' or 'cpu') for one call.
+
+    ``double``: the inputs are float64, which only the cpu backend takes
+    (``auto`` then picks it; a named kernel backend refuses in the operator).
+    """
     name = _check_name(backend) if backend is not None else _SETTINGS.backend
     if name == "auto":
-        if work >= _SETTINGS.auto_threshold and "qpu" in available_backends():
+        if not double and work >= _SETTINGS.auto_threshold and "qpu" in available_backends():
             return "qpu"
         return "cpu"
     _require(name)
@@ -206,5 +223,16 @@ def resolve_num_qpus(num_qpus: int | None) -> int:
 
 
 def stats() -> dict[str, object]:
-    """Extension counters (kernel compiles, launches, pool sizes); {} if cpu-only."""
-    return {} if _EXT is None else dict(_EXT.stats())
+    """Extension counters (kernel compiles, launches, pool sizes, resident weights).
+
+    The keys are there in every build; a build without QPULib counts nothing.
+    """
+    counters: dict[str, object] = {
+        "kernel_compiles": 0,
+        "launches": 0,
+        "resident_uploads": 0,
+        "resident_matrices": 0,
+        "pool_capacity_floats": (0, 0, 0),
+    }
+    counters.update(_EXT.stats())
+    return counters

@@ -5,6 +5,11 @@ Tables:
 * per-call overhead: first call of each op (compiles its kernel, allocates
   the buffer pool) against the median of later calls, so the kernel cache
   shows;
+* dispatch overhead: the registered operator (torch.ops.torch_qpu.*, through
+  the PyTorch dispatcher and the autograd kernel), and the Python API on top,
+  against a direct pybind11 call of the same C++ implementation (what the
+  ops were before they were operators), per call, in microseconds, with
+  autograd's dispatch keys active ("grad") and under torch.inference_mode();
 * mv: the original table, matrix 100 x 10^i times vector 10^i, i = 0..--max-exp;
 * elementwise (add, mul), mm, and a batch-1 linear layer with the weight
   copied per call vs kept resident in GPU memory (torch_qpu.nn.Linear).
@@ -120,6 +125,69 @@ def overhead_table(backends: list[str]) -> None:
     )
 
 
+def per_call_times(fns: list[Callable[[], object]], calls: int, samples: int) -> list[float]:
+    """Per-call time of each function: best of `samples` loops of `calls` calls (timeit's
+    way; the loops of the functions alternate, so a busy host slows all of them alike)."""
+    best = [float("inf")] * len(fns)
+    for fn in fns:
+        fn()
+    for _ in range(samples):
+        for index, fn in enumerate(fns):
+            start = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            best[index] = min(best[index], (time.perf_counter() - start) / calls)
+    return best
+
+
+def dispatch_table(backends: list[str], calls: int = 200, samples: int = 7) -> None:
+    """Registered operator and Python API vs a direct call of the same C++ function."""
+    direct = _backend.extension()
+    nq = _backend.get_num_qpus()
+    a, b = torch.randn(16), torch.randn(16)
+    m, v = torch.randn(16, 16), torch.randn(16)
+    cases = {
+        "add 16": (
+            lambda name: direct.direct_add(a, b, name, nq),
+            lambda name: torch.ops.torch_qpu.add.default(a, b, name, nq),
+            lambda name: ops.add(a, b, backend=name),
+        ),
+        "mv 16x16": (
+            lambda name: direct.direct_mv(m, v, name, nq),
+            lambda name: torch.ops.torch_qpu.mv.default(m, v, name, nq),
+            lambda name: ops.mv(m, v, backend=name),
+        ),
+    }
+    rows = []
+    for name in backends:
+        for label, (direct_call, op_call, api_call) in cases.items():
+            for mode, context in (("grad", torch.enable_grad), ("inference", torch.inference_mode)):
+                with context():
+                    t_direct, t_op, t_api = per_call_times(
+                        [functools.partial(f, name) for f in (direct_call, op_call, api_call)],
+                        calls,
+                        samples,
+                    )
+                rows.append(
+                    [
+                        name,
+                        label,
+                        mode,
+                        f"{t_direct * 1e6:.1f}",
+                        f"{t_op * 1e6:.1f}",
+                        f"{(t_op - t_direct) * 1e6:+.1f}",
+                        f"{t_api * 1e6:.1f}",
+                        f"{(t_api - t_direct) * 1e6:+.1f}",
+                    ]
+                )
+    print_table(
+        "dispatch overhead, us per call (best of loops): the registered operator (torch.ops) "
+        "and the Python API vs a direct call of the same C++ function",
+        ["backend", "op", "mode", "direct", "torch.ops", "ops-direct", "API", "API-direct"],
+        rows,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m torch_qpu.bench",
@@ -153,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{_backend.get_num_qpus()} QPUs"
     )
     overhead_table(backends)
+    dispatch_table(backends)
 
     mv_cases = []
     for i in range(args.max_exp + 1):

@@ -10,8 +10,9 @@ from . import ops
 class Linear(torch.nn.Module):
     """Inference-only drop-in for ``torch.nn.Linear`` running on a torch_qpu backend.
 
-    Weights are kept as buffers (not Parameters): the qpu/emulator backends
-    have no backward pass, so the layer is meant for trained models.
+    Weights are kept as buffers (not Parameters): the layer is meant for
+    trained models (the operators are differentiable, but an optimizer does
+    not see buffers).
     ``backend=None`` follows the global choice (:func:`torch_qpu.set_backend`).
 
     On the qpu/emulator backends the weight stays in GPU-shared memory between
@@ -67,7 +68,7 @@ class Linear(torch.nn.Module):
     def refresh(self) -> None:
         """Re-upload the weight on the next call (after writes through .data)."""
         if self._resident is not None:
-            self._resident.invalidate()
+            self._resident.invalidate(self.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return ops.linear(

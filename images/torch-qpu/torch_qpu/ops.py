@@ -1,78 +1,89 @@
 """The ops: elementwise add/sub/mul, mv, mm and linear on float32 CPU tensors.
 
+Each function here is a thin front for an operator registered with the
+PyTorch dispatcher, ``torch.ops.torch_qpu.<name>`` (schemas and kernels in
+``csrc/module.cpp``, fake kernels and autograd formulas in ``_meta.py``), so
+``torch.compile``, ``torch.export`` and autograd see one operator per call.
+
 Every op takes ``backend=`` ('qpu', 'emulator', 'cpu', 'auto'; default: the
 global choice, see :func:`torch_qpu.set_backend`), ``num_qpus=`` (1-12) and
-``out=``. Inputs are never modified. Inputs may be non-contiguous (they are
-copied into GPU-shared memory anyway). Results are plain torch tensors.
-
-Forward only: the qpu and emulator backends compute outside autograd, so they
-refuse inputs that require grad while grad mode is on (wrap inference in
-``torch.no_grad()``/``torch.inference_mode()``); the cpu backend is plain
-torch and differentiable.
+``out=``. This module resolves ``auto`` and the defaults to the concrete
+backend name and QPU count the operator takes as schema arguments. Inputs are
+never modified; they may be non-contiguous. The cpu backend also takes
+float64 (for gradcheck); the QPU kernels take float32 only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from . import _backend
+from . import _backend, _meta  # noqa: F401  (_meta registers fake kernels and autograd)
 
-_ELEMENTWISE_CODES = {"add": 0, "sub": 1, "mul": 2}
-_TORCH_ELEMENTWISE: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "add": torch.add,
-    "sub": torch.sub,
-    "mul": torch.mul,
-}
+_OPS: Any = torch.ops.torch_qpu
 
 
 def _check_input(t: object, name: str) -> torch.Tensor:
-    """Clear Python errors for what the kernels cannot take."""
+    """Clear Python errors for what no backend can take (the operator checks the rest)."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.dtype != torch.float32:
-        raise TypeError(f"{name} must be float32, got {t.dtype}")
-    if t.device.type != "cpu":
+    if not t.is_cpu:
         raise ValueError(f"{name} must be on the CPU (the QPUs share CPU memory), got {t.device}")
     return t
 
 
-def _check_out(out: torch.Tensor | None, shape: torch.Size) -> None:
+def _is_double(t: torch.Tensor) -> bool:
+    return t.dtype == torch.float64
+
+
+# What torch.library.register_autograd's kernel does when no gradient is
+# needed, done before the dispatcher reaches it: that Python kernel costs
+# about 6 us per call (bench: dispatch overhead), the check here under 1 us.
+_BELOW_AUTOGRAD = getattr(torch._C, "_AutoDispatchBelowAutograd", None)
+_is_compiling = getattr(torch.compiler, "is_compiling", lambda: True)
+
+
+def _needs_autograd(tensors: tuple[torch.Tensor | None, ...]) -> bool:
+    """True unless these are plain eager tensors none of which needs a gradient.
+
+    Traced calls (torch.compile, torch.export: fake or functional tensor
+    subclasses) and Parameters always go through the registered autograd kernel.
+    """
+    if _BELOW_AUTOGRAD is None or _is_compiling():
+        return True
+    grad = torch.is_grad_enabled()
+    for t in tensors:
+        if t is not None and (t.__class__ is not torch.Tensor or (grad and t.requires_grad)):
+            return True
+    return False
+
+
+def _call(
+    op: Any,
+    out: torch.Tensor | None,
+    tensors: tuple[torch.Tensor | None, ...],
+    *settings: Any,
+) -> torch.Tensor:
+    autograd = _needs_autograd(tensors) if out is None else True
     if out is None:
-        return
+        if autograd:
+            return op.default(*tensors, *settings)
+        with _BELOW_AUTOGRAD():
+            return op.default(*tensors, *settings)
     _check_input(out, "out")
-    if out.shape != shape:
-        raise ValueError(f"out has shape {tuple(out.shape)}, expected {tuple(shape)}")
-
-
-def _check_grad(backend: str, *tensors: torch.Tensor | None) -> None:
-    if backend == "cpu" or not torch.is_grad_enabled():
-        return
-    if any(t is not None and t.requires_grad for t in tensors):
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (*tensors, out)):
         raise RuntimeError(
-            f"torch_qpu's {backend!r} backend is forward-only (no autograd): run it under "
-            "torch.no_grad() / torch.inference_mode(), or use backend='cpu' for training"
+            f"torch_qpu.{op.default._opname}(): out= does not support automatic "
+            "differentiation, but an argument requires grad (call it without out=, or under "
+            "torch.no_grad())"
         )
-
-
-def _deliver(result: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
-    if out is None:
-        return result
-    out.copy_(result)
+    op.out(*tensors, *settings, out=out)
     return out
 
 
-def _extension() -> Any:
-    ext = _backend.extension()
-    if ext is None:  # resolve() already refused; this is a safety net
-        raise _backend.BackendUnavailableError("torch_qpu was built without QPULib")
-    return ext
-
-
 def _elementwise(
-    name: str,
+    op: Any,
     a: torch.Tensor,
     b: torch.Tensor,
     out: torch.Tensor | None,
@@ -81,26 +92,8 @@ def _elementwise(
 ) -> torch.Tensor:
     _check_input(a, "a")
     _check_input(b, "b")
-    if a.shape != b.shape:
-        raise ValueError(
-            f"{name}: shapes must match (no broadcasting), got {tuple(a.shape)} and "
-            f"{tuple(b.shape)}"
-        )
-    _check_out(out, a.shape)
-    chosen = _backend.resolve(backend, a.numel())
-    nq = _backend.resolve_num_qpus(num_qpus)
-    if chosen == "cpu":
-        result = _TORCH_ELEMENTWISE[name](a, b)
-        return _deliver(result, out)
-    _check_grad(chosen, a, b)
-    if out is not None and out.is_contiguous():
-        # The extension copies the inputs out before writing, so `out` may
-        # even alias `a` or `b`.
-        _extension().elementwise(_ELEMENTWISE_CODES[name], a, b, out, nq)
-        return out
-    result = torch.empty(a.shape, dtype=torch.float32)
-    _extension().elementwise(_ELEMENTWISE_CODES[name], a, b, result, nq)
-    return _deliver(result, out)
+    chosen = _backend.resolve(backend, a.numel(), _is_double(a))
+    return _call(op, out, (a, b), chosen, _backend.resolve_num_qpus(num_qpus))
 
 
 def add(
@@ -112,7 +105,7 @@ def add(
     num_qpus: int | None = None,
 ) -> torch.Tensor:
     """Elementwise a + b for same-shaped float32 tensors."""
-    return _elementwise("add", a, b, out, backend, num_qpus)
+    return _elementwise(_OPS.add, a, b, out, backend, num_qpus)
 
 
 def sub(
@@ -124,7 +117,7 @@ def sub(
     num_qpus: int | None = None,
 ) -> torch.Tensor:
     """Elementwise a - b for same-shaped float32 tensors."""
-    return _elementwise("sub", a, b, out, backend, num_qpus)
+    return _elementwise(_OPS.sub, a, b, out, backend, num_qpus)
 
 
 def mul(
@@ -136,7 +129,7 @@ def mul(
     num_qpus: int | None = None,
 ) -> torch.Tensor:
     """Elementwise a * b for same-shaped float32 tensors."""
-    return _elementwise("mul", a, b, out, backend, num_qpus)
+    return _elementwise(_OPS.mul, a, b, out, backend, num_qpus)
 
 
 def mv(
@@ -150,22 +143,8 @@ def mv(
     """Matrix (H x W) times vector (W) -> H values (the original "scores" op)."""
     _check_input(matrix, "matrix")
     _check_input(vector, "vector")
-    if matrix.dim() != 2 or vector.dim() != 1:
-        raise ValueError(
-            f"mv needs a 2-D matrix and a 1-D vector, got {matrix.dim()}-D and {vector.dim()}-D"
-        )
-    if matrix.shape[1] != vector.shape[0]:
-        raise ValueError(
-            f"mv: matrix is {tuple(matrix.shape)} but vector has {vector.shape[0]} elements"
-        )
-    _check_out(out, torch.Size([matrix.shape[0]]))
-    chosen = _backend.resolve(backend, matrix.numel())
-    if chosen == "cpu":
-        return _deliver(torch.mv(matrix, vector), out)
-    _check_grad(chosen, matrix, vector)
-    nq = _backend.resolve_num_qpus(num_qpus)
-    result = _extension().dot_rows(vector.unsqueeze(0), matrix, nq)[0]
-    return _deliver(result, out)
+    chosen = _backend.resolve(backend, matrix.numel(), _is_double(matrix))
+    return _call(_OPS.mv, out, (matrix, vector), chosen, _backend.resolve_num_qpus(num_qpus))
 
 
 def mm(
@@ -179,59 +158,30 @@ def mm(
     """Matrix product (M x K) @ (K x N) -> (M x N)."""
     _check_input(a, "a")
     _check_input(b, "b")
-    if a.dim() != 2 or b.dim() != 2:
-        raise ValueError(f"mm needs 2-D tensors, got {a.dim()}-D and {b.dim()}-D")
-    if a.shape[1] != b.shape[0]:
-        raise ValueError(f"mm: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be multiplied")
-    _check_out(out, torch.Size([a.shape[0], b.shape[1]]))
-    chosen = _backend.resolve(backend, a.shape[0] * a.shape[1] * b.shape[1])
-    if chosen == "cpu":
-        return _deliver(torch.mm(a, b), out)
-    _check_grad(chosen, a, b)
-    nq = _backend.resolve_num_qpus(num_qpus)
-    # The kernel takes dot products of rows, so it wants b's columns as rows.
-    result = _extension().dot_rows(a, b.t().contiguous(), nq)
-    return _deliver(result, out)
+    work = a.numel() * (b.shape[-1] if b.dim() == 2 else 1)
+    chosen = _backend.resolve(backend, work, _is_double(a))
+    return _call(_OPS.mm, out, (a, b), chosen, _backend.resolve_num_qpus(num_qpus))
 
 
 class ResidentWeight:
-    """Keeps a weight matrix in GPU-shared memory between calls.
+    """Asks :func:`linear` to keep its weight in GPU-shared memory between calls.
 
     Copying the weight into GPU memory on every call costs more than a
-    matrix-vector product on the QPUs, so :class:`torch_qpu.nn.Linear` keeps
-    it resident and re-uploads only when the tensor changed: a different
-    tensor, another shape, or a bumped version counter (any in-place op,
-    ``load_state_dict``, optimizer steps). Writes through ``.data`` do not
-    bump the version: call :meth:`invalidate` after those.
+    matrix-vector product on the QPUs, so the operator (``resident=True``)
+    keeps a GPU copy per weight tensor and uploads it again only when the
+    tensor changed: other storage or shape, or a bumped version counter (any
+    in-place op, ``load_state_dict``, optimizer steps). Writes through
+    ``.data`` do not bump the version: call :meth:`invalidate` after those.
+    The copy is freed when the weight tensor is.
     """
 
-    def __init__(self) -> None:
-        self._matrix: Any = None
-        self._key: tuple[int, int, tuple[int, ...]] | None = None
+    def invalidate(self, weight: torch.Tensor | None = None) -> None:
+        """Upload ``weight`` again on its next use (every resident weight when None)."""
+        _backend.extension().resident_forget(weight)
 
-    def invalidate(self) -> None:
-        self._key = None
-
-    # The GPU copy is a cache: copies and pickles start without one (the
-    # extension object can be neither copied nor pickled).
+    # Holds no state: copies and pickles are plain new objects.
     def __deepcopy__(self, memo: dict[int, object]) -> ResidentWeight:
         return ResidentWeight()
-
-    def __getstate__(self) -> dict[str, object]:
-        return {}
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.__init__()  # type: ignore[misc]
-
-    def get(self, weight: torch.Tensor) -> Any:
-        """The extension's ResidentMatrix holding `weight`'s current values."""
-        key = (weight._version, weight.data_ptr(), tuple(weight.shape))
-        if self._matrix is None:
-            self._matrix = _extension().ResidentMatrix(weight)
-        elif key != self._key:
-            self._matrix.upload(weight)
-        self._key = key
-        return self._matrix
 
 
 def linear(
@@ -253,27 +203,7 @@ def linear(
     _check_input(weight, "weight")
     if bias is not None:
         _check_input(bias, "bias")
-    if weight.dim() != 2:
-        raise ValueError(f"weight must be 2-D (out_features, in_features), got {weight.dim()}-D")
-    if x.dim() < 1 or x.shape[-1] != weight.shape[1]:
-        raise ValueError(f"linear: x has shape {tuple(x.shape)}, expected (..., {weight.shape[1]})")
-    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
-        raise ValueError(f"bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
-    out_shape = torch.Size([*x.shape[:-1], weight.shape[0]])
-    _check_out(out, out_shape)
-    rows = 1
-    for size in x.shape[:-1]:
-        rows *= size
-    chosen = _backend.resolve(backend, rows * weight.shape[0] * weight.shape[1])
-    if chosen == "cpu":
-        return _deliver(torch.nn.functional.linear(x, weight, bias), out)
-    _check_grad(chosen, x, weight, bias)
+    work = x.numel() * (weight.shape[0] if weight.dim() == 2 else 1)
+    chosen = _backend.resolve(backend, work, _is_double(x))
     nq = _backend.resolve_num_qpus(num_qpus)
-    x2 = x.reshape(rows, weight.shape[1])
-    if resident is not None:
-        result = _extension().dot_resident(x2, resident.get(weight), nq)
-    else:
-        result = _extension().dot_rows(x2, weight, nq)
-    if bias is not None:
-        result += bias
-    return _deliver(result.reshape(out_shape), out)
+    return _call(_OPS.linear, out, (x, weight, bias), chosen, nq, resident is not None)

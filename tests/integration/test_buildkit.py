@@ -246,9 +246,11 @@ def test_a_second_engine_added_as_a_builder_builds_and_keeps_the_image(
                 capture_output=True,
             )
             # The base goes over once (no image hub here); the build itself runs on engine 2.
-            save = subprocess.Popen(["docker", "save", armhf_base.image], stdout=subprocess.PIPE)
-            subprocess.run(["docker", "-H", host, "load"], stdin=save.stdout, check=True, capture_output=True)
-            assert save.wait() == 0
+            with subprocess.Popen(["docker", "save", armhf_base.image], stdout=subprocess.PIPE) as save:
+                subprocess.run(
+                    ["docker", "-H", host, "load"], stdin=save.stdout, check=True, capture_output=True
+                )
+            assert save.returncode == 0
             ls = rpibuild("doctor", "-p", str(profile_path), "--set", f"build.builder={context}", "--json")
             checks = {c["name"]: c for c in json.loads(ls.stdout)}
             assert checks["builder"]["ok"], checks["builder"]

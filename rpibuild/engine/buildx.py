@@ -219,7 +219,9 @@ def build(
         command = _command(builder, request, metadata)
         env = dict(os.environ)
         env.update(request.build_args)
-        process = subprocess.Popen(
+        # `with`: the pipe is closed and the process reaped on every way out; on Ctrl-C
+        # _cancel has already stopped it, so leaving the block never waits for long.
+        with subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -231,15 +233,15 @@ def build(
             # Its own session: a terminal's Ctrl-C reaches rpibuild, which cancels the build
             # and waits for buildx to wind it down (nothing left running).
             start_new_session=True,
-        )
-        try:
-            assert process.stdout is not None
-            for status in decode_stream(_reads(process.stdout), progress.note):
-                progress.feed(status)
-            code = process.wait()
-        except BaseException:
-            _cancel(process)
-            raise
+        ) as process:
+            try:
+                assert process.stdout is not None
+                for status in decode_stream(_reads(process.stdout), progress.note):
+                    progress.feed(status)
+                code = process.wait()
+            except BaseException:
+                _cancel(process)
+                raise
         if code != 0:
             raise _failure(progress, code)
         image_id = _image_id(metadata)

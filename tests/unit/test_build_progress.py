@@ -116,3 +116,12 @@ def test_garbage_between_objects_goes_to_the_text_callback() -> None:
     chunks = iter(['{"vertexes": []}\nnot json at all\n', '{"logs": []}', "\ntrailing words"])
     assert list(decode_stream(chunks, notes.append)) == [{"vertexes": []}, {"logs": []}]
     assert notes == ["not json at all", "trailing words"]
+
+
+def test_rebuild_from_cache_marks_every_stage_cached() -> None:
+    progress, events, _ = replay("cached")
+    stages = progress.stages()
+    assert [(s.name, s.steps, s.cached) for s in stages] == [(name, 1, True) for name in STAGES]
+    steps = [e for e in events if e.is_step]
+    assert steps and all(e.line.endswith("(cached)") for e in steps)
+    assert not [e for e in events if not e.is_step]  # nothing ran, so nothing printed

@@ -39,7 +39,7 @@ FIELDS: list[tuple[Path_, str, tuple[str, ...]]] = [
     (("description",), "a Pi", ()),
     (("base", "image"), "debian:bookworm", ("base.bootstrap=null",)),
     (("base", "bootstrap", "suite"), "bookworm", ()),
-    (("base", "bootstrap", "mirror"), "http://deb.debian.org/debian", ()),
+    (("base", "bootstrap", "mirror"), "http://mirror.example.invalid/debian", ()),
     (("base", "bootstrap", "components", 0), "main", ()),
     (("base", "bootstrap", "packages", 0), "python3", ()),
     (("base", "bootstrap", "keyring"), str(Path(__file__).resolve()), ()),  # a file that exists

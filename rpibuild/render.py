@@ -203,7 +203,11 @@ def render(
     context lists none, which is fine for printing the Dockerfile.
     """
     images = resources.images_dir()
-    files: dict[str, Path] = {"rpibuild/verify.py": images / "verify" / "verify.py"}
+    # op_sweep.py runs beside verify.py in the image (verify --op-sweep finds it there).
+    files: dict[str, Path] = {
+        "rpibuild/verify.py": images / "verify" / "verify.py",
+        "rpibuild/op_sweep.py": images / "verify" / "op_sweep.py",
+    }
     dirs: dict[str, Path] = {}
     names: dict[str, str | None] = {"ca_bundle": None, "torch_wheel": None}
     secrets: dict[str, str] = {}

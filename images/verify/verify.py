@@ -15,6 +15,7 @@ import re
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 from typing import BinaryIO
 
@@ -166,11 +167,40 @@ def check_extension() -> dict[str, object]:
     return {"torch_qpu": getattr(torch_qpu, "__version__", "?"), "backends": results}
 
 
+def check_op_sweep(script: str) -> dict[str, object]:
+    """Run the op sweep (op_sweep.py, beside this file in the image): every op case in its own
+    process as the Pi's core, so an instruction the Pi lacks in one code path (a BLAS kernel,
+    an allocator) fails the build with the op and the signal named. Its report goes into
+    verify's report; skipped cases (no quantized engine) do not fail the build."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "op_sweep.json")
+        code = subprocess.call([sys.executable, script, "--report", path], stdout=subprocess.DEVNULL)
+        try:
+            with open(path, encoding="utf-8") as stream:
+                sweep = json.load(stream)
+        except (OSError, ValueError):
+            raise SystemExit(f"verify: the op sweep wrote no report (exit {code})") from None
+    if code != 0 or sweep.get("failed"):
+        cases = {c["name"]: c for c in sweep.get("cases", [])}
+        failed = [
+            f"{name} ({cases[name].get('signal') or cases[name].get('message', '')})"
+            for name in sweep.get("failed", [])
+            if name in cases
+        ]
+        raise SystemExit(f"verify: op sweep failed (exit {code}): " + ("; ".join(failed) or "no case report"))
+    return {"op_sweep": sweep}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--machine", required=True, help="expected `uname -m`")
     parser.add_argument("--torch", action="store_true", help="check torch")
     parser.add_argument("--extension", action="store_true", help="check torch_qpu")
+    parser.add_argument(
+        "--op-sweep",
+        action="store_true",
+        help="run torch's op sweep (op_sweep.py beside this file), each op in its own process",
+    )
     parser.add_argument("--emulator-tests", metavar="DIR", help="run the extension's tests")
     parser.add_argument("--elf", metavar="MACHINE:CLASS[:hf]", help="check shipped .so files' ABI")
     parser.add_argument("--report", required=True, help="where to write the JSON report")
@@ -184,6 +214,8 @@ def main() -> int:
         report.update(check_elf(int(machine), int(elf_class), hard_float=rest == ["hf"]))
     if args.torch:
         report.update(check_torch())
+    if args.op_sweep:
+        report.update(check_op_sweep(os.path.join(os.path.dirname(os.path.abspath(__file__)), "op_sweep.py")))
     if args.extension:
         report.update(check_extension())
     if args.emulator_tests:

@@ -126,6 +126,9 @@ def test_write_context(tmp_path: Path) -> None:
     assert (out / "qpulib" / "build.sh").is_file()
     assert (out / "torch-qpu" / "setup.py").is_file()
     assert (out / "rpibuild" / "verify.py").is_file()
+    assert (out / "rpibuild" / "op_sweep.py").read_bytes() == (
+        Path(__file__).resolve().parents[2] / "images" / "verify" / "op_sweep.py"
+    ).read_bytes()
     assert not list(out.rglob("*.so")) and not list(out.rglob("__pycache__"))
     with pytest.raises(ConfigError, match="not empty"):
         render(profile).write(out)

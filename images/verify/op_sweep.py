@@ -318,8 +318,8 @@ CASES: dict[str, Callable[[], str]] = {
 }
 
 
-def _run_case_here(name: str, case: Callable[[], str]) -> None:
-    """Run one case in this process and print its result line (status and message)."""
+def _run_case_here(case: Callable[[], str]) -> str:
+    """Run one case in this process and return its result line (status and message)."""
     try:
         message = case()
         status = "ok"
@@ -327,7 +327,7 @@ def _run_case_here(name: str, case: Callable[[], str]) -> None:
         status, message = "skipped", str(exc)
     except Exception as exc:
         status, message = "failed", f"{type(exc).__name__}: {exc}"
-    print(RESULT_PREFIX + json.dumps({"status": status, "message": message}), flush=True)
+    return RESULT_PREFIX + json.dumps({"status": status, "message": message}) + "\n"
 
 
 # ---------------------------------------------------------------- classifying how a case ended
@@ -388,9 +388,11 @@ def fork_case(name: str, case: Callable[[], str], timeout: float = DEFAULT_TIMEO
             try:
                 os.dup2(capture.fileno(), 1)
                 os.dup2(capture.fileno(), 2)
-                _run_case_here(name, case)
+                line = _run_case_here(case)
                 sys.stdout.flush()
                 sys.stderr.flush()
+                # Straight to the file: sys.stdout may not be fd 1 (a test runner's capture).
+                os.write(capture.fileno(), line.encode())
             except BaseException:
                 code = 70
             finally:

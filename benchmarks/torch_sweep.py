@@ -1,0 +1,395 @@
+"""Run the op sweep (images/verify/op_sweep.py) for a list of official torch aarch64 wheels,
+each in an arm64 Debian trixie container (Python 3.13) under QEMU as a Pi's core, and print
+a table: version, each case's status, verdict.
+
+Why: the arm64 profiles pin torch to the newest official wheel that runs on a Cortex-A53 in
+every op the sweep covers; upstream wheels have shipped ARMv8.1+ instructions that only one
+code path reaches (2.4.0 in BLAS, 2.10.0 at import). This finds that pin again when upstream
+releases a new wheel.
+
+    python3 benchmarks/torch_sweep.py [--versions 2.6.0,2.9.1] [--since 2.6.0] [--cpu cortex-a53] [--json]
+
+Without --versions, every torch release on the package index with a cp313 manylinux aarch64
+wheel from --since on (PyPI's JSON API for pypi.org; the index's PEP 691 JSON page when
+PIP_INDEX_URL or --index-url names another index). Wheels are downloaded on the host, checked
+against the index's sha256 and kept in rpibuild's cache folder; the container's pip downloads
+(torch's pure-Python dependencies) are kept in a docker volume, so a rerun downloads nothing.
+torch is installed without its CUDA dependencies (2.11+ aarch64 wheels on PyPI name
+NVIDIA's CUDA wheels, several GB that a Pi cannot use); the sweep then shows whether the wheel
+imports without them.
+
+Lives in benchmarks/ beside build_times.py: a Python program on top of rpibuild's engine that
+prints figures for the README, not a host shell helper (scripts/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import hashlib
+import json
+import os
+import re
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+OP_SWEEP = HERE.parent / "images" / "verify" / "op_sweep.py"
+PYPI_JSON = "https://pypi.org/pypi/{project}/json"
+DEFAULT_INDEX = "https://pypi.org/simple"
+PIP_CACHE_VOLUME = "rpibuild-torch-sweep-pip"
+# The container: trixie's Python 3.13, the shipped arm64 profile's platform.
+PROFILE = "pi3b-arm64"
+PROFILE_OVERRIDES = (
+    "base.bootstrap.suite=trixie",
+    "base.bootstrap.packages=[ca-certificates, python3, python3-venv]",
+)
+PYTHON_TAG = "cp313"
+CPUS = ("cortex-a53", "cortex-a72", "cortex-a57", "max")
+# torch's dependencies a Pi cannot use (CUDA, triton): not installed.
+UNUSABLE_DEPENDENCIES = r"(nvidia|cuda|triton)"
+WHEEL_NAME = re.compile(
+    r"^(?P<name>[A-Za-z0-9_.]+)-(?P<version>[^-]+)(?:-(?P<build>\d[^-]*))?"
+    r"-(?P<python>[^-]+)-(?P<abi>[^-]+)-(?P<platform>[^-]+)\.whl$"
+)
+RELEASE = re.compile(r"^(\d+)(?:\.(\d+))*$")
+
+
+@dataclass(frozen=True)
+class Wheel:
+    """One wheel file on the index."""
+
+    filename: str
+    url: str
+    sha256: str
+    yanked: bool = False
+
+    @property
+    def version(self) -> str:
+        match = WHEEL_NAME.match(self.filename)
+        return match["version"] if match else ""
+
+
+# ---------------------------------------------------------------- choosing the wheels (pure)
+
+
+def release_key(version: str) -> tuple[int, ...] | None:
+    """(2, 9, 1) for a final release; None for pre-releases, dev and local versions (+cpu)."""
+    if not RELEASE.match(version):
+        return None
+    return tuple(int(part) for part in version.split("."))
+
+
+def matching_wheel(filename: str, python_tag: str = PYTHON_TAG, arch: str = "aarch64") -> bool:
+    """A CPython wheel for ``python_tag`` (its own ABI, not abi3 or the free-threaded one)
+    and a manylinux ``arch`` platform."""
+    match = WHEEL_NAME.match(filename)
+    if not match:
+        return False
+    platforms = match["platform"].split(".")
+    return (
+        match["python"] == python_tag
+        and match["abi"] == python_tag
+        and any(p.startswith("manylinux") and p.endswith("_" + arch) for p in platforms)
+    )
+
+
+def select_wheels(
+    wheels: Iterable[Wheel],
+    since: str = "2.6.0",
+    python_tag: str = PYTHON_TAG,
+    versions: Sequence[str] | None = None,
+) -> list[Wheel]:
+    """One wheel per final release from ``since`` on (or exactly ``versions``), oldest first.
+    Yanked files are left out; a version given in ``versions`` that has no wheel is an error."""
+    floor = release_key(since)
+    if floor is None:
+        raise ValueError(f"--since must be a release like 2.6.0, got {since!r}")
+    chosen: dict[str, Wheel] = {}
+    for wheel in wheels:
+        key = release_key(wheel.version)
+        if wheel.yanked or key is None or not matching_wheel(wheel.filename, python_tag):
+            continue
+        if versions is not None and wheel.version not in versions:
+            continue
+        if versions is None and key < floor:
+            continue
+        # Several manylinux tags for one version: the lowest glibc (first by name) is enough.
+        if wheel.version not in chosen or wheel.filename < chosen[wheel.version].filename:
+            chosen[wheel.version] = wheel
+    if versions is not None:
+        missing = [v for v in versions if v not in chosen]
+        if missing:
+            raise ValueError(f"no {python_tag} manylinux aarch64 wheel on the index for {', '.join(missing)}")
+    return sorted(chosen.values(), key=lambda w: release_key(w.version) or ())
+
+
+def wheels_from_pypi_json(data: dict[str, Any]) -> list[Wheel]:
+    """The files of PyPI's JSON API (``/pypi/<project>/json``)."""
+    return [
+        Wheel(f["filename"], f["url"], f["digests"]["sha256"], bool(f.get("yanked")))
+        for files in data.get("releases", {}).values()
+        for f in files
+        if f.get("filename", "").endswith(".whl")
+    ]
+
+
+def wheels_from_simple_json(data: dict[str, Any]) -> list[Wheel]:
+    """The files of a PEP 691 JSON project page (any index that speaks it)."""
+    return [
+        Wheel(f["filename"], f["url"], f.get("hashes", {}).get("sha256", ""), bool(f.get("yanked")))
+        for f in data.get("files", [])
+        if f.get("filename", "").endswith(".whl")
+    ]
+
+
+def index_url(cli_value: str | None, environ: Mapping[str, str]) -> str:
+    """--index-url, else PIP_INDEX_URL, else PyPI."""
+    return (cli_value or environ.get("PIP_INDEX_URL") or DEFAULT_INDEX).rstrip("/")
+
+
+# ---------------------------------------------------------------- network and engine
+
+
+def ca_bundle() -> str | None:
+    """The host's CA bundle (TLS-intercepting proxies): what the shipped profiles use too."""
+    from rpibuild.render import HOST_CA_BUNDLES
+
+    return next((p for p in HOST_CA_BUNDLES if Path(p).is_file()), None)
+
+
+def list_wheels(index: str, session: Any, ca: str | None) -> list[Wheel]:
+    """Every torch wheel on ``index``."""
+    if index == DEFAULT_INDEX:
+        reply = session.get(PYPI_JSON.format(project="torch"), timeout=60, verify=ca or True)
+        reply.raise_for_status()
+        return wheels_from_pypi_json(reply.json())
+    reply = session.get(
+        f"{index}/torch/",
+        headers={"Accept": "application/vnd.pypi.simple.v1+json"},
+        timeout=60,
+        verify=ca or True,
+    )
+    reply.raise_for_status()
+    return wheels_from_simple_json(reply.json())
+
+
+def fetch_wheel(wheel: Wheel, folder: Path, session: Any, ca: str | None) -> Path:
+    """Download ``wheel`` once into ``folder``, checked against the index's sha256."""
+    target = folder / wheel.filename
+    if target.is_file() and _sha256(target) == wheel.sha256:
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".part")
+    digest = hashlib.sha256()
+    with session.get(wheel.url, stream=True, timeout=120, verify=ca or True) as reply:
+        reply.raise_for_status()
+        with partial.open("wb") as out:
+            for chunk in reply.iter_content(chunk_size=1 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+    if wheel.sha256 and digest.hexdigest() != wheel.sha256:
+        partial.unlink()
+        raise RuntimeError(f"{wheel.filename}: sha256 {digest.hexdigest()}, the index says {wheel.sha256}")
+    partial.replace(target)
+    return target
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def container_script(wheel_name: str) -> str:
+    """Install the wheel (no deps), then its dependencies a Pi can use, then run the sweep."""
+    requires = (
+        "import importlib.metadata as m, re; "
+        "[print(r) for r in (m.requires('torch') or []) "
+        f"if 'extra ==' not in r and not re.match({UNUSABLE_DEPENDENCIES!r}, r, re.I)]"
+    )
+    return " && ".join(
+        [
+            "python3 -m venv /opt/venv",
+            f"/opt/venv/bin/pip install -q --no-deps /wheels/{shlex.quote(wheel_name)}",
+            f"/opt/venv/bin/python -c {shlex.quote(requires)} > /tmp/requirements.txt",
+            "/opt/venv/bin/pip install -q -r /tmp/requirements.txt",
+            "(/opt/venv/bin/python /sweep/op_sweep.py --report /out/report.json > /dev/null; true)",
+        ]
+    )
+
+
+def sweep_wheel(engine: Any, image: str, wheel_path: Path, cpu: str, ca: str | None) -> dict[str, Any]:
+    """One version: a fresh container, the wheel installed, the sweep run as ``cpu``."""
+    environment = {"QEMU_CPU": cpu, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_ROOT_USER_ACTION": "ignore"}
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"):
+        if os.environ.get(name):
+            environment[name] = os.environ[name]
+    if os.environ.get("PIP_INDEX_URL"):
+        environment["PIP_INDEX_URL"] = os.environ["PIP_INDEX_URL"]
+    with tempfile.TemporaryDirectory(prefix="rpibuild-torch-sweep-") as out:
+        volumes = {
+            str(wheel_path.parent): {"bind": "/wheels", "mode": "ro"},
+            str(OP_SWEEP.parent): {"bind": "/sweep", "mode": "ro"},
+            out: {"bind": "/out", "mode": "rw"},
+            PIP_CACHE_VOLUME: {"bind": "/root/.cache/pip", "mode": "rw"},
+        }
+        if ca:
+            volumes[ca] = {"bind": "/etc/rpibuild/ca-bundle.pem", "mode": "ro"}
+            environment["PIP_CERT"] = "/etc/rpibuild/ca-bundle.pem"
+        started = time.monotonic()
+        code, output = engine.run(
+            image,
+            ["sh", "-c", container_script(wheel_path.name)],
+            platform="linux/arm64",
+            environment=environment,
+            volumes=volumes,
+        )
+        seconds = round(time.monotonic() - started, 1)
+        report_path = Path(out) / "report.json"
+        if code != 0 or not report_path.is_file():
+            tail = output.strip().splitlines()[-5:]
+            return {"error": f"install failed (exit {code}): " + " | ".join(tail), "seconds": seconds}
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+        report["container_seconds"] = seconds
+        return report
+
+
+# ---------------------------------------------------------------- the table (pure)
+
+
+def verdict(report: dict[str, Any]) -> str:
+    if "error" in report:
+        return "not run"
+    if report.get("failed"):
+        return "FAILS"
+    return "passes"
+
+
+def cell(case: dict[str, Any]) -> str:
+    status = str(case.get("status", "?"))
+    if status == "failed" and case.get("signal"):
+        return str(case["signal"])
+    return {"ok": "ok", "failed": "FAIL", "skipped": "skip"}.get(status, status)
+
+
+def table(rows: Sequence[tuple[str, dict[str, Any]]], cases: Sequence[str]) -> str:
+    """A Markdown table: one row per version, one column per case, then the verdict."""
+    header = ["torch", *cases, "verdict"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for version, report in rows:
+        by_name = {c["name"]: c for c in report.get("cases", [])}
+        cells = [cell(by_name[name]) if name in by_name else "-" for name in cases]
+        lines.append("| " + " | ".join([version, *cells, verdict(report)]) + " |")
+    return "\n".join(lines)
+
+
+def notes(rows: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
+    """The first failure's message per version (what killed it), and install errors."""
+    out = []
+    for version, report in rows:
+        if "error" in report:
+            out.append(f"{version}: {report['error']}")
+            continue
+        for case in report.get("cases", []):
+            if case.get("status") == "failed":
+                out.append(f"{version}: {case['name']}: {case.get('message', '')[:300]}")
+                break
+    return out
+
+
+def newest_passing(rows: Sequence[tuple[str, dict[str, Any]]]) -> str | None:
+    passing = [v for v, report in rows if verdict(report) == "passes"]
+    return max(passing, key=lambda v: release_key(v) or ()) if passing else None
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--versions", help="comma-separated torch versions (default: every one from --since)")
+    parser.add_argument("--since", default="2.6.0", help="oldest version when listing the index")
+    parser.add_argument("--cpu", default="cortex-a53", choices=CPUS, help="QEMU CPU model (cortex-a72: Pi 4)")
+    parser.add_argument("--index-url", help="package index (default: $PIP_INDEX_URL, else PyPI)")
+    parser.add_argument("--json", action="store_true", help="print the reports as JSON on stdout")
+    parser.add_argument("--reuse", action="store_true", help="reuse stored reports of earlier runs")
+    args = parser.parse_args(argv)
+
+    import requests
+
+    from rpibuild.base import ensure_base
+    from rpibuild.config import load_profile
+    from rpibuild.engine import DockerEngine
+    from rpibuild.sources import cache_dir
+
+    def log(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    ca = ca_bundle()
+    session = requests.Session()
+    index = index_url(args.index_url, os.environ)
+    wanted = [v.strip() for v in args.versions.split(",") if v.strip()] if args.versions else None
+    wheels = select_wheels(list_wheels(index, session, ca), since=args.since, versions=wanted)
+    if wanted:  # keep the order given (most important first)
+        wheels.sort(key=lambda w: wanted.index(w.version))
+    log(f"torch sweep: {len(wheels)} versions ({', '.join(w.version for w in wheels)}), CPU {args.cpu}")
+
+    engine = DockerEngine.connect()
+    profile = load_profile(PROFILE, list(PROFILE_OVERRIDES)).profile
+    base = ensure_base(profile, engine, progress=log)
+    log(f"torch sweep: base {base.image}")
+    wheel_cache = cache_dir() / "torch-wheels"
+    results_dir = cache_dir() / "torch-sweep" / args.cpu
+
+    rows: list[tuple[str, dict[str, Any]]] = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as downloads:
+        # Download the next wheel while the current one runs under QEMU.
+        pending = {w.version: downloads.submit(fetch_wheel, w, wheel_cache, session, ca) for w in wheels}
+        for wheel in wheels:
+            stored = results_dir / f"{wheel.version}.json"
+            if args.reuse and stored.is_file():
+                report = json.loads(stored.read_text(encoding="utf-8"))
+                log(f"torch sweep: {wheel.version}: stored report reused")
+            else:
+                try:
+                    path = pending[wheel.version].result()
+                except Exception as exc:
+                    report = {"error": f"download failed: {exc}"}
+                else:
+                    log(f"torch sweep: {wheel.version}: running in {base.image} as {args.cpu}")
+                    report = sweep_wheel(engine, base.image, path, args.cpu, ca)
+                report.update(wheel=wheel.filename, sha256=wheel.sha256, cpu=args.cpu)
+                if "error" not in report:
+                    results_dir.mkdir(parents=True, exist_ok=True)
+                    stored.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            log(f"torch sweep: {wheel.version}: {verdict(report)}")
+            rows.append((wheel.version, report))
+
+    rows.sort(key=lambda row: release_key(row[0]) or ())
+    cases = list(dict.fromkeys(c["name"] for _, r in rows for c in r.get("cases", [])))
+    pin = newest_passing(rows)
+    if args.json:
+        print(json.dumps({"cpu": args.cpu, "newest_passing": pin, "versions": dict(rows)}, indent=2))
+    else:
+        print(table(rows, cases))
+        for line in notes(rows):
+            print(f"- {line}")
+        if pin:
+            sha = next(r.get("sha256") for v, r in rows if v == pin)
+            print(f"\nnewest passing as {args.cpu}: torch {pin} (sha256 {sha})")
+    return 0 if pin else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

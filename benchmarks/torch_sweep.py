@@ -38,6 +38,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 HERE = Path(__file__).resolve().parent
 OP_SWEEP = HERE.parent / "images" / "verify" / "op_sweep.py"
@@ -130,20 +131,27 @@ def select_wheels(
     return sorted(chosen.values(), key=lambda w: release_key(w.version) or ())
 
 
-def wheels_from_pypi_json(data: dict[str, Any]) -> list[Wheel]:
-    """The files of PyPI's JSON API (``/pypi/<project>/json``)."""
+def wheels_from_pypi_json(data: dict[str, Any], base_url: str = "") -> list[Wheel]:
+    """The files of PyPI's JSON API (``/pypi/<project>/json``); relative URLs (a caching
+    proxy in front of the index gives those) are resolved against ``base_url``."""
     return [
-        Wheel(f["filename"], f["url"], f["digests"]["sha256"], bool(f.get("yanked")))
+        Wheel(f["filename"], urljoin(base_url, f["url"]), f["digests"]["sha256"], bool(f.get("yanked")))
         for files in data.get("releases", {}).values()
         for f in files
         if f.get("filename", "").endswith(".whl")
     ]
 
 
-def wheels_from_simple_json(data: dict[str, Any]) -> list[Wheel]:
-    """The files of a PEP 691 JSON project page (any index that speaks it)."""
+def wheels_from_simple_json(data: dict[str, Any], base_url: str = "") -> list[Wheel]:
+    """The files of a PEP 691 JSON project page (any index that speaks it; URLs may be
+    relative to the page)."""
     return [
-        Wheel(f["filename"], f["url"], f.get("hashes", {}).get("sha256", ""), bool(f.get("yanked")))
+        Wheel(
+            f["filename"],
+            urljoin(base_url, f["url"]),
+            f.get("hashes", {}).get("sha256", ""),
+            bool(f.get("yanked")),
+        )
         for f in data.get("files", [])
         if f.get("filename", "").endswith(".whl")
     ]
@@ -167,17 +175,19 @@ def ca_bundle() -> str | None:
 def list_wheels(index: str, session: Any, ca: str | None) -> list[Wheel]:
     """Every torch wheel on ``index``."""
     if index == DEFAULT_INDEX:
-        reply = session.get(PYPI_JSON.format(project="torch"), timeout=60, verify=ca or True)
+        url = PYPI_JSON.format(project="torch")
+        reply = session.get(url, timeout=60, verify=ca or True)
         reply.raise_for_status()
-        return wheels_from_pypi_json(reply.json())
+        return wheels_from_pypi_json(reply.json(), url)
+    url = f"{index}/torch/"
     reply = session.get(
-        f"{index}/torch/",
+        url,
         headers={"Accept": "application/vnd.pypi.simple.v1+json"},
         timeout=60,
         verify=ca or True,
     )
     reply.raise_for_status()
-    return wheels_from_simple_json(reply.json())
+    return wheels_from_simple_json(reply.json(), url)
 
 
 def fetch_wheel(wheel: Wheel, folder: Path, session: Any, ca: str | None) -> Path:

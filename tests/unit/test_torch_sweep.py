@@ -66,15 +66,20 @@ def test_index_json_forms() -> None:
             "2.6.0": [
                 {
                     "filename": "torch-2.6.0-cp313-cp313-manylinux_2_28_aarch64.whl",
-                    "url": "u",
+                    "url": "../../packages/ab/torch.whl",
                     "digests": {"sha256": "a" * 64},
                 },
                 {"filename": "torch-2.6.0.tar.gz", "url": "s", "digests": {"sha256": "b" * 64}},
             ]
         }
     }
-    assert torch_sweep.wheels_from_pypi_json(pypi) == [
-        Wheel("torch-2.6.0-cp313-cp313-manylinux_2_28_aarch64.whl", "u", "a" * 64, False)
+    assert torch_sweep.wheels_from_pypi_json(pypi, "https://pypi.example.invalid/pypi/torch/json") == [
+        Wheel(
+            "torch-2.6.0-cp313-cp313-manylinux_2_28_aarch64.whl",
+            "https://pypi.example.invalid/packages/ab/torch.whl",
+            "a" * 64,
+            False,
+        )
     ]
     simple = {
         "files": [

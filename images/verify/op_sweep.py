@@ -19,6 +19,7 @@ engine the wheel has not got) is reported with its reason and is not a failure.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -27,6 +28,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -479,31 +481,41 @@ def sweep(
     python: str = sys.executable,
     log: Callable[[str], None] | None = None,
 ) -> list[CaseResult]:
-    """Run the worker in a child process (so even a signal at import is a reported result)."""
+    """Run the worker in a child process (so even a signal at import is a reported result),
+    logging each case as it ends: under QEMU the whole sweep takes minutes."""
     command = [python, os.path.abspath(__file__), "--worker", ",".join(names), "--timeout", str(timeout)]
     started = time.monotonic()
-    try:
-        done = subprocess.run(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            timeout=timeout * (len(names) + 1),
-            check=False,
-        )
-        returncode: int | None = done.returncode
-        output = done.stdout
-    except subprocess.TimeoutExpired as exc:
+    lines: list[str] = []
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
+        # The worker times out each case itself; this only guards against a hang at import.
+        watchdog = threading.Timer(timeout * (len(names) + 1), process.kill)
+        watchdog.start()
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                lines.append(line)
+                if log and line.startswith(RESULT_PREFIX):
+                    with contextlib.suppress(ValueError, KeyError, TypeError):
+                        log(_describe(CaseResult(**json.loads(line[len(RESULT_PREFIX) :]))))
+            returncode: int | None = process.wait()
+        finally:
+            timed_out = not watchdog.is_alive()
+            watchdog.cancel()
+    if timed_out:
         returncode = None
-        output = exc.stdout.decode("utf-8", "replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
-    results = collect(names, returncode, output, time.monotonic() - started)
+    results = collect(names, returncode, "".join(lines), time.monotonic() - started)
     if log:
         for result in results:
-            extra = f" ({result.signal})" if result.signal else ""
-            log(
-                f"op-sweep: {result.name:<17} {result.status}{extra} {result.seconds:.1f} s  {result.message}"
-            )
+            if not any(
+                line.startswith(RESULT_PREFIX) and f'"name": "{result.name}"' in line for line in lines
+            ):
+                log(_describe(result))
     return results
+
+
+def _describe(result: CaseResult) -> str:
+    extra = f" ({result.signal})" if result.signal else ""
+    return f"op-sweep: {result.name:<17} {result.status}{extra} {result.seconds:.1f} s  {result.message}"
 
 
 def build_report(results: Sequence[CaseResult], **facts: object) -> dict[str, object]:

@@ -242,7 +242,8 @@ def install_tree(wheel_path: Path, target: Path, ca: str | None, index: str | No
         requirements = usable_requirements(wheel.read(metadata_name).decode("utf-8", "replace"))
     if requirements:
         command = [
-            sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+            sys.executable, "-m", "pip", "install", "--quiet",
+            "--disable-pip-version-check", "--no-warn-conflicts", "--root-user-action=ignore",
             "--target", str(target), "--only-binary=:all:", "--implementation", "cp",
             "--python-version", "3.13", "--abi", PYTHON_TAG,
             "--platform", "manylinux_2_28_aarch64", "--platform", "manylinux2014_aarch64",

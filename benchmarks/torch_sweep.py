@@ -31,6 +31,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -53,6 +54,7 @@ PROFILE_OVERRIDES = (
     "base.bootstrap.packages=[ca-certificates, python3, python3-venv]",
 )
 PYTHON_TAG = "cp313"
+TARGET_PYTHON = "3.13"
 CPUS = ("cortex-a53", "cortex-a72", "cortex-a57", "max")
 # torch's dependencies a Pi cannot use (CUDA, triton): not installed.
 UNUSABLE_DEPENDENCIES = r"(nvidia|cuda|triton)"
@@ -229,7 +231,9 @@ def usable_requirements(metadata: str) -> list[str]:
     return [r for r in requirements if "extra ==" not in r and not re.match(UNUSABLE_DEPENDENCIES, r, re.I)]
 
 
-def install_tree(wheel_path: Path, target: Path, ca: str | None, index: str | None) -> list[str]:
+def install_tree(
+    wheel_path: Path, target: Path, ca: str | None, index: str | None, compiler: str | None = None
+) -> list[str]:
     """Install the wheel and its usable dependencies into ``target`` on the host, natively.
 
     Why on the host: pip unpacking a 100-450 MB wheel and byte-compiling it under QEMU takes
@@ -245,7 +249,7 @@ def install_tree(wheel_path: Path, target: Path, ca: str | None, index: str | No
             sys.executable, "-m", "pip", "install", "--quiet",
             "--disable-pip-version-check", "--no-warn-conflicts", "--root-user-action=ignore",
             "--target", str(target), "--only-binary=:all:", "--implementation", "cp",
-            "--python-version", "3.13", "--abi", PYTHON_TAG,
+            "--python-version", TARGET_PYTHON, "--abi", PYTHON_TAG,
             "--platform", "manylinux_2_28_aarch64", "--platform", "manylinux2014_aarch64",
             *requirements,
         ]  # fmt: skip
@@ -254,11 +258,37 @@ def install_tree(wheel_path: Path, target: Path, ca: str | None, index: str | No
         if index and index != DEFAULT_INDEX:
             command[4:4] = ["--index-url", index]
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    if compiler:
+        # Byte-compiling torch's thousands of modules is most of its first import under QEMU;
+        # a host CPython of the same minor version writes the same .pyc files natively.
+        subprocess.run(
+            [compiler, "-m", "compileall", "-q", "-j", "0", str(target)],
+            check=False,
+            stdout=subprocess.DEVNULL,
+        )
     return requirements
 
 
+def host_python(version: str, given: str | None = None) -> str | None:
+    """A host interpreter of ``version`` (``3.13``): ``given``, else one on PATH; or None."""
+    path = given or shutil.which(f"python{version}")
+    if not path:
+        return None
+    probe = subprocess.run(
+        [path, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return path if probe.returncode == 0 and probe.stdout.strip() == version else None
+
+
 def sweep_wheel(
-    engine: Any, image: str, wheel_path: Path, cpu: str, ca: str | None, index: str | None
+    engine: Any,
+    image: str,
+    wheel_path: Path,
+    cpu: str,
+    ca: str | None,
+    index: str | None,
+    compiler: str | None = None,
 ) -> dict[str, Any]:
     """One version: the wheel installed into a host folder, the sweep run on it in a fresh
     container as ``cpu``, with the image's own Python 3.13."""
@@ -267,7 +297,7 @@ def sweep_wheel(
         out.mkdir()
         started = time.monotonic()
         try:
-            requirements = install_tree(wheel_path, site, ca, index)
+            requirements = install_tree(wheel_path, site, ca, index, compiler)
         except (subprocess.CalledProcessError, zipfile.BadZipFile, StopIteration) as exc:
             return {"error": f"install failed: {exc}"}
         installed = round(time.monotonic() - started, 1)
@@ -355,6 +385,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cpu", default="cortex-a53", choices=CPUS, help="QEMU CPU model (cortex-a72: Pi 4)")
     parser.add_argument("--index-url", help="package index (default: $PIP_INDEX_URL, else PyPI)")
     parser.add_argument("--json", action="store_true", help="print the reports as JSON on stdout")
+    parser.add_argument(
+        "--host-python",
+        metavar="PATH",
+        help=f"a host CPython {TARGET_PYTHON} to byte-compile torch natively (default: on PATH)",
+    )
     parser.add_argument("--reuse", action="store_true", help="reuse stored reports of earlier runs")
     args = parser.parse_args(argv)
 
@@ -369,6 +404,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(text, file=sys.stderr, flush=True)
 
     ca = ca_bundle()
+    compiler = host_python(TARGET_PYTHON, args.host_python)
+    if args.host_python and not compiler:
+        parser.error(f"--host-python {args.host_python} is not a working CPython {TARGET_PYTHON}")
     session = requests.Session()
     index = index_url(args.index_url, os.environ)
     wanted = [v.strip() for v in args.versions.split(",") if v.strip()] if args.versions else None
@@ -400,7 +438,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     report = {"error": f"download failed: {exc}"}
                 else:
                     log(f"torch sweep: {wheel.version}: running in {base.image} as {args.cpu}")
-                    report = sweep_wheel(engine, base.image, path, args.cpu, ca, index)
+                    report = sweep_wheel(engine, base.image, path, args.cpu, ca, index, compiler)
                 report.update(wheel=wheel.filename, sha256=wheel.sha256, cpu=args.cpu)
                 if "error" not in report:
                     results_dir.mkdir(parents=True, exist_ok=True)

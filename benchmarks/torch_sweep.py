@@ -336,10 +336,21 @@ def verdict(report: dict[str, Any]) -> str:
     return "passes"
 
 
+# An import that fails for want of NVIDIA's CUDA libraries (2.11+ aarch64 wheels on PyPI are
+# CUDA builds): not an instruction problem, and not fixable on a Pi.
+NEEDS_CUDA = re.compile(r"lib(cu|nv)[A-Za-z]*\.so|cuda", re.I)
+
+
 def cell(case: dict[str, Any]) -> str:
     status = str(case.get("status", "?"))
     if status == "failed" and case.get("signal"):
         return str(case["signal"])
+    if (
+        status == "failed"
+        and case.get("name") == "import"
+        and NEEDS_CUDA.search(str(case.get("message", "")))
+    ):
+        return "needs CUDA"
     return {"ok": "ok", "failed": "FAIL", "skipped": "skip"}.get(status, status)
 
 

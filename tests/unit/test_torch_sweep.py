@@ -104,6 +104,8 @@ def test_index_url_respects_pip_index_url() -> None:
 
 
 def test_table_shows_signals_skips_and_the_newest_passing_version() -> None:
+    cuda = "ValueError: libcublasLt.so.*[0-9] not found in the system path ['/site']"
+
     def case(name: str, status: str, sig: str | None = None) -> dict[str, object]:
         return {"name": name, "status": status, "signal": sig, "message": f"{name} {status}"}
 
@@ -112,6 +114,7 @@ def test_table_shows_signals_skips_and_the_newest_passing_version() -> None:
         ("2.10.0", {"cases": [case("import", "failed", "SIGILL")], "failed": ["import"]}),
         ("2.4.0", {"cases": [case("import", "ok"), case("matmul", "failed")], "failed": ["matmul"]}),
         ("2.12.0", {"error": "download failed"}),
+        ("2.15.0", {"cases": [{**case("import", "failed"), "message": cuda}], "failed": ["import"]}),
     ]
     text = torch_sweep.table(rows, ["import", "matmul", "quantized_linear"])
     lines = text.splitlines()
@@ -120,6 +123,7 @@ def test_table_shows_signals_skips_and_the_newest_passing_version() -> None:
     assert lines[3] == "| 2.10.0 | SIGILL | - | - | FAILS |"
     assert lines[4] == "| 2.4.0 | ok | FAIL | - | FAILS |"
     assert lines[5].endswith("| not run |")
+    assert lines[6] == "| 2.15.0 | needs CUDA | - | - | FAILS |"
     assert torch_sweep.newest_passing(rows) == "2.9.1"
     assert torch_sweep.notes(rows)[0] == "2.10.0: import: import failed"
 

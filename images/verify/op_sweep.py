@@ -1,16 +1,17 @@
-"""A broad torch op sweep, each op in its own process, checked against a simple reference.
+"""A broad torch op sweep, each op case in its own process, checked against a reference.
 
 Why: upstream aarch64 wheels have shipped ARMv8.1+ instructions that kill a Pi 3's Cortex-A53
 in one code path only (torch 2.4.0 in its BLAS path, 2.10.0 at import through a bundled
 allocator built with LSE atomics). A three-op smoke test misses those, and a SIGILL in a
-single process would take the whole check down without saying which op died. So every case
-runs in a child process: a child killed by a signal is reported as that case's failure with
-the signal's name, and the other cases still run. Each case also compares its numbers with a
+single process would take the whole check down without saying which op died. So a worker
+process imports torch (the ``import`` case: a signal there kills only the worker) and forks a
+child per case: a child killed by a signal is reported as that case's failure with the
+signal's name, and the other cases still run. Each case also compares its numbers with a
 reference computed another way (float64, elementwise, or plain Python), so an op that runs
 but computes garbage fails too.
 
 Runs inside the target image with the image's own python (under QEMU as the Pi's core in
-rpibuild's verify stage, and in ``scripts/torch_sweep.py``): stdlib and torch only, small
+rpibuild's verify stage, and in ``benchmarks/torch_sweep.py``): stdlib and torch only, small
 shapes so it stays fast under emulation. Prints a JSON report on stdout (and writes it to
 ``--report``); exit code 0 when no case failed, 1 when one did. A skipped case (a quantized
 engine the wheel has not got) is reported with its reason and is not a failure.
@@ -34,10 +35,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-# Each case's child: import torch under QEMU alone takes a few seconds; a hung op must not
-# hang the build forever.
+# Seconds per case (and per import): the first import under QEMU can take minutes when torch
+# is not byte-compiled yet; a hung op must not hang the build forever.
 DEFAULT_TIMEOUT = 300.0
-# The child prints exactly one line starting with this, then a JSON object.
+# Results travel as lines starting with this, then a JSON object.
 RESULT_PREFIX = "OP_SWEEP_RESULT "
 STATUSES = ("ok", "failed", "skipped")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -18,11 +18,13 @@ from pydantic import ValidationError
 from rpibuild.base import BaseImage, ensure_base
 from rpibuild.config.model import Build, Profile
 from rpibuild.context import fetch_sources
-from rpibuild.engine import BuildEvent, BuildRequest, Engine, StageTiming
+from rpibuild.cross import check_cross, cross_base_profile, wants_cross
+from rpibuild.engine import BuildEvent, BuildRequest, BuildResult, Engine, StageTiming
 from rpibuild.errors import BuildError, ConfigError
 from rpibuild.redact import mask_urls
-from rpibuild.render import STAGES, render
+from rpibuild.render import Rendered, render, stages
 from rpibuild.sources import cache_dir
+from rpibuild.torch_debian import StoredWheel, store, stored_wheel
 
 FAILURE_HINTS = (
     ("CERTIFICATE_VERIFY_FAILED", "TLS interception: set network.ca_bundle (default 'host')"),
@@ -113,46 +115,36 @@ def build_profile(
     on_base_progress: Callable[[str], None] | None = None,
 ) -> BuildOutcome:
     """Build (and verify) the profile's image; tag it only when everything passed."""
-    if target is not None and target not in STAGES:
-        raise ConfigError(f"unknown stage {target!r} (stages: {', '.join(STAGES)})", field="--target")
     started = time.monotonic()
     engine.builder.require_cache_export(profile.build.cache_to)
+    check_cross(profile)
+    torch_wheel = stored_wheel(profile) if profile.torch.source == "debian" else None
+    all_stages = stages(profile, torch_stored=torch_wheel is not None)
+    if target is not None and target not in (*all_stages, *stages(profile)):
+        raise ConfigError(f"unknown stage {target!r} (stages: {', '.join(all_stages)})", field="--target")
     # Pinned sources first: an unreachable or tampered archive fails in seconds, not after
     # minutes of bootstrapping.
     sources = fetch_sources(profile)
     base = ensure_base(profile, engine, refresh=refresh_base, progress=on_base_progress)
-    logs = cache_dir() / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    log_path = logs / f"build-{profile.name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    with (
-        tempfile.TemporaryDirectory(prefix="rpibuild-context-") as tmp,
-        log_path.open("w", encoding="utf-8") as log,
-    ):
-        context = Path(tmp) / "context"
-        rendered = render(profile, base_ref=base.image, qpulib_src=sources.qpulib)
-        rendered.write(context)
-        secrets = Path(tmp) / "secrets"
-        secrets.mkdir(mode=0o700)
-        request = BuildRequest(
-            context=context,
-            platform=profile.platform,
-            target=target,
-            no_cache=no_cache,
-            build_args=proxy_buildargs(profile),
-            secrets=rendered.write_secrets(secrets),
-            cache_from=tuple(profile.build.cache_from),
-            cache_to=tuple(profile.build.cache_to),
-            stages=STAGES[: STAGES.index(target) + 1] if target else STAGES,
-        )
-        try:
-            result = engine.build(
-                request, on_event=on_event, log=lambda line: log.write(mask_urls(line) + "\n")
-            )
-        except BuildError as exc:
-            text = "\n".join(exc.log_tail)
-            exc.hint = exc.hint or next((h for needle, h in FAILURE_HINTS if needle in text), None)
-            exc.log_file = str(log_path)
-            raise
+    if wants_cross(profile):
+        ensure_base(cross_base_profile(profile), engine, refresh=refresh_base, progress=on_base_progress)
+    if torch_wheel is None and profile.torch.source == "debian" and target not in ("cross", "torch-build"):
+        # The long compile first, on its own: its wheel goes to the store, then the image
+        # build below copies it like any stored wheel (and later builds skip the compile).
+        torch_wheel = _build_torch_wheel(profile, engine, base.image, no_cache=no_cache, on_event=on_event)
+        all_stages = stages(profile, torch_stored=True)
+    rendered = render(profile, base_ref=base.image, qpulib_src=sources.qpulib, stored_torch=torch_wheel)
+    request = BuildRequest(
+        context=Path(),  # set by _run_build
+        platform=profile.platform,
+        target=target,
+        no_cache=no_cache,
+        build_args=proxy_buildargs(profile),
+        cache_from=tuple(profile.build.cache_from),
+        cache_to=tuple(profile.build.cache_to),
+        stages=all_stages[: all_stages.index(target) + 1] if target in all_stages else all_stages,
+    )
+    result, log_path = _run_build(profile, engine, rendered, request, on_event)
     image = engine.image(result.image_id)
     if image is None or image.platform.removesuffix("/v8") != profile.platform:
         got = image.platform if image else "nothing"
@@ -176,3 +168,71 @@ def build_profile(
         log_file=str(log_path),
         seconds=time.monotonic() - started,
     )
+
+
+def _run_build(
+    profile: Profile,
+    engine: Engine,
+    rendered: Rendered,
+    request: BuildRequest,
+    on_event: Callable[[BuildEvent], None] | None,
+) -> tuple[BuildResult, Path]:
+    """One buildx run of a rendered context: logged (credentials masked), failures hinted."""
+    logs = cache_dir() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    what = request.target or "image"
+    log_path = logs / f"build-{profile.name}-{what}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    with (
+        tempfile.TemporaryDirectory(prefix="rpibuild-context-") as tmp,
+        log_path.open("w", encoding="utf-8") as log,
+    ):
+        context = rendered.write(Path(tmp) / "context")
+        secrets = Path(tmp) / "secrets"
+        secrets.mkdir(mode=0o700)
+        request = replace(request, context=context, secrets=rendered.write_secrets(secrets))
+        try:
+            result = engine.build(
+                request, on_event=on_event, log=lambda line: log.write(mask_urls(line) + "\n")
+            )
+        except BuildError as exc:
+            text = "\n".join(exc.log_tail)
+            exc.hint = exc.hint or next((h for needle, h in FAILURE_HINTS if needle in text), None)
+            exc.log_file = str(log_path)
+            raise
+    return result, log_path
+
+
+def _build_torch_wheel(
+    profile: Profile,
+    engine: Engine,
+    base_image: str,
+    *,
+    no_cache: bool,
+    on_event: Callable[[BuildEvent], None] | None,
+) -> StoredWheel:
+    """Compile torch from Debian's source (hours; resumes from its cache mounts) into the store.
+
+    Only the build-platform stages run (target ``torch-wheel``, exported with BuildKit's local
+    exporter): the wheel and its runtime package list land in rpibuild's wheel store.
+    """
+    rendered = render(profile, base_ref=base_image)
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    # Beside the store (same file system), so storing the wheel is a rename.
+    with tempfile.TemporaryDirectory(prefix="rpibuild-torch-", dir=cache_dir()) as tmp:
+        out = Path(tmp) / "out"
+        request = BuildRequest(
+            context=Path(),
+            platform=profile.platform,
+            target="torch-wheel",
+            no_cache=no_cache,
+            build_args=proxy_buildargs(profile),
+            cache_from=tuple(profile.build.cache_from),
+            cache_to=tuple(profile.build.cache_to),
+            stages=("cross", "torch-build", "torch-wheel"),
+            output_dir=out,
+        )
+        _run_build(profile, engine, rendered, request, on_event)
+        try:
+            return store(profile, out)
+        except (OSError, FileNotFoundError) as exc:
+            raise BuildError(f"the torch wheel could not be stored: {exc}", stage="torch-wheel") from None

@@ -20,11 +20,61 @@ from rpibuild import __version__, resources
 from rpibuild.base import base_reference
 from rpibuild.config import grammar
 from rpibuild.config.model import Profile
+from rpibuild.cross import build_platform, cross_base_profile, wants_cross
 from rpibuild.errors import ConfigError
+from rpibuild.platforms import get_platform
+from rpibuild.torch_debian import RUNTIME_PACKAGES, StoredWheel, torch_build_key
 
 PIP_CONF_SECRET = "pip-conf"
 APT_MIRROR_SECRET = "apt-mirror"
 STAGES = ("system", "torch", "qpulib", "extension", "verify", "runtime")
+# Stages on the build platform (build.cross): compiled there, installed into a target stage.
+CROSS_STAGES = ("cross", "torch-build", "torch-wheel", "qpulib-build", "extension-build")
+# The build platform's packages: Debian's cross toolchain, ccache, and the target's Python
+# headers and sysconfig through multiarch (the extension is built against them).
+CROSS_PACKAGES = (
+    "crossbuild-essential-{arch}",
+    "ccache",
+    "make",
+    "python3",
+    "python3-setuptools",
+    "python3-wheel",
+    "python3-pip",
+    "libpython3-dev:{arch}",
+)
+# What Debian's pytorch source needs on the build platform (tools) and for the target
+# (libraries through multiarch); `apt-get build-dep -a` does not resolve for armhf, so named.
+TORCH_BUILD_PACKAGES = (
+    "dpkg-dev",
+    "xz-utils",
+    "patch",
+    "cmake",
+    "ninja-build",
+    "pkgconf",
+    "python3-dev",
+    "python3-yaml",
+    "python3-typing-extensions",
+    "flatbuffers-compiler",
+    "protobuf-compiler",
+    "pybind11-dev",
+    "nlohmann-json3-dev",
+    "libeigen3-dev",
+    "libsleef-dev:{arch}",
+    "libonnx-dev:{arch}",
+    "libprotobuf-dev:{arch}",
+    "libfmt-dev:{arch}",
+    "libcpuinfo-dev:{arch}",
+    "libpthreadpool-dev:{arch}",
+    "libfxdiv-dev:{arch}",
+    "libfp16-dev:{arch}",
+    "libpsimd-dev:{arch}",
+    "libflatbuffers-dev:{arch}",
+    "libopenblas-dev:{arch}",
+    "libblas-dev:{arch}",
+    "liblapack-dev:{arch}",
+    "libcpp-httplib-dev:{arch}",
+    "python3-numpy-dev:{arch}",
+)
 HOST_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
 # What never goes into a build context from the extension's folder.
@@ -182,6 +232,47 @@ def _ca_bundle(profile: Profile) -> Path | None:
     return path
 
 
+def cross_values(profile: Profile, cross: bool) -> dict[str, object]:
+    """Template values of the build-platform stages (all of them, so templates never guess)."""
+    target = profile.target
+    values: dict[str, object] = {
+        "cross": cross,
+        "cross_base_ref": "",
+        "build_arch": "",
+        "cross_packages": [],
+        "torch_build_packages": [],
+        "torch_build_key": "",
+        "elf_spec": f"{target.elf_machine}:{target.elf_class}"
+        + (":hf" if target.architecture == "arm" else ""),
+    }
+    if not cross:
+        return values
+    arch = target.debian_arch
+    values.update(
+        cross_base_ref=base_reference(cross_base_profile(profile)),
+        build_arch=get_platform(build_platform()).debian_arch,
+        cross_packages=[p.format(arch=arch) for p in CROSS_PACKAGES],
+        torch_build_packages=[p.format(arch=arch) for p in TORCH_BUILD_PACKAGES],
+    )
+    if profile.torch.source == "debian":
+        values["torch_build_key"] = torch_build_key(profile)
+    return values
+
+
+def stages(profile: Profile, *, torch_stored: bool = False) -> tuple[str, ...]:
+    """The profile's stages in build order (cross builds add the build platform's)."""
+    if not wants_cross(profile):
+        return STAGES
+    extra = ["cross"]
+    if profile.torch.source == "debian" and not torch_stored:
+        extra += ["torch-build", "torch-wheel"]
+    if profile.qpulib.enabled:
+        extra.append("qpulib-build")
+    if profile.extension.enabled:
+        extra.append("extension-build")
+    return (*extra, *STAGES)
+
+
 def pip_conf(profile: Profile) -> str | None:
     lines = []
     if profile.network.pip_index_url:
@@ -196,6 +287,7 @@ def render(
     *,
     base_ref: str | None = None,
     qpulib_src: Path | None = None,
+    stored_torch: StoredWheel | None = None,
 ) -> Rendered:
     """Render the Dockerfile and list the context files.
 
@@ -204,6 +296,9 @@ def render(
     """
     images = resources.images_dir()
     files: dict[str, Path] = {"rpibuild/verify.py": images / "verify" / "verify.py"}
+    cross = wants_cross(profile)
+    if cross:
+        files["rpibuild/elf_gate.py"] = images / "verify" / "elf_gate.py"
     dirs: dict[str, Path] = {}
     names: dict[str, str | None] = {"ca_bundle": None, "torch_wheel": None}
     secrets: dict[str, str] = {}
@@ -227,6 +322,12 @@ def render(
             raise ConfigError(f"torch wheel {torch.wheel} does not exist", field="torch.wheel")
         names["torch_wheel"] = f"torch/{wheel_name}"
         files[f"torch/{wheel_name}"] = wheel_path
+    if torch.source == "debian" and stored_torch is not None:
+        names["torch_wheel"] = f"torch/{stored_torch.wheel.name}"
+        files[f"torch/{stored_torch.wheel.name}"] = stored_torch.wheel
+        files[f"torch/{RUNTIME_PACKAGES}"] = stored_torch.runtime_packages
+    elif torch.source == "debian":
+        dirs["torch-debian"] = images / "torch-debian"
     if profile.qpulib.enabled:
         dirs["qpulib"] = images / "qpulib"
         if qpulib_src is not None:
@@ -256,10 +357,17 @@ def render(
             extension=profile.extension,
             verify=profile.verify,
             verify_cpu=profile.verify.qemu_cpu or profile.target.qemu_cpu,
+            emulator_tests=(
+                profile.verify.enabled
+                and profile.verify.emulator
+                and profile.extension.enabled
+                and profile.qpulib.enabled
+            ),
             image=profile.image,
             labels=labels,
             files=names,
             secrets=secrets,
+            **cross_values(profile, cross),
         )
     )
     return Rendered(text, image_tags(profile), labels, files, dirs, secrets)

@@ -18,11 +18,11 @@ from pydantic import ValidationError
 from rpibuild.base import BaseImage, ensure_base
 from rpibuild.config.model import Build, Profile
 from rpibuild.context import fetch_sources
-from rpibuild.cross import check_cross, cross_base_profile, wants_cross
+from rpibuild.cross import build_platform, check_cross, cross_base_profile, wants_cross
 from rpibuild.engine import BuildEvent, BuildRequest, BuildResult, Engine, StageTiming
 from rpibuild.errors import BuildError, ConfigError
 from rpibuild.redact import mask_urls
-from rpibuild.render import Rendered, render, stages
+from rpibuild.render import CROSS_STAGES, TORCH_BUILD_STAGES, Rendered, render, stages
 from rpibuild.sources import cache_dir
 from rpibuild.torch_debian import StoredWheel, store, stored_wheel
 
@@ -118,7 +118,9 @@ def build_profile(
     started = time.monotonic()
     engine.builder.require_cache_export(profile.build.cache_to)
     check_cross(profile)
-    torch_wheel = stored_wheel(profile) if profile.torch.source == "debian" else None
+    compiling_torch = target in TORCH_BUILD_STAGES
+    debian = profile.torch.source == "debian"
+    torch_wheel = stored_wheel(profile) if debian and not compiling_torch else None
     all_stages = stages(profile, torch_stored=torch_wheel is not None)
     if target is not None and target not in (*all_stages, *stages(profile)):
         raise ConfigError(f"unknown stage {target!r} (stages: {', '.join(all_stages)})", field="--target")
@@ -128,7 +130,7 @@ def build_profile(
     base = ensure_base(profile, engine, refresh=refresh_base, progress=on_base_progress)
     if wants_cross(profile):
         ensure_base(cross_base_profile(profile), engine, refresh=refresh_base, progress=on_base_progress)
-    if torch_wheel is None and profile.torch.source == "debian" and target not in ("cross", "torch-build"):
+    if torch_wheel is None and debian and not compiling_torch:
         # The long compile first, on its own: its wheel goes to the store, then the image
         # build below copies it like any stored wheel (and later builds skip the compile).
         torch_wheel = _build_torch_wheel(profile, engine, base.image, no_cache=no_cache, on_event=on_event)
@@ -146,10 +148,12 @@ def build_profile(
     )
     result, log_path = _run_build(profile, engine, rendered, request, on_event)
     image = engine.image(result.image_id)
-    if image is None or image.platform.removesuffix("/v8") != profile.platform:
+    # A build-platform stage (cross, torch-c10...) is an image of the build platform.
+    expected = build_platform() if target in CROSS_STAGES else profile.platform
+    if image is None or image.platform.removesuffix("/v8") != expected:
         got = image.platform if image else "nothing"
         raise BuildError(
-            f"the build produced {got}, not {profile.platform}",
+            f"the build produced {got}, not {expected}",
             stage=target or "runtime",
             hint="the engine ignored the platform: check `rpibuild doctor`",
         )
@@ -228,7 +232,7 @@ def _build_torch_wheel(
             build_args=proxy_buildargs(profile),
             cache_from=tuple(profile.build.cache_from),
             cache_to=tuple(profile.build.cache_to),
-            stages=("cross", "torch-build", "torch-wheel"),
+            stages=("cross", "torch-source", "torch-build", "torch-wheel"),
             output_dir=out,
         )
         _run_build(profile, engine, rendered, request, on_event)

@@ -29,7 +29,18 @@ PIP_CONF_SECRET = "pip-conf"
 APT_MIRROR_SECRET = "apt-mirror"
 STAGES = ("system", "torch", "qpulib", "extension", "verify", "runtime")
 # Stages on the build platform (build.cross): compiled there, installed into a target stage.
-CROSS_STAGES = ("cross", "torch-build", "torch-wheel", "qpulib-build", "extension-build")
+CROSS_STAGES = (
+    "cross",
+    "torch-source",
+    "torch-build",
+    "torch-wheel",
+    "torch-c10",
+    "qpulib-build",
+    "extension-build",
+)
+# Build-platform stages about torch's compile itself: a build that stops at one of them never
+# takes the wheel from the store (they are what makes it).
+TORCH_BUILD_STAGES = ("cross", "torch-source", "torch-build", "torch-wheel", "torch-c10")
 # The build platform's packages: Debian's cross toolchain, ccache, and the target's Python
 # headers and sysconfig through multiarch (the extension is built against them).
 CROSS_PACKAGES = (
@@ -242,6 +253,7 @@ def cross_values(profile: Profile, cross: bool) -> dict[str, object]:
         "cross_packages": [],
         "torch_build_packages": [],
         "torch_build_key": "",
+        "torch_work_mount": "",
         "elf_spec": f"{target.elf_machine}:{target.elf_class}"
         + (":hf" if target.architecture == "arm" else ""),
     }
@@ -256,6 +268,9 @@ def cross_values(profile: Profile, cross: bool) -> dict[str, object]:
     )
     if profile.torch.source == "debian":
         values["torch_build_key"] = torch_build_key(profile)
+        values["torch_work_mount"] = (
+            f"--mount=type=cache,id=rpibuild-torch-build-{arch},target=/var/cache/rpibuild/torch,sharing=locked"
+        )
     return values
 
 
@@ -265,7 +280,7 @@ def stages(profile: Profile, *, torch_stored: bool = False) -> tuple[str, ...]:
         return STAGES
     extra = ["cross"]
     if profile.torch.source == "debian" and not torch_stored:
-        extra += ["torch-build", "torch-wheel"]
+        extra += ["torch-source", "torch-build", "torch-wheel", "torch-c10"]
     if profile.qpulib.enabled:
         extra.append("qpulib-build")
     if profile.extension.enabled:

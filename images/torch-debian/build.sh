@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Cross-compile a PyTorch source tree (fetch.sh's output) into a wheel for the target.
 #
-# Usage: build.sh SRC WORK OUT
+# Usage: build.sh [--only TARGET] SRC WORK OUT
 #   SRC   the unpacked, patched source (read only; copied into WORK once)
 #   WORK  a folder in a cache mount, named by the build's key: the copy of the source, CMake's
 #         build folder and the wheel live here, so a build that was interrupted or failed
 #         resumes where it stopped (ninja rebuilds only what is missing or out of date)
 #   OUT   where the wheel is copied to
+#   --only TARGET  configure, then build one CMake target (e.g. c10) and copy its library
+#         to OUT instead of the wheel: the minutes-long check CI runs
 #
 # Environment: CROSS_TRIPLET, CROSS_DEB_ARCH (set by the cross stage), MAX_JOBS.
 # The compiler runs through ccache (CCACHE_DIR, a cache mount), so even a new WORK folder
@@ -18,7 +20,12 @@ die() {
     echo "torch-debian/build.sh: error: $*" >&2
     exit 1
 }
-[ "$#" -eq 3 ] || die "usage: build.sh SRC WORK OUT"
+only=
+if [ "${1:-}" = --only ]; then
+    only=${2:?--only needs a CMake target}
+    shift 2
+fi
+[ "$#" -eq 3 ] || die "usage: build.sh [--only TARGET] SRC WORK OUT"
 src=$1
 work=$2
 out=$3
@@ -57,8 +64,8 @@ numpy_include="/usr/lib/$triplet/python3-numpy/numpy/_core/include"
 cat >"$work/toolchain.cmake" <<CMAKE
 set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR $processor)
-set(CMAKE_C_COMPILER $triplet-gcc)
-set(CMAKE_CXX_COMPILER $triplet-g++)
+set(CMAKE_C_COMPILER /usr/bin/$triplet-gcc)
+set(CMAKE_CXX_COMPILER /usr/bin/$triplet-g++)
 set(CMAKE_C_COMPILER_LAUNCHER ccache)
 set(CMAKE_CXX_COMPILER_LAUNCHER ccache)
 set(CMAKE_LIBRARY_ARCHITECTURE $triplet)
@@ -92,9 +99,18 @@ export NINJA_STATUS="[rpibuild-ninja %f/%t] "
 cd "$work/src"
 echo "build: torch $upstream_version for $triplet, $MAX_JOBS jobs, ccache in ${CCACHE_DIR:-~/.ccache}"
 ccache --zero-stats >/dev/null 2>&1 || true
+mkdir -p "$out"
+if [ -n "$only" ]; then
+    python3 setup.py build --cmake-only
+    cmake --build build --target "$only" -- -j "$MAX_JOBS"
+    find build/lib -maxdepth 1 -name "lib$only.so*" -type f -exec cp {} "$out/" \;
+    ccache --show-stats 2>/dev/null | sed 's/^/build: ccache: /' || true
+    echo "build: $(find "$out" -name "lib$only.so*" -printf '%f ')"
+    exit 0
+fi
 python3 setup.py bdist_wheel --dist-dir "$work/dist"
 ccache --show-stats 2>/dev/null | sed 's/^/build: ccache: /' || true
-mkdir -p "$out"
-wheel=$(ls -t "$work"/dist/torch-*.whl | head -n 1)
+wheel=$(find "$work/dist" -name 'torch-*.whl' -printf '%T@ %p\n' | sort -rn | head -n 1 | cut -d' ' -f2-)
+[ -n "$wheel" ] || die "setup.py made no wheel in $work/dist"
 cp "$wheel" "$out/"
 echo "build: $(basename "$wheel") ($(du -h "$wheel" | cut -f1))"

@@ -73,7 +73,7 @@ def test_stage_lists() -> None:
     arm64 = load_profile("pi3b-arm64", env={}).profile
     assert stages(arm64)[:3] == ("cross", "qpulib-build", "extension-build")
     armv7 = load_profile("pi3b-armv7", env={}).profile
-    assert stages(armv7)[:3] == ("cross", "torch-build", "torch-wheel")
+    assert stages(armv7)[:5] == ("cross", "torch-source", "torch-build", "torch-wheel", "torch-c10")
     assert "torch-build" not in stages(armv7, torch_stored=True)
 
 

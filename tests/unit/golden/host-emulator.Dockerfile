@@ -69,9 +69,7 @@ COPY --from=torch /opt/rpibuild/venv/lib/python3*/site-packages/torch/include /o
 COPY --from=torch /opt/rpibuild/venv/lib/python3*/site-packages/torch/lib /opt/rpibuild/target/torch/lib
 COPY torch-qpu /opt/rpibuild/src/torch-qpu
 RUN --mount=type=cache,id=rpibuild-ccache-amd64,target=/var/cache/rpibuild/ccache \
-    TORCH_QPU_CROSS=/opt/rpibuild/target QPULIB_PREFIX=/usr/local QPULIB_MODE=emulation \
-    CXX=x86_64-linux-gnu-g++ _PYTHON_SYSCONFIGDATA_NAME=_sysconfigdata__linux_x86_64-linux-gnu \
-    _PYTHON_HOST_PLATFORM=linux-x86_64 \
+    QPULIB_PREFIX=/usr/local QPULIB_MODE=emulation TORCH_QPU_CROSS=/opt/rpibuild/target CXX=x86_64-linux-gnu-g++ _PYTHON_SYSCONFIGDATA_NAME=_sysconfigdata__linux_x86_64-linux-gnu _PYTHON_HOST_PLATFORM=linux-x86_64 \
     python3 -m pip wheel --no-deps --no-build-isolation -w /opt/rpibuild/wheels /opt/rpibuild/src/torch-qpu \
  && python3 /opt/rpibuild/elf_gate.py --elf 62:2 /opt/rpibuild/wheels/torch_qpu-*.whl
 

@@ -70,9 +70,7 @@ COPY --from=torch /opt/rpibuild/venv/lib/python3*/site-packages/torch/include /o
 COPY --from=torch /opt/rpibuild/venv/lib/python3*/site-packages/torch/lib /opt/rpibuild/target/torch/lib
 COPY torch-qpu /opt/rpibuild/src/torch-qpu
 RUN --mount=type=cache,id=rpibuild-ccache-arm64,target=/var/cache/rpibuild/ccache \
-    TORCH_QPU_CROSS=/opt/rpibuild/target QPULIB_PREFIX=/usr/local QPULIB_MODE=qpu \
-    CXX=aarch64-linux-gnu-g++ _PYTHON_SYSCONFIGDATA_NAME=_sysconfigdata__linux_aarch64-linux-gnu \
-    _PYTHON_HOST_PLATFORM=linux-aarch64 \
+    QPULIB_PREFIX=/usr/local QPULIB_MODE=qpu TORCH_QPU_CROSS=/opt/rpibuild/target CXX=aarch64-linux-gnu-g++ _PYTHON_SYSCONFIGDATA_NAME=_sysconfigdata__linux_aarch64-linux-gnu _PYTHON_HOST_PLATFORM=linux-aarch64 \
     python3 -m pip wheel --no-deps --no-build-isolation -w /opt/rpibuild/wheels /opt/rpibuild/src/torch-qpu \
  && python3 /opt/rpibuild/elf_gate.py --elf 183:2 /opt/rpibuild/wheels/torch_qpu-*.whl
 

@@ -21,20 +21,23 @@ ENV PATH=/usr/lib/ccache:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin
     CROSS_TRIPLET=arm-linux-gnueabihf CROSS_DEB_ARCH=armhf
 COPY rpibuild/verify.py rpibuild/elf_gate.py /opt/rpibuild/
 
-# ---- torch-build (build platform): Debian's PyTorch source package 2.6.0+dfsg-7, verified by apt
-# (signed Release -> Sources -> .dsc checksums) and dpkg-source, Debian's patches then rpibuild's
-# (images/torch-debian/patches), cross-compiled into a armhf wheel. The build folder and ccache live in
-# cache mounts: an interrupted build resumes where it stopped.
-FROM cross AS torch-build
+# ---- torch-source (build platform): Debian's PyTorch source package 2.6.0+dfsg-7, verified by apt
+# (signed InRelease -> Sources -> .dsc) and dpkg-source (the .dsc's checksums), Debian's patch series,
+# then rpibuild's (images/torch-debian/patches); the armhf libraries it builds against, via multiarch.
+FROM cross AS torch-source
 RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-amd64,target=/var/lib/apt/lists,sharing=locked \
     apt-get update \
  && apt-get install -y --no-install-recommends dpkg-dev xz-utils patch cmake ninja-build pkgconf python3-dev python3-yaml python3-typing-extensions flatbuffers-compiler protobuf-compiler pybind11-dev nlohmann-json3-dev libeigen3-dev libsleef-dev:armhf libonnx-dev:armhf libprotobuf-dev:armhf libfmt-dev:armhf libcpuinfo-dev:armhf libpthreadpool-dev:armhf libfxdiv-dev:armhf libfp16-dev:armhf libpsimd-dev:armhf libflatbuffers-dev:armhf libopenblas-dev:armhf libblas-dev:armhf liblapack-dev:armhf libcpp-httplib-dev:armhf python3-numpy-dev:armhf
 COPY torch-debian /opt/rpibuild/src/torch-debian
 RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-amd64,target=/var/lib/apt/lists,sharing=locked \
     bash /opt/rpibuild/src/torch-debian/fetch.sh pytorch 2.6.0+dfsg-7 /opt/rpibuild/src/pytorch
+
+# ---- torch-build (build platform): cross-compiled into a armv7l wheel. The build folder and
+# ccache live in cache mounts: an interrupted or failed build resumes where it stopped.
+FROM torch-source AS torch-build
 RUN --mount=type=cache,id=rpibuild-ccache-armhf,target=/var/cache/rpibuild/ccache --mount=type=cache,id=rpibuild-torch-build-armhf,target=/var/cache/rpibuild/torch,sharing=locked \
     MAX_JOBS=2 bash /opt/rpibuild/src/torch-debian/build.sh \
-      /opt/rpibuild/src/pytorch /var/cache/rpibuild/torch/f5ef7374e72ce8c2b759fb62 /opt/rpibuild/wheels
+      /opt/rpibuild/src/pytorch /var/cache/rpibuild/torch/21dd602a2cbdc2665ba92036 /opt/rpibuild/wheels
 RUN python3 /opt/rpibuild/elf_gate.py --elf 40:1:hf /opt/rpibuild/wheels/torch-*.whl \
  && python3 /opt/rpibuild/src/torch-debian/runtime_packages.py /opt/rpibuild/wheels/torch-*.whl \
       > /opt/rpibuild/wheels/torch-runtime-packages.txt
@@ -42,6 +45,14 @@ RUN python3 /opt/rpibuild/elf_gate.py --elf 40:1:hf /opt/rpibuild/wheels/torch-*
 # ---- torch-wheel: just the wheel and its package list, for rpibuild's wheel store (--output type=local).
 FROM scratch AS torch-wheel
 COPY --from=torch-build /opt/rpibuild/wheels/ /
+
+# ---- torch-c10 (build platform; a check, not part of the image): configured for armhf and one
+# small library (c10) compiled and checked as a target ELF, in minutes (CI).
+FROM torch-source AS torch-c10
+RUN --mount=type=cache,id=rpibuild-ccache-armhf,target=/var/cache/rpibuild/ccache --mount=type=cache,id=rpibuild-torch-build-armhf,target=/var/cache/rpibuild/torch,sharing=locked \
+    MAX_JOBS=2 bash /opt/rpibuild/src/torch-debian/build.sh --only c10 \
+      /opt/rpibuild/src/pytorch /var/cache/rpibuild/torch/21dd602a2cbdc2665ba92036 /opt/rpibuild/c10 \
+ && python3 /opt/rpibuild/elf_gate.py --elf 40:1:hf /opt/rpibuild/c10
 
 # ---- system: the base plus what the build stages need (network settings live only here).
 FROM rpibuild/base:trixie-armv7-9ec9439efe665ae0 AS system
@@ -95,9 +106,7 @@ COPY --from=torch /opt/rpibuild/venv/lib/python3*/site-packages/torch/include /o
 COPY --from=torch /opt/rpibuild/venv/lib/python3*/site-packages/torch/lib /opt/rpibuild/target/torch/lib
 COPY torch-qpu /opt/rpibuild/src/torch-qpu
 RUN --mount=type=cache,id=rpibuild-ccache-armhf,target=/var/cache/rpibuild/ccache \
-    TORCH_QPU_CROSS=/opt/rpibuild/target QPULIB_PREFIX=/usr/local QPULIB_MODE=qpu \
-    CXX=arm-linux-gnueabihf-g++ _PYTHON_SYSCONFIGDATA_NAME=_sysconfigdata__linux_arm-linux-gnueabihf \
-    _PYTHON_HOST_PLATFORM=linux-armv7l \
+    QPULIB_PREFIX=/usr/local QPULIB_MODE=qpu TORCH_QPU_CROSS=/opt/rpibuild/target CXX=arm-linux-gnueabihf-g++ _PYTHON_SYSCONFIGDATA_NAME=_sysconfigdata__linux_arm-linux-gnueabihf _PYTHON_HOST_PLATFORM=linux-armv7l \
     python3 -m pip wheel --no-deps --no-build-isolation -w /opt/rpibuild/wheels /opt/rpibuild/src/torch-qpu \
  && python3 /opt/rpibuild/elf_gate.py --elf 40:1:hf /opt/rpibuild/wheels/torch_qpu-*.whl
 

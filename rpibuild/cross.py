@@ -33,9 +33,11 @@ def build_platform() -> str:
 
 
 def wants_cross(profile: Profile) -> bool:
-    """Whether the build has anything to compile on the build platform."""
+    """Whether the build has anything to compile on the build platform for a foreign target
+    (a target this host runs natively, such as host-emulator's amd64, compiles in place)."""
     compiles = profile.qpulib.enabled or profile.extension.enabled or profile.torch.source == "debian"
-    return profile.build.cross and compiles
+    foreign = profile.target.binfmt is not None
+    return profile.build.cross and compiles and foreign
 
 
 def check_cross(profile: Profile) -> None:

@@ -350,9 +350,13 @@ def render(
     if profile.extension.enabled:
         dirs["torch-qpu"] = Path(profile.extension.path or images / "torch-qpu")
 
+    build_packages = list(profile.apt.packages)
+    if not cross or torch.source == "source":
+        build_packages += [p for p in profile.apt.compiler_packages if p not in build_packages]
     runtime_packages = list(profile.apt.runtime_packages)
-    if profile.image.keep_build_tools:
-        runtime_packages += [p for p in profile.apt.packages if p not in runtime_packages]
+    if profile.image.keep_build_tools:  # compilers included: the image is for building on the Pi
+        tools = [*build_packages, *profile.apt.compiler_packages]
+        runtime_packages += [p for p in dict.fromkeys(tools) if p not in runtime_packages]
     labels = image_labels(profile)
     text = (
         environment()
@@ -364,6 +368,7 @@ def render(
             base_ref=base_ref or base_reference(profile),
             network=profile.network,
             apt=profile.apt,
+            build_packages=build_packages,
             runtime_packages=runtime_packages,
             torch=torch,
             torch_wheel_name=wheel_name,

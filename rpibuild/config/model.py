@@ -118,6 +118,9 @@ class Apt(_Model):
     """Debian packages: ``packages`` for the build stages, ``runtime_packages`` for the result."""
 
     packages: list[DebianPackage] = []
+    # Compilers and headers: in the target's build stages only when C++ is compiled there
+    # (build.cross: false, a native target, torch from git); a cross build leaves them out.
+    compiler_packages: list[DebianPackage] = []
     runtime_packages: list[DebianPackage] = []
 
 

@@ -191,3 +191,17 @@ def test_elf_gate_refuses_an_empty_input(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("no ELF here\n")
     result = _elf_gate("--elf", "40:1:hf", str(tmp_path))
     assert result.returncode == 1 and "no ELF files" in result.stderr
+
+
+def _system_stage(text: str) -> str:
+    return text[text.index(" AS system\n") : text.index(" AS torch\n")]
+
+
+def test_target_stages_get_compilers_only_when_they_compile() -> None:
+    cross = render(load_profile("pi3b-arm64", env={}).profile).dockerfile
+    assert " g++ " not in _system_stage(cross) and "python3-dev" not in _system_stage(cross)
+    qemu = render(load_profile("pi3b-arm64", ["build.cross=false"], env={}).profile).dockerfile
+    assert " g++ " in _system_stage(qemu) and "python3-dev" in _system_stage(qemu)
+    # A target this host runs natively compiles in place: no cross stage at all.
+    native = load_profile("host-emulator", env={}).profile
+    assert not wants_cross(native) and "AS cross" not in render(native).dockerfile

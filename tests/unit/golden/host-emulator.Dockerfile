@@ -1,25 +1,7 @@
 # Rendered by rpibuild 0.1.0 for profile host-emulator (linux/amd64).
 # Do not edit: change dockerfiles/ or the profile and render again.
 # Each stage only COPYs what it needs, so editing the extension reruns extension, verify and
-# runtime while the torch and QPULib layers stay cached. Cross build: the stages
-# marked "build platform" run natively ($BUILDPLATFORM) with Debian's cross toolchain; QEMU runs
-# only the target's stages (linux/amd64): installing, verify.
-
-# ---- cross: runs on the build platform ($BUILDPLATFORM, native speed, no QEMU): Debian's cross
-# toolchain for amd64 (x86_64-linux-gnu-g++) and the target's libraries through multiarch.
-FROM --platform=$BUILDPLATFORM rpibuild/base:trixie-amd64-0d9db2ab4a272d1b AS cross
-ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 PIP_DISABLE_PIP_VERSION_CHECK=1
-
-RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-amd64,target=/var/lib/apt/lists,sharing=locked \
-    dpkg --add-architecture amd64 \
- && apt-get update \
- && apt-get install -y --no-install-recommends crossbuild-essential-amd64 ccache make python3 python3-setuptools python3-wheel python3-pip libpython3-dev:amd64 \
- && update-ccache-symlinks
-# ccache in front of every compiler; its files live in a cache mount (see macros.j2).
-ENV PATH=/usr/lib/ccache:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    CCACHE_DIR=/var/cache/rpibuild/ccache CCACHE_BASEDIR=/var/cache/rpibuild CCACHE_MAXSIZE=8G \
-    CROSS_TRIPLET=x86_64-linux-gnu CROSS_DEB_ARCH=amd64
-COPY rpibuild/verify.py rpibuild/elf_gate.py /opt/rpibuild/
+# runtime while the torch and QPULib layers stay cached. Every stage runs as linux/amd64 (under QEMU on an x86 host; build.cross: false).
 
 # ---- system: the base plus what the build stages need (network settings live only here).
 FROM rpibuild/base:trixie-amd64-0d9db2ab4a272d1b AS system
@@ -27,7 +9,7 @@ ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 PIP_DISABLE_PIP_VERSION_CHECK=1
 
 RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-amd64,target=/var/lib/apt/lists,sharing=locked \
     apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates python3 python3-dev python3-venv python3-numpy g++ make
+ && apt-get install -y --no-install-recommends ca-certificates python3 python3-venv python3-numpy python3-dev g++ make
 # A venv that also sees Debian's python3-numpy (no numpy wheels exist for armv7l).
 RUN --mount=type=cache,id=rpibuild-pip-amd64,target=/root/.cache/pip \
     python3 -m venv --system-site-packages /opt/rpibuild/venv \
@@ -42,42 +24,20 @@ RUN --mount=type=cache,id=rpibuild-pip-amd64,target=/root/.cache/pip pip downloa
 RUN --mount=type=cache,id=rpibuild-pip-amd64,target=/root/.cache/pip pip install /opt/rpibuild/wheels/torch-*.whl \
  && python -c 'import json, torch; print("torch", torch.__version__); json.dump({"version": torch.__version__, "cxx11_abi": int(torch._C._GLIBCXX_USE_CXX11_ABI)}, open("/opt/rpibuild/torch-info.json", "w"))'
 
-# ---- qpulib-build (build platform): libqpu.so in emulation mode, cross-compiled by images/qpulib/build.sh
-# with x86_64-linux-gnu-g++ through ccache, then its ELF checked against the target.
-FROM cross AS qpulib-build
+# ---- qpulib: libqpu.so in emulation mode, built by images/qpulib/build.sh.
+FROM torch AS qpulib
 COPY qpulib /opt/rpibuild/src/qpulib
 COPY qpulib-src /opt/rpibuild/src/qpulib-src
-RUN --mount=type=cache,id=rpibuild-ccache-amd64,target=/var/cache/rpibuild/ccache \
-    CXX=x86_64-linux-gnu-g++ QPULIB_COMMIT=c2658a55f2b21de6f3270c86c227011b10d447c2 bash /opt/rpibuild/src/qpulib/build.sh \
+RUN QPULIB_COMMIT=c2658a55f2b21de6f3270c86c227011b10d447c2 bash /opt/rpibuild/src/qpulib/build.sh \
       /opt/rpibuild/src/qpulib-src /usr/local emulation \
- && python3 /opt/rpibuild/elf_gate.py --elf 62:2 /usr/local/lib/libqpu.so.1.0
+ && ldconfig
 
-# ---- qpulib: the cross-compiled libqpu.so installed into the target.
-FROM torch AS qpulib
-COPY --from=qpulib-build /usr/local/lib/libqpu.so.1.0 /usr/local/lib/
-COPY --from=qpulib-build /usr/local/lib/pkgconfig/qpulib.pc /usr/local/lib/pkgconfig/
-COPY --from=qpulib-build /usr/local/include/qpulib /usr/local/include/qpulib
-COPY --from=qpulib-build /usr/local/share/qpulib /usr/local/share/qpulib
-COPY qpulib-src /opt/rpibuild/src/qpulib-src
-RUN ln -sf libqpu.so.1.0 /usr/local/lib/libqpu.so.1 && ln -sf libqpu.so.1 /usr/local/lib/libqpu.so && ldconfig
-
-# ---- extension-build (build platform): the torch_qpu wheel cross-compiled against the target's own torch
-# (headers and libraries from the torch stage) and Python, tagged for x86_64; ELF checked.
-FROM qpulib-build AS extension-build
-COPY --from=torch /opt/rpibuild/torch-info.json /opt/rpibuild/target/torch-info.json
-COPY --from=torch /opt/rpibuild/venv/lib/python3*/site-packages/torch/include /opt/rpibuild/target/torch/include
-COPY --from=torch /opt/rpibuild/venv/lib/python3*/site-packages/torch/lib /opt/rpibuild/target/torch/lib
-COPY torch-qpu /opt/rpibuild/src/torch-qpu
-RUN --mount=type=cache,id=rpibuild-ccache-amd64,target=/var/cache/rpibuild/ccache \
-    QPULIB_PREFIX=/usr/local QPULIB_MODE=emulation TORCH_QPU_CROSS=/opt/rpibuild/target CXX=x86_64-linux-gnu-g++ _PYTHON_SYSCONFIGDATA_NAME=_sysconfigdata__linux_x86_64-linux-gnu _PYTHON_HOST_PLATFORM=linux-x86_64 \
-    python3 -m pip wheel --no-deps --no-build-isolation -w /opt/rpibuild/wheels /opt/rpibuild/src/torch-qpu \
- && python3 /opt/rpibuild/elf_gate.py --elf 62:2 /opt/rpibuild/wheels/torch_qpu-*.whl
-
-# ---- extension: the cross-built wheel installed into the target (QEMU runs only pip here).
+# ---- extension: the torch_qpu wheel, built against this image's torch and libqpu.
 FROM qpulib AS extension
 COPY torch-qpu /opt/rpibuild/src/torch-qpu
-COPY --from=extension-build /opt/rpibuild/wheels/ /opt/rpibuild/wheels/
-RUN pip install --no-deps /opt/rpibuild/wheels/torch_qpu-*.whl
+RUN QPULIB_PREFIX=/usr/local QPULIB_MODE=emulation pip wheel --no-deps --no-build-isolation \
+      -w /opt/rpibuild/wheels /opt/rpibuild/src/torch-qpu \
+ && pip install --no-deps /opt/rpibuild/wheels/torch_qpu-*.whl
 
 # ---- verify: runs under QEMU as the Pi's own core, so an instruction the Pi lacks fails here.
 FROM extension AS verify
@@ -91,7 +51,7 @@ FROM rpibuild/base:trixie-amd64-0d9db2ab4a272d1b AS runtime
 ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8
 RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-amd64,target=/var/lib/apt/lists,sharing=locked \
     apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates python3 python3-numpy libgomp1 python3-dev python3-venv g++ make
+ && apt-get install -y --no-install-recommends ca-certificates python3 python3-numpy libgomp1 python3-venv python3-dev g++ make
 COPY --from=extension /opt/rpibuild/venv /opt/rpibuild/venv
 COPY --from=extension /usr/local/lib /usr/local/lib
 COPY --from=extension /usr/local/include /usr/local/include

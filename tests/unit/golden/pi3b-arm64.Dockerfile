@@ -27,7 +27,7 @@ ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 PIP_DISABLE_PIP_VERSION_CHECK=1
 
 RUN --mount=type=cache,id=rpibuild-apt-archives-arm64,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-arm64,target=/var/lib/apt/lists,sharing=locked \
     apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates python3 python3-dev python3-venv python3-numpy g++ make
+ && apt-get install -y --no-install-recommends ca-certificates python3 python3-venv python3-numpy
 # A venv that also sees Debian's python3-numpy (no numpy wheels exist for armv7l).
 RUN --mount=type=cache,id=rpibuild-pip-arm64,target=/root/.cache/pip \
     python3 -m venv --system-site-packages /opt/rpibuild/venv \

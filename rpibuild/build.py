@@ -52,6 +52,8 @@ class BuildOutcome:
     stages: list[StageTiming] = field(default_factory=list)
     log_file: str = ""
     seconds: float = 0.0
+    # torch.source debian: the stored wheel (path, sha256, compiled now or reused)
+    torch_wheel: dict[str, object] | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -65,6 +67,7 @@ class BuildOutcome:
             ],
             "seconds": round(self.seconds, 1),
             "log_file": self.log_file,
+            "torch_wheel": self.torch_wheel,
         }
 
 
@@ -130,10 +133,15 @@ def build_profile(
     base = ensure_base(profile, engine, refresh=refresh_base, progress=on_base_progress)
     if wants_cross(profile):
         ensure_base(cross_base_profile(profile), engine, refresh=refresh_base, progress=on_base_progress)
+    torch_stages: list[StageTiming] = []
+    compiled_now = False
     if torch_wheel is None and debian and not compiling_torch:
         # The long compile first, on its own: its wheel goes to the store, then the image
         # build below copies it like any stored wheel (and later builds skip the compile).
-        torch_wheel = _build_torch_wheel(profile, engine, base.image, no_cache=no_cache, on_event=on_event)
+        torch_wheel, torch_stages = _build_torch_wheel(
+            profile, engine, base.image, no_cache=no_cache, on_event=on_event
+        )
+        compiled_now = True
         all_stages = stages(profile, torch_stored=True)
     rendered = render(profile, base_ref=base.image, qpulib_src=sources.qpulib, stored_torch=torch_wheel)
     request = BuildRequest(
@@ -168,9 +176,16 @@ def build_profile(
         tags=tags,
         platform=profile.platform,
         base=base,
-        stages=result.stages,
+        stages=[*torch_stages, *result.stages],
         log_file=str(log_path),
         seconds=time.monotonic() - started,
+        torch_wheel=None
+        if torch_wheel is None
+        else {
+            "path": str(torch_wheel.wheel),
+            "sha256": torch_wheel.sha256,
+            "compiled": compiled_now,
+        },
     )
 
 
@@ -213,7 +228,7 @@ def _build_torch_wheel(
     *,
     no_cache: bool,
     on_event: Callable[[BuildEvent], None] | None,
-) -> StoredWheel:
+) -> tuple[StoredWheel, list[StageTiming]]:
     """Compile torch from Debian's source (hours; resumes from its cache mounts) into the store.
 
     Only the build-platform stages run (target ``torch-wheel``, exported with BuildKit's local
@@ -235,8 +250,8 @@ def _build_torch_wheel(
             stages=("cross", "torch-source", "torch-build", "torch-wheel"),
             output_dir=out,
         )
-        _run_build(profile, engine, rendered, request, on_event)
+        result, _ = _run_build(profile, engine, rendered, request, on_event)
         try:
-            return store(profile, out)
+            return store(profile, out), result.stages
         except (OSError, FileNotFoundError) as exc:
             raise BuildError(f"the torch wheel could not be stored: {exc}", stage="torch-wheel") from None

@@ -112,6 +112,10 @@ def build(
     for stage in outcome.stages:
         cached = " [dim](cached)[/dim]" if stage.cached else ""
         console.info(f"{stage.name:>9}  {stage.seconds:7.1f}s{cached}")
+    if outcome.torch_wheel:
+        how = "compiled now" if outcome.torch_wheel["compiled"] else "from the store"
+        console.info(f"{'torch':>9}  {console.escape(str(outcome.torch_wheel['path']))} ({how})")
+        console.info(f"{'':>9}  sha256 {outcome.torch_wheel['sha256']}")
     console.info(f"[green]done[/green] in {outcome.seconds:.0f}s: {', '.join(outcome.tags)}")
     console.info(f"log: {console.escape(outcome.log_file)}")
     click.echo(outcome.image)

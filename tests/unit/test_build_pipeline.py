@@ -173,7 +173,9 @@ def test_debian_torch_is_compiled_once_then_taken_from_the_store(tmp_path: Path)
     built = engine.add_image("built", "linux/arm/v7", image_id="sha256:" + "e" * 64)
     engine.build_result = BuildResult(built.id, stage_timings("system", "torch", "runtime"))
 
-    build_profile(prof, engine)
+    first = build_profile(prof, engine)
+    assert first.torch_wheel is not None and first.torch_wheel["compiled"] is True
+    assert str(first.torch_wheel["path"]).endswith(WHEEL)
     compile_request, image_request = (b.request for b in engine.builds)
     assert compile_request.target == "torch-wheel" and compile_request.output_dir is not None
     assert "torch-build" in compile_request.stages
@@ -183,8 +185,9 @@ def test_debian_torch_is_compiled_once_then_taken_from_the_store(tmp_path: Path)
     assert engine.builds[1].context_files[f"torch/{WHEEL}"] == b"wheel bytes"
     assert image_request.output_dir is None and "torch-build" not in image_request.stages
 
-    build_profile(prof, engine)  # a second build: straight from the store
+    again = build_profile(prof, engine)  # a second build: straight from the store
     assert [b.request.target for b in engine.builds] == ["torch-wheel", None, None]
+    assert again.torch_wheel == {**first.torch_wheel, "compiled": False}
 
 
 def test_a_failed_torch_compile_stores_nothing(tmp_path: Path) -> None:

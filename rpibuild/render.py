@@ -23,7 +23,7 @@ from rpibuild.config.model import Profile
 from rpibuild.cross import build_platform, cross_base_profile, wants_cross
 from rpibuild.errors import ConfigError
 from rpibuild.platforms import get_platform
-from rpibuild.torch_debian import RUNTIME_PACKAGES, StoredWheel, torch_build_key
+from rpibuild.torch_debian import StoredWheel, torch_build_key
 
 PIP_CONF_SECRET = "pip-conf"
 APT_MIRROR_SECRET = "apt-mirror"
@@ -337,10 +337,11 @@ def render(
             raise ConfigError(f"torch wheel {torch.wheel} does not exist", field="torch.wheel")
         names["torch_wheel"] = f"torch/{wheel_name}"
         files[f"torch/{wheel_name}"] = wheel_path
+    if torch.source in ("debian", "wheel"):
+        files["rpibuild/wheel_packages.py"] = images / "torch-debian" / "wheel_packages.py"
     if torch.source == "debian" and stored_torch is not None:
         names["torch_wheel"] = f"torch/{stored_torch.wheel.name}"
         files[f"torch/{stored_torch.wheel.name}"] = stored_torch.wheel
-        files[f"torch/{RUNTIME_PACKAGES}"] = stored_torch.runtime_packages
     elif torch.source == "debian":
         dirs["torch-debian"] = images / "torch-debian"
     if profile.qpulib.enabled:

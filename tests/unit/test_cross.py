@@ -205,3 +205,61 @@ def test_target_stages_get_compilers_only_when_they_compile() -> None:
     # A target this host runs natively compiles in place: no cross stage at all.
     native = load_profile("host-emulator", env={}).profile
     assert not wants_cross(native) and "AS cross" not in render(native).dockerfile
+
+
+def _tiny_wheel(folder: Path) -> Path:
+    """A minimal valid wheel: METADATA, WHEEL and a RECORD with every file's hash."""
+    import base64
+    import hashlib
+    import zipfile
+
+    path = folder / "torch-2.6.0-cp313-cp313-linux_armv7l.whl"
+    info = "torch-2.6.0.dist-info"
+    files = {
+        "torch/__init__.py": b"",
+        f"{info}/METADATA": b"Metadata-Version: 2.1\nName: torch\nVersion: 2.6.0\n",
+        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\n"
+        b"Tag: cp313-cp313-linux_armv7l\n",
+    }
+    record = ""
+    for name, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record += f"{name},sha256={digest},{len(data)}\n"
+    record += f"{info}/RECORD,,\n"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+        archive.writestr(f"{info}/RECORD", record)
+    return path
+
+
+def _wheel_packages(*args: str) -> subprocess.CompletedProcess[str]:
+    script = resources.images_dir() / "torch-debian" / "wheel_packages.py"
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, check=False)
+
+
+def test_a_wheel_carries_its_debian_runtime_packages(tmp_path: Path) -> None:
+    wheel = _tiny_wheel(tmp_path)
+    listing = tmp_path / "packages.txt"
+    listing.write_text("libsleef3\nlibopenblas0-pthread\n")
+    embedded = _wheel_packages("embed", str(wheel), str(listing))
+    assert embedded.returncode == 0, embedded.stderr
+    out = tmp_path / "out.txt"
+    assert _wheel_packages("extract", str(wheel), str(out)).returncode == 0
+    assert out.read_text().split() == ["libsleef3", "libopenblas0-pthread"]
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as archive:  # RECORD was rewritten and names the new file
+        record = archive.read("torch-2.6.0.dist-info/RECORD").decode()
+    assert "rpibuild-debian-packages.txt,sha256=" in record
+
+
+def test_a_wheel_without_a_list_means_no_packages_and_bad_names_are_refused(tmp_path: Path) -> None:
+    wheel = _tiny_wheel(tmp_path)
+    out = tmp_path / "out.txt"
+    assert _wheel_packages("extract", str(wheel), str(out)).returncode == 0
+    assert out.read_text() == ""
+    listing = tmp_path / "bad.txt"
+    listing.write_text("libfoo; rm -rf /\n")
+    refused = _wheel_packages("embed", str(wheel), str(listing))
+    assert refused.returncode != 0 and "not Debian package names" in refused.stderr

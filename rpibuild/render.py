@@ -378,6 +378,15 @@ def render(
             extension=profile.extension,
             verify=profile.verify,
             verify_cpu=profile.verify.qemu_cpu or profile.target.qemu_cpu,
+            stage_places=[
+                (
+                    name,
+                    "build platform, native"
+                    if name in CROSS_STAGES
+                    else profile.platform + (" under QEMU" if profile.target.binfmt else ""),
+                )
+                for name in stages(profile, torch_stored=stored_torch is not None)
+            ],
             emulator_tests=(
                 profile.verify.enabled
                 and profile.verify.emulator

@@ -1,5 +1,12 @@
 # Rendered by rpibuild 0.1.0 for profile host-emulator (linux/amd64).
 # Do not edit: change dockerfiles/ or the profile and render again.
+# Where each stage runs:
+#   system           linux/amd64
+#   torch            linux/amd64
+#   qpulib           linux/amd64
+#   extension        linux/amd64
+#   verify           linux/amd64
+#   runtime          linux/amd64
 # Each stage only COPYs what it needs, so editing the extension reruns extension, verify and
 # runtime while the torch and QPULib layers stay cached. Every stage runs as linux/amd64 (under QEMU on an x86 host; build.cross: false).
 

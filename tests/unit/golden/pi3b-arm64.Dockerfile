@@ -1,5 +1,15 @@
 # Rendered by rpibuild 0.1.0 for profile pi3b-arm64 (linux/arm64).
 # Do not edit: change dockerfiles/ or the profile and render again.
+# Where each stage runs:
+#   cross            build platform, native
+#   qpulib-build     build platform, native
+#   extension-build  build platform, native
+#   system           linux/arm64 under QEMU
+#   torch            linux/arm64 under QEMU
+#   qpulib           linux/arm64 under QEMU
+#   extension        linux/arm64 under QEMU
+#   verify           linux/arm64 under QEMU
+#   runtime          linux/arm64 under QEMU
 # Each stage only COPYs what it needs, so editing the extension reruns extension, verify and
 # runtime while the torch and QPULib layers stay cached. Cross build: the stages
 # marked "build platform" run natively ($BUILDPLATFORM) with Debian's cross toolchain; QEMU runs

@@ -1,5 +1,19 @@
 # Rendered by rpibuild 0.1.0 for profile pi3b-armv7 (linux/arm/v7).
 # Do not edit: change dockerfiles/ or the profile and render again.
+# Where each stage runs:
+#   cross            build platform, native
+#   torch-source     build platform, native
+#   torch-build      build platform, native
+#   torch-wheel      build platform, native
+#   torch-c10        build platform, native
+#   qpulib-build     build platform, native
+#   extension-build  build platform, native
+#   system           linux/arm/v7 under QEMU
+#   torch            linux/arm/v7 under QEMU
+#   qpulib           linux/arm/v7 under QEMU
+#   extension        linux/arm/v7 under QEMU
+#   verify           linux/arm/v7 under QEMU
+#   runtime          linux/arm/v7 under QEMU
 # Each stage only COPYs what it needs, so editing the extension reruns extension, verify and
 # runtime while the torch and QPULib layers stay cached. Cross build: the stages
 # marked "build platform" run natively ($BUILDPLATFORM) with Debian's cross toolchain; QEMU runs
@@ -37,10 +51,13 @@ RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,shar
 FROM torch-source AS torch-build
 RUN --mount=type=cache,id=rpibuild-ccache-armhf,target=/var/cache/rpibuild/ccache --mount=type=cache,id=rpibuild-torch-build-armhf,target=/var/cache/rpibuild/torch,sharing=locked \
     MAX_JOBS=2 bash /opt/rpibuild/src/torch-debian/build.sh \
-      /opt/rpibuild/src/pytorch /var/cache/rpibuild/torch/21dd602a2cbdc2665ba92036 /opt/rpibuild/wheels
+      /opt/rpibuild/src/pytorch /var/cache/rpibuild/torch/239fcabaea2f3a5d1f2858dc /opt/rpibuild/wheels
+# The wheel carries the list of Debian packages its libraries need (from its ELF NEEDED entries).
 RUN python3 /opt/rpibuild/elf_gate.py --elf 40:1:hf /opt/rpibuild/wheels/torch-*.whl \
  && python3 /opt/rpibuild/src/torch-debian/runtime_packages.py /opt/rpibuild/wheels/torch-*.whl \
-      > /opt/rpibuild/wheels/torch-runtime-packages.txt
+      > /opt/rpibuild/wheels/torch-runtime-packages.txt \
+ && python3 /opt/rpibuild/src/torch-debian/wheel_packages.py embed /opt/rpibuild/wheels/torch-*.whl \
+      /opt/rpibuild/wheels/torch-runtime-packages.txt
 
 # ---- torch-wheel: just the wheel and its package list, for rpibuild's wheel store (--output type=local).
 FROM scratch AS torch-wheel
@@ -51,7 +68,7 @@ COPY --from=torch-build /opt/rpibuild/wheels/ /
 FROM torch-source AS torch-c10
 RUN --mount=type=cache,id=rpibuild-ccache-armhf,target=/var/cache/rpibuild/ccache --mount=type=cache,id=rpibuild-torch-build-armhf,target=/var/cache/rpibuild/torch,sharing=locked \
     MAX_JOBS=2 bash /opt/rpibuild/src/torch-debian/build.sh --only c10 \
-      /opt/rpibuild/src/pytorch /var/cache/rpibuild/torch/21dd602a2cbdc2665ba92036 /opt/rpibuild/c10 \
+      /opt/rpibuild/src/pytorch /var/cache/rpibuild/torch/239fcabaea2f3a5d1f2858dc /opt/rpibuild/c10 \
  && python3 /opt/rpibuild/elf_gate.py --elf 40:1:hf /opt/rpibuild/c10
 
 # ---- system: the base plus what the build stages need (network settings live only here).
@@ -71,10 +88,13 @@ ENV VIRTUAL_ENV=/opt/rpibuild/venv PATH=/opt/rpibuild/venv/bin:/usr/local/sbin:/
 # ---- torch: source debian 2.6.0+dfsg-7.
 FROM system AS torch
 COPY --from=torch-build /opt/rpibuild/wheels/ /opt/rpibuild/wheels/
-# The Debian packages holding the libraries the wheel links (from its ELF NEEDED entries).
+# The Debian packages holding the libraries the wheel links, if it carries their list (wheels
+# rpibuild built from Debian's source do: images/torch-debian/wheel_packages.py).
+COPY rpibuild/wheel_packages.py /opt/rpibuild/wheel_packages.py
 RUN --mount=type=cache,id=rpibuild-apt-archives-armhf,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-armhf,target=/var/lib/apt/lists,sharing=locked \
-    apt-get update \
- && xargs -a /opt/rpibuild/wheels/torch-runtime-packages.txt apt-get install -y --no-install-recommends
+    python3 /opt/rpibuild/wheel_packages.py extract /opt/rpibuild/wheels/torch-*.whl /opt/rpibuild/torch-runtime-packages.txt \
+ && if [ -s /opt/rpibuild/torch-runtime-packages.txt ]; then apt-get update \
+      && xargs -a /opt/rpibuild/torch-runtime-packages.txt apt-get install -y --no-install-recommends; fi
 # torch-info.json: what a cross build of an extension needs to know of this torch.
 RUN --mount=type=cache,id=rpibuild-pip-armhf,target=/root/.cache/pip pip install /opt/rpibuild/wheels/torch-*.whl \
  && python -c 'import json, torch; print("torch", torch.__version__); json.dump({"version": torch.__version__, "cxx11_abi": int(torch._C._GLIBCXX_USE_CXX11_ABI)}, open("/opt/rpibuild/torch-info.json", "w"))'
@@ -126,11 +146,11 @@ RUN python /opt/rpibuild/verify.py --machine armv7l --elf 40:1:hf --torch --exte
 # ---- runtime: a fresh copy of the base with the venv and libqpu; no proxies, mirrors, CA or pip settings.
 FROM rpibuild/base:trixie-armv7-9ec9439efe665ae0 AS runtime
 ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8
-COPY --from=torch /opt/rpibuild/wheels/torch-runtime-packages.txt /opt/rpibuild/torch-runtime-packages.txt
+COPY --from=torch /opt/rpibuild/torch-runtime-packages.txt /opt/rpibuild/torch-runtime-packages.txt
 RUN --mount=type=cache,id=rpibuild-apt-archives-armhf,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-armhf,target=/var/lib/apt/lists,sharing=locked \
     apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates python3 python3-numpy libgomp1 \
- && xargs -a /opt/rpibuild/torch-runtime-packages.txt apt-get install -y --no-install-recommends
+ && xargs -r -a /opt/rpibuild/torch-runtime-packages.txt apt-get install -y --no-install-recommends
 COPY --from=extension /opt/rpibuild/venv /opt/rpibuild/venv
 COPY --from=extension /usr/local/lib /usr/local/lib
 RUN ldconfig

@@ -523,6 +523,7 @@ class Runtime {
           std::lock_guard<std::mutex> lock(unusable_mutex());
           unusable_reason() = e.what();
         }
+        failed_launch_ = true;
         abandon_buffers();
       }
       TORCH_CHECK(false, "torch_qpu: a ", backend_name(be), " kernel launch failed: ", e.what(),
@@ -553,7 +554,9 @@ class Runtime {
   // firmware does not free GPU memory when the process ends (hardware fix 5).
   // After a failed launch the buffers are abandoned instead (see launch).
   void release() {
-    if (!unusable().empty()) abandon_buffers();
+    // A member, not unusable(): this also runs from the destructor at exit,
+    // after function-local statics constructed later may be gone.
+    if (failed_launch_) abandon_buffers();
     for (auto& entry : buffers_) entry.reset();
     capacities_.fill(0);
     residents_.clear();
@@ -675,6 +678,7 @@ class Runtime {
   double worst_estimate_ratio_ = 0.0;
   int64_t worst_estimate_nq_ = 0;
   int64_t abandoned_floats_ = 0;
+  bool failed_launch_ = false;
 };
 
 Runtime& runtime() {

@@ -98,6 +98,16 @@ def test_mv(shape: tuple[int, int], num_qpus: int) -> None:
     assert_dot(got.unsqueeze(1), m, v.unsqueeze(1))
 
 
+@pytest.mark.parametrize("num_qpus", [8, 12])
+def test_mv_long_rows_many_qpus(num_qpus: int) -> None:
+    """Many QPUs streaming long rows evict each other's L2 lines: VC4C's emulator handed the
+    TMU another address's data then (images/vc4c/patches/0009), 2 of 100 outputs wrong."""
+    torch.manual_seed(1)
+    m, v = torch.randn(100, 1000), torch.randn(1000)
+    got = torch_qpu.mv(m, v, backend="qpusim", num_qpus=num_qpus)
+    assert_dot(got.unsqueeze(1), m, v.unsqueeze(1))
+
+
 @pytest.mark.parametrize("num_qpus", QPU_COUNTS)
 @pytest.mark.parametrize("shape", MM_SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_mm(shape: tuple[int, int, int], num_qpus: int) -> None:

@@ -108,6 +108,13 @@ def test_mv_long_rows_many_qpus(num_qpus: int) -> None:
     assert_dot(got.unsqueeze(1), m, v.unsqueeze(1))
 
 
+def test_linear_1024_on_12_qpus() -> None:
+    """12 QPUs streaming distinct rows fill every way of an L2 set: VC4C's emulator failed the
+    kernel then ("Can't evict cache line being filled"; images/vc4c/patches/0010)."""
+    x, w = torch.randn(1, 1024), torch.randn(1024, 1024)
+    assert_dot(torch_qpu.linear(x, w, backend="qpusim", num_qpus=12), x, w.t())
+
+
 @pytest.mark.parametrize("num_qpus", QPU_COUNTS)
 @pytest.mark.parametrize("shape", MM_SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_mm(shape: tuple[int, int, int], num_qpus: int) -> None:

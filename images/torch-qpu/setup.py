@@ -4,7 +4,7 @@ Three build modes, chosen by the environment (see README.md):
 
 * ``QPULIB_PREFIX=/usr/local``: link against a QPULib installed by
   ``images/qpulib/build.sh`` (``lib/libqpu.so``, ``include/qpulib``); the
-  mode (qpu/emulation) is read from ``share/qpulib/build-info`` unless
+  mode (qpu/emulation/qpusim) is read from ``share/qpulib/build-info`` unless
   ``QPULIB_MODE`` says otherwise.  The extension gets an rpath to the prefix.
 * ``RPIBUILD_QPULIB_SRC=/path/to/QPULib``: build QPULib first with
   ``../qpulib/build.sh`` (mode ``QPULIB_MODE``, default ``emulation``) into
@@ -41,7 +41,13 @@ from setuptools import setup
 HERE = Path(__file__).resolve().parent
 QPULIB_BUILD_SH = HERE.parent / "qpulib" / "build.sh"
 SONAME = "libqpu.so.1"
-MODES = {"qpu": "QPU_MODE", "emulation": "EMULATION_MODE"}
+# The defines each QPULib mode's headers expect (images/qpulib/build.sh). qpusim is for the host
+# only (tests, benchmarks): QPU mode's encoded kernels on VC4C's emulator, never in Pi images.
+MODES = {
+    "qpu": ["QPU_MODE"],
+    "emulation": ["EMULATION_MODE"],
+    "qpusim": ["EMULATION_MODE", "QPUSIM_MODE"],
+}
 
 
 def fail(message: str) -> None:
@@ -67,6 +73,7 @@ def qpulib_from_source(src: Path, mode: str) -> Path:
     prefix = HERE / "build" / f"qpulib-{mode}"
     if prefix.exists():
         shutil.rmtree(prefix)
+    # qpusim mode reads VC4C_PREFIX (VC4C's library, images/vc4c/build.sh) from the environment.
     result = subprocess.run(["bash", str(QPULIB_BUILD_SH), str(src), str(prefix), mode])
     if result.returncode != 0:
         fail(f"building QPULib from {src} failed (exit {result.returncode}); see above")
@@ -98,7 +105,7 @@ def resolve_qpulib() -> tuple[Path, str, bool] | None:
         if mode not in MODES:
             fail(
                 f"QPULIB_PREFIX={prefix}: mode unknown (no share/qpulib/build-info); "
-                "set QPULIB_MODE=qpu or QPULIB_MODE=emulation"
+                "set QPULIB_MODE=qpu, emulation or qpusim"
             )
         return prefix, mode, False
     if src_env:
@@ -262,7 +269,7 @@ def extension_setup() -> dict:
     else:
         prefix, mode, bundle = qpulib
         print(f"torch_qpu: building the operators with QPULib ({mode} mode) from {prefix}")
-        compile_args += [f"-D{MODES[mode]}", "-DTORCH_QPU_WITH_QPULIB"]
+        compile_args += [*(f"-D{define}" for define in MODES[mode]), "-DTORCH_QPU_WITH_QPULIB"]
         include_dirs.insert(0, str(prefix / "include" / "qpulib"))
         lib_dir = prefix / "lib"
         rpath = "$ORIGIN" if bundle else str(lib_dir)

@@ -181,7 +181,7 @@ def cross_extension_setup(torch_dir: Path, info: dict) -> dict:
     if qpulib is not None:
         prefix, mode, bundle = qpulib
         print(f"torch_qpu: cross-building the operators with QPULib ({mode} mode) from {prefix}")
-        compile_args += [f"-D{MODES[mode]}", "-DTORCH_QPU_WITH_QPULIB"]
+        compile_args += [*(f"-D{define}" for define in MODES[mode]), "-DTORCH_QPU_WITH_QPULIB"]
         include_dirs.insert(0, str(prefix / "include" / "qpulib"))
         library_dirs.append(str(prefix / "lib"))
         libraries.append("qpu")

@@ -1,12 +1,17 @@
-"""Benchmark the build pipeline: cold, no-change and extension-only rebuilds, image sizes.
+"""Benchmark the build pipeline: cross against QEMU, cold, no-change and extension-edit rebuilds.
 
-Prints per-stage seconds for the three builds side by side, and the runtime image's size
-next to the same image with build tools kept. Figures only, no assertions.
+Builds the profile twice per mode, ``build.cross: true`` (C++ compiled natively with Debian's
+cross toolchain, QEMU runs only the target's steps) and ``false`` (everything under QEMU):
+a cold build (``--no-cache``; apt/pip downloads and ccache stay warm, as on any machine
+that built once), a no-change rebuild, and a rebuild after a real edit of the extension's
+C++ (the object code changes, so neither BuildKit nor ccache can skip the compile). Prints
+per-stage seconds side by side, the C++ stages' cross/QEMU ratios, and the runtime image's
+size. Figures only, no assertions; goals are in issue 12 and the README.
 
-    python3 benchmarks/build_times.py [-p PROFILE] [--set FIELD=VALUE ...] [--refresh-base]
+    python3 benchmarks/build_times.py [-p PROFILE] [--set FIELD=VALUE ...] [--only cross|qemu]
 
-Without RPIBUILD_QPULIB_SRC, pass --set qpulib.enabled=false where QPULib's upstream is
-unreachable. The cold build uses --no-cache (the base image is reused unless --refresh-base).
+QPULib comes from RPIBUILD_QPULIB_SRC or the profile's pinned source (RPIBUILD_SOURCE_MIRROR
+where GitHub is out of reach).
 """
 
 from __future__ import annotations
@@ -22,10 +27,43 @@ from rpibuild.build import BuildOutcome, build_profile
 from rpibuild.config import load_profile
 from rpibuild.engine import DockerEngine, Engine
 
+# A C++ stage's time in each mode: cross compiles in *-build stages and installs in the target
+# stage; under QEMU the target stage does both. Each row sums the stages of one concern.
+CONCERNS = {
+    "QPULib (C++)": {"cross": ("qpulib-build", "qpulib"), "qemu": ("qpulib",)},
+    "extension (C++)": {"cross": ("extension-build", "extension"), "qemu": ("extension",)},
+}
+
 
 def run(engine: Engine, profile_name: str, overrides: list[str], **kwargs: bool) -> BuildOutcome:
     profile = load_profile(profile_name, overrides).profile
     return build_profile(profile, engine, **kwargs)
+
+
+def seconds(outcome: BuildOutcome, names: tuple[str, ...]) -> float:
+    return sum(s.seconds for s in outcome.stages if s.name in names)
+
+
+def edit_extension(extension: Path, count: int) -> None:
+    """A change to the compiled code itself (a comment would be a ccache hit)."""
+    source = extension / "csrc" / "module.cpp"
+    source.write_text(
+        source.read_text()
+        + f"\nnamespace {{ [[maybe_unused]] constexpr int rpibuild_benchmark_edit_{count} = {count}; }}\n"
+    )
+
+
+def measure(engine: Engine, profile: str, overrides: list[str], extension: Path, mode: str) -> dict:
+    cross = "true" if mode == "cross" else "false"
+    settings = [*overrides, f"build.cross={cross}", f"extension.path={extension}"]
+    print(f"[{mode}] cold build (--no-cache)", file=sys.stderr)
+    cold = run(engine, profile, settings, no_cache=True)
+    print(f"[{mode}] no-change rebuild", file=sys.stderr)
+    same = run(engine, profile, settings)
+    edit_extension(extension, 1 if mode == "cross" else 2)
+    print(f"[{mode}] rebuild after an edit of the extension's C++", file=sys.stderr)
+    edited = run(engine, profile, settings)
+    return {"cold": cold, "no-change": same, "extension-edit": edited}
 
 
 def main() -> int:
@@ -34,10 +72,12 @@ def main() -> int:
     )
     parser.add_argument("-p", "--profile", default="pi3b-arm64")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--refresh-base", action="store_true")
+    parser.add_argument("--only", choices=("cross", "qemu"), help="measure one mode only")
     args = parser.parse_args()
     engine = DockerEngine.connect()
+    modes = [args.only] if args.only else ["cross", "qemu"]
 
+    results: dict[str, dict[str, BuildOutcome]] = {}
     with tempfile.TemporaryDirectory(prefix="rpibuild-bench-") as tmp:
         extension = Path(tmp) / "torch-qpu"
         shutil.copytree(
@@ -45,44 +85,35 @@ def main() -> int:
             extension,
             ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"),
         )
-        overrides = [*args.overrides, f"extension.path={extension}"]
         print(f"profile {args.profile}, overrides {args.overrides or 'none'}", file=sys.stderr)
-        cold = run(engine, args.profile, overrides, no_cache=True, refresh_base=args.refresh_base)
-        same = run(engine, args.profile, overrides)
-        init = extension / "torch_qpu" / "__init__.py"
-        init.write_text(init.read_text() + "\n# benchmark edit\n")
-        edited = run(engine, args.profile, overrides)
-        tools = run(
-            engine,
-            args.profile,
-            [*overrides, "image.keep_build_tools=true", "image.tags=['{profile}-build-tools']"],
-        )
+        for mode in modes:
+            results[mode] = measure(engine, args.profile, args.overrides, extension, mode)
 
-    builds = {"cold": cold, "no-change": same, "extension-edit": edited}
-    names = [s.name for s in cold.stages]
-    print(f"\n{'stage':<12}" + "".join(f"{k:>16}" for k in builds))
-    if not cold.base.cached:
-        print(f"{'base':<12}{cold.seconds - sum(s.seconds for s in cold.stages):>15.1f}s" + " " * 32)
+    columns = [(mode, kind) for mode in modes for kind in ("cold", "no-change", "extension-edit")]
+    names = list(dict.fromkeys(s.name for mode in modes for s in results[mode]["cold"].stages))
+    print(f"\n{'stage':<16}" + "".join(f"{m + ' ' + k:>22}" for m, k in columns))
     for name in names:
-        row = f"{name:<12}"
-        for outcome in builds.values():
-            stage = next(s for s in outcome.stages if s.name == name)
-            row += f"{stage.seconds:>14.1f}s{'*' if stage.cached else ' '}"
+        row = f"{name:<16}"
+        for mode, kind in columns:
+            stage = next((s for s in results[mode][kind].stages if s.name == name), None)
+            row += f"{'-':>22}" if stage is None else f"{stage.seconds:>20.1f}s{'*' if stage.cached else ' '}"
         print(row)
-    print(f"{'total':<12}" + "".join(f"{o.seconds:>15.1f}s" for o in builds.values()))
-    print("(* = every step from the cache)")
-    print(
-        f"\nno-change / cold: {same.seconds / cold.seconds:.3f}   "
-        f"extension-edit / cold: {edited.seconds / cold.seconds:.3f}"
-    )
-    runtime, with_tools = engine.image(edited.id), engine.image(tools.id)
-    assert runtime is not None and with_tools is not None
-    mib = 2**20
-    print(
-        f"\nimage size: runtime {runtime.size / mib:.0f} MiB, with build tools "
-        f"{with_tools.size / mib:.0f} MiB (runtime / build-tools = {runtime.size / with_tools.size:.2f})"
-    )
-    engine.remove_image(tools.tags[0])
+    print(f"{'total (wall)':<16}" + "".join(f"{results[m][k].seconds:>21.1f}s" for m, k in columns))
+    print("(* = every step from the cache; base images reused)")
+
+    if len(modes) == 2:
+        print(f"\n{'C++ stage (cold)':<20}{'cross':>10}{'QEMU':>10}{'QEMU/cross':>12}")
+        for concern, stages in CONCERNS.items():
+            fast = seconds(results["cross"]["cold"], stages["cross"])
+            slow = seconds(results["qemu"]["cold"], stages["qemu"])
+            ratio = f"{slow / fast:>11.1f}x" if fast else f"{'-':>12}"
+            print(f"{concern:<20}{fast:>9.1f}s{slow:>9.1f}s{ratio}")
+        for kind in ("extension-edit", "no-change"):
+            fast, slow = results["cross"][kind].seconds, results["qemu"][kind].seconds
+            print(f"{kind + ' rebuild':<20}{fast:>9.1f}s{slow:>9.1f}s{slow / fast:>11.1f}x")
+    image = engine.image(results[modes[0]]["extension-edit"].id)
+    if image is not None:
+        print(f"\nruntime image: {image.size / 2**20:.0f} MiB")
     return 0
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -18,11 +18,13 @@ from pydantic import ValidationError
 from rpibuild.base import BaseImage, ensure_base
 from rpibuild.config.model import Build, Profile
 from rpibuild.context import fetch_sources
-from rpibuild.engine import BuildEvent, BuildRequest, Engine, StageTiming
+from rpibuild.cross import build_platform, check_cross, cross_base_profile, wants_cross
+from rpibuild.engine import BuildEvent, BuildRequest, BuildResult, Engine, StageTiming
 from rpibuild.errors import BuildError, ConfigError
 from rpibuild.redact import mask_urls
-from rpibuild.render import STAGES, render
+from rpibuild.render import CROSS_STAGES, TORCH_BUILD_STAGES, Rendered, render, stages
 from rpibuild.sources import cache_dir
+from rpibuild.torch_debian import StoredWheel, store, stored_wheel
 
 FAILURE_HINTS = (
     ("CERTIFICATE_VERIFY_FAILED", "TLS interception: set network.ca_bundle (default 'host')"),
@@ -50,6 +52,8 @@ class BuildOutcome:
     stages: list[StageTiming] = field(default_factory=list)
     log_file: str = ""
     seconds: float = 0.0
+    # torch.source debian: the stored wheel (path, sha256, compiled now or reused)
+    torch_wheel: dict[str, object] | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -63,6 +67,7 @@ class BuildOutcome:
             ],
             "seconds": round(self.seconds, 1),
             "log_file": self.log_file,
+            "torch_wheel": self.torch_wheel,
         }
 
 
@@ -113,51 +118,50 @@ def build_profile(
     on_base_progress: Callable[[str], None] | None = None,
 ) -> BuildOutcome:
     """Build (and verify) the profile's image; tag it only when everything passed."""
-    if target is not None and target not in STAGES:
-        raise ConfigError(f"unknown stage {target!r} (stages: {', '.join(STAGES)})", field="--target")
     started = time.monotonic()
     engine.builder.require_cache_export(profile.build.cache_to)
+    check_cross(profile)
+    compiling_torch = target in TORCH_BUILD_STAGES
+    debian = profile.torch.source == "debian"
+    torch_wheel = stored_wheel(profile) if debian and not compiling_torch else None
+    all_stages = stages(profile, torch_stored=torch_wheel is not None)
+    if target is not None and target not in (*all_stages, *stages(profile)):
+        raise ConfigError(f"unknown stage {target!r} (stages: {', '.join(all_stages)})", field="--target")
     # Pinned sources first: an unreachable or tampered archive fails in seconds, not after
     # minutes of bootstrapping.
     sources = fetch_sources(profile)
     base = ensure_base(profile, engine, refresh=refresh_base, progress=on_base_progress)
-    logs = cache_dir() / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    log_path = logs / f"build-{profile.name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    with (
-        tempfile.TemporaryDirectory(prefix="rpibuild-context-") as tmp,
-        log_path.open("w", encoding="utf-8") as log,
-    ):
-        context = Path(tmp) / "context"
-        rendered = render(profile, base_ref=base.image, qpulib_src=sources.qpulib)
-        rendered.write(context)
-        secrets = Path(tmp) / "secrets"
-        secrets.mkdir(mode=0o700)
-        request = BuildRequest(
-            context=context,
-            platform=profile.platform,
-            target=target,
-            no_cache=no_cache,
-            build_args=proxy_buildargs(profile),
-            secrets=rendered.write_secrets(secrets),
-            cache_from=tuple(profile.build.cache_from),
-            cache_to=tuple(profile.build.cache_to),
-            stages=STAGES[: STAGES.index(target) + 1] if target else STAGES,
+    if wants_cross(profile):
+        ensure_base(cross_base_profile(profile), engine, refresh=refresh_base, progress=on_base_progress)
+    torch_stages: list[StageTiming] = []
+    compiled_now = False
+    if torch_wheel is None and debian and not compiling_torch:
+        # The long compile first, on its own: its wheel goes to the store, then the image
+        # build below copies it like any stored wheel (and later builds skip the compile).
+        torch_wheel, torch_stages = _build_torch_wheel(
+            profile, engine, base.image, no_cache=no_cache, on_event=on_event
         )
-        try:
-            result = engine.build(
-                request, on_event=on_event, log=lambda line: log.write(mask_urls(line) + "\n")
-            )
-        except BuildError as exc:
-            text = "\n".join(exc.log_tail)
-            exc.hint = exc.hint or next((h for needle, h in FAILURE_HINTS if needle in text), None)
-            exc.log_file = str(log_path)
-            raise
+        compiled_now = True
+        all_stages = stages(profile, torch_stored=True)
+    rendered = render(profile, base_ref=base.image, qpulib_src=sources.qpulib, stored_torch=torch_wheel)
+    request = BuildRequest(
+        context=Path(),  # set by _run_build
+        platform=profile.platform,
+        target=target,
+        no_cache=no_cache,
+        build_args=proxy_buildargs(profile),
+        cache_from=tuple(profile.build.cache_from),
+        cache_to=tuple(profile.build.cache_to),
+        stages=all_stages[: all_stages.index(target) + 1] if target in all_stages else all_stages,
+    )
+    result, log_path = _run_build(profile, engine, rendered, request, on_event)
     image = engine.image(result.image_id)
-    if image is None or image.platform.removesuffix("/v8") != profile.platform:
+    # A build-platform stage (cross, torch-c10...) is an image of the build platform.
+    expected = build_platform() if target in CROSS_STAGES else profile.platform
+    if image is None or image.platform.removesuffix("/v8") != expected:
         got = image.platform if image else "nothing"
         raise BuildError(
-            f"the build produced {got}, not {profile.platform}",
+            f"the build produced {got}, not {expected}",
             stage=target or "runtime",
             hint="the engine ignored the platform: check `rpibuild doctor`",
         )
@@ -172,7 +176,82 @@ def build_profile(
         tags=tags,
         platform=profile.platform,
         base=base,
-        stages=result.stages,
+        stages=[*torch_stages, *result.stages],
         log_file=str(log_path),
         seconds=time.monotonic() - started,
+        torch_wheel=None
+        if torch_wheel is None
+        else {
+            "path": str(torch_wheel.wheel),
+            "sha256": torch_wheel.sha256,
+            "compiled": compiled_now,
+        },
     )
+
+
+def _run_build(
+    profile: Profile,
+    engine: Engine,
+    rendered: Rendered,
+    request: BuildRequest,
+    on_event: Callable[[BuildEvent], None] | None,
+) -> tuple[BuildResult, Path]:
+    """One buildx run of a rendered context: logged (credentials masked), failures hinted."""
+    logs = cache_dir() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    what = request.target or "image"
+    log_path = logs / f"build-{profile.name}-{what}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    with (
+        tempfile.TemporaryDirectory(prefix="rpibuild-context-") as tmp,
+        log_path.open("w", encoding="utf-8") as log,
+    ):
+        context = rendered.write(Path(tmp) / "context")
+        secrets = Path(tmp) / "secrets"
+        secrets.mkdir(mode=0o700)
+        request = replace(request, context=context, secrets=rendered.write_secrets(secrets))
+        try:
+            result = engine.build(
+                request, on_event=on_event, log=lambda line: log.write(mask_urls(line) + "\n")
+            )
+        except BuildError as exc:
+            text = "\n".join(exc.log_tail)
+            exc.hint = exc.hint or next((h for needle, h in FAILURE_HINTS if needle in text), None)
+            exc.log_file = str(log_path)
+            raise
+    return result, log_path
+
+
+def _build_torch_wheel(
+    profile: Profile,
+    engine: Engine,
+    base_image: str,
+    *,
+    no_cache: bool,
+    on_event: Callable[[BuildEvent], None] | None,
+) -> tuple[StoredWheel, list[StageTiming]]:
+    """Compile torch from Debian's source (hours; resumes from its cache mounts) into the store.
+
+    Only the build-platform stages run (target ``torch-wheel``, exported with BuildKit's local
+    exporter): the wheel and its runtime package list land in rpibuild's wheel store.
+    """
+    rendered = render(profile, base_ref=base_image)
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    # Beside the store (same file system), so storing the wheel is a rename.
+    with tempfile.TemporaryDirectory(prefix="rpibuild-torch-", dir=cache_dir()) as tmp:
+        out = Path(tmp) / "out"
+        request = BuildRequest(
+            context=Path(),
+            platform=profile.platform,
+            target="torch-wheel",
+            no_cache=no_cache,
+            build_args=proxy_buildargs(profile),
+            cache_from=tuple(profile.build.cache_from),
+            cache_to=tuple(profile.build.cache_to),
+            stages=("cross", "torch-source", "torch-build", "torch-wheel"),
+            output_dir=out,
+        )
+        result, _ = _run_build(profile, engine, rendered, request, on_event)
+        try:
+            return store(profile, out), result.stages
+        except (OSError, FileNotFoundError) as exc:
+            raise BuildError(f"the torch wheel could not be stored: {exc}", stage="torch-wheel") from None

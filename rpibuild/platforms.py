@@ -23,6 +23,8 @@ class Platform:
     uname: str  # `uname -m` inside a container of this platform
     elf_machine: int  # e_machine of its binaries
     elf_class: int  # 1 = 32-bit, 2 = 64-bit
+    gnu_triplet: str  # Debian's multiarch triplet: cross compiler prefix and library folder
+    cross: bool  # Debian's cross toolchain for debian_arch generates code this core runs
 
     @property
     def os(self) -> str:
@@ -39,10 +41,59 @@ EM_ARM, EM_AARCH64, EM_X86_64 = 40, 183, 62
 PLATFORMS: dict[str, Platform] = {
     p.name: p
     for p in (
-        Platform("linux/arm/v6", "arm", "v6", "armhf", "arm", "arm1176", "armv6l", EM_ARM, 1),
-        Platform("linux/arm/v7", "arm", "v7", "armhf", "arm", "cortex-a7", "armv7l", EM_ARM, 1),
-        Platform("linux/arm64", "arm64", None, "arm64", "aarch64", "cortex-a53", "aarch64", EM_AARCH64, 2),
-        Platform("linux/amd64", "amd64", None, "amd64", None, None, "x86_64", EM_X86_64, 2),
+        # Raspbian's armhf is ARMv6; Debian's armhf cross compiler emits ARMv7: no cross build.
+        Platform(
+            "linux/arm/v6",
+            "arm",
+            "v6",
+            "armhf",
+            "arm",
+            "arm1176",
+            "armv6l",
+            EM_ARM,
+            1,
+            "arm-linux-gnueabihf",
+            False,
+        ),
+        Platform(
+            "linux/arm/v7",
+            "arm",
+            "v7",
+            "armhf",
+            "arm",
+            "cortex-a7",
+            "armv7l",
+            EM_ARM,
+            1,
+            "arm-linux-gnueabihf",
+            True,
+        ),
+        Platform(
+            "linux/arm64",
+            "arm64",
+            None,
+            "arm64",
+            "aarch64",
+            "cortex-a53",
+            "aarch64",
+            EM_AARCH64,
+            2,
+            "aarch64-linux-gnu",
+            True,
+        ),
+        Platform(
+            "linux/amd64",
+            "amd64",
+            None,
+            "amd64",
+            None,
+            None,
+            "x86_64",
+            EM_X86_64,
+            2,
+            "x86_64-linux-gnu",
+            False,
+        ),
     )
 }
 

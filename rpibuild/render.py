@@ -20,11 +20,72 @@ from rpibuild import __version__, resources
 from rpibuild.base import base_reference
 from rpibuild.config import grammar
 from rpibuild.config.model import Profile
+from rpibuild.cross import build_platform, cross_base_profile, wants_cross
 from rpibuild.errors import ConfigError
+from rpibuild.platforms import get_platform
+from rpibuild.torch_debian import StoredWheel, torch_build_key
 
 PIP_CONF_SECRET = "pip-conf"
 APT_MIRROR_SECRET = "apt-mirror"
 STAGES = ("system", "torch", "qpulib", "extension", "verify", "runtime")
+# Stages on the build platform (build.cross): compiled there, installed into a target stage.
+CROSS_STAGES = (
+    "cross",
+    "torch-source",
+    "torch-build",
+    "torch-wheel",
+    "torch-c10",
+    "qpulib-build",
+    "extension-build",
+)
+# Build-platform stages about torch's compile itself: a build that stops at one of them never
+# takes the wheel from the store (they are what makes it).
+TORCH_BUILD_STAGES = ("cross", "torch-source", "torch-build", "torch-wheel", "torch-c10")
+# The build platform's packages: Debian's cross toolchain, ccache, and the target's Python
+# headers and sysconfig through multiarch (the extension is built against them).
+CROSS_PACKAGES = (
+    "crossbuild-essential-{arch}",
+    "ccache",
+    "make",
+    "python3",
+    "python3-setuptools",
+    "python3-wheel",
+    "python3-pip",
+    "libpython3-dev:{arch}",
+)
+# What Debian's pytorch source needs on the build platform (tools) and for the target
+# (libraries through multiarch); `apt-get build-dep -a` does not resolve for armhf, so named.
+TORCH_BUILD_PACKAGES = (
+    "dpkg-dev",
+    "xz-utils",
+    "patch",
+    "cmake",
+    "ninja-build",
+    "pkgconf",
+    "python3-dev",
+    "python3-yaml",
+    "python3-typing-extensions",
+    "flatbuffers-compiler",
+    "protobuf-compiler",
+    "pybind11-dev",
+    "nlohmann-json3-dev",
+    "libeigen3-dev",
+    "libsleef-dev:{arch}",
+    "libonnx-dev:{arch}",
+    "libprotobuf-dev:{arch}",
+    "libfmt-dev:{arch}",
+    "libcpuinfo-dev:{arch}",
+    "libpthreadpool-dev:{arch}",
+    "libfxdiv-dev:{arch}",
+    "libfp16-dev:{arch}",
+    "libpsimd-dev:{arch}",
+    "libflatbuffers-dev:{arch}",
+    "libopenblas-dev:{arch}",
+    "libblas-dev:{arch}",
+    "liblapack-dev:{arch}",
+    "libcpp-httplib-dev:{arch}",
+    "python3-numpy-dev:{arch}",
+)
 HOST_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
 # What never goes into a build context from the extension's folder.
@@ -182,6 +243,51 @@ def _ca_bundle(profile: Profile) -> Path | None:
     return path
 
 
+def cross_values(profile: Profile, cross: bool) -> dict[str, object]:
+    """Template values of the build-platform stages (all of them, so templates never guess)."""
+    target = profile.target
+    values: dict[str, object] = {
+        "cross": cross,
+        "cross_base_ref": "",
+        "build_arch": "",
+        "cross_packages": [],
+        "torch_build_packages": [],
+        "torch_build_key": "",
+        "torch_work_mount": "",
+        "elf_spec": f"{target.elf_machine}:{target.elf_class}"
+        + (":hf" if target.architecture == "arm" else ""),
+    }
+    if not cross:
+        return values
+    arch = target.debian_arch
+    values.update(
+        cross_base_ref=base_reference(cross_base_profile(profile)),
+        build_arch=get_platform(build_platform()).debian_arch,
+        cross_packages=[p.format(arch=arch) for p in CROSS_PACKAGES],
+        torch_build_packages=[p.format(arch=arch) for p in TORCH_BUILD_PACKAGES],
+    )
+    if profile.torch.source == "debian":
+        values["torch_build_key"] = torch_build_key(profile)
+        values["torch_work_mount"] = (
+            f"--mount=type=cache,id=rpibuild-torch-build-{arch},target=/var/cache/rpibuild/torch,sharing=locked"
+        )
+    return values
+
+
+def stages(profile: Profile, *, torch_stored: bool = False) -> tuple[str, ...]:
+    """The profile's stages in build order (cross builds add the build platform's)."""
+    if not wants_cross(profile):
+        return STAGES
+    extra = ["cross"]
+    if profile.torch.source == "debian" and not torch_stored:
+        extra += ["torch-source", "torch-build", "torch-wheel", "torch-c10"]
+    if profile.qpulib.enabled:
+        extra.append("qpulib-build")
+    if profile.extension.enabled:
+        extra.append("extension-build")
+    return (*extra, *STAGES)
+
+
 def pip_conf(profile: Profile) -> str | None:
     lines = []
     if profile.network.pip_index_url:
@@ -196,6 +302,7 @@ def render(
     *,
     base_ref: str | None = None,
     qpulib_src: Path | None = None,
+    stored_torch: StoredWheel | None = None,
 ) -> Rendered:
     """Render the Dockerfile and list the context files.
 
@@ -208,6 +315,9 @@ def render(
         "rpibuild/verify.py": images / "verify" / "verify.py",
         "rpibuild/op_sweep.py": images / "verify" / "op_sweep.py",
     }
+    cross = wants_cross(profile)
+    if cross:
+        files["rpibuild/elf_gate.py"] = images / "verify" / "elf_gate.py"
     dirs: dict[str, Path] = {}
     names: dict[str, str | None] = {"ca_bundle": None, "torch_wheel": None}
     secrets: dict[str, str] = {}
@@ -231,6 +341,13 @@ def render(
             raise ConfigError(f"torch wheel {torch.wheel} does not exist", field="torch.wheel")
         names["torch_wheel"] = f"torch/{wheel_name}"
         files[f"torch/{wheel_name}"] = wheel_path
+    if torch.source in ("debian", "wheel"):
+        files["rpibuild/wheel_packages.py"] = images / "torch-debian" / "wheel_packages.py"
+    if torch.source == "debian" and stored_torch is not None:
+        names["torch_wheel"] = f"torch/{stored_torch.wheel.name}"
+        files[f"torch/{stored_torch.wheel.name}"] = stored_torch.wheel
+    elif torch.source == "debian":
+        dirs["torch-debian"] = images / "torch-debian"
     if profile.qpulib.enabled:
         dirs["qpulib"] = images / "qpulib"
         if qpulib_src is not None:
@@ -238,9 +355,13 @@ def render(
     if profile.extension.enabled:
         dirs["torch-qpu"] = Path(profile.extension.path or images / "torch-qpu")
 
+    build_packages = list(profile.apt.packages)
+    if not cross or torch.source == "source":
+        build_packages += [p for p in profile.apt.compiler_packages if p not in build_packages]
     runtime_packages = list(profile.apt.runtime_packages)
-    if profile.image.keep_build_tools:
-        runtime_packages += [p for p in profile.apt.packages if p not in runtime_packages]
+    if profile.image.keep_build_tools:  # compilers included: the image is for building on the Pi
+        tools = [*build_packages, *profile.apt.compiler_packages]
+        runtime_packages += [p for p in dict.fromkeys(tools) if p not in runtime_packages]
     labels = image_labels(profile)
     text = (
         environment()
@@ -252,6 +373,7 @@ def render(
             base_ref=base_ref or base_reference(profile),
             network=profile.network,
             apt=profile.apt,
+            build_packages=build_packages,
             runtime_packages=runtime_packages,
             torch=torch,
             torch_wheel_name=wheel_name,
@@ -260,10 +382,26 @@ def render(
             extension=profile.extension,
             verify=profile.verify,
             verify_cpu=profile.verify.qemu_cpu or profile.target.qemu_cpu,
+            stage_places=[
+                (
+                    name,
+                    "build platform, native"
+                    if name in CROSS_STAGES
+                    else profile.platform + (" under QEMU" if profile.target.binfmt else ""),
+                )
+                for name in stages(profile, torch_stored=stored_torch is not None)
+            ],
+            emulator_tests=(
+                profile.verify.enabled
+                and profile.verify.emulator
+                and profile.extension.enabled
+                and profile.qpulib.enabled
+            ),
             image=profile.image,
             labels=labels,
             files=names,
             secrets=secrets,
+            **cross_values(profile, cross),
         )
     )
     return Rendered(text, image_tags(profile), labels, files, dirs, secrets)

@@ -44,7 +44,7 @@ quiet_pip --no-build-isolation --force-reinstall --no-deps ./images/torch-qpu
 log "lint (ruff)"
 "$python" -m ruff check .
 "$python" -m ruff format --check .
-if command -v shellcheck >/dev/null; then shellcheck scripts/*.sh images/qpulib/*.sh images/vc4c/*.sh; fi
+if command -v shellcheck >/dev/null; then shellcheck scripts/*.sh images/qpulib/*.sh images/vc4c/*.sh images/torch-debian/*.sh; fi
 
 # The extension's tests must run its QPULib kernels: --require-qpulib (declared by
 # images/torch-qpu/tests/conftest.py) makes a missing emulator backend or QPULib source

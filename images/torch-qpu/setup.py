@@ -4,12 +4,18 @@ Three build modes, chosen by the environment (see README.md):
 
 * ``QPULIB_PREFIX=/usr/local``: link against a QPULib installed by
   ``images/qpulib/build.sh`` (``lib/libqpu.so``, ``include/qpulib``); the
-  mode (qpu/emulation) is read from ``share/qpulib/build-info`` unless
+  mode (qpu/emulation/qpusim) is read from ``share/qpulib/build-info`` unless
   ``QPULIB_MODE`` says otherwise.  The extension gets an rpath to the prefix.
 * ``RPIBUILD_QPULIB_SRC=/path/to/QPULib``: build QPULib first with
   ``../qpulib/build.sh`` (mode ``QPULIB_MODE``, default ``emulation``) into
   ``build/``, and bundle ``libqpu.so.1`` inside the package (rpath
   ``$ORIGIN``), so ``import torch_qpu`` needs no ldconfig.
+* ``TORCH_QPU_CROSS=DIR`` (with either of the above): cross-compile on the build
+  platform against the *target's* torch, copied to ``DIR/torch`` (include/, lib/)
+  with ``DIR/torch-info.json`` (version, C++ ABI) written by the target; torch is not
+  imported. The compiler, extension suffix and platform tag come from the target's
+  sysconfig (``_PYTHON_SYSCONFIGDATA_NAME``, ``_PYTHON_HOST_PLATFORM``), as Debian's
+  own cross builds of extensions do. rpibuild's cross stage sets all of it.
 * neither: the operators with their cpu backend only (still compiled: the
   schemas and the cpu backend live in csrc/module.cpp, one source of truth).
 
@@ -21,10 +27,13 @@ has no operators and ``import torch_qpu`` says how to rebuild.
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 from setuptools import setup
@@ -32,7 +41,13 @@ from setuptools import setup
 HERE = Path(__file__).resolve().parent
 QPULIB_BUILD_SH = HERE.parent / "qpulib" / "build.sh"
 SONAME = "libqpu.so.1"
-MODES = {"qpu": "QPU_MODE", "emulation": "EMULATION_MODE"}
+# The defines each QPULib mode's headers expect (images/qpulib/build.sh). qpusim is for the host
+# only (tests, benchmarks): QPU mode's encoded kernels on VC4C's emulator, never in Pi images.
+MODES = {
+    "qpu": ["QPU_MODE"],
+    "emulation": ["EMULATION_MODE"],
+    "qpusim": ["EMULATION_MODE", "QPUSIM_MODE"],
+}
 
 
 def fail(message: str) -> None:
@@ -58,6 +73,7 @@ def qpulib_from_source(src: Path, mode: str) -> Path:
     prefix = HERE / "build" / f"qpulib-{mode}"
     if prefix.exists():
         shutil.rmtree(prefix)
+    # qpusim mode reads VC4C_PREFIX (VC4C's library, images/vc4c/build.sh) from the environment.
     result = subprocess.run(["bash", str(QPULIB_BUILD_SH), str(src), str(prefix), mode])
     if result.returncode != 0:
         fail(f"building QPULib from {src} failed (exit {result.returncode}); see above")
@@ -89,7 +105,7 @@ def resolve_qpulib() -> tuple[Path, str, bool] | None:
         if mode not in MODES:
             fail(
                 f"QPULIB_PREFIX={prefix}: mode unknown (no share/qpulib/build-info); "
-                "set QPULIB_MODE=qpu or QPULIB_MODE=emulation"
+                "set QPULIB_MODE=qpu, emulation or qpusim"
             )
         return prefix, mode, False
     if src_env:
@@ -116,6 +132,100 @@ def write_build_info(target_dir: Path, record: dict[str, str | None]) -> None:
     )
 
 
+def cross_torch() -> tuple[Path, dict] | None:
+    """The target torch of a cross build (``TORCH_QPU_CROSS``), or None for a native build."""
+    root = os.environ.get("TORCH_QPU_CROSS", "").strip()
+    if not root:
+        return None
+    torch_dir = Path(root) / "torch"
+    info_path = Path(root) / "torch-info.json"
+    if not (torch_dir / "include").is_dir() or not (torch_dir / "lib").is_dir():
+        fail(f"TORCH_QPU_CROSS={root}: no torch/include and torch/lib (the target's torch)")
+    try:
+        info = json.loads(info_path.read_text())
+        major, minor = (int(part) for part in str(info["version"]).split("+")[0].split(".")[:2])
+        abi = int(info["cxx11_abi"])
+    except (OSError, ValueError, KeyError) as exc:
+        fail(f"TORCH_QPU_CROSS={root}: unreadable torch-info.json ({exc})")
+    info["version_tuple"] = (major, minor)
+    info["cxx11_abi"] = abi
+    return torch_dir, info
+
+
+def cross_extension_setup(torch_dir: Path, info: dict) -> dict:
+    """setup() keywords of a cross build: plain setuptools, the flags torch's own
+    ``CppExtension`` would use, without importing torch (it is the target's)."""
+    from setuptools import Extension
+    from setuptools.command.build_ext import build_ext
+
+    if info["version_tuple"] < MIN_TORCH:
+        fail(f"torch_qpu needs torch >= {MIN_TORCH}; the target has {info['version']}")
+    requested = any(os.environ.get(n, "").strip() for n in ("QPULIB_PREFIX", "RPIBUILD_QPULIB_SRC"))
+    qpulib = resolve_qpulib() if requested else None
+    # torch's cpp_extension moved extensions to C++20 in 2.10; older headers expect C++17.
+    std = "-std=c++20" if info["version_tuple"] >= (2, 10) else "-std=c++17"
+    compile_args = [
+        std, "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-unused-function",
+        "-DTORCH_API_INCLUDE_EXTENSION_H", "-DTORCH_EXTENSION_NAME=_C",
+        f"-D_GLIBCXX_USE_CXX11_ABI={info['cxx11_abi']}",
+    ]  # fmt: skip
+    include_dirs = [
+        str(HERE / "csrc"),
+        str(torch_dir / "include"),
+        str(torch_dir / "include" / "torch" / "csrc" / "api" / "include"),
+    ]
+    library_dirs = [str(torch_dir / "lib")]
+    libraries = ["c10", "torch", "torch_cpu", "torch_python"]
+    link_args: list[str] = []
+    record: dict[str, str | None] = {"qpulib_mode": None, "cross": os.environ.get("CROSS_TRIPLET")}
+    if qpulib is not None:
+        prefix, mode, bundle = qpulib
+        print(f"torch_qpu: cross-building the operators with QPULib ({mode} mode) from {prefix}")
+        compile_args += [*(f"-D{define}" for define in MODES[mode]), "-DTORCH_QPU_WITH_QPULIB"]
+        include_dirs.insert(0, str(prefix / "include" / "qpulib"))
+        library_dirs.append(str(prefix / "lib"))
+        libraries.append("qpu")
+        link_args.append(f"-Wl,-rpath,{'$ORIGIN' if bundle else prefix / 'lib'}")
+        built = read_build_info(prefix)
+        record.update(
+            qpulib_mode=mode,
+            qpulib_commit=built.get("commit", "unknown"),
+            qpulib_prefix="bundled" if bundle else str(prefix),
+            qpulib_compiler=built.get("compiler", "unknown"),
+        )
+
+    class CrossBuild(build_ext):
+        """C++ sources through the C++ driver (sysconfig's CC is the C one), build info written."""
+
+        def build_extensions(self) -> None:
+            cxx = os.environ.get("CXX") or sysconfig.get_config_var("CXX")
+            self.compiler.set_executable("compiler_so", [*shlex.split(cxx), "-fPIC"])
+            self.compiler.set_executable("compiler_so_cxx", [*shlex.split(cxx), "-fPIC"])
+            self.compiler.set_executable("linker_so", [*shlex.split(cxx), "-shared"])
+            self.compiler.set_executable("linker_so_cxx", [*shlex.split(cxx), "-shared"])
+            super().build_extensions()
+
+        def run(self) -> None:
+            self.force = True
+            target_dir = (HERE if self.inplace else Path(self.build_lib)) / "torch_qpu"
+            super().run()
+            if qpulib is not None and qpulib[2]:
+                shutil.copy2(qpulib[0] / "lib" / f"{SONAME}.0", target_dir / SONAME)
+            write_build_info(target_dir, record)
+
+    extension = Extension(
+        name="torch_qpu._C",
+        sources=["csrc/module.cpp"],
+        include_dirs=include_dirs,
+        library_dirs=library_dirs,
+        libraries=libraries,
+        extra_compile_args=compile_args,
+        extra_link_args=link_args,
+        language="c++",
+    )
+    return {"ext_modules": [extension], "cmdclass": {"build_ext": CrossBuild}}
+
+
 def extension_setup() -> dict:
     """setup() keywords: the operators' C++ extension, with or without QPULib.
 
@@ -124,6 +234,9 @@ def extension_setup() -> dict:
     build without torch in the build environment (and no QPULib request)
     makes a pure-Python package, which refuses to import with the fix.
     """
+    cross = cross_torch()
+    if cross is not None:
+        return cross_extension_setup(*cross)
     env_names = ("QPULIB_PREFIX", "RPIBUILD_QPULIB_SRC")
     requested = any(os.environ.get(name, "").strip() for name in env_names)
     try:  # checked first: building QPULib is wasted work without torch
@@ -156,7 +269,7 @@ def extension_setup() -> dict:
     else:
         prefix, mode, bundle = qpulib
         print(f"torch_qpu: building the operators with QPULib ({mode} mode) from {prefix}")
-        compile_args += [f"-D{MODES[mode]}", "-DTORCH_QPU_WITH_QPULIB"]
+        compile_args += [*(f"-D{define}" for define in MODES[mode]), "-DTORCH_QPU_WITH_QPULIB"]
         include_dirs.insert(0, str(prefix / "include" / "qpulib"))
         lib_dir = prefix / "lib"
         rpath = "$ORIGIN" if bundle else str(lib_dir)

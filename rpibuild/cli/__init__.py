@@ -7,6 +7,7 @@ with the error's own code. Heavy imports (docker) happen inside commands so --he
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import click
@@ -53,7 +54,18 @@ cli.add_command(artifacts_cmd.artifacts)
 cli.add_command(sources_cmd.sources)
 
 
+def _stop_like_ctrl_c(signum: int, frame: object) -> None:
+    """SIGTERM (a CI job cancelled, `kill`) and SIGHUP wind down like Ctrl-C: the build is
+    cancelled in BuildKit and nothing is left running or tagged."""
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _stop_like_ctrl_c)
+    # A shell starts background jobs with SIGINT ignored; rpibuild still wants Ctrl-C's meaning.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:

@@ -11,7 +11,14 @@ from rpibuild.cli.options import emit_json, json_option, profile_options
 @profile_options
 @json_option
 @click.option("--refresh", is_flag=True, help="Rebuild (or re-pull) even if a matching base exists.")
-def base(profile: str | None, overrides: tuple[str, ...], as_json: bool, refresh: bool) -> None:
+@click.option(
+    "--build-platform",
+    is_flag=True,
+    help="The base of the cross build's build-platform stages (same suite, this host's architecture).",
+)
+def base(
+    profile: str | None, overrides: tuple[str, ...], as_json: bool, refresh: bool, build_platform: bool
+) -> None:
     """Produce the profile's base image: debootstrapped (default) or pulled.
 
     A bootstrapped base is tagged by a hash of what produced it (platform, suite, mirror,
@@ -22,12 +29,18 @@ def base(profile: str | None, overrides: tuple[str, ...], as_json: bool, refresh
     from rpibuild.config import load_profile
     from rpibuild.engine import DockerEngine
 
+    from rpibuild.cross import check_cross, cross_base_profile
+
     loaded = load_profile(profile, overrides)
+    target = loaded.profile
+    if build_platform:
+        check_cross(target.model_copy(update={"build": target.build.model_copy(update={"cross": True})}))
+        target = cross_base_profile(target)
     engine = DockerEngine.connect()
-    title = f"base image for {loaded.profile.name} ({loaded.profile.platform})"
+    title = f"base image for {loaded.profile.name} ({target.platform})"
     with console.step(title), console.status("bootstrapping") as update:
         result = ensure_base(
-            loaded.profile, engine, refresh=refresh, progress=lambda line: update(console.escape(line))
+            target, engine, refresh=refresh, progress=lambda line: update(console.escape(line))
         )
     if as_json:
         emit_json(result.as_dict())

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+import time
 
 import click
 
 from rpibuild.cli.options import emit_json, json_option, profile_options
-from rpibuild.render import STAGES
+from rpibuild.render import CROSS_STAGES, STAGES
 
 # BuildKit mount flags (caches, secrets) are noise in a one-line progress view.
 MOUNT_FLAG = re.compile(r"--mount=\S+\s+")
@@ -16,7 +17,9 @@ MOUNT_FLAG = re.compile(r"--mount=\S+\s+")
 @click.command()
 @profile_options
 @json_option
-@click.option("--target", type=click.Choice(STAGES), help="Stop after this stage (tagged TAG-STAGE).")
+@click.option(
+    "--target", type=click.Choice((*STAGES, *CROSS_STAGES)), help="Stop after this stage (tagged TAG-STAGE)."
+)
 @click.option("--no-cache", is_flag=True, help="Rebuild every stage (the base image is kept).")
 @click.option("--refresh-base", is_flag=True, help="Bootstrap or pull the base image again.")
 @click.option(
@@ -61,6 +64,7 @@ def build(
     from rpibuild.config import load_profile
     from rpibuild.config.checks import check_buildable
     from rpibuild.engine import BuildEvent, DockerEngine
+    from rpibuild.engine.progress import CompileMeter
 
     loaded = load_profile(profile, overrides)
     check_buildable(loaded)
@@ -70,10 +74,20 @@ def build(
     engine = DockerEngine.connect(builder=prof.build.builder)
     console.info(f"[bold]building {prof.name}[/bold] ({prof.platform}) from {console.escape(loaded.path)}")
 
+    meter = CompileMeter()
     with console.status(f"{prof.name}") as update:
 
         def on_event(event: BuildEvent) -> None:
-            if event.is_step:
+            if event.compiled:
+                done, total = event.compiled
+                elapsed, left = meter.update(time.monotonic(), done, total)
+                eta = f", about {_minutes(left)} left" if left is not None else ""
+                update(
+                    f"[{event.stage}] compiling {done}/{total} ({100 * done // max(total, 1)}%), "
+                    f"{_minutes(elapsed)} elapsed{eta}"
+                )
+                console.detail(console.escape(event.line))
+            elif event.is_step:
                 shown = MOUNT_FLAG.sub("", event.line)
                 update(console.escape(f"[{event.stage}] step {event.step}/{event.total}: {shown}"))
                 line = console.escape(shown[:110])
@@ -98,6 +112,18 @@ def build(
     for stage in outcome.stages:
         cached = " [dim](cached)[/dim]" if stage.cached else ""
         console.info(f"{stage.name:>9}  {stage.seconds:7.1f}s{cached}")
+    if outcome.torch_wheel:
+        how = "compiled now" if outcome.torch_wheel["compiled"] else "from the store"
+        console.info(f"{'torch':>9}  {console.escape(str(outcome.torch_wheel['path']))} ({how})")
+        console.info(f"{'':>9}  sha256 {outcome.torch_wheel['sha256']}")
     console.info(f"[green]done[/green] in {outcome.seconds:.0f}s: {', '.join(outcome.tags)}")
     console.info(f"log: {console.escape(outcome.log_file)}")
     click.echo(outcome.image)
+
+
+def _minutes(seconds: float) -> str:
+    """``42s``, ``7m``, ``2h05m``: compact enough for a status line."""
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    minutes = int(seconds // 60)
+    return f"{minutes}m" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"

@@ -118,6 +118,9 @@ class Apt(_Model):
     """Debian packages: ``packages`` for the build stages, ``runtime_packages`` for the result."""
 
     packages: list[DebianPackage] = []
+    # Compilers and headers: in the target's build stages only when C++ is compiled there
+    # (build.cross: false, a native target, torch from git); a cross build leaves them out.
+    compiler_packages: list[DebianPackage] = []
     runtime_packages: list[DebianPackage] = []
 
 
@@ -151,8 +154,8 @@ class Network(_Model):
 class Torch(_Model):
     """Which torch goes into the image."""
 
-    source: Literal["pypi", "wheel", "source", "none"] = "pypi"
-    version: str | None = None
+    source: Literal["pypi", "wheel", "debian", "source", "none"] = "pypi"
+    version: str | None = Field(None, description="pypi: torch's version; debian: the source package's")
     sha256: str | None = Field(None, description="sha256 of the wheel file (pypi, wheel)")
     wheel: str | None = Field(None, description="path or URL of a wheel (source: wheel)")
     git_url: str = "https://github.com/pytorch/pytorch.git"
@@ -182,6 +185,10 @@ class Torch(_Model):
             raise ValueError(
                 "torch.source 'wheel' needs torch.wheel and torch.sha256 "
                 "(the armv7 profile reads RPIBUILD_TORCH_WHEEL and RPIBUILD_TORCH_WHEEL_SHA256)"
+            )
+        if self.source == "debian" and not self.version:
+            raise ValueError(
+                "torch.source 'debian' needs torch.version (the Debian version, e.g. 2.6.0+dfsg-7)"
             )
         if self.source == "source" and not self.git_ref:
             raise ValueError("torch.source 'source' needs torch.git_ref (a tag or commit)")
@@ -292,6 +299,11 @@ class Build(_Model):
     builder: str | None = Field(None, description="a buildx builder (docker buildx ls); default: current")
     cache_from: list[str] = Field([], description="buildx --cache-from specs (type=registry|local|gha,...)")
     cache_to: list[str] = Field([], description="buildx --cache-to specs; needs a builder that exports")
+    cross: bool = Field(
+        True,
+        description="compile C++ (QPULib, torch_qpu, torch from source) natively on the build "
+        "platform with Debian's cross toolchain; false: everything under QEMU",
+    )
 
     @field_validator("builder")
     @classmethod

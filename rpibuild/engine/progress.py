@@ -19,6 +19,9 @@ from datetime import datetime
 
 _STEP_NAME = re.compile(r"^\[(?P<stage>[^\s\]]+) (?P<step>\d+)/(?P<total>\d+)\] (?P<instruction>.*)$", re.S)
 TAIL_LINES = 40
+# A long compile's own progress line: rpibuild's scripts set ninja's documented NINJA_STATUS
+# to this prefix ("[rpibuild-ninja DONE/TOTAL] ").
+_COMPILE_STATUS = re.compile(r"^\[rpibuild-ninja (?P<done>\d+)/(?P<total>\d+)\] ")
 
 
 @dataclass
@@ -45,6 +48,30 @@ class BuildEvent:
     total: int
     line: str
     is_step: bool
+    # (steps done, steps in all) when the line is a compile's progress line
+    compiled: tuple[int, int] | None = None
+
+
+class CompileMeter:
+    """Elapsed time and an estimate of what is left, from a compile's done/total counts.
+
+    The rate is measured from the first count seen in this run, so a resumed build (most
+    steps already done) does not look fast because of work an earlier run did.
+    """
+
+    def __init__(self) -> None:
+        self._first: tuple[float, int] | None = None
+
+    def update(self, now: float, done: int, total: int) -> tuple[float, float | None]:
+        """(seconds elapsed, seconds left or None while the rate is unknown)."""
+        if self._first is None or done < self._first[1]:
+            self._first = (now, done)
+        started, done_then = self._first
+        elapsed = now - started
+        if done <= done_then or elapsed <= 0:
+            return elapsed, None
+        rate = (done - done_then) / elapsed
+        return elapsed, (total - done) / rate
 
 
 @dataclass
@@ -137,7 +164,9 @@ class BuildProgress:
             vertex.lines.append(line)
         self._write(line)
         if self._on_event and vertex is not None and vertex.stage:
-            self._on_event(BuildEvent(vertex.stage, vertex.step, vertex.total, line, False))
+            match = _COMPILE_STATUS.match(line)
+            compiled = (int(match["done"]), int(match["total"])) if match else None
+            self._on_event(BuildEvent(vertex.stage, vertex.step, vertex.total, line, False, compiled))
 
     def _write(self, line: str) -> None:
         if self._log:

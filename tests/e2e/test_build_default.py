@@ -1,9 +1,10 @@
-"""The main job for real: the default profile built under QEMU, verified as a Cortex-A53.
+"""The main job for real: the default profile, cross-compiled, verified as a Cortex-A53.
 
-The image is built without QPULib unless RPIBUILD_E2E_QPULIB=1 (with RPIBUILD_QPULIB_SRC):
-compiled under QEMU, QPULib and the extension add ~10 minutes, twice (the extension-edit
-test rebuilds it). QPULib and the extension are compiled and tested on the host in every
-run (tests/qpulib, images/torch-qpu/tests); the terminal summary says what this image had.
+QPULib and the extension are compiled on the build platform with Debian's cross toolchain
+(build.cross, the default) and installed under QEMU; verify runs the extension's emulator
+tests as the Pi's core. QPULib comes from its pinned upstream archive through `qpulib.url`:
+on hosts without GitHub (CI) a `file://` URL into RPIBUILD_SOURCE_MIRROR, still checked by
+the profile's tree_sha256 (RPIBUILD_QPULIB_SRC, a local tree, is deliberately not used).
 """
 
 from __future__ import annotations
@@ -19,19 +20,23 @@ from pathlib import Path
 
 import pytest
 
+from rpibuild.config import load_profile
 from rpibuild.engine import Engine
 
-QPULIB_SRC = os.environ.get("RPIBUILD_QPULIB_SRC") if os.environ.get("RPIBUILD_E2E_QPULIB") == "1" else None
 SENTINEL = "no-proxy-sentinel.invalid"
-BASE_ARGS = ["-p", "pi3b-arm64", "--set", f"network.no_proxy={SENTINEL}"]
-if not QPULIB_SRC:
-    BASE_ARGS += ["--set", "qpulib.enabled=false"]
+BASE_ARGS = ["-p", "pi3b-arm64", "--set", f"network.no_proxy={SENTINEL}", "--set", "verify.emulator=true"]
+MIRROR = os.environ.get("RPIBUILD_SOURCE_MIRROR", "")
+if MIRROR and "://" not in MIRROR:
+    BASE_ARGS += ["--set", f"qpulib.url=file://{Path(MIRROR).resolve()}/QPULib-{{commit}}.tar.gz"]
+# The archive, not a local tree, and no mirror lookup: what the profile's URL says is used.
+ENV = {k: v for k, v in os.environ.items() if k not in ("RPIBUILD_QPULIB_SRC", "RPIBUILD_SOURCE_MIRROR")}
+TORCH = str(load_profile("pi3b-arm64", env={}).profile.torch.version)
 EXTENSION = Path(__file__).resolve().parents[2] / "images" / "torch-qpu"
 
 
 def rpibuild(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        [sys.executable, "-m", "rpibuild", *args], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "rpibuild", *args], capture_output=True, text=True, check=False, env=ENV
     )
     if check and result.returncode != 0:
         pytest.fail(f"rpibuild {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-4000:]}")
@@ -70,6 +75,9 @@ def first(extension_copy: Path) -> dict:
 
 def test_image_is_built_tagged_and_labelled(engine: Engine, first: dict) -> None:
     assert [s["name"] for s in first["stages"]] == [
+        "cross",
+        "qpulib-build",
+        "extension-build",
         "system",
         "torch",
         "qpulib",
@@ -84,7 +92,8 @@ def test_image_is_built_tagged_and_labelled(engine: Engine, first: dict) -> None
     info = engine.image(first["id"])
     assert (info.os, info.architecture) == ("linux", "arm64")
     assert info.labels["io.rpibuild.profile"] == "pi3b-arm64"
-    assert info.labels["io.rpibuild.torch.version"] == "2.5.1"
+    assert info.labels["io.rpibuild.torch.version"] == TORCH
+    assert info.labels["io.rpibuild.qpulib.mode"] == "qpu"
     assert info.labels["org.opencontainers.image.title"] == "rpibuild/pi3b-arm64"
 
 
@@ -94,11 +103,26 @@ def test_verify_ran_as_the_pi_core(engine: Engine, first: dict) -> None:
     report = json.loads(output)
     assert report["machine"] == "aarch64"
     assert report["qemu_cpu"] == "cortex-a53"
-    assert report["torch"].startswith("2.5.1")
+    assert report["torch"].startswith(TORCH)
     assert "cpu" in report["backends"]
-    if QPULIB_SRC:
-        code, output = engine.run(first["id"], ["sh", "-c", "ls /usr/local/lib/libqpu.so*"])
-        assert code == 0 and "libqpu.so" in output, output
+    assert report["emulator_tests"] == "passed"  # the extension's emulator tests, as a Cortex-A53
+    code, output = engine.run(first["id"], ["sh", "-c", "ls /usr/local/lib/libqpu.so*"])
+    assert code == 0 and "libqpu.so" in output, output
+
+
+def test_cpp_was_compiled_on_the_build_platform_for_the_target(engine: Engine, first: dict) -> None:
+    """The cross-compiled files are aarch64 code, built by Debian's cross g++ (build-info)."""
+    script = (
+        "cat /usr/local/share/qpulib/build-info; "
+        "python -c 'import torch_qpu; print(torch_qpu.build_info())'; "
+        "head -c 20 /usr/local/lib/libqpu.so.1.0 | od -An -tx1 | tr -d ' \\n'; echo"
+    )
+    code, output = engine.run(first["id"], ["sh", "-c", script])
+    assert code == 0, output
+    assert "compiler=aarch64-linux-gnu-g++" in output
+    assert "'qpulib_mode': 'qpu'" in output and "aarch64-linux-gnu" in output
+    e_machine = output.strip().splitlines()[-1][36:40]  # bytes 18-19 of the ELF header
+    assert e_machine == "b700", output  # EM_AARCH64 (183), little-endian
 
 
 def test_runtime_image_has_no_build_tools_or_network_settings(engine: Engine, first: dict) -> None:
@@ -134,8 +158,8 @@ def test_extension_change_reruns_only_extension_and_later(
     init.write_text(init.read_text() + f"\n# edited by the e2e test {time.time_ns()}\n")
     changed = build("--set", f"extension.path={extension_copy}")
     cached = {s["name"]: s["cached"] for s in changed["stages"]}
-    assert cached["system"] and cached["torch"] and cached["qpulib"]
-    assert not cached["extension"]
+    assert cached["system"] and cached["torch"] and cached["qpulib"] and cached["qpulib-build"]
+    assert not cached["extension-build"] and not cached["extension"]
     assert changed["id"] != first["id"]
     assert engine.image(changed["tags"][0]).id == changed["id"]
     first.update(changed)  # later tests compare with the current tags

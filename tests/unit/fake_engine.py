@@ -41,6 +41,8 @@ class FakeEngine:
     builds: list[BuildSnapshot] = field(default_factory=list)
     # What the next build does: return this result, or raise this error.
     build_result: BuildResult | None = None
+    # What a build with an output folder (--output type=local) exports: file name -> bytes.
+    exports: dict[str, bytes] = field(default_factory=dict)
     build_error: Exception | None = None
     build_events: list[BuildEvent] = field(default_factory=list)
 
@@ -117,6 +119,12 @@ class FakeEngine:
                 log(event.line)
         if self.build_error is not None:
             raise self.build_error
+        if request.output_dir is not None:
+            # BuildKit's local exporter: the target stage's files, no image.
+            request.output_dir.mkdir(parents=True, exist_ok=True)
+            for name, data in self.exports.items():
+                (request.output_dir / name).write_bytes(data)
+            return BuildResult("", [])
         assert self.build_result is not None, "script the build: set build_result or build_error"
         return self.build_result
 

@@ -15,11 +15,11 @@ from rpibuild.platforms import get_platform
 def test_base_key_follows_what_produces_the_base() -> None:
     profile = load_profile("pi3b-arm64", env={}).profile
     same = load_profile("pi3b-arm64", ["torch.version=2.6.0", "image.repository=x/y"], env={}).profile
-    suite = load_profile("pi3b-arm64", ["base.bootstrap.suite=trixie"], env={}).profile
+    suite = load_profile("pi3b-arm64", ["base.bootstrap.suite=bookworm"], env={}).profile
     pkgs = load_profile("pi3b-arm64", ["base.bootstrap.packages=[python3]"], env={}).profile
     assert base_key(profile) == base_key(same)
     assert len({base_key(profile), base_key(suite), base_key(pkgs)}) == 3
-    assert base_reference(profile).startswith("rpibuild/base:bookworm-arm64-")
+    assert base_reference(profile).startswith("rpibuild/base:trixie-arm64-")
     pulled = load_profile("pi3b-arm64", ["base.bootstrap=null", "base.image=arm64v8/debian:bookworm"], env={})
     assert base_reference(pulled.profile) == "arm64v8/debian:bookworm"
 
@@ -33,7 +33,7 @@ def test_debootstrap_command() -> None:
     command = debootstrap_command(profile, Path("/t"))
     assert command[:2] == ["debootstrap", "--arch=armhf"]
     assert "--variant=minbase" in command
-    assert command[-3:] == ["bookworm", "/t", "http://mirror.example.invalid/raspbian"]
+    assert command[-3:] == ["trixie", "/t", "http://mirror.example.invalid/raspbian"]
 
 
 def test_platform_table() -> None:

@@ -10,6 +10,7 @@ from rpibuild.base import base_reference
 from rpibuild.build import build_profile, with_build_options
 from rpibuild.config import load_profile
 from rpibuild.config.model import Profile
+from rpibuild.cross import cross_base_profile, wants_cross
 from rpibuild.engine import Builder, BuildResult
 from rpibuild.engine.buildx import BuilderNode
 from rpibuild.errors import BuildError, ConfigError
@@ -28,8 +29,12 @@ def profile(*overrides: str) -> Profile:
 
 
 def engine_with_base(prof: Profile) -> FakeEngine:
+    """A fake engine holding the profile's base (and the build platform's, for cross builds)."""
     engine = FakeEngine()
     engine.add_image(base_reference(prof), prof.platform)
+    if wants_cross(prof):
+        build = cross_base_profile(prof)
+        engine.add_image(base_reference(build), build.platform)
     return engine
 
 
@@ -40,7 +45,7 @@ def test_success_tags_every_tag_after_the_build() -> None:
     engine.build_result = BuildResult(built.id, stage_timings("system", "torch", "runtime"))
     outcome = build_profile(prof, engine)
     assert outcome.id == built.id
-    assert outcome.tags == ["rpibuild/pi3b-arm64:pi3b-arm64", "rpibuild/pi3b-arm64:pi3b-arm64-torch2.5.1"]
+    assert outcome.tags == ["rpibuild/pi3b-arm64:pi3b-arm64", "rpibuild/pi3b-arm64:pi3b-arm64-torch2.9.1"]
     assert all(engine.tags[tag] == built.id for tag in outcome.tags)
     first_tag = next(i for i, call in enumerate(engine.calls) if call.startswith("tag "))
     assert engine.calls.index("build") < first_tag
@@ -152,3 +157,46 @@ def test_pinned_sources_are_fetched_before_the_engine_is_asked_anything(
         build_profile(prof, engine)
     assert caught.value.stage == "sources"
     assert engine.calls == []
+
+
+WHEEL = "torch-2.6.0-cp313-cp313-linux_armv7l.whl"
+
+
+def armv7(*overrides: str) -> Profile:
+    return load_profile("pi3b-armv7", ["qpulib.enabled=false", *overrides], env={}).profile
+
+
+def test_debian_torch_is_compiled_once_then_taken_from_the_store(tmp_path: Path) -> None:
+    prof = armv7()
+    engine = engine_with_base(prof)
+    engine.exports = {WHEEL: b"wheel bytes", "torch-runtime-packages.txt": b"libsleef3\nlibgomp1\n"}
+    built = engine.add_image("built", "linux/arm/v7", image_id="sha256:" + "e" * 64)
+    engine.build_result = BuildResult(built.id, stage_timings("system", "torch", "runtime"))
+
+    first = build_profile(prof, engine)
+    assert first.torch_wheel is not None and first.torch_wheel["compiled"] is True
+    assert str(first.torch_wheel["path"]).endswith(WHEEL)
+    compile_request, image_request = (b.request for b in engine.builds)
+    assert compile_request.target == "torch-wheel" and compile_request.output_dir is not None
+    assert "torch-build" in compile_request.stages
+    # The image build copies the stored wheel: no torch-build stage left in it.
+    dockerfile = engine.builds[1].context_files["Dockerfile"].decode()
+    assert "AS torch-build" not in dockerfile
+    assert engine.builds[1].context_files[f"torch/{WHEEL}"] == b"wheel bytes"
+    assert image_request.output_dir is None and "torch-build" not in image_request.stages
+
+    again = build_profile(prof, engine)  # a second build: straight from the store
+    assert [b.request.target for b in engine.builds] == ["torch-wheel", None, None]
+    assert again.torch_wheel == {**first.torch_wheel, "compiled": False}
+
+
+def test_a_failed_torch_compile_stores_nothing(tmp_path: Path) -> None:
+    from rpibuild.torch_debian import stored_wheel
+
+    prof = armv7()
+    engine = engine_with_base(prof)
+    engine.build_error = failing_build("torch-build", "exit code 1", ["error: boom"])
+    with pytest.raises(BuildError) as caught:
+        build_profile(prof, engine)
+    assert caught.value.stage == "torch-build"
+    assert stored_wheel(prof) is None and engine.tags == {}

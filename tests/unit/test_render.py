@@ -93,10 +93,10 @@ def test_tags_and_labels() -> None:
     profile = load_profile("pi3b-arm64", env={}).profile
     assert image_tags(profile) == (
         "rpibuild/pi3b-arm64:pi3b-arm64",
-        "rpibuild/pi3b-arm64:pi3b-arm64-torch2.5.1",
+        "rpibuild/pi3b-arm64:pi3b-arm64-torch2.9.1",
     )
     labels = image_labels(profile)
-    assert labels["io.rpibuild.torch.version"] == "2.5.1"
+    assert labels["io.rpibuild.torch.version"] == "2.9.1"
     assert labels["io.rpibuild.qpulib.commit"] == profile.qpulib.commit
     with pytest.raises(ConfigError, match="unknown placeholder") as info:
         load_profile("pi3b-arm64", ["image.tags=['{nope}']"], env={})
@@ -153,6 +153,7 @@ def test_torch_from_source_renders_every_optional_part_off() -> None:
     ):
         assert flag in torch
     assert "LDFLAGS=-latomic" in torch  # 32-bit ARM: protobuf's 64-bit atomics
+    assert "USE_PYTORCH_QNNPACK=0" in torch  # the bundled QNNPACK is a separate switch
     assert "--branch v1.4.0 --recurse-submodules" in torch
     assert "cp dist/torch-*.whl /opt/rpibuild/wheels/" in torch
     arm64 = render(
@@ -161,10 +162,18 @@ def test_torch_from_source_renders_every_optional_part_off() -> None:
     assert "-latomic" not in arm64.dockerfile
 
 
-def test_emulator_tests_of_a_qpu_image_use_an_emulation_build_in_verify_only() -> None:
-    text = render(load_profile("pi3b-arm64", ["verify.emulator=true"], env={}).profile).dockerfile
+@pytest.mark.parametrize("cross", [True, False])
+def test_emulator_tests_of_a_qpu_image_use_an_emulation_build_in_verify_only(cross: bool) -> None:
+    overrides = ["verify.emulator=true", f"build.cross={str(cross).lower()}"]
+    text = render(load_profile("pi3b-arm64", overrides, env={}).profile).dockerfile
     verify = text[text.index(" AS verify") : text.index(" AS runtime")]
-    assert "QPULIB_MODE=emulation" in verify and "--target /opt/rpibuild/emulator" in verify
+    if cross:  # compiled beside the qpu build on the build platform, only installed in verify
+        build = text[text.index(" AS extension-build") : text.index(" AS extension\n")]
+        assert "QPULIB_MODE=emulation" in build and "QPULIB_MODE=emulation" not in verify
+        assert "COPY --from=extension-build /opt/rpibuild/emulator-wheels/" in verify
+    else:
+        assert "QPULIB_MODE=emulation" in verify
+    assert "--target /opt/rpibuild/emulator" in verify
     assert "--emulator-tests /opt/rpibuild/src/torch-qpu/tests" in verify
     assert "emulator" not in text[text.index(" AS runtime") :]
 

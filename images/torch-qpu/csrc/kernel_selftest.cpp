@@ -26,7 +26,7 @@ namespace {
 using torch_qpu::kernels::BinaryOp;
 using Buffer = SharedArray<float>;
 using EwKernel = Kernel<Int, Ptr<Float>, Ptr<Float>, Ptr<Float>>;
-using DotKernel = Kernel<Int, Int, Int, Ptr<Float>, Ptr<Float>, Ptr<Float>>;
+using DotKernel = Kernel<Int, Int, Int, Int, Int, Ptr<Float>, Ptr<Float>, Ptr<Float>>;
 
 int failures = 0;
 
@@ -97,7 +97,7 @@ void check_dot(DotKernel& kernel, bool columns, int nvec, int nrows, int k, int 
     for (int i = 0; i < kp; i++) (*mat)[r * kp + i] = i < k ? value(i + r, 5) : 0.0f;
   }
   kernel.setNumQPUs(nq);
-  kernel.call(nvec, nrows, kp, vecs.get(), mat.get(), out.get());
+  kernel.call(nvec, nrows, kp, 0, 0, vecs.get(), mat.get(), out.get());
   for (int v = 0; v < nvec; v++) {
     for (int r = 0; r < nrows; r++) {
       float want = 0.0f, scale = 0.0f, got = 0.0f;

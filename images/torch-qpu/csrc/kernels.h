@@ -66,22 +66,24 @@ void elementwise(Int n, Ptr<Float> a, Ptr<Float> b, Ptr<Float> out) {
 // Batched dot products: for every vector v < nvec (rows of `vecs`) and every
 // matrix row r < nrows (rows of `mat`), the 16 lane-wise partial sums of
 // vecs[v] . mat[r] go to out[(v * nrows + r) * 16 ...]; the host adds the 16
-// partials. Rows are kp floats apart (kp a multiple of 16, kp >= 16).
+// partials. Rows are kp floats apart (kp a multiple of 16, kp >= 16); the
+// vectors start vecOffset floats into `vecs`, the rows matOffset floats into
+// `mat` (the host splits big products into several launches this way).
 // QPU q handles matrix rows q, q + numQPUs, ...
 // mv, mm and linear are all this kernel (mm uses the transposed right side),
 // or dot_cols below when splitting by columns keeps more QPUs busy.
-inline void dot_rows(Int nvec, Int nrows, Int kp, Ptr<Float> vecs, Ptr<Float> mat,
-                     Ptr<Float> out) {
+inline void dot_rows(Int nvec, Int nrows, Int kp, Int vecOffset, Int matOffset, Ptr<Float> vecs,
+                     Ptr<Float> mat, Ptr<Float> out) {
   Int nq = numQPUs();
   // me() < 12 and kp < 2^24 keep this 24-bit multiply exact.
   Int firstRow = me() * kp;
   Int rowStep = kp * nq;
   Int outStep = nq << 4;
   Int outVecStep = nrows << 4;
-  Ptr<Float> vecp = vecs + index();
+  Ptr<Float> vecp = vecs + vecOffset + index();
   Ptr<Float> outVec = out + (me() << 4) + index();
   For(Int v = 0, v < nvec, v = v + 1)
-    Ptr<Float> rowp = mat + firstRow + index();
+    Ptr<Float> rowp = mat + matOffset + firstRow + index();
     Ptr<Float> outp = outVec;
     For(Int r = me(), r < nrows, r = r + nq)
       Ptr<Float> pm = rowp;
@@ -116,14 +118,15 @@ inline void dot_rows(Int nvec, Int nrows, Int kp, Ptr<Float> vecs, Ptr<Float> ma
 // q, q + numQPUs, ... of every (v, r) pair and writes its 16 partial sums to
 // out[((v * nrows + r) * numQPUs + q) * 16 ...]; the host adds numQPUs x 16
 // partials per output. Needs numQPUs <= kp / 16 (every QPU owns a slice).
-inline void dot_cols(Int nvec, Int nrows, Int kp, Ptr<Float> vecs, Ptr<Float> mat,
-                     Ptr<Float> out) {
+// vecOffset, matOffset: as for dot_rows.
+inline void dot_cols(Int nvec, Int nrows, Int kp, Int vecOffset, Int matOffset, Ptr<Float> vecs,
+                     Ptr<Float> mat, Ptr<Float> out) {
   Int step = numQPUs() << 4;
   Int first = me() << 4;
-  Ptr<Float> vecp = vecs + first + index();
+  Ptr<Float> vecp = vecs + vecOffset + first + index();
   Ptr<Float> outp = out + first + index();
   For(Int v = 0, v < nvec, v = v + 1)
-    Ptr<Float> rowp = mat + first + index();
+    Ptr<Float> rowp = mat + matOffset + first + index();
     For(Int r = 0, r < nrows, r = r + 1)
       Ptr<Float> pm = rowp;
       Ptr<Float> pv = vecp;

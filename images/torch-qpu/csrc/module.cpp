@@ -25,6 +25,7 @@
 
 #include <Python.h>
 #include <torch/extension.h>
+#include <ATen/MemoryOverlap.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -38,12 +39,16 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #ifdef TORCH_QPU_WITH_QPULIB
 #include <unistd.h>
 
 #include "kernels.h"
+#ifdef QPUSIM_MODE
+#include "VideoCore/QPUSim.h"
+#endif
 #endif
 
 namespace torch_qpu {
@@ -54,30 +59,109 @@ using at::Tensor;
 constexpr int64_t kMaxQPUs = 12;
 
 #ifdef TORCH_QPU_WITH_QPULIB
-#if defined(QPU_MODE) && !defined(EMULATION_MODE)
+#if defined(QPUSIM_MODE)
+// Host only (tests, benchmarks): QPU mode's encoded kernels on VC4C's emulator
+// (images/qpulib/qpusim); QPULib's emulator (Kernel::emu) stays available too.
+constexpr const char* kMode = "qpusim";
+#elif defined(QPU_MODE) && !defined(EMULATION_MODE)
 constexpr const char* kMode = "qpu";
 #elif defined(EMULATION_MODE)
 constexpr const char* kMode = "emulation";
 #else
-#error "define QPU_MODE or EMULATION_MODE (they select the QPULib build)"
+#error "define QPU_MODE, EMULATION_MODE or QPUSIM_MODE (they select the QPULib build)"
 #endif
 #endif
 
 // ---------------------------------------------------------------------------
 // Backends and argument checks (every build).
 
-enum class Backend { Cpu, Kernel };  // Kernel: this build's QPULib backend
+// Cpu: plain torch. Qpu: QPULib on the VideoCore IV. Emulator: QPULib's
+// software emulator. Qpusim: the encoded QPU code on VC4C's emulator.
+enum class Backend { Cpu, Qpu, Emulator, Qpusim };
 
-// "cpu", or the QPULib backend this build has ("qpu" or "emulator").
+const char* backend_name(Backend be) {
+  switch (be) {
+    case Backend::Cpu:
+      return "cpu";
+    case Backend::Qpu:
+      return "qpu";
+    case Backend::Emulator:
+      return "emulator";
+    case Backend::Qpusim:
+      return "qpusim";
+  }
+  return "?";
+}
+
+// Whether this build has the backend (cpu: every build).
+bool built(Backend be) {
+  switch (be) {
+    case Backend::Cpu:
+      return true;
+#ifdef TORCH_QPU_WITH_QPULIB
+    case Backend::Qpu:
+      return std::string_view(kMode) == "qpu";
+    case Backend::Emulator:
+      return std::string_view(kMode) != "qpu";
+    case Backend::Qpusim:
+      return std::string_view(kMode) == "qpusim";
+#else
+    default:
+      return false;
+#endif
+  }
+  return false;
+}
+
+std::string built_backends() {
+  std::string names;
+  for (Backend be : {Backend::Qpu, Backend::Qpusim, Backend::Emulator, Backend::Cpu}) {
+    if (built(be)) names += std::string(names.empty() ? "" : ", ") + backend_name(be);
+  }
+  return names;
+}
+
+// A failed launch leaves the QPUs in an unknown state (after a mailbox timeout
+// they may still be writing the buffers): from then on the qpu (and qpusim)
+// backend refuses to run in this process. Empty while usable.
+std::string& unusable_reason() {
+  static std::string reason;
+  return reason;
+}
+std::mutex& unusable_mutex() {
+  static std::mutex m;
+  return m;
+}
+std::string unusable() {
+  std::lock_guard<std::mutex> lock(unusable_mutex());
+  return unusable_reason();
+}
+
 Backend parse_backend(c10::string_view backend) {
   const std::string_view name(backend.data(), backend.size());
-  if (name == "cpu") return Backend::Cpu;
-  TORCH_CHECK_VALUE(name == "qpu" || name == "emulator", "torch_qpu: unknown backend '", name,
-                    "': choose one of qpu, emulator, cpu ('auto' is resolved by the Python API)");
+  Backend be = Backend::Cpu;
+  if (name == "qpu") {
+    be = Backend::Qpu;
+  } else if (name == "emulator") {
+    be = Backend::Emulator;
+  } else if (name == "qpusim") {
+    be = Backend::Qpusim;
+  } else {
+    TORCH_CHECK_VALUE(name == "cpu", "torch_qpu: unknown backend '", name,
+                      "': choose one of qpu, emulator, qpusim, cpu ('auto' is resolved by the "
+                      "Python API)");
+  }
+  if (be == Backend::Cpu) return be;
 #ifdef TORCH_QPU_WITH_QPULIB
-  const std::string_view built = std::string_view(kMode) == "qpu" ? "qpu" : "emulator";
-  TORCH_CHECK(name == built, "torch_qpu: the '", name, "' backend is not part of this build (a ",
-              kMode, "-mode QPULib build: backends ", built, " and cpu)");
+  TORCH_CHECK(built(be), "torch_qpu: the '", name, "' backend is not part of this build (a ",
+              kMode, "-mode QPULib build: backends ", built_backends(), ")");
+  if (be != Backend::Emulator) {
+    const std::string reason = unusable();
+    TORCH_CHECK(reason.empty(), "torch_qpu: the '", name,
+                "' backend is unusable in this process after a failed launch (", reason,
+                "); its GPU buffers are not reused. Start a new process (python -m torch_qpu "
+                "doctor)");
+  }
 #ifndef EMULATION_MODE
   // QPULib exits the process when it cannot open the mailbox: refuse first.
   for (const char* path : {"/dev/vcio", "/dev/mem"}) {
@@ -85,7 +169,7 @@ Backend parse_backend(c10::string_view backend) {
                 path, " (needs a Raspberry Pi 1/2/3/Zero and root; python -m torch_qpu doctor)");
   }
 #endif
-  return Backend::Kernel;
+  return be;
 #else
   TORCH_CHECK(false, "torch_qpu: the '", name,
               "' backend needs torch_qpu built with QPULib; this build has only the cpu backend");
@@ -168,23 +252,133 @@ constexpr int kLanes = 16;
 constexpr int64_t kMaxRowFloats = (int64_t{1} << 24) - kLanes;
 
 using ElementwiseKernel = Kernel<Int, Ptr<Float>, Ptr<Float>, Ptr<Float>>;
-using DotKernel = Kernel<Int, Int, Int, Ptr<Float>, Ptr<Float>, Ptr<Float>>;
+using DotKernel = Kernel<Int, Int, Int, Int, Int, Ptr<Float>, Ptr<Float>, Ptr<Float>>;
 using Buffer = SharedArray<float>;
 
 int64_t round_up_lanes(int64_t n) { return (n + kLanes - 1) / kLanes * kLanes; }
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// Copy `rows` rows of `cols` floats (contiguous) into `dst` with a row pitch
-// of `pitch` floats, zero-filling each row's padding.
-void copy_padded(float* dst, const float* src, int64_t rows, int64_t cols, int64_t pitch) {
-  if (cols == pitch) {
-    std::memcpy(dst, src, sizeof(float) * static_cast<std::size_t>(rows * cols));
-    return;
-  }
-  for (int64_t r = 0; r < rows; ++r) {
-    std::memcpy(dst + r * pitch, src + r * cols, sizeof(float) * static_cast<std::size_t>(cols));
-    std::memset(dst + r * pitch + cols, 0, sizeof(float) * static_cast<std::size_t>(pitch - cols));
+// ---------------------------------------------------------------------------
+// Moving data into and out of GPU memory (hardware fix 1).
+//
+// On arm64 images /dev/mem maps GPU memory as Device memory, where unaligned
+// or overlapping accesses fault, and glibc's memcpy/memset make both for
+// tails. So every copy into or out of a GPU buffer is a loop of aligned 32-bit
+// volatile word accesses, in every mode (the emulators run this same code).
+// uint32_t accesses are valid on the emulation heap (an int32_t array) and on
+// mapped GPU memory; host floats are bit-cast through a local word.
+
+volatile uint32_t* gpu_words(Buffer& buffer) {
+  return reinterpret_cast<volatile uint32_t*>(&buffer[0]);
+}
+
+void words_to_gpu(volatile uint32_t* dst, const float* src, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t word = 0;
+    std::memcpy(&word, src + i, sizeof word);
+    dst[i] = word;
   }
 }
+
+void zeros_to_gpu(volatile uint32_t* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = 0u;
+}
+
+void words_from_gpu(float* dst, const volatile uint32_t* src, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t word = src[i];
+    std::memcpy(dst + i, &word, sizeof word);
+  }
+}
+
+// Copy `rows` rows of `cols` floats (contiguous) into GPU memory with a row
+// pitch of `pitch` floats, zero-filling each row's padding.
+void copy_padded(volatile uint32_t* dst, const float* src, int64_t rows, int64_t cols,
+                 int64_t pitch) {
+  for (int64_t r = 0; r < rows; ++r) {
+    words_to_gpu(dst + r * pitch, src + r * cols, cols);
+    zeros_to_gpu(dst + r * pitch + cols, pitch - cols);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Launch sizing (hardware fix 2).
+//
+// The kernel's mailbox driver gives a QPU job 1 s (3 s on newer kernels),
+// whatever timeout QPULib asks for (10 s). Work is split into launches whose
+// estimated run time stays under a budget of a tenth of that. The estimate is
+// the larger of a compute bound, from emulated cycles per 16-wide slice that
+// the qpusim backend measured (with a margin: tests check that no qpusim
+// launch takes more cycles than estimated), and a memory bound, the bytes the
+// launch moves at a sixth of the ~1.35 GB/s the seed measured streaming a
+// matrix on a Pi 3. One emulated cycle is 4 QPU clocks (QPUSim.h).
+namespace launch_model {
+constexpr double kBudgetSeconds = 0.1;
+constexpr double kClockHz = 250e6;
+constexpr double kClocksPerCycle = 4.0;
+constexpr double kMinBytesPerSecond = 200e6;
+constexpr double kLaunchCycles = 400;        // start, uniforms, final store, end
+constexpr double kEwCyclesPerSlice = 80;     // elementwise, per slice on one QPU
+constexpr double kDotCyclesPerPair = 200;    // dot, per (vector, row) on one QPU
+constexpr double kDotCyclesPerSlice = 40;    // dot, per 16-float slice of a row
+
+double budget_seconds = kBudgetSeconds;  // tests shrink it (set_launch_budget)
+
+double seconds(double cycles_per_qpu, double bytes) {
+  return std::max(cycles_per_qpu * kClocksPerCycle / kClockHz, bytes / kMinBytesPerSecond);
+}
+
+// Emulated cycles of one QPU for an elementwise launch of `slices` on nq QPUs.
+double elementwise_cycles(int64_t slices, int64_t nq) {
+  return kLaunchCycles + static_cast<double>(ceil_div(slices, nq)) * kEwCyclesPerSlice;
+}
+
+// ... and for a dot launch of nvec x nrows pairs of rows kp floats long.
+double dot_cycles(int64_t nvec, int64_t nrows, int64_t kp, int64_t nq, bool split_columns) {
+  const int64_t slices = kp / kLanes;
+  const double pairs = static_cast<double>(nvec * (split_columns ? nrows : ceil_div(nrows, nq)));
+  const double per_pair =
+      kDotCyclesPerPair +
+      static_cast<double>(split_columns ? ceil_div(slices, nq) : slices) * kDotCyclesPerSlice;
+  return kLaunchCycles + pairs * per_pair;
+}
+
+// The largest count in 1..total for which fits(count) holds (fits is monotone;
+// 1 when even that does not fit: one item is the smallest launch there is).
+template <typename Fits>
+int64_t largest_fitting(int64_t total, Fits fits) {
+  if (fits(total)) return total;
+  int64_t lo = 1;
+  int64_t hi = total;  // fits(lo) unknown, !fits(hi)
+  while (hi - lo > 1) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    (fits(mid) ? lo : hi) = mid;
+  }
+  return lo;
+}
+
+// Slices per elementwise launch.
+int64_t elementwise_chunk(int64_t slices, int64_t num_qpus) {
+  return largest_fitting(slices, [&](int64_t count) {
+    const int64_t nq = std::min(num_qpus, count);
+    return seconds(elementwise_cycles(count, nq), 3.0 * kLanes * 4 * count) <= budget_seconds;
+  });
+}
+
+// (vectors, rows) per dot launch: whole rows of the matrix first, then vectors.
+std::pair<int64_t, int64_t> dot_chunk(int64_t nvec, int64_t nrows, int64_t kp, int64_t num_qpus,
+                                      bool split_columns) {
+  const int64_t groups = split_columns ? num_qpus : 1;
+  auto fits = [&](int64_t v, int64_t r) {
+    const int64_t nq = split_columns ? num_qpus : std::min(num_qpus, r);
+    const double bytes = static_cast<double>(v * r) * (2.0 * kp * 4 + groups * kLanes * 4);
+    return seconds(dot_cycles(v, r, kp, nq, split_columns), bytes) <= budget_seconds;
+  };
+  const int64_t rows = largest_fitting(nrows, [&](int64_t r) { return fits(1, r); });
+  if (rows < nrows) return {1, rows};
+  return {largest_fitting(nvec, [&](int64_t v) { return fits(v, nrows); }), nrows};
+}
+}  // namespace launch_model
 
 // A matrix kept in GPU-shared memory between calls (rows padded to kp).
 struct ResidentEntry {
@@ -204,6 +398,8 @@ class Runtime {
   enum Slot : std::size_t { kInputA = 0, kInputB = 1, kOutput = 2, kNumSlots = 3 };
 
   std::mutex mutex;
+
+  ~Runtime() { release(); }
 
   ElementwiseKernel& elementwise(kernels::BinaryOp op) {
     auto& slot = elementwise_kernels_.at(static_cast<std::size_t>(op));
@@ -244,6 +440,7 @@ class Runtime {
       int64_t grown = std::max<int64_t>(floats, capacity + capacity / 4);
       grown = std::max<int64_t>(round_up_lanes(grown), 1024);
       entry.reset();  // QPU mode: give the old GPU memory back first.
+      capacity = 0;
       entry = allocate(floats, grown, &capacity);
     }
     return *entry;
@@ -279,6 +476,7 @@ class Runtime {
     const int64_t needed = std::max<int64_t>(mat.size(0) * kp, kLanes);
     if (!entry->buffer || entry->capacity < needed) {
       entry->buffer.reset();
+      entry->capacity = 0;
       entry->buffer = allocate(needed, needed, &entry->capacity);
     }
     upload(*entry->buffer, mat, kp);
@@ -299,6 +497,72 @@ class Runtime {
                                       return e.storage._unsafe_get_target() == storage;
                                     }),
                      residents_.end());
+  }
+
+  // Runs `kernel` on nq QPUs with this backend. `estimated_cycles`: what the
+  // launch model expects one QPU to take (checked against qpusim's count).
+  // A failed launch on the qpu (or qpusim) backend makes it unusable in this
+  // process: the QPUs may still be running (a mailbox timeout), so their
+  // buffers are abandoned, never reused or given back (hardware fix 2).
+  template <typename K, typename... Args>
+  void launch(Backend be, K& kernel, int64_t nq, double estimated_cycles, Args... args) {
+    kernel.setNumQPUs(static_cast<int>(nq));
+    try {
+#ifdef QPUSIM_MODE
+      if (be == Backend::Emulator) {
+        kernel.emu(args...);
+      } else {
+        kernel.call(args...);
+      }
+#else
+      kernel.call(args...);
+#endif
+    } catch (const std::exception& e) {
+      if (be != Backend::Emulator) {
+        {
+          std::lock_guard<std::mutex> lock(unusable_mutex());
+          unusable_reason() = e.what();
+        }
+        failed_launch_ = true;
+        abandon_buffers();
+      }
+      TORCH_CHECK(false, "torch_qpu: a ", backend_name(be), " kernel launch failed: ", e.what(),
+                  be == Backend::Emulator
+                      ? ""
+                      : "; the backend is unusable in this process from now on");
+    }
+    ++launches_;
+#ifdef QPUSIM_MODE
+    if (be == Backend::Qpusim) {
+      const auto cycles = static_cast<int64_t>(qpusim_last_cycles());
+      qpusim_cycles_ += cycles;
+      qpusim_max_launch_cycles_ = std::max(qpusim_max_launch_cycles_, cycles);
+      const double ratio = static_cast<double>(cycles) / estimated_cycles;
+      if (ratio > worst_estimate_ratio_) {
+        worst_estimate_ratio_ = ratio;
+        worst_estimate_nq_ = nq;
+      }
+    }
+#else
+    (void)estimated_cycles;
+#endif
+  }
+
+  // Gives every GPU buffer back and drops the compiled kernels (QPU mode:
+  // the QPUs are disabled with the last kernel). Runs at interpreter exit
+  // (torch_qpu registers it with atexit) and from the destructor, since the
+  // firmware does not free GPU memory when the process ends (hardware fix 5).
+  // After a failed launch the buffers are abandoned instead (see launch).
+  void release() {
+    // A member, not unusable(): this also runs from the destructor at exit,
+    // after function-local statics constructed later may be gone.
+    if (failed_launch_) abandon_buffers();
+    for (auto& entry : buffers_) entry.reset();
+    capacities_.fill(0);
+    residents_.clear();
+    for (auto& kernel : elementwise_kernels_) kernel.reset();
+    dot_rows_kernel_.reset();
+    dot_cols_kernel_.reset();
   }
 
   static float* host_pointer(Buffer& buffer) { return &buffer[0]; }
@@ -324,9 +588,22 @@ class Runtime {
   }
 
   int64_t compiles() const { return compiles_; }
+  int64_t launches() const { return launches_; }
   int64_t resident_uploads() const { return resident_uploads_; }
   int64_t resident_matrices() const { return static_cast<int64_t>(residents_.size()); }
-  int64_t launches = 0;
+  int64_t qpusim_cycles() const { return qpusim_cycles_; }
+  int64_t qpusim_max_launch_cycles() const { return qpusim_max_launch_cycles_; }
+  double worst_estimate_ratio() const { return worst_estimate_ratio_; }
+  int64_t worst_estimate_nq() const { return worst_estimate_nq_; }
+  int64_t abandoned_floats() const { return abandoned_floats_; }
+
+  // Floats of GPU memory this runtime holds (pool and resident weights).
+  int64_t gpu_floats() const {
+    int64_t total = 0;
+    for (int64_t capacity : capacities_) total += capacity;
+    for (const auto& entry : residents_) total += entry.buffer ? entry.capacity : 0;
+    return total;
+  }
 
   std::array<int64_t, kNumSlots> capacities() const { return capacities_; }
 
@@ -334,9 +611,27 @@ class Runtime {
   static Buffer& upload(Buffer& buffer, const Tensor& mat, int64_t kp) {
     const Tensor mc = mat.contiguous();
     if (mc.numel() > 0) {
-      copy_padded(host_pointer(buffer), mc.const_data_ptr<float>(), mc.size(0), mc.size(1), kp);
+      copy_padded(gpu_words(buffer), mc.const_data_ptr<float>(), mc.size(0), mc.size(1), kp);
     }
     return buffer;
+  }
+
+  // Leaks every GPU buffer on purpose (see launch): never freed, never reused.
+  void abandon_buffers() {
+    for (std::size_t i = 0; i < kNumSlots; ++i) {
+      if (buffers_[i]) {
+        abandoned_floats_ += capacities_[i];
+        static_cast<void>(buffers_[i].release());
+      }
+      capacities_[i] = 0;
+    }
+    for (auto& entry : residents_) {
+      if (entry.buffer) {
+        abandoned_floats_ += entry.capacity;
+        static_cast<void>(entry.buffer.release());
+      }
+    }
+    residents_.clear();
   }
 
   // Entries whose weight tensor is gone give their GPU memory back.
@@ -376,7 +671,14 @@ class Runtime {
   // holding the mutex, and no reference to one outlives the call.
   std::vector<ResidentEntry> residents_;
   int64_t compiles_ = 0;
+  int64_t launches_ = 0;
   int64_t resident_uploads_ = 0;
+  int64_t qpusim_cycles_ = 0;
+  int64_t qpusim_max_launch_cycles_ = 0;
+  double worst_estimate_ratio_ = 0.0;
+  int64_t worst_estimate_nq_ = 0;
+  int64_t abandoned_floats_ = 0;
+  bool failed_launch_ = false;
 };
 
 Runtime& runtime() {
@@ -387,10 +689,11 @@ Runtime& runtime() {
   return instance;
 }
 
-// dst (contiguous float32, numel n) = a OP b. dst may alias an input: it is
-// written only after the inputs were copied into GPU memory.
-void kernel_elementwise(kernels::BinaryOp op, const Tensor& a, const Tensor& b, Tensor& dst,
-                        int64_t num_qpus) {
+// dst (contiguous float32, numel n) = a OP b, in launches of at most
+// launch_model::elementwise_chunk slices. dst may alias an input: each chunk
+// of it is written only after that chunk of the inputs went to GPU memory.
+void kernel_elementwise(Backend be, kernels::BinaryOp op, const Tensor& a, const Tensor& b,
+                        Tensor& dst, int64_t num_qpus) {
   const int64_t n = a.numel();
   if (n == 0) return;
   const Tensor ac = a.contiguous();
@@ -399,26 +702,36 @@ void kernel_elementwise(kernels::BinaryOp op, const Tensor& a, const Tensor& b, 
   TORCH_CHECK(padded <= std::numeric_limits<int32_t>::max(), "torch_qpu: tensor too large (", n,
               " elements)");
   const int64_t slices = padded / kLanes;
-  const int nq = static_cast<int>(std::min<int64_t>(num_qpus, slices));
+  const int64_t max_qpus = std::min<int64_t>(num_qpus, slices);
+  const float* pa = ac.const_data_ptr<float>();
+  const float* pb = bc.const_data_ptr<float>();
+  float* pd = dst.mutable_data_ptr<float>();
   GilRelease no_gil;
   Runtime& rt = runtime();
   std::lock_guard<std::mutex> lock(rt.mutex);
+  const int64_t chunk = launch_model::elementwise_chunk(slices, max_qpus);
   ElementwiseKernel& kernel = rt.elementwise(op);
-  Buffer& buf_a = rt.buffer(Runtime::kInputA, padded);
-  Buffer& buf_b = rt.buffer(Runtime::kInputB, padded);
-  Buffer& buf_out = rt.buffer(Runtime::kOutput, padded);
-  copy_padded(Runtime::host_pointer(buf_a), ac.const_data_ptr<float>(), 1, n, padded);
-  copy_padded(Runtime::host_pointer(buf_b), bc.const_data_ptr<float>(), 1, n, padded);
-  kernel.setNumQPUs(nq);
-  kernel.call(static_cast<int>(padded), &buf_a, &buf_b, &buf_out);
-  ++rt.launches;
-  std::memcpy(dst.mutable_data_ptr<float>(), Runtime::host_pointer(buf_out),
-              sizeof(float) * static_cast<std::size_t>(n));
+  Buffer& buf_a = rt.buffer(Runtime::kInputA, chunk * kLanes);
+  Buffer& buf_b = rt.buffer(Runtime::kInputB, chunk * kLanes);
+  Buffer& buf_out = rt.buffer(Runtime::kOutput, chunk * kLanes);
+  for (int64_t first = 0; first < slices; first += chunk) {
+    const int64_t count = std::min(chunk, slices - first);
+    const int64_t begin = first * kLanes;
+    const int64_t valid = std::min(n - begin, count * kLanes);
+    copy_padded(gpu_words(buf_a), pa + begin, 1, valid, count * kLanes);
+    copy_padded(gpu_words(buf_b), pb + begin, 1, valid, count * kLanes);
+    const int64_t nq = std::min(max_qpus, count);
+    rt.launch(be, kernel, nq, launch_model::elementwise_cycles(count, nq),
+              static_cast<int>(count * kLanes), &buf_a, &buf_b, &buf_out);
+    words_from_gpu(pd + begin, gpu_words(buf_out), valid);
+  }
 }
 
-// vecs (V, K) @ mat.T for mat (R, K): shape (V, R). resident: keep mat in GPU
-// memory between calls (see Runtime::resident).
-Tensor kernel_dot(const Tensor& vecs, const Tensor& mat, int64_t num_qpus, bool resident) {
+// vecs (V, K) @ mat.T for mat (R, K): shape (V, R), in launches of at most
+// launch_model::dot_chunk (vectors, rows). resident: keep mat in GPU memory
+// between calls (see Runtime::resident).
+Tensor kernel_dot(Backend be, const Tensor& vecs, const Tensor& mat, int64_t num_qpus,
+                  bool resident) {
   const int64_t nvec = vecs.size(0);
   const int64_t k = vecs.size(1);
   const int64_t nrows = mat.size(0);
@@ -436,28 +749,39 @@ Tensor kernel_dot(const Tensor& vecs, const Tensor& mat, int64_t num_qpus, bool 
   const int64_t row_qpus = std::min<int64_t>(num_qpus, nrows);
   const int64_t col_qpus = std::min<int64_t>(num_qpus, kp / kLanes);
   const bool split_columns = col_qpus > row_qpus;
-  const int nq = static_cast<int>(split_columns ? col_qpus : row_qpus);
+  const int64_t nq = split_columns ? col_qpus : row_qpus;
   const int64_t groups = split_columns ? nq : 1;  // partial-sum blocks per output
-  const int64_t out_floats = nvec * nrows * groups * kLanes;
-  Tensor partials = at::empty({nvec, nrows, groups * kLanes}, options);
+  const int64_t block = groups * kLanes;          // floats of partial sums per output
+  Tensor partials = at::empty({nvec, nrows, block}, options);
+  float* out = partials.mutable_data_ptr<float>();
   {
     GilRelease no_gil;
     Runtime& rt = runtime();
     std::lock_guard<std::mutex> lock(rt.mutex);
+    const auto [vec_chunk, row_chunk] = launch_model::dot_chunk(nvec, nrows, kp, nq, split_columns);
     DotKernel& kernel = rt.dot(split_columns);
     Buffer& buf_v = rt.buffer(Runtime::kInputA, nvec * kp);
-    Buffer& buf_out = rt.buffer(Runtime::kOutput, out_floats);
+    Buffer& buf_out = rt.buffer(Runtime::kOutput, vec_chunk * row_chunk * block);
     Buffer& buf_m = resident ? rt.resident(mat, kp) : rt.buffer(Runtime::kInputB, nrows * kp);
-    copy_padded(Runtime::host_pointer(buf_v), vc.const_data_ptr<float>(), nvec, k, kp);
-    if (!resident) {
-      copy_padded(Runtime::host_pointer(buf_m), mc.const_data_ptr<float>(), nrows, k, kp);
+    copy_padded(gpu_words(buf_v), vc.const_data_ptr<float>(), nvec, k, kp);
+    if (!resident) copy_padded(gpu_words(buf_m), mc.const_data_ptr<float>(), nrows, k, kp);
+    for (int64_t v0 = 0; v0 < nvec; v0 += vec_chunk) {
+      const int64_t nv = std::min(vec_chunk, nvec - v0);
+      for (int64_t r0 = 0; r0 < nrows; r0 += row_chunk) {
+        const int64_t nr = std::min(row_chunk, nrows - r0);
+        // dot_rows needs a row per QPU; dot_cols a column slice per QPU (nq <= kp / 16).
+        const int64_t launch_qpus = split_columns ? nq : std::min(nq, nr);
+        rt.launch(be, kernel, launch_qpus,
+                  launch_model::dot_cycles(nv, nr, kp, launch_qpus, split_columns),
+                  static_cast<int>(nv), static_cast<int>(nr), static_cast<int>(kp),
+                  static_cast<int>(v0 * kp), static_cast<int>(r0 * kp), &buf_v, &buf_m, &buf_out);
+        // The launch's partial sums are (nv, nr, block); place them in (nvec, nrows, block).
+        for (int64_t v = 0; v < nv; ++v) {
+          words_from_gpu(out + ((v0 + v) * nrows + r0) * block, gpu_words(buf_out) + v * nr * block,
+                         nr * block);
+        }
+      }
     }
-    kernel.setNumQPUs(nq);
-    kernel.call(static_cast<int>(nvec), static_cast<int>(nrows), static_cast<int>(kp), &buf_v,
-                &buf_m, &buf_out);
-    ++rt.launches;
-    std::memcpy(partials.mutable_data_ptr<float>(), Runtime::host_pointer(buf_out),
-                sizeof(float) * static_cast<std::size_t>(out_floats));
   }
   // The kernels leave 16 lane-wise partial sums per output (per QPU when
   // split by columns); add them here.
@@ -515,11 +839,15 @@ void binary_into(BinaryOp op, Backend be, const Tensor& a, const Tensor& b, Tens
   const auto kop = op == BinaryOp::Add   ? kernels::BinaryOp::Add
                    : op == BinaryOp::Sub ? kernels::BinaryOp::Sub
                                          : kernels::BinaryOp::Mul;
-  if (out.is_contiguous()) {
-    kernel_elementwise(kop, a, b, out, num_qpus);
+  // Chunked launches write out piecewise: an out that partly overlaps an input
+  // (not the same elements) goes through a temporary.
+  const bool partial_overlap = at::get_overlap_status(out, a) == at::MemOverlapStatus::Partial ||
+                               at::get_overlap_status(out, b) == at::MemOverlapStatus::Partial;
+  if (out.is_contiguous() && !partial_overlap) {
+    kernel_elementwise(be, kop, a, b, out, num_qpus);
   } else {
     Tensor tmp = at::empty(a.sizes(), a.options());
-    kernel_elementwise(kop, a, b, tmp, num_qpus);
+    kernel_elementwise(be, kop, a, b, tmp, num_qpus);
     out.copy_(tmp);
   }
 #else
@@ -557,7 +885,7 @@ void binary_op_out(const Tensor& a, const Tensor& b, c10::string_view backend, i
 Tensor dot(Backend be, const Tensor& vecs, const Tensor& mat, int64_t num_qpus, bool resident) {
   if (be == Backend::Cpu) return at::mm(vecs, mat.t());
 #ifdef TORCH_QPU_WITH_QPULIB
-  return kernel_dot(vecs, mat, num_qpus, resident);
+  return kernel_dot(be, vecs, mat, num_qpus, resident);
 #else
   (void)num_qpus;
   (void)resident;
@@ -729,7 +1057,14 @@ pybind11::dict stats() {
   Runtime& rt = runtime();
   std::lock_guard<std::mutex> lock(rt.mutex);
   d["kernel_compiles"] = rt.compiles();
-  d["launches"] = rt.launches;
+  d["launches"] = rt.launches();
+  d["gpu_floats"] = rt.gpu_floats();
+  d["abandoned_floats"] = rt.abandoned_floats();
+  d["qpusim_cycles"] = rt.qpusim_cycles();
+  d["qpusim_max_launch_cycles"] = rt.qpusim_max_launch_cycles();
+  d["launch_estimate_ratio_max"] = rt.worst_estimate_ratio();
+  d["launch_estimate_ratio_qpus"] = rt.worst_estimate_nq();
+  d["unusable"] = unusable();
   d["resident_uploads"] = rt.resident_uploads();
   d["resident_matrices"] = rt.resident_matrices();
   const auto caps = rt.capacities();
@@ -747,6 +1082,72 @@ void resident_forget(const std::optional<Tensor>& weight) {
   rt.forget(weight.has_value() ? *weight : Tensor());
 #else
   (void)weight;
+#endif
+}
+
+// Gives all GPU memory back and drops the compiled kernels (Runtime::release);
+// torch_qpu calls it at interpreter exit. Later calls allocate again.
+void release_gpu_memory() {
+#ifdef TORCH_QPU_WITH_QPULIB
+  GilRelease no_gil;
+  Runtime& rt = runtime();
+  std::lock_guard<std::mutex> lock(rt.mutex);
+  rt.release();
+#endif
+}
+
+// One launch of a tiny kernel (a 16-float add on one QPU) on this build's QPU
+// backend: qpu (qpusim on the host). Returns "" when it ran and gave the right
+// answer, else why not. available_backends() offers qpu only after this
+// succeeded (hardware fix 3): the firmware refuses QPU jobs under vc4-kms-v3d,
+// and /dev/mem in a container needs CAP_SYS_RAWIO.
+std::string probe() {
+#ifdef TORCH_QPU_WITH_QPULIB
+  const char* name = std::string_view(kMode) == "qpu"      ? "qpu"
+                     : std::string_view(kMode) == "qpusim" ? "qpusim"
+                                                           : "emulator";
+  try {
+    const Tensor a = at::arange(16, at::TensorOptions().dtype(at::kFloat));
+    const Tensor b = at::full({16}, 0.5f, at::TensorOptions().dtype(at::kFloat));
+    const Tensor got = binary(BinaryOp::Add, a, b, name, 1);
+    if (!at::equal(got, a + b)) return "the probe kernel ran but returned wrong results";
+    return "";
+  } catch (const c10::Error& e) {
+    return e.what_without_backtrace();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+#else
+  return "torch_qpu was built without QPULib";
+#endif
+}
+
+// Test hooks: the launch budget in seconds (hardware fix 2; returns the old
+// one) and, in qpusim builds, the emulator's cycle limit (a launch that runs
+// past it fails like a mailbox timeout).
+double set_launch_budget(double seconds) {
+#ifdef TORCH_QPU_WITH_QPULIB
+  TORCH_CHECK_VALUE(seconds > 0 && seconds <= launch_model::kBudgetSeconds,
+                    "torch_qpu: the launch budget must be in (0, ", launch_model::kBudgetSeconds,
+                    "] seconds, got ", seconds);
+  Runtime& rt = runtime();
+  std::lock_guard<std::mutex> lock(rt.mutex);
+  return std::exchange(launch_model::budget_seconds, seconds);
+#else
+  TORCH_CHECK(false, "torch_qpu: built without QPULib (no launches to size)");
+#endif
+}
+
+void qpusim_set_max_cycles_hook(int64_t cycles) {
+#ifdef QPUSIM_MODE
+  TORCH_CHECK_VALUE(cycles >= 1 && cycles <= 0xFFFFFFFFll,
+                    "torch_qpu: the cycle limit must be in 1..2^32-1, got ", cycles);
+  Runtime& rt = runtime();
+  std::lock_guard<std::mutex> lock(rt.mutex);
+  qpusim_set_max_cycles(static_cast<uint32_t>(cycles));
+#else
+  (void)cycles;
+  TORCH_CHECK(false, "torch_qpu: not a qpusim build");
 #endif
 }
 
@@ -825,6 +1226,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #endif
   m.attr("max_qpus") = torch_qpu::kMaxQPUs;
   m.def("stats", &torch_qpu::stats, "kernel compiles, launches, pool capacities, resident uploads");
+  m.def("release_gpu_memory", &torch_qpu::release_gpu_memory,
+        "give all GPU memory back and drop the compiled kernels (also run at exit)");
+  m.def("probe", &torch_qpu::probe,
+        "launch a tiny kernel on this build's QPU backend: '' when it ran, else why not");
+  m.def("unusable", &torch_qpu::unusable,
+        "why the qpu/qpusim backend refuses to run after a failed launch ('' when usable)");
+  m.def("_set_launch_budget", &torch_qpu::set_launch_budget, pybind11::arg("seconds"));
+  m.def("_qpusim_set_max_cycles", &torch_qpu::qpusim_set_max_cycles_hook, pybind11::arg("cycles"));
   m.def("resident_forget", &torch_qpu::resident_forget,
         "drop the resident GPU copy of a weight (all when None)", pybind11::arg("weight"));
   // The operators' implementations without the dispatcher, for the bench's

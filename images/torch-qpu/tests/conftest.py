@@ -9,6 +9,10 @@
   a warning in the terminal summary), unless ``--require-qpulib`` is given
   (scripts/test.sh always gives it): then a missing kernel backend, or a
   missing ``RPIBUILD_QPULIB_SRC`` for the build tests, fails those tests.
+* test_torch_qpu_qpusim.py runs in a qpusim build only (it is not collected
+  in others); ``--require-qpusim`` collects it anyway, so a build that is not
+  qpusim fails it. tests/qpulib/test_torch_qpu_qpusim.py builds one and runs
+  it that way (marker ``qpusim``, always run by CI).
 """
 
 from __future__ import annotations
@@ -47,6 +51,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="torch_qpu tests: a missing QPULib kernel backend (or RPIBUILD_QPULIB_SRC for the "
         "QPULib build tests) fails the tests that need it instead of skipping them",
     )
+    parser.addoption(
+        "--require-qpusim",
+        action="store_true",
+        default=False,
+        help="torch_qpu tests: run test_torch_qpu_qpusim.py even when this torch_qpu is not a "
+        "qpusim build (it then fails instead of not being collected)",
+    )
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """The qpusim tests need a qpusim build (or --require-qpusim, to fail without one)."""
+    if collection_path.name != "test_torch_qpu_qpusim.py" or collection_path.parent != HERE:
+        return None
+    if torch_qpu.build_mode() == "qpusim" or config.getoption("--require-qpusim", default=False):
+        return None
+    return True
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -54,6 +74,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "qpulib: needs torch_qpu built with QPULib (emulation or qpu mode)"
     )
     config.addinivalue_line("markers", "unit: fast, pure tests (no engine)")
+    config.addinivalue_line(
+        "markers", "qpusim: needs torch_qpu built against a qpusim-mode QPULib (VC4C's emulator)"
+    )
     config.stash[_SKIPPED_KEY] = 0
 
 

@@ -242,6 +242,13 @@ def test_stats_counts_launches() -> None:
         "resident_uploads",
         "resident_matrices",
         "pool_capacity_floats",
+        "gpu_floats",
+        "abandoned_floats",
+        "qpusim_cycles",
+        "qpusim_max_launch_cycles",
+        "launch_estimate_ratio_max",
+        "launch_estimate_ratio_qpus",
+        "unusable",
     }
     a = torch.randn(40)
     torch_qpu.add(a, a, backend="cpu")
@@ -276,3 +283,39 @@ def test_requires_grad_is_fine_on_cpu_backend() -> None:
     a = torch.randn(3, requires_grad=True)
     torch_qpu.mul(a, a, backend="cpu").sum().backward()
     torch.testing.assert_close(a.grad, 2 * a.detach())
+
+
+def test_auto_without_working_qpus_uses_cpu_with_one_warning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Hardware fix 3: a qpu build whose probe launch failed (faked here: the firmware's
+    refusal cannot be caused off a Pi) does not offer qpu; auto warns once, then uses cpu."""
+    from torch_qpu import _backend
+
+    monkeypatch.setattr(_backend, "build_mode", lambda: "qpu")
+    monkeypatch.setattr(_backend, "qpu_probe", lambda: "the firmware refused the QPU job")
+    monkeypatch.setattr(_backend, "qpu_device_problems", lambda: [])
+    monkeypatch.setattr(_backend, "_warned_auto", False)
+    assert _backend.available_backends() == ["cpu"]
+    torch_qpu.set_auto_threshold(0)
+    with pytest.warns(RuntimeWarning, match="the firmware refused the QPU job") as caught:
+        assert _backend.resolve("auto", 10**6) == "cpu"
+        assert _backend.resolve("auto", 10**6) == "cpu"
+    assert len(caught) == 1
+    with pytest.raises(torch_qpu.BackendUnavailableError, match="probe launch failed"):
+        _backend.resolve("qpu", 10**6)
+
+
+def test_gpu_memory_is_copied_by_aligned_word_loops() -> None:
+    """Hardware fix 1: no memcpy/memset on GPU memory (Device memory on arm64, where their
+    unaligned tails fault): the only memcpy calls bit-cast one word in host memory."""
+    from pathlib import Path
+
+    source = (Path(__file__).resolve().parents[1] / "csrc" / "module.cpp").read_text()
+    assert "memset(" not in source
+    calls = [line.strip() for line in source.splitlines() if "memcpy(" in line]
+    assert calls == [
+        "std::memcpy(&word, src + i, sizeof word);",
+        "std::memcpy(dst + i, &word, sizeof word);",
+    ]
+    assert "volatile uint32_t* gpu_words(Buffer& buffer)" in source

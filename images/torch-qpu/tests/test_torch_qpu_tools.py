@@ -83,3 +83,49 @@ def test_check_refuses_an_unavailable_backend(capsys: pytest.CaptureFixture[str]
     missing = next(b for b in ("qpu", "emulator") if b not in torch_qpu.available_backends())
     assert check.main(["--backend", missing]) == 2
     assert "backend" in capsys.readouterr().err
+
+
+def container_root(tmp_path: Path, cap_eff: str | None) -> Path:
+    root = make_pi_root(tmp_path, "gpu_mem=128\n")
+    (root / ".dockerenv").write_text("")
+    if cap_eff is not None:
+        (root / "proc" / "self").mkdir(parents=True)
+        (root / "proc" / "self" / "status").write_text(f"Name:\tpython\nCapEff:\t{cap_eff}\n")
+    return root
+
+
+def test_doctor_flags_a_container_without_cap_sys_rawio(tmp_path: Path) -> None:
+    # docker's default capability set: no CAP_SYS_RAWIO (bit 17)
+    check_ = doctor.check_container_rawio(container_root(tmp_path, "00000000a80425fb"))
+    assert check_.ok is False
+    assert "--cap-add SYS_RAWIO" in check_.fix
+
+
+def test_doctor_accepts_a_container_with_cap_sys_rawio(tmp_path: Path) -> None:
+    assert doctor.check_container_rawio(container_root(tmp_path, "00000000a80625fb")).ok is True
+
+
+def test_doctor_outside_a_container(tmp_path: Path) -> None:
+    assert doctor.check_container_rawio(make_pi_root(tmp_path, "")).ok is True
+
+
+@pytest.mark.parametrize(
+    ("failed", "cause"),
+    [
+        (["graphics overlay", "/dev/mem"], "graphics overlay"),
+        (["container /dev/mem"], "container /dev/mem"),
+        (["/dev/vcio", "root"], "/dev/vcio"),
+        ([], None),
+    ],
+)
+def test_doctor_names_the_cause_of_a_failed_probe(failed: list[str], cause: str | None) -> None:
+    checks = [doctor.Check(name, False, f"{name} detail", f"{name} fix") for name in failed]
+    checks.append(doctor.Check("gpu_mem", True, "fine"))
+    result = doctor.probe_failure(checks, "QPULib: the firmware refused the QPU job")
+    assert result.ok is False
+    assert "the firmware refused the QPU job" in result.detail
+    if cause is None:
+        assert "none of the checks above explains it" in result.detail
+    else:
+        assert f"cause: {cause}: {cause} detail" in result.detail
+        assert result.fix == f"{cause} fix"

@@ -1,24 +1,32 @@
 """Backend registry: which backends this build can run and which one to use.
 
-Three backends share one API:
+Four backends share one API:
 
 * ``qpu``: QPULib in QPU mode, the real VideoCore IV on a Raspberry Pi;
-* ``emulator``: QPULib in emulation mode, the same kernels on any CPU
-  (slow, for testing kernels off the Pi);
+* ``emulator``: QPULib's emulator (emulation or qpusim build), the same
+  kernels on any CPU (slow, for testing kernels off the Pi);
+* ``qpusim``: a qpusim build only (host tests and benchmarks, never in Pi
+  images): the machine code QPU mode would launch, run by VC4C's
+  cycle-stepped VideoCore IV emulator, which counts cycles;
 * ``cpu``: plain torch, always available.
 
 ``auto`` (the default) picks ``qpu`` for work above a size threshold, where
 the QPUs beat the ARM cores despite the copies, and ``cpu`` otherwise; it
-never picks the emulator, which is only ever chosen by name.
+never picks an emulator, which is only ever chosen by name. ``qpu`` is only
+offered once a probe launch of a tiny kernel succeeded in this process; when
+it did not, ``auto`` uses cpu and warns once.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import threading
+import warnings
 from dataclasses import dataclass
 from types import ModuleType
 
-BACKENDS = ("qpu", "emulator", "cpu")
+BACKENDS = ("qpu", "emulator", "qpusim", "cpu")
 CHOICES = (*BACKENDS, "auto")
 MAX_QPUS = 12
 # Elements of work (multiply-adds or elementwise outputs) from which `auto`
@@ -53,6 +61,10 @@ def _load_extension() -> ModuleType:
 
 
 _EXT = _load_extension()
+# The firmware does not free GPU memory when a process ends: give it back at
+# interpreter exit (and the C++ runtime's destructor does, for exits that skip
+# atexit but run static destructors). Hardware fix 5.
+atexit.register(_EXT.release_gpu_memory)
 
 
 @dataclass
@@ -99,7 +111,7 @@ def extension() -> ModuleType:
 
 
 def build_mode() -> str | None:
-    """'qpu' or 'emulation' for a QPULib build, None for a cpu-only build."""
+    """'qpu', 'emulation' or 'qpusim' for a QPULib build, None for a cpu-only build."""
     mode = _EXT.mode
     return None if mode is None else str(mode)
 
@@ -130,20 +142,45 @@ def qpu_device_problems() -> list[str]:
     return problems
 
 
+_PROBE_LOCK = threading.Lock()
+_probe_result: str | None = None  # None: not probed yet; "": the probe launch ran
+_warned_auto = False
+
+
+def qpu_probe() -> str:
+    """Why a probe launch on the QPUs failed in this process ('' when it ran).
+
+    A qpu build launches a tiny kernel once (on first use) and remembers the
+    outcome: the device files can be there and the firmware still refuse the
+    job (vc4-kms-v3d), or /dev/mem refuse the mapping (a container without
+    CAP_SYS_RAWIO). A launch that fails later makes the backend unusable too.
+    """
+    global _probe_result
+    if build_mode() != "qpu":
+        return f"not a qpu build ({build_mode() or 'cpu only'})"
+    with _PROBE_LOCK:
+        if _probe_result is None:
+            problems = qpu_device_problems()
+            _probe_result = "; ".join(problems) if problems else str(_EXT.probe())
+        return _probe_result or str(_EXT.unusable())
+
+
 def available_backends() -> list[str]:
     """Backends this build can run in this process, fastest first."""
     names = []
     mode = build_mode()
-    if mode == "qpu" and not qpu_device_problems():
+    if mode == "qpu" and not qpu_probe():
         names.append("qpu")
-    if mode == "emulation":
+    if mode == "qpusim" and not _EXT.unusable():
+        names.append("qpusim")
+    if mode in ("emulation", "qpusim"):
         names.append("emulator")
     names.append("cpu")
     return names
 
 
 def set_backend(name: str) -> None:
-    """Choose the default backend for every op ('qpu', 'emulator', 'cpu', 'auto')."""
+    """Choose the default backend for every op ('qpu', 'emulator', 'qpusim', 'cpu', 'auto')."""
     _check_name(name)
     if name != "auto":
         _require(name)
@@ -180,15 +217,16 @@ def _require(name: str) -> None:
     if name == "cpu":
         return
     mode = build_mode()
-    want = "qpu" if name == "qpu" else "emulation"
+    builds = {"qpu": ("qpu",), "emulator": ("emulation", "qpusim"), "qpusim": ("qpusim",)}[name]
+    want = " or ".join(builds)
     if mode is None:
         raise BackendUnavailableError(
             f"the {name!r} backend needs torch_qpu built with QPULib ({want} mode); this is "
             "a cpu-only build. Rebuild with QPULIB_PREFIX=<prefix made by "
             "images/qpulib/build.sh> or RPIBUILD_QPULIB_SRC=<QPULib source tree> "
-            f"and QPULIB_MODE={want}"
+            f"and QPULIB_MODE={builds[0]}"
         )
-    if mode != want:
+    if mode not in builds:
         raise BackendUnavailableError(
             f"the {name!r} backend needs a QPULib {want}-mode build; this build is "
             f"{mode} mode (available: {', '.join(available_backends())})"
@@ -201,21 +239,50 @@ def _require(name: str) -> None:
                 + "; ".join(problems)
                 + ". Run `python -m torch_qpu doctor` for the fixes."
             )
+        failure = qpu_probe()
+        if failure:
+            raise BackendUnavailableError(
+                f"the 'qpu' backend cannot run here: a probe launch failed ({failure}). "
+                "Run `python -m torch_qpu doctor` for the cause and the fix."
+            )
+    elif name == "qpusim" and _EXT.unusable():
+        raise BackendUnavailableError(
+            f"the 'qpusim' backend is unusable in this process after a failed launch "
+            f"({_EXT.unusable()})"
+        )
 
 
 def resolve(backend: str | None, work: int, double: bool = False) -> str:
-    """The concrete backend ('qpu', 'emulator' or 'cpu') for one call.
+    """The concrete backend ('qpu', 'emulator', 'qpusim' or 'cpu') for one call.
 
     ``double``: the inputs are float64, which only the cpu backend takes
     (``auto`` then picks it; a named kernel backend refuses in the operator).
     """
     name = _check_name(backend) if backend is not None else _SETTINGS.backend
     if name == "auto":
-        if not double and work >= _SETTINGS.auto_threshold and "qpu" in available_backends():
+        if double or work < _SETTINGS.auto_threshold:
+            return "cpu"
+        if "qpu" in available_backends():
             return "qpu"
+        if build_mode() == "qpu":
+            _warn_auto_fallback()
         return "cpu"
     _require(name)
     return name
+
+
+def _warn_auto_fallback() -> None:
+    """One warning per process: a qpu build whose QPUs cannot run here."""
+    global _warned_auto
+    if _warned_auto:
+        return
+    _warned_auto = True
+    warnings.warn(
+        f"torch_qpu: backend 'auto' uses cpu: the QPUs cannot run here ({qpu_probe()}); "
+        "`python -m torch_qpu doctor` says why and how to fix it",
+        RuntimeWarning,
+        stacklevel=4,
+    )
 
 
 def resolve_num_qpus(num_qpus: int | None) -> int:
@@ -233,6 +300,13 @@ def stats() -> dict[str, object]:
         "resident_uploads": 0,
         "resident_matrices": 0,
         "pool_capacity_floats": (0, 0, 0),
+        "gpu_floats": 0,
+        "abandoned_floats": 0,
+        "qpusim_cycles": 0,
+        "qpusim_max_launch_cycles": 0,
+        "launch_estimate_ratio_max": 0.0,
+        "launch_estimate_ratio_qpus": 0,
+        "unusable": "",
     }
     counters.update(_EXT.stats())
     return counters

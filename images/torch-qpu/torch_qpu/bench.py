@@ -15,7 +15,13 @@ Tables:
   copied per call vs kept resident in GPU memory (torch_qpu.nn.Linear).
 
 Times are wall-clock per call including copies to and from GPU memory (the
-original write-up timed the kernel only). ratio = backend time / torch time
+original write-up timed the kernel only).
+
+``--backend qpusim`` (a qpusim build, on the host) prints instead what the
+QPUs would take: the cycles VC4C's emulator counted for each op (all its
+launches), the time that means at 250 MHz, the seed's own Pi 3 figures for
+the mv table, and torch on this host, with the ratios side by side. Memory
+timing in the emulator is approximate. ratio = backend time / torch time
 (below 1: the backend is faster). On x86 the 'emulator' column measures
 QPULib's software emulator plus host overheads. Figures only: nothing is
 asserted.
@@ -47,7 +53,8 @@ def best_time(fn: Callable[[], object], repeat: int) -> float:
 
 
 def kernel_backends(requested: list[str] | None) -> list[str]:
-    available = [name for name in _backend.available_backends() if name != "cpu"]
+    # qpusim's wall-clock time says nothing about the QPUs: it has its own tables.
+    available = [name for name in _backend.available_backends() if name not in ("cpu", "qpusim")]
     if requested:
         return [name for name in requested if name in (*available, "cpu")]
     return [*available, "cpu"]
@@ -188,6 +195,147 @@ def dispatch_table(backends: list[str], calls: int = 200, samples: int = 7) -> N
     )
 
 
+# The seed's table (docs: SEED.md): i -> (CPU loop s, QPU s) on a Pi 3, kernel only.
+SEED_MV = {
+    0: (0.000004, 0.000164),
+    1: (0.000023, 0.000169),
+    2: (0.000206, 0.000171),
+    3: (0.002116, 0.000388),
+    4: (0.021245, 0.003079),
+    5: (0.214486, 0.029622),
+}
+QPU_CLOCK_HZ = 250e6
+CLOCKS_PER_CYCLE = 4  # one emulated cycle: a 16-way instruction on 4-way ALUs
+
+
+def simulate(call: Callable[[], object]) -> tuple[int, int, float]:
+    """(emulated cycles, launches, emulator wall s) of one qpusim call."""
+    before = _backend.stats()
+    start = time.perf_counter()
+    call()
+    wall = time.perf_counter() - start
+    after = _backend.stats()
+    cycles = int(after["qpusim_cycles"]) - int(before["qpusim_cycles"])  # type: ignore[call-overload]
+    launches = int(after["launches"]) - int(before["launches"])  # type: ignore[call-overload]
+    return cycles, launches, wall
+
+
+def simulated_seconds(cycles: int) -> float:
+    return cycles * CLOCKS_PER_CYCLE / QPU_CLOCK_HZ
+
+
+def qpusim_tables(max_exp: int, repeat: int, quick: bool) -> None:
+    """Cycles and 250 MHz times from VC4C's emulator, next to the seed and torch here."""
+    nq = _backend.get_num_qpus()
+    print(
+        f"qpusim: the QPU machine code run by VC4C's cycle-stepped VideoCore IV emulator on "
+        f"{nq} QPUs; 'QPU s' = cycles x {CLOCKS_PER_CYCLE} clocks / 250 MHz. Memory timing in "
+        "the emulator is approximate (TMU, VPM and DMA latencies are modelled, SDRAM bandwidth "
+        "and contention are not): read the simulated times as a lower bound for memory-bound "
+        "ops. Copies to and from GPU memory are not included (as in the seed's figures)."
+    )
+    rows = []
+    for i in range(max_exp + 1):
+        m, v = torch.randn(100, 10**i), torch.randn(10**i)
+        cycles, launches, wall = simulate(lambda m=m, v=v: ops.mv(m, v, backend="qpusim"))
+        sim = simulated_seconds(cycles)
+        host = best_time(lambda m=m, v=v: torch.mv(m, v), repeat)
+        seed_cpu, seed_qpu = SEED_MV[i]
+        rows.append(
+            [
+                f"i={i} 100x{10**i}",
+                str(launches),
+                str(cycles),
+                f"{sim:.6f}",
+                f"{seed_qpu:.6f}",
+                f"{seed_cpu:.6f}",
+                f"{host:.6f}",
+                f"{seed_qpu / sim:.2f}",
+                f"{seed_cpu / sim:.2f}",
+                f"{host / sim:.3f}",
+                f"{wall:.1f}",
+            ]
+        )
+    print_table(
+        "mv: matrix 100 x 10^i times vector 10^i (seed: Pi 3, kernel only; ratios > 1: the "
+        "simulated QPUs are faster)",
+        [
+            "case",
+            "launches",
+            "cycles",
+            "QPU s (sim)",
+            "seed QPU s",
+            "seed CPU s",
+            "torch here s",
+            "seedQPU/sim",
+            "seedCPU/sim",
+            "torch/sim",
+            "emulator wall s",
+        ],
+        rows,
+    )
+
+    cases: list[tuple[str, Callable[[], object], Callable[[], object]]] = []
+    for n in [10**2, 10**4] if quick else [10**2, 10**3, 10**4, 10**5]:
+        a, b = torch.randn(n), torch.randn(n)
+        for op_name, torch_op in (("add", torch.add), ("sub", torch.sub), ("mul", torch.mul)):
+            op = getattr(ops, op_name)
+            cases.append(
+                (
+                    f"{op_name} {n}",
+                    lambda a=a, b=b, t=torch_op: t(a, b),
+                    lambda a=a, b=b, op=op: op(a, b, backend="qpusim"),
+                )
+            )
+    for n in [16, 64] if quick else [16, 64, 128]:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        cases.append(
+            (
+                f"mm {n}x{n}x{n}",
+                lambda a=a, b=b: torch.mm(a, b),
+                lambda a=a, b=b: ops.mm(a, b, backend="qpusim"),
+            )
+        )
+    n = 256 if quick else 1024
+    x, w = torch.randn(1, n), torch.randn(n, n)
+    cases.append(
+        (
+            f"linear {n}->{n} batch 1",
+            lambda x=x, w=w: torch.nn.functional.linear(x, w),
+            lambda x=x, w=w: ops.linear(x, w, backend="qpusim"),
+        )
+    )
+    rows = []
+    for label, torch_call, qpusim_call in cases:
+        cycles, launches, wall = simulate(qpusim_call)
+        sim = simulated_seconds(cycles)
+        host = best_time(torch_call, repeat)
+        rows.append(
+            [
+                label,
+                str(launches),
+                str(cycles),
+                f"{sim:.6f}",
+                f"{host:.6f}",
+                f"{host / sim:.3f}",
+                f"{wall:.1f}",
+            ]
+        )
+    print_table(
+        "elementwise, mm and linear on qpusim (sizes the emulator runs in seconds)",
+        [
+            "case",
+            "launches",
+            "cycles",
+            "QPU s (sim)",
+            "torch here s",
+            "torch/sim",
+            "emulator wall s",
+        ],
+        rows,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m torch_qpu.bench",
@@ -198,7 +346,12 @@ def main(argv: list[str] | None = None) -> int:
         "--max-exp", type=int, default=5, help="largest i in 100 x 10^i (default 5)"
     )
     parser.add_argument("--repeat", type=int, default=5, help="timed calls per case, best kept")
-    parser.add_argument("--backends", help="comma-separated subset (default: all available)")
+    parser.add_argument(
+        "--backends",
+        "--backend",
+        help="comma-separated subset (default: all available but qpusim); 'qpusim' alone: "
+        "simulated QPU cycles and times instead of wall-clock timings",
+    )
     parser.add_argument("--num-qpus", type=int, default=None, help="QPUs per kernel (1-12)")
     parser.add_argument("--quick", action="store_true", help="small elementwise/mm sizes only")
     args = parser.parse_args(argv)
@@ -207,6 +360,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.num_qpus is not None:
         _backend.set_num_qpus(args.num_qpus)
     requested = args.backends.split(",") if args.backends else None
+    if requested == ["qpusim"]:
+        if "qpusim" not in _backend.available_backends():
+            parser.error(
+                "the qpusim backend is not usable here: it needs torch_qpu built against a "
+                "qpusim-mode QPULib (QPULIB_MODE=qpusim, VC4C_PREFIX; see the README) "
+                f"(available: {', '.join(_backend.available_backends())})"
+            )
+        torch.manual_seed(0)
+        print(
+            f"torch_qpu bench (qpusim): torch {torch.__version__}, "
+            f"{torch.get_num_threads()} torch threads"
+        )
+        qpusim_tables(args.max_exp, args.repeat, args.quick)
+        return 0
+    if requested and "qpusim" in requested:
+        parser.error("qpusim counts cycles instead of timing: use --backend qpusim on its own")
     backends = kernel_backends(requested)
     if requested and set(requested) - set(backends):
         unusable = ", ".join(sorted(set(requested) - set(backends)))

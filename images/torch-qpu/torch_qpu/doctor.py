@@ -4,8 +4,12 @@ QPULib drives the VideoCore IV directly: it needs root, the firmware mailbox
 (/dev/vcio), /dev/mem to map GPU memory, enough GPU memory (gpu_mem), and the
 firmware refuses QPU jobs while the V3D KMS graphics driver owns the GPU
 (dtoverlay=vc4-kms-v3d or vc4-fkms-v3d in config.txt, the default on recent
-Raspberry Pi OS). Each check prints the fix. Exit status 0 when the qpu
-backend can run, 1 otherwise (always 1 off a Pi, after listing what can run).
+Raspberry Pi OS). In a container /dev/mem needs CAP_SYS_RAWIO as well as
+the device. Each check prints the fix. Last comes a probe launch of a tiny
+kernel (what available_backends() itself requires before offering qpu);
+when it fails, the doctor names which of the causes above applies. Exit
+status 0 when the qpu backend can run, 1 otherwise (always 1 off a Pi, after
+listing what can run).
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ GPU_MEM = re.compile(r"^\s*(gpu_mem(?:_\d+)?)\s*=\s*(\d+)")
 # buffers plus the firmware's own needs fit from there. Less and GPU
 # allocations fail; big matrices want more (100 x 10^5 floats is 40 MB).
 MIN_GPU_MEM_MB = 64
+CAP_SYS_RAWIO = 17  # linux/capability.h: mapping /dev/mem needs it
+CONTAINER_MARKERS = (".dockerenv", "run/.containerenv")
+CONTAINER_CGROUP = re.compile(r"docker|containerd|kubepods|libpod|lxc")
 # QPULib targets the VideoCore IV: Pi 1, 2, 3, Zero (W/2W) and CM1/3.
 NOT_VIDEOCORE_IV = ("Raspberry Pi 4", "Raspberry Pi 400", "Raspberry Pi 5", "Compute Module 4")
 
@@ -124,6 +131,78 @@ def check_device(path: str, fix: str) -> Check:
     return Check(path, True, "present and accessible")
 
 
+def in_container(root: Path) -> bool:
+    if any((root / marker).exists() for marker in CONTAINER_MARKERS):
+        return True
+    cgroup = root / "proc/1/cgroup"
+    try:
+        return bool(CONTAINER_CGROUP.search(cgroup.read_text(errors="replace")))
+    except OSError:
+        return False
+
+
+def effective_capabilities(root: Path) -> int | None:
+    """CapEff of this process (proc/self/status), None when unreadable."""
+    try:
+        text = (root / "proc/self/status").read_text(errors="replace")
+    except OSError:
+        return None
+    match = re.search(r"^CapEff:\s*([0-9a-fA-F]+)", text, flags=re.MULTILINE)
+    return int(match.group(1), 16) if match else None
+
+
+def check_container_rawio(root: Path) -> Check:
+    """/dev/mem in a container: --device is not enough, mapping it needs CAP_SYS_RAWIO."""
+    name = "container /dev/mem"
+    if not in_container(root):
+        return Check(name, True, "not in a container")
+    caps = effective_capabilities(root)
+    if caps is None:
+        return Check(name, None, "in a container; capabilities unreadable", RAWIO_FIX)
+    if not caps >> CAP_SYS_RAWIO & 1:
+        return Check(name, False, "in a container without CAP_SYS_RAWIO", RAWIO_FIX)
+    return Check(name, True, "in a container with CAP_SYS_RAWIO")
+
+
+RAWIO_FIX = (
+    "run the container with --cap-add SYS_RAWIO --device /dev/mem --device /dev/vcio (or "
+    "--privileged): the kernel refuses to map /dev/mem without CAP_SYS_RAWIO"
+)
+# Which failed check explains a failed probe launch, most specific first.
+PROBE_CAUSES = ("graphics overlay", "container /dev/mem", "/dev/vcio", "/dev/mem", "root")
+
+
+def check_probe(checks: list[Check], root: Path) -> Check:
+    """A probe launch of a tiny kernel (qpu builds on this machine); on failure, the cause."""
+    name = "probe launch"
+    if _backend.build_mode() != "qpu":
+        return Check(name, None, "not tried: not a qpu build")
+    failure = _backend.qpu_probe() if root == Path("/") else "not tried (--root)"
+    if not failure:
+        return Check(name, True, "a tiny kernel ran on the QPUs")
+    return probe_failure(checks, failure)
+
+
+def probe_failure(checks: list[Check], failure: str) -> Check:
+    """The probe's failure, with the fix of the first failed check that explains it."""
+    failed = {check.name: check for check in checks if check.ok is False}
+    for cause in PROBE_CAUSES:
+        if cause in failed:
+            return Check(
+                "probe launch",
+                False,
+                f"failed ({failure}); cause: {cause}: {failed[cause].detail}",
+                failed[cause].fix,
+            )
+    return Check(
+        "probe launch",
+        False,
+        f"failed ({failure}); none of the checks above explains it",
+        "check `dmesg` and `vcgencmd version`; a firmware without QPU support (or a kernel "
+        "mailbox timeout) also refuses jobs",
+    )
+
+
 def check_overlay(root: Path) -> Check:
     found = [
         f"{name}:{number}: {text.strip()}"
@@ -206,7 +285,7 @@ def check_gpu_mem(root: Path) -> Check:
 
 def run_checks(root: Path = Path("/")) -> list[Check]:
     """All checks; `root` lets tests point at a fake filesystem."""
-    return [
+    checks = [
         check_model(root),
         check_build(),
         check_root(),
@@ -217,11 +296,14 @@ def run_checks(root: Path = Path("/")) -> list[Check]:
         ),
         check_device(
             "/dev/mem",
-            "run as root; in a container use --privileged (or --device /dev/mem)",
+            "run as root; in a container pass --device /dev/mem and --cap-add SYS_RAWIO "
+            "(or --privileged)",
         ),
+        check_container_rawio(root),
         check_overlay(root),
         check_gpu_mem(root),
     ]
+    return [*checks, check_probe(checks, root)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,7 @@ PyTorch dispatcher, ``torch.ops.torch_qpu.<name>`` (schemas and kernels in
 ``csrc/module.cpp``, fake kernels and autograd formulas in ``_meta.py``), so
 ``torch.compile``, ``torch.export`` and autograd see one operator per call.
 
-Every op takes ``backend=`` ('qpu', 'emulator', 'cpu', 'auto'; default: the
+Every op takes ``backend=`` ('qpu', 'emulator', 'qpusim', 'cpu', 'auto'; default: the
 global choice, see :func:`torch_qpu.set_backend`), ``num_qpus=`` (1-12) and
 ``out=``. This module resolves ``auto`` and the defaults to the concrete
 backend name and QPU count the operator takes as schema arguments. Inputs are

@@ -1,13 +1,22 @@
 # Rendered by rpibuild 0.1.0 for profile host-emulator (linux/amd64).
 # Do not edit: change dockerfiles/ or the profile and render again.
-# Stages run in this order; each one only COPYs what it needs, so editing the extension
-# reruns extension, verify and runtime while the torch and QPULib layers stay cached.
+# Where each stage runs:
+#   system           linux/amd64
+#   torch            linux/amd64
+#   qpulib           linux/amd64
+#   extension        linux/amd64
+#   verify           linux/amd64
+#   runtime          linux/amd64
+# Each stage only COPYs what it needs, so editing the extension reruns extension, verify and
+# runtime while the torch and QPULib layers stay cached. Every stage runs as linux/amd64 (under QEMU on an x86 host; build.cross: false).
+
 # ---- system: the base plus what the build stages need (network settings live only here).
-FROM rpibuild/base:bookworm-amd64-9fe5c138bffe92be AS system
+FROM rpibuild/base:trixie-amd64-0d9db2ab4a272d1b AS system
 ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 PIP_DISABLE_PIP_VERSION_CHECK=1
+
 RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-amd64,target=/var/lib/apt/lists,sharing=locked \
     apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates python3 python3-dev python3-venv python3-numpy g++ make
+ && apt-get install -y --no-install-recommends ca-certificates python3 python3-venv python3-numpy python3-dev g++ make
 # A venv that also sees Debian's python3-numpy (no numpy wheels exist for armv7l).
 RUN --mount=type=cache,id=rpibuild-pip-amd64,target=/root/.cache/pip \
     python3 -m venv --system-site-packages /opt/rpibuild/venv \
@@ -15,11 +24,12 @@ RUN --mount=type=cache,id=rpibuild-pip-amd64,target=/root/.cache/pip \
  && mkdir -p /opt/rpibuild/wheels
 ENV VIRTUAL_ENV=/opt/rpibuild/venv PATH=/opt/rpibuild/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
-# ---- torch: source pypi 2.5.1.
+# ---- torch: source pypi 2.9.1.
 FROM system AS torch
-RUN --mount=type=cache,id=rpibuild-pip-amd64,target=/root/.cache/pip pip download --no-deps --only-binary=:all: -d /opt/rpibuild/wheels torch==2.5.1
+RUN --mount=type=cache,id=rpibuild-pip-amd64,target=/root/.cache/pip pip download --no-deps --only-binary=:all: -d /opt/rpibuild/wheels torch==2.9.1
+# torch-info.json: what a cross build of an extension needs to know of this torch.
 RUN --mount=type=cache,id=rpibuild-pip-amd64,target=/root/.cache/pip pip install /opt/rpibuild/wheels/torch-*.whl \
- && python -c 'import torch; print("torch", torch.__version__)'
+ && python -c 'import json, torch; print("torch", torch.__version__); json.dump({"version": torch.__version__, "cxx11_abi": int(torch._C._GLIBCXX_USE_CXX11_ABI)}, open("/opt/rpibuild/torch-info.json", "w"))'
 
 # ---- qpulib: libqpu.so in emulation mode, built by images/qpulib/build.sh.
 FROM torch AS qpulib
@@ -44,16 +54,16 @@ RUN python /opt/rpibuild/verify.py --machine x86_64 --elf 62:2 --torch --extensi
       --report /opt/rpibuild/verify.json
 
 # ---- runtime: a fresh copy of the base with the venv and libqpu; no proxies, mirrors, CA or pip settings.
-FROM rpibuild/base:bookworm-amd64-9fe5c138bffe92be AS runtime
+FROM rpibuild/base:trixie-amd64-0d9db2ab4a272d1b AS runtime
 ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8
 RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-amd64,target=/var/lib/apt/lists,sharing=locked \
     apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates python3 python3-numpy libgomp1 python3-dev python3-venv g++ make
+ && apt-get install -y --no-install-recommends ca-certificates python3 python3-numpy libgomp1 python3-venv python3-dev g++ make
 COPY --from=extension /opt/rpibuild/venv /opt/rpibuild/venv
 COPY --from=extension /usr/local/lib /usr/local/lib
 COPY --from=extension /usr/local/include /usr/local/include
 RUN ldconfig
 COPY --from=verify /opt/rpibuild/verify.json /opt/rpibuild/verify.json
 ENV VIRTUAL_ENV=/opt/rpibuild/venv PATH=/opt/rpibuild/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-LABEL "org.opencontainers.image.title"="rpibuild/host-emulator" "org.opencontainers.image.description"="x86_64 development image, QPULib emulation mode" "org.opencontainers.image.version"="2.5.1" "io.rpibuild.version"="0.1.0" "io.rpibuild.profile"="host-emulator" "io.rpibuild.platform"="linux/amd64" "io.rpibuild.torch.source"="pypi" "io.rpibuild.torch.version"="2.5.1" "io.rpibuild.qpulib.commit"="c2658a55f2b21de6f3270c86c227011b10d447c2" "io.rpibuild.qpulib.mode"="emulation" "io.rpibuild.extension"="torch-qpu"
+LABEL "org.opencontainers.image.title"="rpibuild/host-emulator" "org.opencontainers.image.description"="x86_64 development image, QPULib emulation mode" "org.opencontainers.image.version"="2.9.1" "io.rpibuild.version"="0.1.0" "io.rpibuild.profile"="host-emulator" "io.rpibuild.platform"="linux/amd64" "io.rpibuild.torch.source"="pypi" "io.rpibuild.torch.version"="2.9.1" "io.rpibuild.qpulib.commit"="c2658a55f2b21de6f3270c86c227011b10d447c2" "io.rpibuild.qpulib.mode"="emulation" "io.rpibuild.extension"="torch-qpu"
 CMD ["python"]

@@ -1,13 +1,43 @@
 # Rendered by rpibuild 0.1.0 for profile pi3b-arm64 (linux/arm64).
 # Do not edit: change dockerfiles/ or the profile and render again.
-# Stages run in this order; each one only COPYs what it needs, so editing the extension
-# reruns extension, verify and runtime while the torch and QPULib layers stay cached.
-# ---- system: the base plus what the build stages need (network settings live only here).
-FROM rpibuild/base:bookworm-arm64-97902dfe44360148 AS system
+# Where each stage runs:
+#   cross            build platform, native
+#   qpulib-build     build platform, native
+#   extension-build  build platform, native
+#   system           linux/arm64 under QEMU
+#   torch            linux/arm64 under QEMU
+#   qpulib           linux/arm64 under QEMU
+#   extension        linux/arm64 under QEMU
+#   verify           linux/arm64 under QEMU
+#   runtime          linux/arm64 under QEMU
+# Each stage only COPYs what it needs, so editing the extension reruns extension, verify and
+# runtime while the torch and QPULib layers stay cached. Cross build: the stages
+# marked "build platform" run natively ($BUILDPLATFORM) with Debian's cross toolchain; QEMU runs
+# only the target's stages (linux/arm64): installing, verify.
+
+# ---- cross: runs on the build platform ($BUILDPLATFORM, native speed, no QEMU): Debian's cross
+# toolchain for arm64 (aarch64-linux-gnu-g++) and the target's libraries through multiarch.
+FROM --platform=$BUILDPLATFORM rpibuild/base:trixie-amd64-0d9db2ab4a272d1b AS cross
 ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 PIP_DISABLE_PIP_VERSION_CHECK=1
+
+RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-amd64,target=/var/lib/apt/lists,sharing=locked \
+    dpkg --add-architecture arm64 \
+ && apt-get update \
+ && apt-get install -y --no-install-recommends crossbuild-essential-arm64 ccache make python3 python3-setuptools python3-wheel python3-pip libpython3-dev:arm64 \
+ && update-ccache-symlinks
+# ccache in front of every compiler; its files live in a cache mount (see macros.j2).
+ENV PATH=/usr/lib/ccache:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    CCACHE_DIR=/var/cache/rpibuild/ccache CCACHE_BASEDIR=/var/cache/rpibuild CCACHE_MAXSIZE=8G \
+    CROSS_TRIPLET=aarch64-linux-gnu CROSS_DEB_ARCH=arm64
+COPY rpibuild/verify.py rpibuild/elf_gate.py /opt/rpibuild/
+
+# ---- system: the base plus what the build stages need (network settings live only here).
+FROM rpibuild/base:trixie-arm64-a7e5871ca9418c0e AS system
+ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 PIP_DISABLE_PIP_VERSION_CHECK=1
+
 RUN --mount=type=cache,id=rpibuild-apt-archives-arm64,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-arm64,target=/var/lib/apt/lists,sharing=locked \
     apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates python3 python3-dev python3-venv python3-numpy g++ make
+ && apt-get install -y --no-install-recommends ca-certificates python3 python3-venv python3-numpy
 # A venv that also sees Debian's python3-numpy (no numpy wheels exist for armv7l).
 RUN --mount=type=cache,id=rpibuild-pip-arm64,target=/root/.cache/pip \
     python3 -m venv --system-site-packages /opt/rpibuild/venv \
@@ -15,27 +45,50 @@ RUN --mount=type=cache,id=rpibuild-pip-arm64,target=/root/.cache/pip \
  && mkdir -p /opt/rpibuild/wheels
 ENV VIRTUAL_ENV=/opt/rpibuild/venv PATH=/opt/rpibuild/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
-# ---- torch: source pypi 2.5.1.
+# ---- torch: source pypi 2.9.1.
 FROM system AS torch
-RUN --mount=type=cache,id=rpibuild-pip-arm64,target=/root/.cache/pip pip download --no-deps --only-binary=:all: -d /opt/rpibuild/wheels torch==2.5.1
-RUN cd /opt/rpibuild/wheels && echo '340ce0432cad0d37f5a31be666896e16788f1adf8ad7be481196b503dad675b9  '"$(ls torch-*.whl)" | sha256sum -c -
+RUN --mount=type=cache,id=rpibuild-pip-arm64,target=/root/.cache/pip pip download --no-deps --only-binary=:all: -d /opt/rpibuild/wheels torch==2.9.1
+RUN cd /opt/rpibuild/wheels && echo 'c29455d2b910b98738131990394da3e50eea8291dfeb4b12de71ecf1fdeb21cb  '"$(ls torch-*.whl)" | sha256sum -c -
+# torch-info.json: what a cross build of an extension needs to know of this torch.
 RUN --mount=type=cache,id=rpibuild-pip-arm64,target=/root/.cache/pip pip install /opt/rpibuild/wheels/torch-*.whl \
- && python -c 'import torch; print("torch", torch.__version__)'
+ && python -c 'import json, torch; print("torch", torch.__version__); json.dump({"version": torch.__version__, "cxx11_abi": int(torch._C._GLIBCXX_USE_CXX11_ABI)}, open("/opt/rpibuild/torch-info.json", "w"))'
 
-# ---- qpulib: libqpu.so in qpu mode, built by images/qpulib/build.sh.
-FROM torch AS qpulib
+# ---- qpulib-build (build platform): libqpu.so in qpu mode, cross-compiled by images/qpulib/build.sh
+# with aarch64-linux-gnu-g++ through ccache, then its ELF checked against the target.
+FROM cross AS qpulib-build
 COPY qpulib /opt/rpibuild/src/qpulib
 COPY qpulib-src /opt/rpibuild/src/qpulib-src
-RUN QPULIB_COMMIT=c2658a55f2b21de6f3270c86c227011b10d447c2 bash /opt/rpibuild/src/qpulib/build.sh \
+RUN --mount=type=cache,id=rpibuild-ccache-arm64,target=/var/cache/rpibuild/ccache \
+    CXX=aarch64-linux-gnu-g++ QPULIB_COMMIT=c2658a55f2b21de6f3270c86c227011b10d447c2 bash /opt/rpibuild/src/qpulib/build.sh \
       /opt/rpibuild/src/qpulib-src /usr/local qpu \
- && ldconfig
+ && python3 /opt/rpibuild/elf_gate.py --elf 183:2 /usr/local/lib/libqpu.so.1.0
 
-# ---- extension: the torch_qpu wheel, built against this image's torch and libqpu.
+# ---- qpulib: the cross-compiled libqpu.so installed into the target.
+FROM torch AS qpulib
+COPY --from=qpulib-build /usr/local/lib/libqpu.so.1.0 /usr/local/lib/
+COPY --from=qpulib-build /usr/local/lib/pkgconfig/qpulib.pc /usr/local/lib/pkgconfig/
+COPY --from=qpulib-build /usr/local/include/qpulib /usr/local/include/qpulib
+COPY --from=qpulib-build /usr/local/share/qpulib /usr/local/share/qpulib
+COPY qpulib-src /opt/rpibuild/src/qpulib-src
+RUN ln -sf libqpu.so.1.0 /usr/local/lib/libqpu.so.1 && ln -sf libqpu.so.1 /usr/local/lib/libqpu.so && ldconfig
+
+# ---- extension-build (build platform): the torch_qpu wheel cross-compiled against the target's own torch
+# (headers and libraries from the torch stage) and Python, tagged for aarch64; ELF checked.
+FROM qpulib-build AS extension-build
+COPY --from=torch /opt/rpibuild/torch-info.json /opt/rpibuild/target/torch-info.json
+COPY --from=torch /opt/rpibuild/venv/lib/python3*/site-packages/torch/include /opt/rpibuild/target/torch/include
+COPY --from=torch /opt/rpibuild/venv/lib/python3*/site-packages/torch/lib /opt/rpibuild/target/torch/lib
+COPY torch-qpu /opt/rpibuild/src/torch-qpu
+RUN --mount=type=cache,id=rpibuild-ccache-arm64,target=/var/cache/rpibuild/ccache \
+    QPULIB_PREFIX=/usr/local QPULIB_MODE=qpu TORCH_QPU_CROSS=/opt/rpibuild/target CXX=aarch64-linux-gnu-g++ _PYTHON_SYSCONFIGDATA_NAME=_sysconfigdata__linux_aarch64-linux-gnu _PYTHON_HOST_PLATFORM=linux-aarch64 \
+    python3 -m pip wheel --no-deps --no-build-isolation -w /opt/rpibuild/wheels /opt/rpibuild/src/torch-qpu \
+ && python3 /opt/rpibuild/elf_gate.py --elf 183:2 /opt/rpibuild/wheels/torch_qpu-*.whl
+
+# ---- extension: the cross-built wheel installed into the target (QEMU runs only pip here).
 FROM qpulib AS extension
 COPY torch-qpu /opt/rpibuild/src/torch-qpu
-RUN QPULIB_PREFIX=/usr/local QPULIB_MODE=qpu pip wheel --no-deps --no-build-isolation \
-      -w /opt/rpibuild/wheels /opt/rpibuild/src/torch-qpu \
- && pip install --no-deps /opt/rpibuild/wheels/torch_qpu-*.whl
+COPY --from=extension-build /opt/rpibuild/wheels/ /opt/rpibuild/wheels/
+RUN pip install --no-deps /opt/rpibuild/wheels/torch_qpu-*.whl
 
 # ---- verify: runs under QEMU as the Pi's own core (cortex-a53), so an instruction the Pi lacks fails here.
 FROM extension AS verify
@@ -45,7 +98,7 @@ RUN python /opt/rpibuild/verify.py --machine aarch64 --elf 183:2 --torch --exten
       --report /opt/rpibuild/verify.json
 
 # ---- runtime: a fresh copy of the base with the venv and libqpu; no proxies, mirrors, CA or pip settings.
-FROM rpibuild/base:bookworm-arm64-97902dfe44360148 AS runtime
+FROM rpibuild/base:trixie-arm64-a7e5871ca9418c0e AS runtime
 ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8
 RUN --mount=type=cache,id=rpibuild-apt-archives-arm64,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-arm64,target=/var/lib/apt/lists,sharing=locked \
     apt-get update \
@@ -55,5 +108,5 @@ COPY --from=extension /usr/local/lib /usr/local/lib
 RUN ldconfig
 COPY --from=verify /opt/rpibuild/verify.json /opt/rpibuild/verify.json
 ENV VIRTUAL_ENV=/opt/rpibuild/venv PATH=/opt/rpibuild/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-LABEL "org.opencontainers.image.title"="rpibuild/pi3b-arm64" "org.opencontainers.image.description"="Raspberry Pi 3B (Cortex-A53), 64-bit Debian bookworm, official torch aarch64 wheel" "org.opencontainers.image.version"="2.5.1" "io.rpibuild.version"="0.1.0" "io.rpibuild.profile"="pi3b-arm64" "io.rpibuild.platform"="linux/arm64" "io.rpibuild.torch.source"="pypi" "io.rpibuild.torch.version"="2.5.1" "io.rpibuild.qpulib.commit"="c2658a55f2b21de6f3270c86c227011b10d447c2" "io.rpibuild.qpulib.mode"="qpu" "io.rpibuild.extension"="torch-qpu"
+LABEL "org.opencontainers.image.title"="rpibuild/pi3b-arm64" "org.opencontainers.image.description"="Raspberry Pi 3B (Cortex-A53), 64-bit Debian trixie, official torch aarch64 wheel" "org.opencontainers.image.version"="2.9.1" "io.rpibuild.version"="0.1.0" "io.rpibuild.profile"="pi3b-arm64" "io.rpibuild.platform"="linux/arm64" "io.rpibuild.torch.source"="pypi" "io.rpibuild.torch.version"="2.9.1" "io.rpibuild.qpulib.commit"="c2658a55f2b21de6f3270c86c227011b10d447c2" "io.rpibuild.qpulib.mode"="qpu" "io.rpibuild.extension"="torch-qpu"
 CMD ["python"]

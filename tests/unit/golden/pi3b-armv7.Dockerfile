@@ -1,13 +1,83 @@
 # Rendered by rpibuild 0.1.0 for profile pi3b-armv7 (linux/arm/v7).
 # Do not edit: change dockerfiles/ or the profile and render again.
-# Stages run in this order; each one only COPYs what it needs, so editing the extension
-# reruns extension, verify and runtime while the torch and QPULib layers stay cached.
-# ---- system: the base plus what the build stages need (network settings live only here).
-FROM rpibuild/base:bookworm-armv7-431c41c5119e17e9 AS system
+# Where each stage runs:
+#   cross            build platform, native
+#   torch-source     build platform, native
+#   torch-build      build platform, native
+#   torch-wheel      build platform, native
+#   torch-c10        build platform, native
+#   qpulib-build     build platform, native
+#   extension-build  build platform, native
+#   system           linux/arm/v7 under QEMU
+#   torch            linux/arm/v7 under QEMU
+#   qpulib           linux/arm/v7 under QEMU
+#   extension        linux/arm/v7 under QEMU
+#   verify           linux/arm/v7 under QEMU
+#   runtime          linux/arm/v7 under QEMU
+# Each stage only COPYs what it needs, so editing the extension reruns extension, verify and
+# runtime while the torch and QPULib layers stay cached. Cross build: the stages
+# marked "build platform" run natively ($BUILDPLATFORM) with Debian's cross toolchain; QEMU runs
+# only the target's stages (linux/arm/v7): installing, verify.
+
+# ---- cross: runs on the build platform ($BUILDPLATFORM, native speed, no QEMU): Debian's cross
+# toolchain for armhf (arm-linux-gnueabihf-g++) and the target's libraries through multiarch.
+FROM --platform=$BUILDPLATFORM rpibuild/base:trixie-amd64-0d9db2ab4a272d1b AS cross
 ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 PIP_DISABLE_PIP_VERSION_CHECK=1
+
+RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-amd64,target=/var/lib/apt/lists,sharing=locked \
+    dpkg --add-architecture armhf \
+ && apt-get update \
+ && apt-get install -y --no-install-recommends crossbuild-essential-armhf ccache make python3 python3-setuptools python3-wheel python3-pip libpython3-dev:armhf \
+ && update-ccache-symlinks
+# ccache in front of every compiler; its files live in a cache mount (see macros.j2).
+ENV PATH=/usr/lib/ccache:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    CCACHE_DIR=/var/cache/rpibuild/ccache CCACHE_BASEDIR=/var/cache/rpibuild CCACHE_MAXSIZE=8G \
+    CROSS_TRIPLET=arm-linux-gnueabihf CROSS_DEB_ARCH=armhf
+COPY rpibuild/verify.py rpibuild/elf_gate.py /opt/rpibuild/
+
+# ---- torch-source (build platform): Debian's PyTorch source package 2.6.0+dfsg-7, verified by apt
+# (signed InRelease -> Sources -> .dsc) and dpkg-source (the .dsc's checksums), Debian's patch series,
+# then rpibuild's (images/torch-debian/patches); the armhf libraries it builds against, via multiarch.
+FROM cross AS torch-source
+RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-amd64,target=/var/lib/apt/lists,sharing=locked \
+    apt-get update \
+ && apt-get install -y --no-install-recommends dpkg-dev xz-utils patch cmake ninja-build pkgconf python3-dev python3-yaml python3-typing-extensions flatbuffers-compiler protobuf-compiler pybind11-dev nlohmann-json3-dev libeigen3-dev libsleef-dev:armhf libonnx-dev:armhf libprotobuf-dev:armhf libfmt-dev:armhf libcpuinfo-dev:armhf libpthreadpool-dev:armhf libfxdiv-dev:armhf libfp16-dev:armhf libpsimd-dev:armhf libflatbuffers-dev:armhf libopenblas-dev:armhf libblas-dev:armhf liblapack-dev:armhf libcpp-httplib-dev:armhf python3-numpy-dev:armhf
+COPY torch-debian /opt/rpibuild/src/torch-debian
+RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-amd64,target=/var/lib/apt/lists,sharing=locked \
+    bash /opt/rpibuild/src/torch-debian/fetch.sh pytorch 2.6.0+dfsg-7 /opt/rpibuild/src/pytorch
+
+# ---- torch-build (build platform): cross-compiled into a armv7l wheel. The build folder and
+# ccache live in cache mounts: an interrupted or failed build resumes where it stopped.
+FROM torch-source AS torch-build
+RUN --mount=type=cache,id=rpibuild-ccache-armhf,target=/var/cache/rpibuild/ccache --mount=type=cache,id=rpibuild-torch-build-armhf,target=/var/cache/rpibuild/torch,sharing=locked \
+    MAX_JOBS=2 bash /opt/rpibuild/src/torch-debian/build.sh \
+      /opt/rpibuild/src/pytorch /var/cache/rpibuild/torch/239fcabaea2f3a5d1f2858dc /opt/rpibuild/wheels
+# The wheel carries the list of Debian packages its libraries need (from its ELF NEEDED entries).
+RUN python3 /opt/rpibuild/elf_gate.py --elf 40:1:hf /opt/rpibuild/wheels/torch-*.whl \
+ && python3 /opt/rpibuild/src/torch-debian/runtime_packages.py /opt/rpibuild/wheels/torch-*.whl \
+      > /opt/rpibuild/wheels/torch-runtime-packages.txt \
+ && python3 /opt/rpibuild/src/torch-debian/wheel_packages.py embed /opt/rpibuild/wheels/torch-*.whl \
+      /opt/rpibuild/wheels/torch-runtime-packages.txt
+
+# ---- torch-wheel: just the wheel and its package list, for rpibuild's wheel store (--output type=local).
+FROM scratch AS torch-wheel
+COPY --from=torch-build /opt/rpibuild/wheels/ /
+
+# ---- torch-c10 (build platform; a check, not part of the image): configured for armhf and one
+# small library (c10) compiled and checked as a target ELF, in minutes (CI).
+FROM torch-source AS torch-c10
+RUN --mount=type=cache,id=rpibuild-ccache-armhf,target=/var/cache/rpibuild/ccache --mount=type=cache,id=rpibuild-torch-build-armhf,target=/var/cache/rpibuild/torch,sharing=locked \
+    MAX_JOBS=2 bash /opt/rpibuild/src/torch-debian/build.sh --only c10 \
+      /opt/rpibuild/src/pytorch /var/cache/rpibuild/torch/239fcabaea2f3a5d1f2858dc /opt/rpibuild/c10 \
+ && python3 /opt/rpibuild/elf_gate.py --elf 40:1:hf /opt/rpibuild/c10
+
+# ---- system: the base plus what the build stages need (network settings live only here).
+FROM rpibuild/base:trixie-armv7-9ec9439efe665ae0 AS system
+ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 PIP_DISABLE_PIP_VERSION_CHECK=1
+
 RUN --mount=type=cache,id=rpibuild-apt-archives-armhf,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-armhf,target=/var/lib/apt/lists,sharing=locked \
     apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates python3 python3-dev python3-venv python3-numpy g++ make
+ && apt-get install -y --no-install-recommends ca-certificates python3 python3-venv python3-numpy
 # A venv that also sees Debian's python3-numpy (no numpy wheels exist for armv7l).
 RUN --mount=type=cache,id=rpibuild-pip-armhf,target=/root/.cache/pip \
     python3 -m venv --system-site-packages /opt/rpibuild/venv \
@@ -15,28 +85,56 @@ RUN --mount=type=cache,id=rpibuild-pip-armhf,target=/root/.cache/pip \
  && mkdir -p /opt/rpibuild/wheels
 ENV VIRTUAL_ENV=/opt/rpibuild/venv PATH=/opt/rpibuild/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
-# ---- torch: source wheel.
+# ---- torch: source debian 2.6.0+dfsg-7.
 FROM system AS torch
-RUN python3 -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' \
-      https://wheels.example.invalid/torch-1.4.0a0+7f73f1d-cp311-cp311-linux_armv7l.whl /opt/rpibuild/wheels/torch-1.4.0a0+7f73f1d-cp311-cp311-linux_armv7l.whl
-RUN cd /opt/rpibuild/wheels && echo 'bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb  '"$(ls torch-*.whl)" | sha256sum -c -
+COPY --from=torch-build /opt/rpibuild/wheels/ /opt/rpibuild/wheels/
+# The Debian packages holding the libraries the wheel links, if it carries their list (wheels
+# rpibuild built from Debian's source do: images/torch-debian/wheel_packages.py).
+COPY rpibuild/wheel_packages.py /opt/rpibuild/wheel_packages.py
+RUN --mount=type=cache,id=rpibuild-apt-archives-armhf,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-armhf,target=/var/lib/apt/lists,sharing=locked \
+    python3 /opt/rpibuild/wheel_packages.py extract /opt/rpibuild/wheels/torch-*.whl /opt/rpibuild/torch-runtime-packages.txt \
+ && if [ -s /opt/rpibuild/torch-runtime-packages.txt ]; then apt-get update \
+      && xargs -a /opt/rpibuild/torch-runtime-packages.txt apt-get install -y --no-install-recommends; fi
+# torch-info.json: what a cross build of an extension needs to know of this torch.
 RUN --mount=type=cache,id=rpibuild-pip-armhf,target=/root/.cache/pip pip install /opt/rpibuild/wheels/torch-*.whl \
- && python -c 'import torch; print("torch", torch.__version__)'
+ && python -c 'import json, torch; print("torch", torch.__version__); json.dump({"version": torch.__version__, "cxx11_abi": int(torch._C._GLIBCXX_USE_CXX11_ABI)}, open("/opt/rpibuild/torch-info.json", "w"))'
 
-# ---- qpulib: libqpu.so in qpu mode, built by images/qpulib/build.sh.
-FROM torch AS qpulib
+# ---- qpulib-build (build platform): libqpu.so in qpu mode, cross-compiled by images/qpulib/build.sh
+# with arm-linux-gnueabihf-g++ through ccache, then its ELF checked against the target.
+FROM cross AS qpulib-build
 COPY qpulib /opt/rpibuild/src/qpulib
 COPY qpulib-src /opt/rpibuild/src/qpulib-src
-RUN QPULIB_COMMIT=c2658a55f2b21de6f3270c86c227011b10d447c2 bash /opt/rpibuild/src/qpulib/build.sh \
+RUN --mount=type=cache,id=rpibuild-ccache-armhf,target=/var/cache/rpibuild/ccache \
+    CXX=arm-linux-gnueabihf-g++ QPULIB_COMMIT=c2658a55f2b21de6f3270c86c227011b10d447c2 bash /opt/rpibuild/src/qpulib/build.sh \
       /opt/rpibuild/src/qpulib-src /usr/local qpu \
- && ldconfig
+ && python3 /opt/rpibuild/elf_gate.py --elf 40:1:hf /usr/local/lib/libqpu.so.1.0
 
-# ---- extension: the torch_qpu wheel, built against this image's torch and libqpu.
+# ---- qpulib: the cross-compiled libqpu.so installed into the target.
+FROM torch AS qpulib
+COPY --from=qpulib-build /usr/local/lib/libqpu.so.1.0 /usr/local/lib/
+COPY --from=qpulib-build /usr/local/lib/pkgconfig/qpulib.pc /usr/local/lib/pkgconfig/
+COPY --from=qpulib-build /usr/local/include/qpulib /usr/local/include/qpulib
+COPY --from=qpulib-build /usr/local/share/qpulib /usr/local/share/qpulib
+COPY qpulib-src /opt/rpibuild/src/qpulib-src
+RUN ln -sf libqpu.so.1.0 /usr/local/lib/libqpu.so.1 && ln -sf libqpu.so.1 /usr/local/lib/libqpu.so && ldconfig
+
+# ---- extension-build (build platform): the torch_qpu wheel cross-compiled against the target's own torch
+# (headers and libraries from the torch stage) and Python, tagged for armv7l; ELF checked.
+FROM qpulib-build AS extension-build
+COPY --from=torch /opt/rpibuild/torch-info.json /opt/rpibuild/target/torch-info.json
+COPY --from=torch /opt/rpibuild/venv/lib/python3*/site-packages/torch/include /opt/rpibuild/target/torch/include
+COPY --from=torch /opt/rpibuild/venv/lib/python3*/site-packages/torch/lib /opt/rpibuild/target/torch/lib
+COPY torch-qpu /opt/rpibuild/src/torch-qpu
+RUN --mount=type=cache,id=rpibuild-ccache-armhf,target=/var/cache/rpibuild/ccache \
+    QPULIB_PREFIX=/usr/local QPULIB_MODE=qpu TORCH_QPU_CROSS=/opt/rpibuild/target CXX=arm-linux-gnueabihf-g++ _PYTHON_SYSCONFIGDATA_NAME=_sysconfigdata__linux_arm-linux-gnueabihf _PYTHON_HOST_PLATFORM=linux-armv7l \
+    python3 -m pip wheel --no-deps --no-build-isolation -w /opt/rpibuild/wheels /opt/rpibuild/src/torch-qpu \
+ && python3 /opt/rpibuild/elf_gate.py --elf 40:1:hf /opt/rpibuild/wheels/torch_qpu-*.whl
+
+# ---- extension: the cross-built wheel installed into the target (QEMU runs only pip here).
 FROM qpulib AS extension
 COPY torch-qpu /opt/rpibuild/src/torch-qpu
-RUN QPULIB_PREFIX=/usr/local QPULIB_MODE=qpu pip wheel --no-deps --no-build-isolation \
-      -w /opt/rpibuild/wheels /opt/rpibuild/src/torch-qpu \
- && pip install --no-deps /opt/rpibuild/wheels/torch_qpu-*.whl
+COPY --from=extension-build /opt/rpibuild/wheels/ /opt/rpibuild/wheels/
+RUN pip install --no-deps /opt/rpibuild/wheels/torch_qpu-*.whl
 
 # ---- verify: runs under QEMU as the Pi's own core (cortex-a7), so an instruction the Pi lacks fails here.
 FROM extension AS verify
@@ -46,15 +144,17 @@ RUN python /opt/rpibuild/verify.py --machine armv7l --elf 40:1:hf --torch --exte
       --report /opt/rpibuild/verify.json
 
 # ---- runtime: a fresh copy of the base with the venv and libqpu; no proxies, mirrors, CA or pip settings.
-FROM rpibuild/base:bookworm-armv7-431c41c5119e17e9 AS runtime
+FROM rpibuild/base:trixie-armv7-9ec9439efe665ae0 AS runtime
 ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8
+COPY --from=torch /opt/rpibuild/torch-runtime-packages.txt /opt/rpibuild/torch-runtime-packages.txt
 RUN --mount=type=cache,id=rpibuild-apt-archives-armhf,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-armhf,target=/var/lib/apt/lists,sharing=locked \
     apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates python3 python3-numpy libgomp1
+ && apt-get install -y --no-install-recommends ca-certificates python3 python3-numpy libgomp1 \
+ && xargs -r -a /opt/rpibuild/torch-runtime-packages.txt apt-get install -y --no-install-recommends
 COPY --from=extension /opt/rpibuild/venv /opt/rpibuild/venv
 COPY --from=extension /usr/local/lib /usr/local/lib
 RUN ldconfig
 COPY --from=verify /opt/rpibuild/verify.json /opt/rpibuild/verify.json
 ENV VIRTUAL_ENV=/opt/rpibuild/venv PATH=/opt/rpibuild/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-LABEL "org.opencontainers.image.title"="rpibuild/pi3b-armv7" "org.opencontainers.image.description"="Raspberry Pi 3B, 32-bit Debian bookworm armhf (armv7), torch from a given wheel" "org.opencontainers.image.version"="1.4.0a0+7f73f1d" "io.rpibuild.version"="0.1.0" "io.rpibuild.profile"="pi3b-armv7" "io.rpibuild.platform"="linux/arm/v7" "io.rpibuild.torch.source"="wheel" "io.rpibuild.torch.version"="1.4.0a0+7f73f1d" "io.rpibuild.qpulib.commit"="c2658a55f2b21de6f3270c86c227011b10d447c2" "io.rpibuild.qpulib.mode"="qpu" "io.rpibuild.extension"="torch-qpu"
+LABEL "org.opencontainers.image.title"="rpibuild/pi3b-armv7" "org.opencontainers.image.description"="Raspberry Pi 3B, 32-bit Debian trixie armhf (armv7), torch cross-compiled from Debian's source" "org.opencontainers.image.version"="2.6.0+dfsg-7" "io.rpibuild.version"="0.1.0" "io.rpibuild.profile"="pi3b-armv7" "io.rpibuild.platform"="linux/arm/v7" "io.rpibuild.torch.source"="debian" "io.rpibuild.torch.version"="2.6.0+dfsg-7" "io.rpibuild.qpulib.commit"="c2658a55f2b21de6f3270c86c227011b10d447c2" "io.rpibuild.qpulib.mode"="qpu" "io.rpibuild.extension"="torch-qpu"
 CMD ["python"]

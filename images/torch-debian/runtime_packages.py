@@ -1,0 +1,64 @@
+"""The target's Debian packages that hold the libraries a wheel links (from its ELF NEEDED).
+
+Runs in the cross stage, where those packages are installed for the target architecture
+through multiarch: each library is found in the triplet's folders and ``dpkg-query -S`` names
+its package. Derived, not hand-maintained, so a patch that links one more library cannot
+leave the runtime image without it. Prints one package name per line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+sys.path.insert(0, "/opt/rpibuild")
+from elf_gate import elf_members, needed_libraries
+from verify import _elf_header
+
+PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+
+
+def main() -> int:
+    triplet = os.environ["CROSS_TRIPLET"]
+    own, needed = set(), set()
+    for path in sys.argv[1:]:
+        for name, stream in elf_members(path):
+            header = _elf_header(stream)
+            if header is not None:
+                own.add(os.path.basename(name))
+                needed.update(needed_libraries(stream, header[0]))
+    packages, missing = set(), []
+    for library in sorted(needed - own):
+        found = next(
+            (
+                f"{d}/{library}"
+                for d in (f"/usr/lib/{triplet}", f"/lib/{triplet}")
+                if os.path.exists(f"{d}/{library}")
+            ),
+            None,
+        )
+        if found is None:
+            missing.append(library)
+            continue
+        owner = subprocess.run(["dpkg-query", "-S", found], capture_output=True, text=True, check=False)
+        real = os.path.realpath(found)
+        if owner.returncode != 0 and real != found:
+            owner = subprocess.run(["dpkg-query", "-S", real], capture_output=True, text=True, check=False)
+        if owner.returncode != 0:
+            missing.append(library)
+            continue
+        # "package:arch: /path" (one line per owner)
+        package = owner.stdout.split(":", 1)[0].split(",")[0].strip()
+        if PACKAGE.fullmatch(package):
+            packages.add(package)
+    if missing:
+        print(f"runtime_packages: no {triplet} package holds {', '.join(missing)}", file=sys.stderr)
+        return 1
+    print("\n".join(sorted(packages)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""Every op on the qpusim backend (QPU mode's machine code on VC4C's VideoCore IV emulator) at
+the edge shapes, on 1, 4 and 12 QPUs, against torch; and the hardware fixes the emulator can
+show (launch sizing, a failed launch, GPU memory given back).
+
+Collected only in a qpusim build of torch_qpu (conftest.py); tests/qpulib/test_torch_qpu_qpusim.py
+builds one and runs this module with --require-qpusim, so CI always runs it.
+
+Tolerances follow the QPU's arithmetic: its float add and subtract round toward zero and flush
+denormals to zero, and its multiply is not IEEE round-to-nearest either, so every float op may be
+one ulp off the IEEE result (relative 2^-23) and results below the smallest normal (2^-126) may
+be zero. A dot product of k terms adds k such errors in another order than torch, so it is held
+to (k + 16) ulps of the sum of the terms' magnitudes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+import torch_qpu
+from torch_qpu import _backend
+
+pytestmark = [pytest.mark.qpusim, pytest.mark.qpulib]
+
+if torch_qpu.build_mode() != "qpusim":  # collected anyway: --require-qpusim
+    pytest.fail(
+        f"--require-qpusim: this torch_qpu is a {torch_qpu.build_mode() or 'cpu-only'} build, "
+        "not qpusim (build it with QPULIB_MODE=qpusim VC4C_PREFIX=...; README)",
+        pytrace=False,
+    )
+
+QPU_COUNTS = (1, 4, 12)
+ULP = 2.0**-23  # float32, relative
+SMALLEST_NORMAL = 2.0**-126
+# Edge sizes: one element, one short of a 16-wide vector, exact, one over, several
+# vectors not a multiple of 16, more 16-wide slices than QPUs; empty where allowed.
+SIZES = (0, 1, 15, 16, 17, 33, 12 * 16 + 5)
+MV_SHAPES = ((1, 1), (1, 15), (15, 16), (17, 17), (3, 33), (13, 1), (0, 5), (5, 0), (25, 40))
+MM_SHAPES = ((1, 1, 1), (15, 17, 16), (17, 33, 3), (2, 16, 13), (0, 3, 4), (3, 0, 4), (3, 4, 0))
+
+
+@pytest.fixture(autouse=True)
+def _usable_after() -> Iterator[None]:
+    """Every test leaves the backend usable: any fault the emulator reported fails it."""
+    yield
+    assert torch_qpu.stats()["unusable"] == "", torch_qpu.stats()["unusable"]
+    # The launch model never under-estimates a launch the emulator ran (hardware fix 2).
+    assert torch_qpu.stats()["launch_estimate_ratio_max"] <= 1.0, torch_qpu.stats()
+
+
+def assert_ulps(got: torch.Tensor, want: torch.Tensor) -> None:
+    """Within one ulp (round toward zero), or both below the smallest normal (flushed)."""
+    torch.testing.assert_close(got, want, rtol=ULP, atol=SMALLEST_NORMAL)
+
+
+def assert_dot(got: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
+    """got ~ a @ b (2-D, b (K, N)): within (K + 16) ulps of sum |a_i b_i| per output."""
+    want = a.double() @ b.double()
+    scale = a.double().abs() @ b.double().abs()
+    bound = (a.shape[1] + 16) * ULP * scale + SMALLEST_NORMAL
+    assert got.shape == want.shape
+    excess = (got.double() - want).abs() - bound
+    assert not (excess > 0).any(), f"{int((excess > 0).sum())} outputs off by more than allowed"
+
+
+def test_build_offers_qpusim_and_the_emulator() -> None:
+    assert torch_qpu.build_mode() == "qpusim"
+    assert torch_qpu.available_backends() == ["qpusim", "emulator", "cpu"]
+    assert _backend.extension().probe() == ""
+
+
+@pytest.mark.parametrize("num_qpus", QPU_COUNTS)
+@pytest.mark.parametrize("op", ["add", "sub", "mul"])
+@pytest.mark.parametrize("n", SIZES)
+def test_elementwise(op: str, n: int, num_qpus: int) -> None:
+    a, b = torch.randn(n), torch.randn(n)
+    got = getattr(torch_qpu, op)(a, b, backend="qpusim", num_qpus=num_qpus)
+    assert_ulps(got, getattr(torch, op)(a, b))
+
+
+@pytest.mark.parametrize("num_qpus", QPU_COUNTS)
+def test_elementwise_denormals_flush(num_qpus: int) -> None:
+    tiny = torch.full((17,), 2.0**-130)  # a denormal
+    got = torch_qpu.add(tiny, torch.zeros(17), backend="qpusim", num_qpus=num_qpus)
+    assert_ulps(got, tiny)  # zero (flushed) or the denormal: both within the tolerance
+
+
+@pytest.mark.parametrize("num_qpus", QPU_COUNTS)
+@pytest.mark.parametrize("shape", MV_SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_mv(shape: tuple[int, int], num_qpus: int) -> None:
+    m, v = torch.randn(*shape), torch.randn(shape[1])
+    got = torch_qpu.mv(m, v, backend="qpusim", num_qpus=num_qpus)
+    assert_dot(got.unsqueeze(1), m, v.unsqueeze(1))
+
+
+@pytest.mark.parametrize("num_qpus", [8, 12])
+def test_mv_long_rows_many_qpus(num_qpus: int) -> None:
+    """Many QPUs streaming long rows evict each other's L2 lines: VC4C's emulator handed the
+    TMU another address's data then (images/vc4c/patches/0009), 2 of 100 outputs wrong."""
+    torch.manual_seed(1)
+    m, v = torch.randn(100, 1000), torch.randn(1000)
+    got = torch_qpu.mv(m, v, backend="qpusim", num_qpus=num_qpus)
+    assert_dot(got.unsqueeze(1), m, v.unsqueeze(1))
+
+
+def test_linear_1024_on_12_qpus() -> None:
+    """12 QPUs streaming distinct rows fill every way of an L2 set: VC4C's emulator failed the
+    kernel then ("Can't evict cache line being filled"; images/vc4c/patches/0010)."""
+    x, w = torch.randn(1, 1024), torch.randn(1024, 1024)
+    assert_dot(torch_qpu.linear(x, w, backend="qpusim", num_qpus=12), x, w.t())
+
+
+@pytest.mark.parametrize("num_qpus", QPU_COUNTS)
+@pytest.mark.parametrize("shape", MM_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_mm(shape: tuple[int, int, int], num_qpus: int) -> None:
+    n, k, m = shape
+    a, b = torch.randn(n, k), torch.randn(k, m)
+    assert_dot(torch_qpu.mm(a, b, backend="qpusim", num_qpus=num_qpus), a, b)
+
+
+@pytest.mark.parametrize("num_qpus", QPU_COUNTS)
+@pytest.mark.parametrize("resident", [False, True])
+@pytest.mark.parametrize("x_shape", [(17,), (2, 3, 17), (1, 17)])
+def test_linear(x_shape: tuple[int, ...], resident: bool, num_qpus: int) -> None:
+    weight, bias = torch.randn(13, 17), torch.randn(13)
+    x = torch.randn(*x_shape)
+    for _ in range(2):  # resident: the second call uses the weight kept in GPU memory
+        got = torch_qpu.linear(
+            x, weight, bias, backend="qpusim", num_qpus=num_qpus, resident=resident
+        )
+        assert got.shape == (*x_shape[:-1], 13)
+        flat = x.reshape(-1, 17)
+        # the bias is added on the CPU (IEEE), after the QPU's dot products
+        assert_dot(got.reshape(-1, 13) - bias, flat, weight.t())
+
+
+def test_nn_linear_module() -> None:
+    layer = torch.nn.Linear(40, 7)
+    qpu_layer = torch_qpu.nn.Linear.from_linear(layer, backend="qpusim")
+    x = torch.randn(5, 40)
+    with torch.no_grad():
+        assert_dot(qpu_layer(x) - layer.bias, x, layer.weight.t())
+
+
+# ---- hardware fix 2: launches sized under the mailbox timeout -------------------------
+
+
+@pytest.fixture
+def tiny_budget() -> Iterator[None]:
+    """A launch budget of 10 us (2500 QPU clocks) instead of 0.1 s, so small ops split."""
+    ext = _backend.extension()
+    old = ext._set_launch_budget(10e-6)
+    yield
+    ext._set_launch_budget(old)
+
+
+@pytest.mark.parametrize("num_qpus", QPU_COUNTS)
+def test_launches_split_and_results_hold(tiny_budget: None, num_qpus: int) -> None:
+    before = torch_qpu.stats()["launches"]
+    a, b = torch.randn(12 * 16 * 4 + 3), torch.randn(12 * 16 * 4 + 3)
+    assert_ulps(torch_qpu.add(a, b, backend="qpusim", num_qpus=num_qpus), a + b)
+    m, v = torch.randn(30, 200), torch.randn(200)
+    got_mv = torch_qpu.mv(m, v, backend="qpusim", num_qpus=num_qpus)
+    assert_dot(got_mv.unsqueeze(1), m, v.unsqueeze(1))
+    x, w = torch.randn(9, 50), torch.randn(20, 50)
+    got = torch_qpu.linear(x, w, backend="qpusim", num_qpus=num_qpus, resident=True)
+    assert_dot(got, x, w.t())
+    launches = torch_qpu.stats()["launches"] - before
+    assert launches > 6, f"{launches} launches: the budget did not split the work"
+    # and the emulator counted no launch above its estimate (the autouse fixture checks)
+    assert torch_qpu.stats()["qpusim_max_launch_cycles"] > 0
+
+
+def test_default_budget_is_far_under_the_timeout() -> None:
+    ext = _backend.extension()
+    old = ext._set_launch_budget(0.05)
+    assert old == pytest.approx(0.1)  # a tenth of the 1 s mailbox timeout
+    ext._set_launch_budget(old)
+    with pytest.raises(ValueError, match="launch budget"):
+        ext._set_launch_budget(2.0)
+
+
+def run_isolated(code: str) -> str:
+    """Run code in a fresh interpreter with this torch_qpu (a failed launch is for good)."""
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_failed_launch_makes_the_backend_unusable() -> None:
+    """A launch past the emulator's cycle limit fails like a mailbox timeout: the op raises,
+    and from then on the backend refuses (its buffers are abandoned, not reused)."""
+    out = run_isolated(
+        """
+        import torch, torch_qpu
+        from torch_qpu import _backend
+        a = torch.randn(4096)
+        torch_qpu.add(a, a, backend="qpusim")
+        _backend.extension()._qpusim_set_max_cycles(50)
+        try:
+            torch_qpu.add(a, a, backend="qpusim")
+        except RuntimeError as err:
+            print("first:", str(err).splitlines()[0])
+        try:
+            torch_qpu.add(a, a, backend="qpusim")
+        except (RuntimeError, torch_qpu.BackendUnavailableError) as err:
+            print("second:", str(err).splitlines()[0])
+        stats = torch_qpu.stats()
+        print("available:", ",".join(torch_qpu.available_backends()))
+        print("abandoned:", stats["abandoned_floats"] > 0, "held:", stats["gpu_floats"])
+        same = bool((torch_qpu.add(a, a, backend="emulator") == a + a).all())
+        print("emulator still runs:", same)
+        """
+    )
+    lines = dict(line.split(": ", 1) for line in out.splitlines())
+    assert "qpusim kernel launch failed" in lines["first"], out
+    assert "did not finish" in lines["first"], out
+    assert "unusable in this process" in lines["second"], out
+    assert lines["available"] == "emulator,cpu", out
+    assert lines["abandoned"] == "True held: 0", out
+    assert lines["emulator still runs"] == "True", out
+
+
+# ---- hardware fix 5: all GPU memory given back ------------------------------------------
+
+
+def test_release_gpu_memory_and_reuse() -> None:
+    w = torch.randn(20, 33)
+    torch_qpu.linear(torch.randn(33), w, backend="qpusim", resident=True)
+    assert torch_qpu.stats()["gpu_floats"] > 0
+    _backend.extension().release_gpu_memory()
+    assert torch_qpu.stats()["gpu_floats"] == 0
+    assert torch_qpu.stats()["resident_matrices"] == 0
+    x = torch.randn(33)
+    assert_dot(torch_qpu.linear(x, w, backend="qpusim").unsqueeze(1), w, x.unsqueeze(1))
+
+
+def test_gpu_memory_released_at_exit() -> None:
+    out = run_isolated(
+        """
+        import atexit
+        # registered before torch_qpu's own hook, so it runs after it (atexit is LIFO)
+        atexit.register(lambda: print("at exit:", __import__("torch_qpu").stats()["gpu_floats"]))
+        import torch, torch_qpu
+        torch_qpu.mv(torch.randn(40, 40), torch.randn(40), backend="qpusim")
+        torch_qpu.linear(torch.randn(40), torch.randn(8, 40), backend="qpusim", resident=True)
+        print("in use:", torch_qpu.stats()["gpu_floats"])
+        """
+    )
+    lines = dict(line.split(": ", 1) for line in out.splitlines())
+    assert int(lines["in use"]) > 0, out
+    assert lines["at exit"] == "0", out

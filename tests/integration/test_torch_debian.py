@@ -1,0 +1,102 @@
+"""torch from Debian's source (torch.source: debian), the parts CI can afford: minutes, not hours.
+
+Real archive, real signature and checksum checks, real cross toolchain: the source is fetched
+and verified, Debian's and rpibuild's patches applied, the tree configured for armhf and one
+small library of it (c10) cross-compiled and checked as an ARM hard-float ELF. The full wheel
+(hours) is built outside CI; its figures are in the README.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rpibuild.elf import read_header
+from rpibuild.engine import Engine
+from rpibuild.resources import images_dir
+
+pytestmark = pytest.mark.integration
+ARMV7 = ["-p", "pi3b-armv7", "--set", "qpulib.enabled=false", "--set", "extension.enabled=false"]
+
+
+def rpibuild(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rpibuild", *args], capture_output=True, text=True, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def c10_image(engine: Engine) -> str:
+    result = rpibuild("build", *ARMV7, "--target", "torch-c10", "--json")
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads(result.stdout)["id"]
+
+
+def test_c10_is_cross_compiled_as_an_arm_hard_float_library(
+    engine: Engine, c10_image: str, tmp_path: Path
+) -> None:
+    image = engine.image(c10_image)
+    assert image is not None and image.platform == "linux/amd64"  # a build-platform stage
+    code, listing = engine.run(c10_image, ["sh", "-c", "ls /opt/rpibuild/c10"])
+    assert code == 0 and "libc10.so" in listing, listing
+    code, encoded = engine.run(c10_image, ["sh", "-c", "head -c 64 /opt/rpibuild/c10/libc10.so | base64 -w0"])
+    assert code == 0
+    library = tmp_path / "libc10.so"
+    library.write_bytes(base64.b64decode(encoded.strip()))
+    header = read_header(library)
+    assert header is not None
+    assert (header.machine_name, header.bits, header.float_abi) == ("ARM", 32, "hard")
+
+
+def test_the_source_is_debians_with_every_patch_applied(engine: Engine, c10_image: str) -> None:
+    series = (images_dir() / "torch-debian" / "patches" / "series").read_text().splitlines()
+    ours = [line.split()[0] for line in series if line.strip() and not line.startswith("#")]
+    script = (
+        "head -n 1 /opt/rpibuild/src/pytorch/debian/changelog; "
+        "grep -c . /opt/rpibuild/src/pytorch/debian/patches/series; "
+        # Each of rpibuild's patches is in the tree: it reverses cleanly.
+        "for p in " + " ".join(ours) + "; do "
+        "patch -d /opt/rpibuild/src/pytorch -p1 -R --dry-run -s "
+        "< /opt/rpibuild/src/torch-debian/patches/$p && echo applied:$p; done; true"
+    )
+    code, output = engine.run(c10_image, ["sh", "-c", script])
+    assert code == 0, output
+    lines = output.splitlines()
+    assert lines[0].startswith("pytorch (2.6.0+dfsg-7)")
+    assert int(lines[1]) > 5  # Debian's own patch series was applied
+    assert [line.removeprefix("applied:") for line in lines[2:]] == ours
+
+
+def test_a_tampered_or_truncated_download_is_refused(engine: Engine, c10_image: str) -> None:
+    """apt fetches the files against the signed index; dpkg-source checks them against the .dsc."""
+    script = (
+        "set -e; apt-get update -qq; mkdir /tmp/src && cd /tmp/src; "
+        "apt-get source -qq --download-only pytorch=2.6.0+dfsg-7 2>/dev/null; "
+        "cp -a /tmp/src /tmp/flipped; "
+        "truncate -s -4096 *.debian.tar.xz; "
+        "if bash /opt/rpibuild/src/torch-debian/fetch.sh --unpack pytorch_2.6.0+dfsg-7.dsc /tmp/a 2>&1; "
+        "then echo UNPACKED-TRUNCATED; fi; "
+        "cd /tmp/flipped; "
+        "printf 'X' | dd of=pytorch_2.6.0+dfsg.orig.tar.xz bs=1 seek=1000000 conv=notrunc 2>/dev/null; "
+        "if bash /opt/rpibuild/src/torch-debian/fetch.sh --unpack pytorch_2.6.0+dfsg-7.dsc /tmp/b 2>&1; "
+        "then echo UNPACKED-FLIPPED; fi; echo DONE"
+    )
+    code, output = engine.run(c10_image, ["bash", "-c", script])
+    assert code == 0, output[-3000:]
+    assert output.rstrip().endswith("DONE"), output[-3000:]
+    assert "UNPACKED" not in output
+    assert output.count("failed its checks: not unpacked") == 2
+    assert "checksum" in output.lower()
+
+
+def test_a_version_not_in_the_archive_names_the_versions_that_are() -> None:
+    result = rpibuild("build", *ARMV7, "--set", "torch.version=2.6.0+dfsg-99", "--target", "torch-source")
+    assert result.returncode == 5, result.stderr[-3000:]
+    assert "pytorch 2.6.0+dfsg-99 is not in this suite's archive" in result.stderr
+    assert "2.6.0+dfsg-7" in result.stderr
+    assert "Traceback" not in result.stderr

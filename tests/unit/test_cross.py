@@ -1,0 +1,265 @@
+"""Cross builds (build.cross): which stages run where, the torch build key, ELF gate, progress."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rpibuild import resources
+from rpibuild.base import base_reference
+from rpibuild.config import load_profile
+from rpibuild.cross import check_cross, cross_base_profile, wants_cross
+from rpibuild.engine.progress import BuildEvent, BuildProgress, CompileMeter
+from rpibuild.errors import ConfigError
+from rpibuild.render import render, stages
+from rpibuild.torch_debian import torch_build_key
+from tests.unit.dockerfile import instructions
+
+VERIFY_DIR = resources.images_dir() / "verify"
+
+
+def _stage_platforms(text: str) -> dict[str, str]:
+    """stage name -> the --platform of its FROM ('' = the build's target platform)."""
+    found = {}
+    for line in text.splitlines():
+        if line.startswith("FROM "):
+            parts = line.split()
+            platform = next((p.split("=", 1)[1] for p in parts if p.startswith("--platform=")), "")
+            found[parts[-1]] = platform
+    return found
+
+
+def test_cross_is_the_default_and_build_platform_stages_say_so() -> None:
+    profile = load_profile("pi3b-arm64", env={}).profile
+    assert profile.build.cross and wants_cross(profile)
+    text = render(profile).dockerfile
+    platforms = _stage_platforms(text)
+    for stage in ("cross", "qpulib-build", "extension-build"):
+        assert stage in platforms
+    assert platforms["cross"] == "$BUILDPLATFORM"
+    # qpulib-build and extension-build start FROM cross (so they inherit its platform); every
+    # target stage has no --platform and so runs as linux/arm64.
+    for stage in ("system", "torch", "qpulib", "extension", "verify", "runtime"):
+        assert platforms[stage] == ""
+    assert "FROM cross AS qpulib-build" in text
+    assert "FROM qpulib-build AS extension-build" in text
+    assert "aarch64-linux-gnu-g++" in text
+    assert "crossbuild-essential-arm64" in text and "libpython3-dev:arm64" in text
+    # The target stages compile nothing: qpulib copies, extension pip-installs a wheel.
+    qpulib_stage = text.split("AS qpulib\n", 1)[1].split("\nFROM ", 1)[0]
+    assert "build.sh" not in qpulib_stage and "COPY --from=qpulib-build" in qpulib_stage
+
+
+def test_cross_false_keeps_everything_under_qemu() -> None:
+    profile = load_profile("pi3b-arm64", ["build.cross=false"], env={}).profile
+    text = render(profile).dockerfile
+    assert "BUILDPLATFORM" not in text and "qpulib-build" not in text
+    assert stages(profile) == ("system", "torch", "qpulib", "extension", "verify", "runtime")
+    assert "bash /opt/rpibuild/src/qpulib/build.sh" in text
+
+
+def test_rendered_cross_dockerfile_parses() -> None:
+    for name in ("pi3b-arm64", "pi3b-armv7"):
+        parsed = instructions(render(load_profile(name, env={}).profile).dockerfile)
+        assert parsed[0].keyword == "FROM"
+        assert sum(1 for i in parsed if i.keyword == "FROM") >= 8
+
+
+def test_stage_lists() -> None:
+    arm64 = load_profile("pi3b-arm64", env={}).profile
+    assert stages(arm64)[:3] == ("cross", "qpulib-build", "extension-build")
+    armv7 = load_profile("pi3b-armv7", env={}).profile
+    assert stages(armv7)[:5] == ("cross", "torch-source", "torch-build", "torch-wheel", "torch-c10")
+    assert "torch-build" not in stages(armv7, torch_stored=True)
+
+
+def test_cross_base_is_the_same_suite_on_the_build_platform() -> None:
+    profile = load_profile("pi3b-armv7", env={}).profile
+    build = cross_base_profile(profile)
+    assert build.platform == "linux/amd64"
+    assert build.base.bootstrap == profile.base.bootstrap
+    assert base_reference(build).startswith("rpibuild/base:trixie-amd64-")
+    assert base_reference(build) != base_reference(profile)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["platform=linux/arm/v6", "verify.qemu_cpu=arm1176"], "no Debian cross toolchain"),
+        (["build.cross=false"], "needs build.cross: true"),
+        (["base.image=example.invalid/pi:1", "base.bootstrap=null"], "needs base.bootstrap"),
+    ],
+)
+def test_cross_settings_that_cannot_work_are_refused(overrides: list[str], message: str) -> None:
+    profile = load_profile("pi3b-armv7", overrides, env={}).profile
+    with pytest.raises(ConfigError) as caught:
+        check_cross(profile)
+    assert message in str(caught.value)
+    assert caught.value.field == "build.cross"
+
+
+def test_bookworm_stays_selectable() -> None:
+    profile = load_profile("pi3b-arm64", ["base.bootstrap.suite=bookworm"], env={}).profile
+    text = render(profile).dockerfile
+    assert "rpibuild/base:bookworm-arm64-" in text and "rpibuild/base:bookworm-amd64-" in text
+
+
+def test_torch_build_key_follows_what_shapes_the_wheel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = load_profile("pi3b-armv7", env={}).profile
+    key = torch_build_key(base)
+    assert key == torch_build_key(load_profile("pi3b-armv7", ["torch.max_jobs=1"], env={}).profile)
+    assert key == torch_build_key(load_profile("pi3b-armv7", ["image.repository=a/b"], env={}).profile)
+    other_version = load_profile("pi3b-armv7", ["torch.version=2.6.0+dfsg-8"], env={}).profile
+    other_suite = load_profile("pi3b-armv7", ["base.bootstrap.suite=forky"], env={}).profile
+    assert len({key, torch_build_key(other_version), torch_build_key(other_suite)}) == 3
+    # A changed patch is a different wheel.
+    images = tmp_path / "images"
+    shutil.copytree(resources.images_dir() / "torch-debian", images / "torch-debian")
+    monkeypatch.setattr(resources, "images_dir", lambda: images)
+    assert torch_build_key(base) == key
+    (images / "torch-debian" / "patches" / "series").write_text("# changed\n")
+    assert torch_build_key(base) != key
+
+
+def test_debian_source_needs_a_version() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_profile("pi3b-armv7", ["torch.version=null"], env={})
+    assert "needs torch.version" in str(caught.value)
+
+
+def test_compile_progress_lines_become_counts() -> None:
+    events: list[BuildEvent] = []
+    progress = BuildProgress(on_event=events.append)
+    vertex = {
+        "digest": "sha256:1",
+        "name": "[torch-build 4/5] RUN build.sh",
+        "started": "2026-12-01T10:00:00Z",
+    }
+    progress.feed({"vertexes": [vertex]})
+    import base64
+
+    lines = b"[rpibuild-ninja 41/1240] g++ -c a.cpp\nwarning: something\n"
+    progress.feed({"logs": [{"vertex": "sha256:1", "data": base64.b64encode(lines).decode()}]})
+    compiled = [e.compiled for e in events if not e.is_step]
+    assert compiled == [(41, 1240), None]
+
+
+def test_compile_meter_measures_only_this_runs_rate() -> None:
+    meter = CompileMeter()
+    assert meter.update(100.0, 600, 1200) == (0.0, None)  # resumed at 600: no rate yet
+    elapsed, left = meter.update(160.0, 660, 1200)
+    assert elapsed == 60.0 and left == pytest.approx(540.0)  # 1 step/s, 540 to go
+
+
+def _compile_shared_object(tmp_path: Path) -> Path:
+    source = tmp_path / "tiny.c"
+    source.write_text("#include <math.h>\ndouble tiny(double x) { return sqrt(x); }\n")
+    output = tmp_path / "libtiny.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(output), str(source), "-lm"], check=True)
+    return output
+
+
+def _elf_gate(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(VERIFY_DIR / "elf_gate.py"), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=VERIFY_DIR,
+    )
+
+
+def test_elf_gate_checks_machine_and_lists_needed_libraries(tmp_path: Path) -> None:
+    library = _compile_shared_object(tmp_path)
+    host = _elf_gate("--elf", "62:2", str(library))
+    assert host.returncode == 0, host.stderr
+    assert "1 ELF files OK" in host.stdout
+    needed = _elf_gate("--elf", "62:2", "--needed", str(tmp_path))
+    assert needed.returncode == 0 and "libm.so.6" in needed.stdout.split()
+    wrong = _elf_gate("--elf", "40:1:hf", str(library))
+    assert wrong.returncode == 1
+    assert "ELF machine 62 class 2, expected 40 class 1" in wrong.stderr
+
+
+def test_elf_gate_refuses_an_empty_input(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("no ELF here\n")
+    result = _elf_gate("--elf", "40:1:hf", str(tmp_path))
+    assert result.returncode == 1 and "no ELF files" in result.stderr
+
+
+def _system_stage(text: str) -> str:
+    return text[text.index(" AS system\n") : text.index(" AS torch\n")]
+
+
+def test_target_stages_get_compilers_only_when_they_compile() -> None:
+    cross = render(load_profile("pi3b-arm64", env={}).profile).dockerfile
+    assert " g++ " not in _system_stage(cross) and "python3-dev" not in _system_stage(cross)
+    qemu = render(load_profile("pi3b-arm64", ["build.cross=false"], env={}).profile).dockerfile
+    assert " g++ " in _system_stage(qemu) and "python3-dev" in _system_stage(qemu)
+    # A target this host runs natively compiles in place: no cross stage at all.
+    native = load_profile("host-emulator", env={}).profile
+    assert not wants_cross(native) and "AS cross" not in render(native).dockerfile
+
+
+def _tiny_wheel(folder: Path) -> Path:
+    """A minimal valid wheel: METADATA, WHEEL and a RECORD with every file's hash."""
+    import base64
+    import hashlib
+    import zipfile
+
+    path = folder / "torch-2.6.0-cp313-cp313-linux_armv7l.whl"
+    info = "torch-2.6.0.dist-info"
+    files = {
+        "torch/__init__.py": b"",
+        f"{info}/METADATA": b"Metadata-Version: 2.1\nName: torch\nVersion: 2.6.0\n",
+        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\n"
+        b"Tag: cp313-cp313-linux_armv7l\n",
+    }
+    record = ""
+    for name, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record += f"{name},sha256={digest},{len(data)}\n"
+    record += f"{info}/RECORD,,\n"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+        archive.writestr(f"{info}/RECORD", record)
+    return path
+
+
+def _wheel_packages(*args: str) -> subprocess.CompletedProcess[str]:
+    script = resources.images_dir() / "torch-debian" / "wheel_packages.py"
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, check=False)
+
+
+def test_a_wheel_carries_its_debian_runtime_packages(tmp_path: Path) -> None:
+    wheel = _tiny_wheel(tmp_path)
+    listing = tmp_path / "packages.txt"
+    listing.write_text("libsleef3\nlibopenblas0-pthread\n")
+    embedded = _wheel_packages("embed", str(wheel), str(listing))
+    assert embedded.returncode == 0, embedded.stderr
+    out = tmp_path / "out.txt"
+    assert _wheel_packages("extract", str(wheel), str(out)).returncode == 0
+    assert out.read_text().split() == ["libsleef3", "libopenblas0-pthread"]
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as archive:  # RECORD was rewritten and names the new file
+        record = archive.read("torch-2.6.0.dist-info/RECORD").decode()
+    assert "rpibuild-debian-packages.txt,sha256=" in record
+
+
+def test_a_wheel_without_a_list_means_no_packages_and_bad_names_are_refused(tmp_path: Path) -> None:
+    wheel = _tiny_wheel(tmp_path)
+    out = tmp_path / "out.txt"
+    assert _wheel_packages("extract", str(wheel), str(out)).returncode == 0
+    assert out.read_text() == ""
+    listing = tmp_path / "bad.txt"
+    listing.write_text("libfoo; rm -rf /\n")
+    refused = _wheel_packages("embed", str(wheel), str(listing))
+    assert refused.returncode != 0 and "not Debian package names" in refused.stderr

@@ -106,6 +106,10 @@ def test_verify_ran_as_the_pi_core(engine: Engine, first: dict) -> None:
     assert report["torch"].startswith(TORCH)
     assert "cpu" in report["backends"]
     assert report["emulator_tests"] == "passed"  # the extension's emulator tests, as a Cortex-A53
+    sweep = report["op_sweep"]  # every op case ran as a Cortex-A53, each in its own process
+    assert not sweep.get("failed")
+    names = {case["name"] for case in sweep["cases"]}
+    assert {"import", "matmul", "conv2d", "lstm", "sdpa", "train_step"} <= names, names
     code, output = engine.run(first["id"], ["sh", "-c", "ls /usr/local/lib/libqpu.so*"])
     assert code == 0 and "libqpu.so" in output, output
 

@@ -138,9 +138,9 @@ RUN pip install --no-deps /opt/rpibuild/wheels/torch_qpu-*.whl
 
 # ---- verify: runs under QEMU as the Pi's own core (cortex-a7), so an instruction the Pi lacks fails here.
 FROM extension AS verify
-COPY rpibuild/verify.py /opt/rpibuild/verify.py
+COPY rpibuild/verify.py rpibuild/op_sweep.py /opt/rpibuild/
 ENV QEMU_CPU=cortex-a7
-RUN python /opt/rpibuild/verify.py --machine armv7l --elf 40:1:hf --torch --extension \
+RUN python /opt/rpibuild/verify.py --machine armv7l --elf 40:1:hf --torch --op-sweep --extension \
       --report /opt/rpibuild/verify.json
 
 # ---- runtime: a fresh copy of the base with the venv and libqpu; no proxies, mirrors, CA or pip settings.

@@ -20,14 +20,17 @@ from rpibuild.config.model import Profile
 from rpibuild.sources import cache_dir
 
 RUNTIME_PACKAGES = "torch-runtime-packages.txt"
-# Bump when the build's recipe changes in a way the scripts' bytes do not show.
+# Bump when the recipe changes in a way the hashed files do not show, e.g. a change to the
+# post-processing helpers (runtime_packages.py, wheel_packages.py), which are left out of the
+# key so that editing them does not throw away a half-done compile.
 RECIPE_VERSION = 1
 
 
 def recipe_files() -> list[Path]:
-    """rpibuild's files that shape the wheel (scripts, patch series, patches)."""
+    """rpibuild's files that shape the compiled code: the fetch and build scripts, the patches."""
     folder = resources.images_dir() / "torch-debian"
-    return sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    patches = sorted(p for p in (folder / "patches").rglob("*") if p.is_file())
+    return [folder / "fetch.sh", folder / "build.sh", *patches]
 
 
 def torch_build_key(profile: Profile) -> str:

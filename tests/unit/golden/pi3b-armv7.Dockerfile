@@ -51,7 +51,7 @@ RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,shar
 FROM torch-source AS torch-build
 RUN --mount=type=cache,id=rpibuild-ccache-armhf,target=/var/cache/rpibuild/ccache --mount=type=cache,id=rpibuild-torch-build-armhf,target=/var/cache/rpibuild/torch,sharing=locked \
     MAX_JOBS=2 bash /opt/rpibuild/src/torch-debian/build.sh \
-      /opt/rpibuild/src/pytorch /var/cache/rpibuild/torch/239fcabaea2f3a5d1f2858dc /opt/rpibuild/wheels
+      /opt/rpibuild/src/pytorch /var/cache/rpibuild/torch/08df407263e21d6ad4719ed6 /opt/rpibuild/wheels
 # The wheel carries the list of Debian packages its libraries need (from its ELF NEEDED entries).
 RUN python3 /opt/rpibuild/elf_gate.py --elf 40:1:hf /opt/rpibuild/wheels/torch-*.whl \
  && python3 /opt/rpibuild/src/torch-debian/runtime_packages.py /opt/rpibuild/wheels/torch-*.whl \
@@ -68,7 +68,7 @@ COPY --from=torch-build /opt/rpibuild/wheels/ /
 FROM torch-source AS torch-c10
 RUN --mount=type=cache,id=rpibuild-ccache-armhf,target=/var/cache/rpibuild/ccache --mount=type=cache,id=rpibuild-torch-build-armhf,target=/var/cache/rpibuild/torch,sharing=locked \
     MAX_JOBS=2 bash /opt/rpibuild/src/torch-debian/build.sh --only c10 \
-      /opt/rpibuild/src/pytorch /var/cache/rpibuild/torch/239fcabaea2f3a5d1f2858dc /opt/rpibuild/c10 \
+      /opt/rpibuild/src/pytorch /var/cache/rpibuild/torch/08df407263e21d6ad4719ed6 /opt/rpibuild/c10 \
  && python3 /opt/rpibuild/elf_gate.py --elf 40:1:hf /opt/rpibuild/c10
 
 # ---- system: the base plus what the build stages need (network settings live only here).

@@ -1,12 +1,13 @@
 """Benchmark the build pipeline: cross against QEMU, cold, no-change and extension-edit rebuilds.
 
-Builds the profile twice per mode, ``build.cross: true`` (C++ compiled natively with Debian's
-cross toolchain, QEMU runs only the target's steps) and ``false`` (everything under QEMU):
-a cold build (``--no-cache``; apt/pip downloads and ccache stay warm, as on any machine
-that built once), a no-change rebuild, and a rebuild after a real edit of the extension's
-C++ (the object code changes, so neither BuildKit nor ccache can skip the compile). Prints
-per-stage seconds side by side, the C++ stages' cross/QEMU ratios, and the runtime image's
-size. Figures only, no assertions; goals are in issue 12 and the README.
+Per mode, ``build.cross: true`` (C++ compiled natively with Debian's cross toolchain, QEMU
+runs only the target's steps) and ``false`` (everything under QEMU), three builds on private
+copies of QPULib and the extension: a cold C++ build (a new line in every QPULib and
+extension source file, so neither BuildKit's layers nor ccache can skip a compile), a
+no-change rebuild, and a rebuild after an edit of the extension's C++. The stages before
+QPULib (system, torch) are the same layers in both modes and stay cached: the figures are
+the C++ stages and what follows them. Prints per-stage seconds side by side and the C++
+stages' QEMU/cross ratios. Figures only, no assertions; goals are in issue 12 and the README.
 
     python3 benchmarks/build_times.py [-p PROFILE] [--set FIELD=VALUE ...] [--only cross|qemu]
 
@@ -20,11 +21,13 @@ import argparse
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from rpibuild import resources
 from rpibuild.build import BuildOutcome, build_profile
 from rpibuild.config import load_profile
+from rpibuild.context import fetch_sources
 from rpibuild.engine import DockerEngine, Engine
 
 # A C++ stage's time in each mode: cross compiles in *-build stages and installs in the target
@@ -44,23 +47,25 @@ def seconds(outcome: BuildOutcome, names: tuple[str, ...]) -> float:
     return sum(s.seconds for s in outcome.stages if s.name in names)
 
 
-def edit_extension(extension: Path, count: int) -> None:
+def edit(source: Path, token: str) -> None:
     """A change to the compiled code itself (a comment would be a ccache hit)."""
-    source = extension / "csrc" / "module.cpp"
     source.write_text(
-        source.read_text()
-        + f"\nnamespace {{ [[maybe_unused]] constexpr int rpibuild_benchmark_edit_{count} = {count}; }}\n"
+        source.read_text() + f"\nnamespace {{ [[maybe_unused]] constexpr int rpibuild_bench_{token} = 1; }}\n"
     )
 
 
-def measure(engine: Engine, profile: str, overrides: list[str], extension: Path, mode: str) -> dict:
+def measure(engine: Engine, profile: str, overrides: list[str], trees: tuple[Path, Path], mode: str) -> dict:
+    qpulib, extension = trees
     cross = "true" if mode == "cross" else "false"
-    settings = [*overrides, f"build.cross={cross}", f"extension.path={extension}"]
-    print(f"[{mode}] cold build (--no-cache)", file=sys.stderr)
-    cold = run(engine, profile, settings, no_cache=True)
+    settings = [*overrides, f"build.cross={cross}", f"extension.path={extension}", f"qpulib.path={qpulib}"]
+    token = f"{mode}_{time.time_ns()}"
+    for source in [*sorted((qpulib / "Lib").rglob("*.cpp")), extension / "csrc" / "module.cpp"]:
+        edit(source, f"cold_{token}")
+    print(f"[{mode}] cold C++ build (every source file changed)", file=sys.stderr)
+    cold = run(engine, profile, settings)
     print(f"[{mode}] no-change rebuild", file=sys.stderr)
     same = run(engine, profile, settings)
-    edit_extension(extension, 1 if mode == "cross" else 2)
+    edit(extension / "csrc" / "module.cpp", f"edit_{token}")
     print(f"[{mode}] rebuild after an edit of the extension's C++", file=sys.stderr)
     edited = run(engine, profile, settings)
     return {"cold": cold, "no-change": same, "extension-edit": edited}
@@ -85,9 +90,11 @@ def main() -> int:
             extension,
             ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"),
         )
+        qpulib = Path(tmp) / "QPULib"
+        shutil.copytree(fetch_sources(load_profile(args.profile, args.overrides).profile).qpulib, qpulib)
         print(f"profile {args.profile}, overrides {args.overrides or 'none'}", file=sys.stderr)
         for mode in modes:
-            results[mode] = measure(engine, args.profile, args.overrides, extension, mode)
+            results[mode] = measure(engine, args.profile, args.overrides, (qpulib, extension), mode)
 
     columns = [(mode, kind) for mode in modes for kind in ("cold", "no-change", "extension-edit")]
     names = list(dict.fromkeys(s.name for mode in modes for s in results[mode]["cold"].stages))
@@ -99,7 +106,7 @@ def main() -> int:
             row += f"{'-':>22}" if stage is None else f"{stage.seconds:>20.1f}s{'*' if stage.cached else ' '}"
         print(row)
     print(f"{'total (wall)':<16}" + "".join(f"{results[m][k].seconds:>21.1f}s" for m, k in columns))
-    print("(* = every step from the cache; base images reused)")
+    print("(* = every step from the cache; base images, system and torch layers reused)")
 
     if len(modes) == 2:
         print(f"\n{'C++ stage (cold)':<20}{'cross':>10}{'QEMU':>10}{'QEMU/cross':>12}")

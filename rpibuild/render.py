@@ -356,8 +356,11 @@ def render(
         dirs["torch-qpu"] = Path(profile.extension.path or images / "torch-qpu")
 
     build_packages = list(profile.apt.packages)
-    if not cross or torch.source == "source":
-        build_packages += [p for p in profile.apt.compiler_packages if p not in build_packages]
+    # Compilers go into the first target stage that compiles (after system and torch, so the
+    # layers before it are the same with and without cross compilation): torch from git,
+    # else qpulib/extension when they are not cross-compiled.
+    compilers = [p for p in profile.apt.compiler_packages if p not in build_packages]
+    compiles_on_target = not cross and (profile.qpulib.enabled or profile.extension.enabled)
     runtime_packages = list(profile.apt.runtime_packages)
     if profile.image.keep_build_tools:  # compilers included: the image is for building on the Pi
         tools = [*build_packages, *profile.apt.compiler_packages]
@@ -374,6 +377,8 @@ def render(
             network=profile.network,
             apt=profile.apt,
             build_packages=build_packages,
+            torch_compilers=compilers if torch.source == "source" else [],
+            target_compilers=compilers if compiles_on_target and torch.source != "source" else [],
             runtime_packages=runtime_packages,
             torch=torch,
             torch_wheel_name=wheel_name,

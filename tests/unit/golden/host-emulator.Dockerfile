@@ -16,7 +16,7 @@ ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 PIP_DISABLE_PIP_VERSION_CHECK=1
 
 RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-amd64,target=/var/lib/apt/lists,sharing=locked \
     apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates python3 python3-venv python3-numpy python3-dev g++ make
+ && apt-get install -y --no-install-recommends ca-certificates python3 python3-venv python3-numpy
 # A venv that also sees Debian's python3-numpy (no numpy wheels exist for armv7l).
 RUN --mount=type=cache,id=rpibuild-pip-amd64,target=/root/.cache/pip \
     python3 -m venv --system-site-packages /opt/rpibuild/venv \
@@ -33,6 +33,10 @@ RUN --mount=type=cache,id=rpibuild-pip-amd64,target=/root/.cache/pip pip install
 
 # ---- qpulib: libqpu.so in emulation mode, built by images/qpulib/build.sh.
 FROM torch AS qpulib
+# Compilers for QPULib and the extension, compiled here under QEMU (build.cross: false).
+RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-amd64,target=/var/lib/apt/lists,sharing=locked \
+    apt-get update \
+ && apt-get install -y --no-install-recommends python3-dev g++ make
 COPY qpulib /opt/rpibuild/src/qpulib
 COPY qpulib-src /opt/rpibuild/src/qpulib-src
 RUN QPULIB_COMMIT=c2658a55f2b21de6f3270c86c227011b10d447c2 bash /opt/rpibuild/src/qpulib/build.sh \

@@ -69,6 +69,8 @@ COPY --from=qpulib-build /usr/local/lib/libqpu.so.1.0 /usr/local/lib/
 COPY --from=qpulib-build /usr/local/lib/pkgconfig/qpulib.pc /usr/local/lib/pkgconfig/
 COPY --from=qpulib-build /usr/local/include/qpulib /usr/local/include/qpulib
 COPY --from=qpulib-build /usr/local/share/qpulib /usr/local/share/qpulib
+# QPULib's build scripts and source, as a non-cross build leaves them (the extension's tests check them).
+COPY qpulib /opt/rpibuild/src/qpulib
 COPY qpulib-src /opt/rpibuild/src/qpulib-src
 RUN ln -sf libqpu.so.1.0 /usr/local/lib/libqpu.so.1 && ln -sf libqpu.so.1 /usr/local/lib/libqpu.so && ldconfig
 

@@ -57,7 +57,14 @@ def edit(source: Path, token: str) -> None:
 def measure(engine: Engine, profile: str, overrides: list[str], trees: tuple[Path, Path], mode: str) -> dict:
     qpulib, extension = trees
     cross = "true" if mode == "cross" else "false"
-    settings = [*overrides, f"build.cross={cross}", f"extension.path={extension}", f"qpulib.path={qpulib}"]
+    # Its own image repository: the benchmark never moves the profile's own tags.
+    settings = [
+        *overrides,
+        f"build.cross={cross}",
+        f"extension.path={extension}",
+        f"qpulib.path={qpulib}",
+        f"image.repository=rpibuild-benchmark/{profile}",
+    ]
     token = f"{mode}_{time.time_ns()}"
     for source in [*sorted((qpulib / "Lib").rglob("*.cpp")), extension / "csrc" / "module.cpp"]:
         edit(source, f"cold_{token}")

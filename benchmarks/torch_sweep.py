@@ -43,6 +43,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
+from rpibuild.sources import file_sha256
+
 HERE = Path(__file__).resolve().parent
 OP_SWEEP = HERE.parent / "images" / "verify" / "op_sweep.py"
 PYPI_JSON = "https://pypi.org/pypi/{project}/json"
@@ -196,7 +198,7 @@ def list_wheels(index: str, session: Any, ca: str | None) -> list[Wheel]:
 def fetch_wheel(wheel: Wheel, folder: Path, session: Any, ca: str | None) -> Path:
     """Download ``wheel`` once into ``folder``, checked against the index's sha256."""
     target = folder / wheel.filename
-    if target.is_file() and _sha256(target) == wheel.sha256:
+    if target.is_file() and file_sha256(target) == wheel.sha256:
         return target
     folder.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".part")
@@ -212,14 +214,6 @@ def fetch_wheel(wheel: Wheel, folder: Path, session: Any, ca: str | None) -> Pat
         raise RuntimeError(f"{wheel.filename}: sha256 {digest.hexdigest()}, the index says {wheel.sha256}")
     partial.replace(target)
     return target
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def usable_requirements(metadata: str) -> list[str]:

@@ -28,6 +28,7 @@ from rpibuild.config.model import Profile
 from rpibuild.engine import BuildEvent, Engine
 from rpibuild.errors import BuildError, ConfigError
 from rpibuild.platforms import Platform
+from rpibuild.sources import file_sha256
 
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA = 1
@@ -141,14 +142,6 @@ def copy_out(
 # ---------------------------------------------------------------- describing files
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while data := handle.read(1 << 20):
-            digest.update(data)
-    return digest.hexdigest()
-
-
 def _kind(relative: str) -> str:
     if relative.endswith(".whl"):
         return "wheel"
@@ -169,7 +162,7 @@ def describe_file(path: Path, root: Path) -> dict[str, object]:
         entry["symlink"] = str(path.readlink())
         return entry
     entry["size"] = path.stat().st_size
-    entry["sha256"] = sha256_file(path)
+    entry["sha256"] = file_sha256(path)
     if entry["kind"] == "wheel":
         entry["shared_objects"] = describe_wheel(path)
     elif entry["kind"] != "rootfs":

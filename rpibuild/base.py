@@ -25,7 +25,7 @@ from rpibuild import qemu
 from rpibuild.config.model import Profile
 from rpibuild.errors import BuildError, EngineError, HostSetupError
 from rpibuild.redact import mask_urls
-from rpibuild.sources import cache_dir
+from rpibuild.sources import cache_dir, file_sha256
 
 if TYPE_CHECKING:
     from rpibuild.engine import Engine, ImageInfo
@@ -338,7 +338,7 @@ def _docker_archive(profile: Profile, rootfs: Path, work: Path, reference: str) 
         check=True,
         capture_output=True,
     )
-    diff_id = "sha256:" + _file_sha256(layer)
+    diff_id = "sha256:" + file_sha256(layer)
     platform = profile.target
     bootstrap = profile.base.bootstrap
     config = {
@@ -383,11 +383,3 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
     tar.addfile(info, io.BytesIO(data))
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

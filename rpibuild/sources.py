@@ -22,6 +22,15 @@ from rpibuild.errors import BuildError, ConfigError
 _SKIP = {".git"}
 
 
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, read in blocks (wheels and layers are large)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while block := stream.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def tree_sha256(root: Path) -> str:
     """A hash of every file's relative path, executable bit and content (symlinks: target)."""
     digest = hashlib.sha256()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rpibuild import resources
 from rpibuild.config.model import Profile
-from rpibuild.sources import cache_dir
+from rpibuild.sources import cache_dir, file_sha256
 
 RUNTIME_PACKAGES = "torch-runtime-packages.txt"
 # Bump when the recipe changes in a way the hashed files do not show, e.g. a change to the
@@ -65,11 +65,7 @@ class StoredWheel:
 
     @property
     def sha256(self) -> str:
-        digest = hashlib.sha256()
-        with self.wheel.open("rb") as stream:
-            for block in iter(lambda: stream.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
+        return file_sha256(self.wheel)
 
 
 def stored_wheel(profile: Profile) -> StoredWheel | None:

@@ -99,18 +99,3 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             yellow=True,
             bold=True,
         )
-    ran_e2e = any(
-        report.keywords.get("e2e")
-        for reports in terminalreporter.stats.values()
-        for report in reports
-        if hasattr(report, "keywords")
-    )
-    if os.environ.get("RPIBUILD_E2E_QPULIB") != "1" and ran_e2e:
-        terminalreporter.write_sep(
-            "!",
-            "e2e: the default profile's image was built with qpulib.enabled=false (QPULib and "
-            "the extension's kernels are compiled and tested on the host); "
-            "RPIBUILD_E2E_QPULIB=1 builds them into the image under QEMU",
-            yellow=True,
-            bold=True,
-        )

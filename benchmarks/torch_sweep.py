@@ -10,8 +10,8 @@ releases a new wheel.
     python3 benchmarks/torch_sweep.py [--versions 2.6.0,2.9.1] [--since 2.6.0] [--cpu cortex-a53] [--json]
 
 Without --versions, every torch release on the package index with a cp313 manylinux aarch64
-wheel from --since on (PyPI's JSON API for pypi.org; the index's PEP 691 JSON page when
-PIP_INDEX_URL or --index-url names another index). Wheels are downloaded on the host, checked
+wheel from --since on, read from the index's PEP 691 JSON page (--index-url, else
+PIP_INDEX_URL, else the index pip is configured with). Wheels are downloaded on the host, checked
 against the index's sha256 and kept in rpibuild's cache folder, then unpacked on the host with
 torch's pure-Python dependencies (the host's pip for the target platform, whose cache keeps
 them), so a rerun downloads nothing and QEMU runs only the sweep. The dependencies leave out
@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,8 +47,6 @@ from rpibuild.sources import file_sha256
 
 HERE = Path(__file__).resolve().parent
 OP_SWEEP = HERE.parent / "images" / "verify" / "op_sweep.py"
-PYPI_JSON = "https://pypi.org/pypi/{project}/json"
-DEFAULT_INDEX = "https://pypi.org/simple"
 # The container: trixie's Python 3.13, the shipped arm64 profile's platform.
 PROFILE = "pi3b-arm64"
 PROFILE_OVERRIDES = (
@@ -162,9 +160,30 @@ def wheels_from_simple_json(data: dict[str, Any], base_url: str = "") -> list[Wh
     ]
 
 
-def index_url(cli_value: str | None, environ: Mapping[str, str]) -> str:
-    """--index-url, else PIP_INDEX_URL, else PyPI."""
-    return (cli_value or environ.get("PIP_INDEX_URL") or DEFAULT_INDEX).rstrip("/")
+def pip_configured_index() -> str | None:
+    """The index pip itself is configured with (`pip config get global.index-url`), if any."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "get", "global.index-url"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def index_url(
+    cli_value: str | None,
+    environ: Mapping[str, str],
+    configured: Callable[[], str | None] = pip_configured_index,
+) -> str:
+    """--index-url, else PIP_INDEX_URL, else pip's configured index (no index is built in)."""
+    value = cli_value or environ.get("PIP_INDEX_URL") or configured()
+    if not value:
+        raise SystemExit(
+            "torch_sweep: no package index: give --index-url (a PEP 691 simple index, e.g. the "
+            "one pip uses) or set PIP_INDEX_URL"
+        )
+    return value.rstrip("/")
 
 
 # ---------------------------------------------------------------- network and engine
@@ -179,11 +198,6 @@ def ca_bundle() -> str | None:
 
 def list_wheels(index: str, session: Any, ca: str | None) -> list[Wheel]:
     """Every torch wheel on ``index``."""
-    if index == DEFAULT_INDEX:
-        url = PYPI_JSON.format(project="torch")
-        reply = session.get(url, timeout=60, verify=ca or True)
-        reply.raise_for_status()
-        return wheels_from_pypi_json(reply.json(), url)
     url = f"{index}/torch/"
     reply = session.get(
         url,
@@ -249,7 +263,7 @@ def install_tree(
         ]  # fmt: skip
         if ca:
             command[4:4] = ["--cert", ca]
-        if index and index != DEFAULT_INDEX:
+        if index:
             command[4:4] = ["--index-url", index]
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     if compiler:

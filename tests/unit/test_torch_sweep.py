@@ -94,7 +94,11 @@ def test_index_json_forms() -> None:
 
 
 def test_index_url_respects_pip_index_url() -> None:
-    assert torch_sweep.index_url(None, {}) == "https://pypi.org/simple"
+    with pytest.raises(SystemExit, match="no package index"):
+        torch_sweep.index_url(None, {}, configured=lambda: None)
+    assert torch_sweep.index_url(None, {}, configured=lambda: "https://pip.example.invalid/simple/") == (
+        "https://pip.example.invalid/simple"
+    )
     assert torch_sweep.index_url(None, {"PIP_INDEX_URL": "https://index.example.invalid/simple/"}) == (
         "https://index.example.invalid/simple"
     )

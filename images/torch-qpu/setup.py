@@ -124,6 +124,17 @@ def torch_version() -> tuple[int, int]:
     return major, minor
 
 
+def qpulib_record(prefix: Path, mode: str, bundle: bool) -> dict[str, str | None]:
+    """What build_info() says of the QPULib an extension was built with (native or cross)."""
+    info = read_build_info(prefix)
+    return {
+        "qpulib_mode": mode,
+        "qpulib_commit": info.get("commit", "unknown"),
+        "qpulib_prefix": "bundled" if bundle else str(prefix),
+        "qpulib_compiler": info.get("compiler", "unknown"),
+    }
+
+
 def write_build_info(target_dir: Path, record: dict[str, str | None]) -> None:
     """Recorded for `python -m torch_qpu doctor` and torch_qpu.build_info()."""
     target_dir.mkdir(parents=True, exist_ok=True)
@@ -186,13 +197,7 @@ def cross_extension_setup(torch_dir: Path, info: dict) -> dict:
         library_dirs.append(str(prefix / "lib"))
         libraries.append("qpu")
         link_args.append(f"-Wl,-rpath,{'$ORIGIN' if bundle else prefix / 'lib'}")
-        built = read_build_info(prefix)
-        record.update(
-            qpulib_mode=mode,
-            qpulib_commit=built.get("commit", "unknown"),
-            qpulib_prefix="bundled" if bundle else str(prefix),
-            qpulib_compiler=built.get("compiler", "unknown"),
-        )
+        record.update(qpulib_record(prefix, mode, bundle))
 
     class CrossBuild(build_ext):
         """C++ sources through the C++ driver (sysconfig's CC is the C one), build info written."""
@@ -278,13 +283,7 @@ def extension_setup() -> dict:
             "libraries": ["qpu"],
             "extra_link_args": [f"-Wl,-rpath,{rpath}"],
         }
-        info = read_build_info(prefix)
-        record = {
-            "qpulib_mode": mode,
-            "qpulib_commit": info.get("commit", "unknown"),
-            "qpulib_prefix": "bundled" if bundle else str(prefix),
-            "qpulib_compiler": info.get("compiler", "unknown"),
-        }
+        record = qpulib_record(prefix, mode, bundle)
 
     class BuildOperators(BuildExtension):
         """Also copies libqpu.so.1 next to the extension when bundling."""

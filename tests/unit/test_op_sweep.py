@@ -4,7 +4,6 @@ verdict and exit code, and a real run on the host's torch when it has one."""
 from __future__ import annotations
 
 import faulthandler
-import importlib.util
 import json
 import os
 import signal
@@ -14,12 +13,10 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "images" / "verify" / "op_sweep.py"
-spec = importlib.util.spec_from_file_location("rpibuild_op_sweep", SCRIPT)
-assert spec and spec.loader
-op_sweep = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = op_sweep  # dataclasses look their module up there
-spec.loader.exec_module(op_sweep)
+from tests.unit.scripts import load_script
+
+op_sweep = load_script("images/verify/op_sweep.py", "rpibuild_op_sweep")
+SCRIPT = Path(op_sweep.__file__)
 CaseResult = op_sweep.CaseResult
 PREFIX = op_sweep.RESULT_PREFIX
 

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "torch_sweep.py"
-spec = importlib.util.spec_from_file_location("rpibuild_torch_sweep", SCRIPT)
-assert spec and spec.loader
-torch_sweep = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = torch_sweep  # dataclasses look their module up there
-spec.loader.exec_module(torch_sweep)
+from tests.unit.scripts import load_script
+
+torch_sweep = load_script("benchmarks/torch_sweep.py", "rpibuild_torch_sweep")
+SCRIPT = Path(torch_sweep.__file__)
 Wheel = torch_sweep.Wheel
 
 

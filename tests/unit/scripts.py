@@ -1,0 +1,20 @@
+"""Load a stand-alone script (images/, benchmarks/) as a module, for its unit tests."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_script(relative: str, name: str) -> ModuleType:
+    """Import ROOT/relative under ``name`` (registered in sys.modules: dataclasses need it)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / relative)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module

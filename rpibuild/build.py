@@ -144,9 +144,12 @@ def build_profile(
         compiled_now = True
         all_stages = stages(profile, torch_stored=True)
     rendered = render(profile, base_ref=base.image, qpulib_src=sources.qpulib, stored_torch=torch_wheel)
+    # A build-platform stage (cross, torch-c10...) is an image of the build platform: asked
+    # for the target's platform, BuildKit would label its result with the target's.
+    platform = build_platform() if target in CROSS_STAGES else profile.platform
     request = BuildRequest(
         context=Path(),  # set by _run_build
-        platform=profile.platform,
+        platform=platform,
         target=target,
         no_cache=no_cache,
         build_args=proxy_buildargs(profile),
@@ -156,12 +159,10 @@ def build_profile(
     )
     result, log_path = _run_build(profile, engine, rendered, request, on_event)
     image = engine.image(result.image_id)
-    # A build-platform stage (cross, torch-c10...) is an image of the build platform.
-    expected = build_platform() if target in CROSS_STAGES else profile.platform
-    if image is None or image.platform.removesuffix("/v8") != expected:
+    if image is None or image.platform.removesuffix("/v8") != platform:
         got = image.platform if image else "nothing"
         raise BuildError(
-            f"the build produced {got}, not {expected}",
+            f"the build produced {got}, not {platform}",
             stage=target or "runtime",
             hint="the engine ignored the platform: check `rpibuild doctor`",
         )

@@ -5,7 +5,7 @@ runs only the target's steps) and ``false`` (everything under QEMU), three build
 copies of QPULib and the extension: a cold C++ build (a new line in every QPULib and
 extension source file, so neither BuildKit's layers nor ccache can skip a compile), a
 no-change rebuild, and a rebuild after an edit of the extension's C++. The stages before
-QPULib (system, torch) are the same layers in both modes and stay cached: the figures are
+QPULib (system, torch) stay cached after each mode's first build: the figures are
 the C++ stages and what follows them. Prints per-stage seconds side by side and the C++
 stages' QEMU/cross ratios. Figures only, no assertions; goals are in issue 12 and the README.
 

@@ -35,6 +35,7 @@ CROSS_STAGES = (
     "torch-build",
     "torch-wheel",
     "torch-c10",
+    "torch-install",
     "qpulib-build",
     "extension-build",
 )
@@ -274,6 +275,14 @@ def cross_values(profile: Profile, cross: bool) -> dict[str, object]:
     return values
 
 
+def installs_torch_natively(profile: Profile) -> bool:
+    """Whether a cross build installs the torch wheel on the build platform (torch-install).
+
+    A wheel from anywhere but a git build is installed there; a git build compiles on the
+    target, so its wheel is installed there too."""
+    return wants_cross(profile) and profile.torch.source in ("pypi", "wheel", "debian")
+
+
 def stages(profile: Profile, *, torch_stored: bool = False) -> tuple[str, ...]:
     """The profile's stages in build order (cross builds add the build platform's)."""
     if not wants_cross(profile):
@@ -281,6 +290,8 @@ def stages(profile: Profile, *, torch_stored: bool = False) -> tuple[str, ...]:
     extra = ["cross"]
     if profile.torch.source == "debian" and not torch_stored:
         extra += ["torch-source", "torch-build", "torch-wheel", "torch-c10"]
+    if installs_torch_natively(profile):
+        extra.append("torch-install")
     if profile.qpulib.enabled:
         extra.append("qpulib-build")
     if profile.extension.enabled:
@@ -318,6 +329,8 @@ def render(
     cross = wants_cross(profile)
     if cross:
         files["rpibuild/elf_gate.py"] = images / "verify" / "elf_gate.py"
+    if installs_torch_natively(profile):
+        files["rpibuild/target_site.py"] = images / "cross" / "target_site.py"
     dirs: dict[str, Path] = {}
     names: dict[str, str | None] = {"ca_bundle": None, "torch_wheel": None}
     secrets: dict[str, str] = {}
@@ -357,7 +370,7 @@ def render(
 
     build_packages = list(profile.apt.packages)
     # Compilers go into the first target stage that compiles (after system and torch, so the
-    # layers before it are the same with and without cross compilation): torch from git,
+    # system layers are the same with and without cross compilation): torch from git,
     # else qpulib/extension when they are not cross-compiled.
     compilers = [p for p in profile.apt.compiler_packages if p not in build_packages]
     compiles_on_target = not cross and (profile.qpulib.enabled or profile.extension.enabled)
@@ -382,6 +395,7 @@ def render(
             runtime_packages=runtime_packages,
             torch=torch,
             torch_wheel_name=wheel_name,
+            torch_cross_install=installs_torch_natively(profile),
             qpulib=profile.qpulib,
             qpulib_revision=qpulib_revision(profile),
             extension=profile.extension,

@@ -125,6 +125,17 @@ def check_elf(machine: int, elf_class: int, hard_float: bool) -> dict[str, objec
     }
 
 
+def check_requirements() -> dict[str, object]:
+    """pip check: every installed distribution's requirements are met (in a cross build, torch
+    and its dependencies were installed by the build platform's pip, not this one)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "check"], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise SystemExit("verify: pip check: " + (result.stdout + result.stderr).strip())
+    return {"requirements": "consistent"}
+
+
 def check_torch() -> dict[str, object]:
     import torch
 
@@ -212,6 +223,7 @@ def main() -> int:
     if args.elf:
         machine, elf_class, *rest = args.elf.split(":")
         report.update(check_elf(int(machine), int(elf_class), hard_float=rest == ["hf"]))
+    report.update(check_requirements())
     if args.torch:
         report.update(check_torch())
     if args.op_sweep:

@@ -76,6 +76,7 @@ def first(extension_copy: Path) -> dict:
 def test_image_is_built_tagged_and_labelled(engine: Engine, first: dict) -> None:
     assert [s["name"] for s in first["stages"]] == [
         "cross",
+        "torch-install",
         "qpulib-build",
         "extension-build",
         "system",
@@ -104,6 +105,11 @@ def test_verify_ran_as_the_pi_core(engine: Engine, first: dict) -> None:
     assert report["machine"] == "aarch64"
     assert report["qemu_cpu"] == "cortex-a53"
     assert report["torch"].startswith(TORCH)
+    # torch and its dependencies were installed by the build platform's pip (torch-install):
+    # the target's pip finds every requirement met, console scripts run the venv's Python.
+    assert report["requirements"] == "consistent"
+    code, output = engine.run(first["id"], ["sh", "-c", "head -n 1 /opt/rpibuild/venv/bin/torchrun"])
+    assert (code, output.strip()) == (0, "#!/opt/rpibuild/venv/bin/python"), output
     assert "cpu" in report["backends"]
     assert report["emulator_tests"] == "passed"  # the extension's emulator tests, as a Cortex-A53
     sweep = report["op_sweep"]  # every op case ran as a Cortex-A53, each in its own process

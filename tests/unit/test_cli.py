@@ -55,7 +55,9 @@ def test_profile_from_environment_variable() -> None:
 def test_render_prints_the_dockerfile() -> None:
     result = CliRunner().invoke(cli, ["render", "-p", "pi3b-arm64"])
     assert result.exit_code == 0
-    assert result.output.count("FROM ") == 9  # 6 target stages + cross, qpulib-build, extension-build
+    assert (
+        result.output.count("FROM ") == 10
+    )  # 6 target stages + cross, torch-install, qpulib-build, extension-build
 
 
 def test_secrets_are_masked_in_config_show() -> None:
@@ -104,7 +106,7 @@ def test_render_output_writes_the_whole_context(tmp_path) -> None:
     out = tmp_path / "ctx"
     result = CliRunner().invoke(cli, ["render", "-o", str(out)], env={"RPIBUILD_QPULIB_SRC": str(src)})
     assert result.exit_code == 0, result.output
-    assert (out / "Dockerfile").read_text().count("FROM ") == 9
+    assert (out / "Dockerfile").read_text().count("FROM ") == 10
     assert (out / "qpulib-src" / "Lib" / "QPULib.h").is_file()
     again = run_main("render", "-o", str(out))
     assert again.returncode == 2 and "not empty" in again.stderr

@@ -71,7 +71,7 @@ def test_rendered_cross_dockerfile_parses() -> None:
 
 def test_stage_lists() -> None:
     arm64 = load_profile("pi3b-arm64", env={}).profile
-    assert stages(arm64)[:3] == ("cross", "qpulib-build", "extension-build")
+    assert stages(arm64)[:4] == ("cross", "torch-install", "qpulib-build", "extension-build")
     armv7 = load_profile("pi3b-armv7", env={}).profile
     assert stages(armv7)[:5] == ("cross", "torch-source", "torch-build", "torch-wheel", "torch-c10")
     assert "torch-build" not in stages(armv7, torch_stored=True)
@@ -194,14 +194,15 @@ def test_elf_gate_refuses_an_empty_input(tmp_path: Path) -> None:
 
 
 def _system_stage(text: str) -> str:
-    return text[text.index(" AS system\n") : text.index(" AS torch\n")]
+    start = text.index(" AS system\n")
+    return text[start : text.index("\n# ---- ", start)]
 
 
 def test_target_stages_get_compilers_only_when_they_compile() -> None:
     cross = render(load_profile("pi3b-arm64", env={}).profile).dockerfile
     assert " g++ " not in _system_stage(cross) and "python3-dev" not in _system_stage(cross)
     qemu = render(load_profile("pi3b-arm64", ["build.cross=false"], env={}).profile).dockerfile
-    # Under QEMU they come after torch, so system and torch are the same layers in both modes.
+    # Under QEMU they come after torch, so the system layers are the same in both modes.
     assert _system_stage(qemu) == _system_stage(cross)
     qpulib = qemu[qemu.index(" AS qpulib\n") : qemu.index(" AS extension\n")]
     assert "install -y --no-install-recommends python3-dev g++ make" in qpulib

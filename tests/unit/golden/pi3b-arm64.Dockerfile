@@ -2,6 +2,7 @@
 # Do not edit: change dockerfiles/ or the profile and render again.
 # Where each stage runs:
 #   cross            build platform, native
+#   torch-install    build platform, native
 #   qpulib-build     build platform, native
 #   extension-build  build platform, native
 #   system           linux/arm64 under QEMU
@@ -45,13 +46,29 @@ RUN --mount=type=cache,id=rpibuild-pip-arm64,target=/root/.cache/pip \
  && mkdir -p /opt/rpibuild/wheels
 ENV VIRTUAL_ENV=/opt/rpibuild/venv PATH=/opt/rpibuild/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
-# ---- torch: source pypi 2.9.1.
-FROM system AS torch
-RUN --mount=type=cache,id=rpibuild-pip-arm64,target=/root/.cache/pip pip download --no-deps --only-binary=:all: -d /opt/rpibuild/wheels torch==2.9.1
+# ---- torch-install (build platform): the torch wheel chosen by the target's tags, checked, and installed
+# with its dependencies into an overlay of the target's venv by the build platform's pip and
+# CPython (images/cross/target_site.py): unzipped and byte-compiled natively, not under QEMU.
+FROM cross AS torch-install
+# packaging: to evaluate the wheel's dependency markers for the target, not for this machine.
+RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-amd64,target=/var/lib/apt/lists,sharing=locked \
+    apt-get update \
+ && apt-get install -y --no-install-recommends python3-packaging
+COPY rpibuild/target_site.py /opt/rpibuild/target_site.py
+RUN --mount=type=cache,id=rpibuild-pip-amd64,target=/root/.cache/pip python3 /opt/rpibuild/target_site.py download --machine aarch64 \
+      --dest /opt/rpibuild/wheels torch==2.9.1
 RUN cd /opt/rpibuild/wheels && echo 'c29455d2b910b98738131990394da3e50eea8291dfeb4b12de71ecf1fdeb21cb  '"$(ls torch-*.whl)" | sha256sum -c -
+# The venv has its own pip, setuptools and wheel: the overlay leaves them alone.
+RUN --mount=type=cache,id=rpibuild-pip-amd64,target=/root/.cache/pip python3 /opt/rpibuild/target_site.py install --machine aarch64 \
+      --triplet aarch64-linux-gnu --venv /opt/rpibuild/venv --overlay /opt/rpibuild/venv-overlay \
+      --skip pip --skip setuptools --skip wheel /opt/rpibuild/wheels/torch-*.whl
+
+# ---- torch: the installed torch copied into the venv; QEMU only imports it (a smoke test).
+FROM system AS torch
+COPY --from=torch-install /opt/rpibuild/wheels/ /opt/rpibuild/wheels/
+COPY --from=torch-install /opt/rpibuild/venv-overlay/ /opt/rpibuild/venv/
 # torch-info.json: what a cross build of an extension needs to know of this torch.
-RUN --mount=type=cache,id=rpibuild-pip-arm64,target=/root/.cache/pip pip install /opt/rpibuild/wheels/torch-*.whl \
- && python -c 'import json, torch; print("torch", torch.__version__); json.dump({"version": torch.__version__, "cxx11_abi": int(torch._C._GLIBCXX_USE_CXX11_ABI)}, open("/opt/rpibuild/torch-info.json", "w"))'
+RUN python -c 'import json, torch; print("torch", torch.__version__); json.dump({"version": torch.__version__, "cxx11_abi": int(torch._C._GLIBCXX_USE_CXX11_ABI)}, open("/opt/rpibuild/torch-info.json", "w"))'
 
 # ---- qpulib-build (build platform): libqpu.so in qpu mode, cross-compiled by images/qpulib/build.sh
 # with aarch64-linux-gnu-g++ through ccache, then its ELF checked against the target.

@@ -6,6 +6,7 @@
 #   torch-build      build platform, native
 #   torch-wheel      build platform, native
 #   torch-c10        build platform, native
+#   torch-install    build platform, native
 #   qpulib-build     build platform, native
 #   extension-build  build platform, native
 #   system           linux/arm/v7 under QEMU
@@ -85,19 +86,35 @@ RUN --mount=type=cache,id=rpibuild-pip-armhf,target=/root/.cache/pip \
  && mkdir -p /opt/rpibuild/wheels
 ENV VIRTUAL_ENV=/opt/rpibuild/venv PATH=/opt/rpibuild/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
-# ---- torch: source debian 2.6.0+dfsg-7.
-FROM system AS torch
+# ---- torch-install (build platform): the torch wheel checked, and installed
+# with its dependencies into an overlay of the target's venv by the build platform's pip and
+# CPython (images/cross/target_site.py): unzipped and byte-compiled natively, not under QEMU.
+FROM cross AS torch-install
+# packaging: to evaluate the wheel's dependency markers for the target, not for this machine.
+RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-amd64,target=/var/lib/apt/lists,sharing=locked \
+    apt-get update \
+ && apt-get install -y --no-install-recommends python3-packaging
+COPY rpibuild/target_site.py /opt/rpibuild/target_site.py
 COPY --from=torch-build /opt/rpibuild/wheels/ /opt/rpibuild/wheels/
 # The Debian packages holding the libraries the wheel links, if it carries their list (wheels
 # rpibuild built from Debian's source do: images/torch-debian/wheel_packages.py).
 COPY rpibuild/wheel_packages.py /opt/rpibuild/wheel_packages.py
+RUN python3 /opt/rpibuild/wheel_packages.py extract /opt/rpibuild/wheels/torch-*.whl /opt/rpibuild/torch-runtime-packages.txt
+# The venv has its own pip, setuptools and wheel: the overlay leaves them alone.
+RUN --mount=type=cache,id=rpibuild-pip-amd64,target=/root/.cache/pip python3 /opt/rpibuild/target_site.py install --machine armv7l \
+      --triplet arm-linux-gnueabihf --venv /opt/rpibuild/venv --overlay /opt/rpibuild/venv-overlay \
+      --skip pip --skip setuptools --skip wheel /opt/rpibuild/wheels/torch-*.whl
+
+# ---- torch: the installed torch copied into the venv; QEMU only imports it (a smoke test).
+FROM system AS torch
+COPY --from=torch-install /opt/rpibuild/wheels/ /opt/rpibuild/wheels/
+COPY --from=torch-install /opt/rpibuild/torch-runtime-packages.txt /opt/rpibuild/torch-runtime-packages.txt
 RUN --mount=type=cache,id=rpibuild-apt-archives-armhf,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-armhf,target=/var/lib/apt/lists,sharing=locked \
-    python3 /opt/rpibuild/wheel_packages.py extract /opt/rpibuild/wheels/torch-*.whl /opt/rpibuild/torch-runtime-packages.txt \
- && if [ -s /opt/rpibuild/torch-runtime-packages.txt ]; then apt-get update \
+    if [ -s /opt/rpibuild/torch-runtime-packages.txt ]; then apt-get update \
       && xargs -a /opt/rpibuild/torch-runtime-packages.txt apt-get install -y --no-install-recommends; fi
+COPY --from=torch-install /opt/rpibuild/venv-overlay/ /opt/rpibuild/venv/
 # torch-info.json: what a cross build of an extension needs to know of this torch.
-RUN --mount=type=cache,id=rpibuild-pip-armhf,target=/root/.cache/pip pip install /opt/rpibuild/wheels/torch-*.whl \
- && python -c 'import json, torch; print("torch", torch.__version__); json.dump({"version": torch.__version__, "cxx11_abi": int(torch._C._GLIBCXX_USE_CXX11_ABI)}, open("/opt/rpibuild/torch-info.json", "w"))'
+RUN python -c 'import json, torch; print("torch", torch.__version__); json.dump({"version": torch.__version__, "cxx11_abi": int(torch._C._GLIBCXX_USE_CXX11_ABI)}, open("/opt/rpibuild/torch-info.json", "w"))'
 
 # ---- qpulib-build (build platform): libqpu.so in qpu mode, cross-compiled by images/qpulib/build.sh
 # with arm-linux-gnueabihf-g++ through ccache, then its ELF checked against the target.

@@ -235,7 +235,8 @@ def _build_torch_wheel(
     Only the build-platform stages run (target ``torch-wheel``, exported with BuildKit's local
     exporter): the wheel and its runtime package list land in rpibuild's wheel store.
     """
-    rendered = render(profile, base_ref=base_image)
+    # --no-cache: the compile starts over in a clean build folder (ccache's results reused).
+    rendered = render(profile, base_ref=base_image, fresh_torch_build=no_cache)
     cache_dir().mkdir(parents=True, exist_ok=True)
     # Beside the store (same file system), so storing the wheel is a rename.
     with tempfile.TemporaryDirectory(prefix="rpibuild-torch-", dir=cache_dir()) as tmp:

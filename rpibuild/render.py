@@ -314,8 +314,12 @@ def render(
     base_ref: str | None = None,
     qpulib_src: Path | None = None,
     stored_torch: StoredWheel | None = None,
+    fresh_torch_build: bool = False,
 ) -> Rendered:
     """Render the Dockerfile and list the context files.
+
+    ``fresh_torch_build``: torch's compile from Debian's source starts over in a clean build
+    folder instead of resuming (``build --no-cache``); ccache still serves what it has.
 
     ``qpulib_src`` is the QPULib tree to copy in (see ``rpibuild.sources``); without it the
     context lists none, which is fine for printing the Dockerfile.
@@ -396,6 +400,7 @@ def render(
             torch=torch,
             torch_wheel_name=wheel_name,
             torch_cross_install=installs_torch_natively(profile),
+            torch_fresh=fresh_torch_build,
             qpulib=profile.qpulib,
             qpulib_revision=qpulib_revision(profile),
             extension=profile.extension,

@@ -20,7 +20,12 @@ MOUNT_FLAG = re.compile(r"--mount=\S+\s+")
 @click.option(
     "--target", type=click.Choice((*STAGES, *CROSS_STAGES)), help="Stop after this stage (tagged TAG-STAGE)."
 )
-@click.option("--no-cache", is_flag=True, help="Rebuild every stage (the base image is kept).")
+@click.option(
+    "--no-cache",
+    is_flag=True,
+    help="Rebuild every stage (the base image is kept). A torch compile from Debian's source "
+    "starts over in a clean build folder, reusing ccache; a stored wheel is still used.",
+)
 @click.option("--refresh-base", is_flag=True, help="Bootstrap or pull the base image again.")
 @click.option(
     "--builder",

@@ -267,3 +267,14 @@ def test_a_wheel_without_a_list_means_no_packages_and_bad_names_are_refused(tmp_
     listing.write_text("libfoo; rm -rf /\n")
     refused = _wheel_packages("embed", str(wheel), str(listing))
     assert refused.returncode != 0 and "not Debian package names" in refused.stderr
+
+
+def test_no_cache_restarts_the_torch_compile_in_a_clean_folder_keeping_ccache() -> None:
+    profile = load_profile("pi3b-armv7", env={}).profile
+    work = f"/var/cache/rpibuild/torch/{torch_build_key(profile)}"
+    resumed = render(profile).dockerfile
+    assert f"rm -rf {work}" not in resumed
+    fresh = render(profile, fresh_torch_build=True).dockerfile
+    step = next(line for line in fresh.splitlines() if f"rm -rf {work} &&" in line)
+    assert "torch-debian/build.sh" in step
+    assert "id=rpibuild-ccache-armhf" in fresh  # the compiler cache mount stays

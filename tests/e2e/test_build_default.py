@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -43,15 +44,17 @@ def rpibuild(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]
     return result
 
 
-def buildx_processes() -> list[str]:
-    """Command lines of running rpibuild-started buildx builds (their metadata file names it)."""
+def buildx_processes(mark: str) -> list[str]:
+    """Command lines of running buildx builds started by the build whose environment has
+    ``mark`` (buildx inherits rpibuild's environment): other builds on the engine do not count."""
     found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+    for proc in Path("/proc").glob("[0-9]*"):
         try:
-            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            text = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            marked = mark.encode() in (proc / "environ").read_bytes()
         except OSError:
             continue
-        if "buildx" in text and "rpibuild-buildx-" in text:
+        if "buildx" in text and "rpibuild-buildx-" in text and marked:
             found.append(text)
     return found
 
@@ -199,6 +202,7 @@ def test_failed_stage_moves_no_tag_and_leaves_no_container(
 
 def test_ctrl_c_cleans_up(engine: Engine, first: dict, extension_copy: Path) -> None:
     before = {c.id for c in engine.client.containers.list(all=True)}
+    mark = f"RPIBUILD_TEST_MARK=ctrl-c-{uuid.uuid4()}"
     process = subprocess.Popen(
         [
             sys.executable,
@@ -214,6 +218,7 @@ def test_ctrl_c_cleans_up(engine: Engine, first: dict, extension_copy: Path) -> 
         ],
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, mark.split("=")[0]: mark.split("=", 1)[1]},
     )
     assert process.stderr is not None
     for line in process.stderr:
@@ -224,7 +229,7 @@ def test_ctrl_c_cleans_up(engine: Engine, first: dict, extension_copy: Path) -> 
     _, rest = process.communicate(timeout=120)
     assert process.returncode == 130, rest
     assert "Traceback" not in rest
-    assert buildx_processes() == [], "a build kept running after Ctrl-C"
+    assert buildx_processes(mark) == [], "a build kept running after Ctrl-C"
     after = {c.id for c in engine.client.containers.list(all=True)}
     assert after <= before, "containers were left behind after Ctrl-C"
     for tag in first["tags"]:

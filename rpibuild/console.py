@@ -62,6 +62,11 @@ def step(title: str) -> Iterator[None]:
     info(f"[green]<==[/green] {title} [dim]({time.monotonic() - started:.1f}s)[/dim]")
 
 
+def is_live() -> bool:
+    """Whether status() draws a live line (stderr is a terminal and -q is not given)."""
+    return err.is_terminal and _verbosity >= 0
+
+
 @contextmanager
 def status(title: str) -> Iterator[Callable[[str], None]]:
     """A live one-line status (spinner, elapsed time, latest message) for long work.
@@ -70,7 +75,7 @@ def status(title: str) -> Iterator[Callable[[str], None]]:
     messages are printed as plain lines only with -v, so logs stay readable in CI.
     """
     started = time.monotonic()
-    if not err.is_terminal or _verbosity < 0:
+    if not is_live():
         yield lambda message: detail(f"{title}: {message}")
         return
     with err.status(title) as live:

@@ -80,6 +80,7 @@ def build(
     console.info(f"[bold]building {prof.name}[/bold] ({prof.platform}) from {console.escape(loaded.path)}")
 
     meter = CompileMeter()
+    reported: list[float | None] = [None]  # when a plain compile progress line was last printed
     with console.status(f"{prof.name}") as update:
 
         def on_event(event: BuildEvent) -> None:
@@ -87,10 +88,17 @@ def build(
                 done, total = event.compiled
                 elapsed, left = meter.update(time.monotonic(), done, total)
                 eta = f", about {_minutes(left)} left" if left is not None else ""
-                update(
+                message = (
                     f"[{event.stage}] compiling {done}/{total} ({100 * done // max(total, 1)}%), "
                     f"{_minutes(elapsed)} elapsed{eta}"
                 )
+                update(message)
+                now = time.monotonic()
+                if not console.is_live() and (
+                    reported[0] is None or now - reported[0] >= PLAIN_PROGRESS_EVERY
+                ):
+                    reported[0] = now  # a CI log gets a plain line now and then, never silence
+                    console.info(console.escape(message))
                 console.detail(console.escape(event.line))
             elif event.is_step:
                 shown = MOUNT_FLAG.sub("", event.line)
@@ -124,6 +132,11 @@ def build(
     console.info(f"[green]done[/green] in {outcome.seconds:.0f}s: {', '.join(outcome.tags)}")
     console.info(f"log: {console.escape(outcome.log_file)}")
     click.echo(outcome.image)
+
+
+# Without a live status line (a CI log, a redirected stderr), a compile's progress is printed
+# as a plain line at most this often: hours of compiling are never silent.
+PLAIN_PROGRESS_EVERY = 60.0
 
 
 def _minutes(seconds: float) -> str:

@@ -116,3 +116,44 @@ def test_render_output_without_qpulib_source_says_how_to_fix(tmp_path) -> None:
     result = run_main("render", "-o", str(tmp_path / "ctx"), "--set", "qpulib.path=/nonexistent")
     assert result.returncode == 2
     assert "RPIBUILD_QPULIB_SRC" in result.stderr
+
+
+class _Outcome:
+    def as_dict(self) -> dict:
+        return {"image": "rpibuild/x:y"}
+
+
+def _build_with_compile_events(monkeypatch: pytest.MonkeyPatch, capsys, every: float) -> list[str]:
+    """`rpibuild build` (stderr not a terminal, as in CI) with a build that reports three
+    compile progress lines; returns the plain progress lines it printed."""
+    import rpibuild.build
+    import rpibuild.cli.build
+    import rpibuild.engine
+    from rpibuild.cli import main
+    from rpibuild.engine import BuildEvent
+
+    def fake_build(profile, engine, *, on_event, **kwargs):
+        for done in (10, 20, 30):
+            on_event(
+                BuildEvent(
+                    "torch-build", 1, 2, f"[rpibuild-ninja {done}/1240] g++ x.cpp", False, (done, 1240)
+                )
+            )
+        return _Outcome()
+
+    monkeypatch.setattr(rpibuild.build, "build_profile", fake_build)
+    monkeypatch.setattr(rpibuild.engine.DockerEngine, "connect", classmethod(lambda cls, **kw: object()))
+    monkeypatch.setattr(rpibuild.cli.build, "PLAIN_PROGRESS_EVERY", every)
+    monkeypatch.setattr(sys, "argv", ["rpibuild", "build", "-p", "pi3b-armv7", "--json"])
+    try:
+        main()
+    except SystemExit as exited:
+        assert exited.code in (0, None)
+    return [line for line in capsys.readouterr().err.splitlines() if "compiling" in line]
+
+
+def test_a_compile_is_never_silent_in_a_ci_log(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    lines = _build_with_compile_events(monkeypatch, capsys, every=60.0)
+    assert len(lines) == 1 and "compiling 10/1240 (0%)" in lines[0]  # then at most once a minute
+    lines = _build_with_compile_events(monkeypatch, capsys, every=0.0)
+    assert [line.split("compiling ")[1].split(" ")[0] for line in lines] == ["10/1240", "20/1240", "30/1240"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import csv
 import email.parser
 import os
 import py_compile
@@ -98,10 +99,9 @@ def python_version(separator: str = ".") -> str:
 def distribution_files(site: Path, dist_info: Path) -> list[Path]:
     """The files a distribution installed under ``site``, from its RECORD (scripts land in bin/)."""
     files = []
-    for line in (dist_info / "RECORD").read_text(encoding="utf-8").splitlines():
-        name = line.rsplit(",", 2)[0].strip('"')
-        if not name:
-            continue
+    with (dist_info / "RECORD").open(encoding="utf-8", newline="") as record:
+        names = [row[0] for row in csv.reader(record) if row and row[0]]
+    for name in names:
         path = Path(os.path.normpath(site / name))
         if not path.is_relative_to(site):  # a script: pip --target puts it in <target>/bin
             path = site / "bin" / path.name

@@ -73,8 +73,9 @@ def test_what_the_venv_has_is_pruned_with_its_scripts(tmp_path: Path) -> None:
     (site / "bin" / "setuptools-tool").write_text("#!/usr/bin/python3\n")
     info = site / "setuptools-80.9.0.dist-info"
     info.mkdir()
+    (site / "setuptools" / "a,b.txt").write_text("")  # RECORD is CSV: such a name is quoted
     (info / "RECORD").write_text(
-        "setuptools/__init__.py,sha256=x,0\ndistutils-precedence.pth,,\n"
+        'setuptools/__init__.py,sha256=x,0\n"setuptools/a,b.txt",,\ndistutils-precedence.pth,,\n'
         "../../bin/setuptools-tool,,\nsetuptools-80.9.0.dist-info/RECORD,,\n"
     )
     (site / "sympy").mkdir()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -41,15 +40,14 @@ image:
 """
 
 
-def artifacts(profile: Path, out: Path) -> tuple[dict, float]:
-    started = time.monotonic()
+def artifacts(profile: Path, out: Path) -> dict:
     result = subprocess.run(
         [sys.executable, "-m", "rpibuild", "artifacts", "-p", str(profile), str(out), "--json"],
         capture_output=True,
         text=True,
     )
     assert result.returncode == 0, result.stderr[-4000:]
-    return json.loads(result.stdout), time.monotonic() - started
+    return json.loads(result.stdout)
 
 
 def test_artifacts_builds_the_extension_stage(tmp_path: Path) -> None:
@@ -61,7 +59,7 @@ def test_artifacts_builds_the_extension_stage(tmp_path: Path) -> None:
     had_base = engine.image(base) is not None
     extension = f"{repository}:ext-min-extension"
     try:
-        manifest, _ = artifacts(path, tmp_path / "first")
+        manifest = artifacts(path, tmp_path / "first")
         info = engine.image(extension)
         assert info is not None and info.platform == "linux/arm/v7"
         assert manifest["image"]["reference"] == extension
@@ -76,8 +74,8 @@ def test_artifacts_builds_the_extension_stage(tmp_path: Path) -> None:
             "mismatches": [],
         }
         assert manifest["versions"]["torch"] == "none"
-        again, seconds = artifacts(path, tmp_path / "second")
-        assert seconds < 60, f"the second run should be cache hits, took {seconds:.0f}s"
+        # Same image id: every RUN step came from the cache (a rerun would make new layers).
+        again = artifacts(path, tmp_path / "second")
         assert again["image"]["id"] == info.id
         assert again["files"] == manifest["files"]
     finally:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from rpibuild import qemu
 from rpibuild.config.model import Profile
 from rpibuild.errors import BuildError, EngineError, HostSetupError
+from rpibuild.locks import host_lock
 from rpibuild.redact import mask_urls
 from rpibuild.sources import cache_dir, file_sha256
 
@@ -108,7 +109,17 @@ def ensure_base(
                 hint="pin the image by a digest of the right platform, or bootstrap instead",
             )
         return BaseImage(reference, pulled.id, pulled.platform, cached=False)
-    image_id = bootstrap_base(profile, engine, reference, progress=progress)
+    # Two builds needing the same new base (CI jobs on one host) bootstrap it once: the
+    # second waits for the first, then finds the image.
+    say = progress or (lambda _line: None)
+    with host_lock(
+        f"base-{base_key(profile)[:16]}",
+        on_wait=lambda: say(f"waiting: another rpibuild is bootstrapping {reference}"),
+    ):
+        existing = None if refresh else engine.image(reference)
+        if existing is not None and _matches(existing, profile):
+            return BaseImage(reference, existing.id, existing.platform, cached=True)
+        image_id = bootstrap_base(profile, engine, reference, progress=progress)
     return BaseImage(reference, image_id, platform.name, cached=False)
 
 

@@ -56,3 +56,43 @@ def test_handler_status_parsing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert arm.usable and arm.problem() is None
     assert not aarch64.usable and aarch64.problem() == "registered but disabled"
     assert qemu.status("mips").problem() == "not registered"
+
+
+def test_a_second_build_waits_for_the_first_bootstrap_and_reuses_its_base(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two builds needing one new base: the second waits on the host lock, then finds the image
+    the first made instead of bootstrapping it again."""
+    import threading
+
+    from rpibuild import base
+    from rpibuild.locks import LOCK_DIR_ENV, host_lock
+    from tests.unit.fake_engine import FakeEngine
+
+    monkeypatch.setenv(LOCK_DIR_ENV, str(tmp_path / "locks"))
+    profile = load_profile("pi3b-arm64", env={}).profile
+    reference = base_reference(profile)
+    engine = FakeEngine()
+    bootstraps: list[str] = []
+    monkeypatch.setattr(base, "bootstrap_base", lambda *a, **k: bootstraps.append("again") or "sha256:0")
+    said: list[str] = []
+    results: list[base.BaseImage] = []
+    with host_lock(f"base-{base_key(profile)[:16]}", on_wait=lambda: said.append("never")):
+        second = threading.Thread(
+            target=lambda: results.append(base.ensure_base(profile, engine, progress=said.append))
+        )
+        second.start()
+        second.join(timeout=2)
+        assert second.is_alive(), "the second build did not wait for the first"
+        engine.add_image(reference, "linux/arm64")  # the first build's bootstrap finished
+    second.join(timeout=10)
+    assert not second.is_alive()
+    assert said == [f"waiting: another rpibuild is bootstrapping {reference}"]
+    assert bootstraps == [] and results[0].cached
+
+
+def test_lock_names_are_plain() -> None:
+    from rpibuild.locks import host_lock
+
+    with pytest.raises(ValueError), host_lock("../etc/passwd"):
+        pass

@@ -32,12 +32,18 @@ def build_platform() -> str:
         ) from None
 
 
+def compiles(profile: Profile) -> bool:
+    """Whether the build compiles C++ at all: QPULib, torch from Debian's source, or the
+    extension's operators (built against torch: without torch it is a pure-Python wheel)."""
+    operators = profile.extension.enabled and profile.torch.source != "none"
+    return profile.qpulib.enabled or operators or profile.torch.source == "debian"
+
+
 def wants_cross(profile: Profile) -> bool:
     """Whether the build has anything to compile on the build platform for a foreign target
     (a target this host runs natively, such as host-emulator's amd64, compiles in place)."""
-    compiles = profile.qpulib.enabled or profile.extension.enabled or profile.torch.source == "debian"
     foreign = profile.target.binfmt is not None
-    return profile.build.cross and compiles and foreign
+    return profile.build.cross and compiles(profile) and foreign
 
 
 def check_cross(profile: Profile) -> None:

@@ -20,7 +20,7 @@ from rpibuild import __version__, resources
 from rpibuild.base import base_reference
 from rpibuild.config import grammar
 from rpibuild.config.model import Profile
-from rpibuild.cross import build_platform, cross_base_profile, wants_cross
+from rpibuild.cross import build_platform, compiles, cross_base_profile, wants_cross
 from rpibuild.errors import ConfigError
 from rpibuild.platforms import get_platform
 from rpibuild.torch_debian import StoredWheel, torch_build_key
@@ -377,7 +377,7 @@ def render(
     # system layers are the same with and without cross compilation): torch from git,
     # else qpulib/extension when they are not cross-compiled.
     compilers = [p for p in profile.apt.compiler_packages if p not in build_packages]
-    compiles_on_target = not cross and (profile.qpulib.enabled or profile.extension.enabled)
+    compiles_on_target = not cross and compiles(profile)
     runtime_packages = list(profile.apt.runtime_packages)
     if profile.image.keep_build_tools:  # compilers included: the image is for building on the Pi
         tools = [*build_packages, *profile.apt.compiler_packages]

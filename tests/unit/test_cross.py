@@ -211,6 +211,18 @@ def test_target_stages_get_compilers_only_when_they_compile() -> None:
     assert not wants_cross(native) and "AS cross" not in render(native).dockerfile
 
 
+def test_without_torch_or_qpulib_nothing_compiles_so_there_is_no_toolchain() -> None:
+    """torch.source none and no QPULib: the extension is a pure-Python wheel, so neither the
+    cross stage nor the target's compilers are there (a bootstrap and two apt installs fewer)."""
+    pure = load_profile("pi3b-armv7", ["torch.source=none", "qpulib.enabled=false"], env={}).profile
+    assert pure.extension.enabled and not wants_cross(pure)
+    dockerfile = render(pure).dockerfile
+    assert "AS cross" not in dockerfile and " g++ " not in dockerfile
+    assert "pip wheel --no-deps --no-build-isolation" in dockerfile  # built in the target, no C++
+    with_qpulib = load_profile("pi3b-armv7", ["torch.source=none"], env={}).profile
+    assert wants_cross(with_qpulib)
+
+
 def _tiny_wheel(folder: Path) -> Path:
     """A minimal valid wheel: METADATA, WHEEL and a RECORD with every file's hash."""
     import base64

@@ -290,3 +290,14 @@ def test_no_cache_restarts_the_torch_compile_in_a_clean_folder_keeping_ccache() 
     step = next(line for line in fresh.splitlines() if f"rm -rf {work} &&" in line)
     assert "torch-debian/build.sh" in step
     assert "id=rpibuild-ccache-armhf" in fresh  # the compiler cache mount stays
+
+
+def test_each_torch_patch_exists_and_says_why() -> None:
+    folder = resources.images_dir() / "torch-debian" / "patches"
+    series = (folder / "series").read_text(encoding="utf-8").splitlines()
+    names = [line.split()[0] for line in series if line.strip() and not line.startswith("#")]
+    assert names, "the 32-bit ARM patch set is empty"
+    for name in names:
+        text = (folder / name).read_text(encoding="utf-8")
+        assert text.startswith("Why: "), f"{name} does not say why it is needed"
+        assert "\n--- a/" in text and "\n+++ b/" in text, f"{name} is not a -p1 unified diff"

@@ -254,7 +254,7 @@ def cross_values(profile: Profile, cross: bool) -> dict[str, object]:
         "cross_packages": [],
         "torch_build_packages": [],
         "torch_build_key": "",
-        "torch_work_mount": "",
+        "torch_build_mounts": "",
         "elf_spec": f"{target.elf_machine}:{target.elf_class}"
         + (":hf" if target.architecture == "arm" else ""),
     }
@@ -269,8 +269,16 @@ def cross_values(profile: Profile, cross: bool) -> dict[str, object]:
     )
     if profile.torch.source == "debian":
         values["torch_build_key"] = torch_build_key(profile)
-        values["torch_work_mount"] = (
-            f"--mount=type=cache,id=rpibuild-torch-build-{arch},target=/var/cache/rpibuild/torch,sharing=locked"
+        # The compile's build folder and its own ccache, both locked: a second build that
+        # wants them (the c10 check, another profile) waits instead of getting an empty copy of
+        # the ccache (BuildKit gives a busy shared cache mount's other users a new one), and the
+        # small QPULib/extension compiles never share, or fork, the torch compile's cache.
+        values["torch_build_mounts"] = " ".join(
+            f"--mount=type=cache,id=rpibuild-{name}-{arch},target={target},sharing=locked"
+            for name, target in (
+                ("torch-build", "/var/cache/rpibuild/torch"),
+                ("torch-ccache", "/var/cache/rpibuild/ccache"),
+            )
         )
     return values
 

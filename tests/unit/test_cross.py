@@ -289,7 +289,27 @@ def test_no_cache_restarts_the_torch_compile_in_a_clean_folder_keeping_ccache() 
     fresh = render(profile, fresh_torch_build=True).dockerfile
     step = next(line for line in fresh.splitlines() if f"rm -rf {work} &&" in line)
     assert "torch-debian/build.sh" in step
-    assert "id=rpibuild-ccache-armhf" in fresh  # the compiler cache mount stays
+    assert "id=rpibuild-torch-ccache-armhf" in fresh  # the compiler cache mount stays
+
+
+def test_the_torch_compile_has_its_own_locked_ccache() -> None:
+    """BuildKit hands a busy *shared* cache mount's other users a new, empty one: the torch
+    compile's ccache is its own and locked, so a concurrent QPULib/extension compile or c10
+    check never forks it (and the next build finds every object)."""
+    dockerfile = render(load_profile("pi3b-armv7", env={}).profile).dockerfile
+    runs = {line.split(" AS ")[1]: [] for line in dockerfile.splitlines() if line.startswith("FROM ")}
+    stage = ""
+    for line in dockerfile.splitlines():
+        if line.startswith("FROM "):
+            stage = line.split(" AS ")[1]
+        elif "--mount=type=cache" in line:
+            runs[stage].append(line)
+    torch_ccache = "id=rpibuild-torch-ccache-armhf,target=/var/cache/rpibuild/ccache,sharing=locked"
+    for name in ("torch-build", "torch-c10"):
+        assert any(torch_ccache in line and "id=rpibuild-torch-build-armhf" in line for line in runs[name])
+    for name in ("qpulib-build", "extension-build"):
+        assert runs[name] and all("rpibuild-torch-" not in line for line in runs[name])
+        assert any("id=rpibuild-ccache-armhf" in line for line in runs[name])
 
 
 def test_each_torch_patch_exists_and_says_why() -> None:

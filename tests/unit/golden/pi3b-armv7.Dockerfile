@@ -50,9 +50,9 @@ RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,shar
 # ---- torch-build (build platform): cross-compiled into a armv7l wheel. The build folder and
 # ccache live in cache mounts: an interrupted or failed build resumes where it stopped.
 FROM torch-source AS torch-build
-RUN --mount=type=cache,id=rpibuild-ccache-armhf,target=/var/cache/rpibuild/ccache --mount=type=cache,id=rpibuild-torch-build-armhf,target=/var/cache/rpibuild/torch,sharing=locked \
+RUN --mount=type=cache,id=rpibuild-torch-build-armhf,target=/var/cache/rpibuild/torch,sharing=locked --mount=type=cache,id=rpibuild-torch-ccache-armhf,target=/var/cache/rpibuild/ccache,sharing=locked \
     MAX_JOBS=2 bash /opt/rpibuild/src/torch-debian/build.sh \
-      /opt/rpibuild/src/pytorch /var/cache/rpibuild/torch/08df407263e21d6ad4719ed6 /opt/rpibuild/wheels
+      /opt/rpibuild/src/pytorch /var/cache/rpibuild/torch/a8bdb0184cc3270783787bb4 /opt/rpibuild/wheels
 # The wheel carries the list of Debian packages its libraries need (from its ELF NEEDED entries).
 RUN python3 /opt/rpibuild/elf_gate.py --elf 40:1:hf /opt/rpibuild/wheels/torch-*.whl \
  && python3 /opt/rpibuild/src/torch-debian/runtime_packages.py /opt/rpibuild/wheels/torch-*.whl \
@@ -67,9 +67,9 @@ COPY --from=torch-build /opt/rpibuild/wheels/ /
 # ---- torch-c10 (build platform; a check, not part of the image): configured for armhf and one
 # small library (c10) compiled and checked as a target ELF, in minutes (CI).
 FROM torch-source AS torch-c10
-RUN --mount=type=cache,id=rpibuild-ccache-armhf,target=/var/cache/rpibuild/ccache --mount=type=cache,id=rpibuild-torch-build-armhf,target=/var/cache/rpibuild/torch,sharing=locked \
+RUN --mount=type=cache,id=rpibuild-torch-build-armhf,target=/var/cache/rpibuild/torch,sharing=locked --mount=type=cache,id=rpibuild-torch-ccache-armhf,target=/var/cache/rpibuild/ccache,sharing=locked \
     MAX_JOBS=2 bash /opt/rpibuild/src/torch-debian/build.sh --only c10 \
-      /opt/rpibuild/src/pytorch /var/cache/rpibuild/torch/08df407263e21d6ad4719ed6 /opt/rpibuild/c10 \
+      /opt/rpibuild/src/pytorch /var/cache/rpibuild/torch/a8bdb0184cc3270783787bb4 /opt/rpibuild/c10 \
  && python3 /opt/rpibuild/elf_gate.py --elf 40:1:hf /opt/rpibuild/c10
 
 # ---- system: the base plus what the build stages need (network settings live only here).

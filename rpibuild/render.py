@@ -270,9 +270,9 @@ def cross_values(profile: Profile, cross: bool) -> dict[str, object]:
     if profile.torch.source == "debian":
         values["torch_build_key"] = torch_build_key(profile)
         # The compile's build folder and its own ccache, both locked: a second build that
-        # wants them (the c10 check, another profile) waits instead of getting an empty copy of
-        # the ccache (BuildKit gives a busy shared cache mount's other users a new one), and the
-        # small QPULib/extension compiles never share, or fork, the torch compile's cache.
+        # wants them (the c10 check, another profile) waits. Shared with the small
+        # QPULib/extension compiles, BuildKit came to hold several copies of one ccache id,
+        # later builds getting whichever it found first, and the compile's objects were lost.
         values["torch_build_mounts"] = " ".join(
             f"--mount=type=cache,id=rpibuild-{name}-{arch},target={target},sharing=locked"
             for name, target in (

@@ -293,9 +293,9 @@ def test_no_cache_restarts_the_torch_compile_in_a_clean_folder_keeping_ccache() 
 
 
 def test_the_torch_compile_has_its_own_locked_ccache() -> None:
-    """BuildKit hands a busy *shared* cache mount's other users a new, empty one: the torch
-    compile's ccache is its own and locked, so a concurrent QPULib/extension compile or c10
-    check never forks it (and the next build finds every object)."""
+    """A shared cache mount id can come to hold several copies in BuildKit, later builds
+    getting whichever it finds first: the torch compile's ccache is its own and locked, so
+    QPULib/extension compiles and the c10 check never touch it or make a second copy."""
     dockerfile = render(load_profile("pi3b-armv7", env={}).profile).dockerfile
     runs = {line.split(" AS ")[1]: [] for line in dockerfile.splitlines() if line.startswith("FROM ")}
     stage = ""

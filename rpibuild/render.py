@@ -274,8 +274,8 @@ def cross_values(profile: Profile, cross: bool) -> dict[str, object]:
         # QPULib/extension compiles, BuildKit came to hold several copies of one ccache id,
         # later builds getting whichever it found first, and the compile's objects were lost.
         values["torch_build_mounts"] = " ".join(
-            f"--mount=type=cache,id=rpibuild-{name}-{arch},target={target},sharing=locked"
-            for name, target in (
+            f"--mount=type=cache,id=rpibuild-{name}-{arch},target={folder},sharing=locked"
+            for name, folder in (
                 ("torch-build", "/var/cache/rpibuild/torch"),
                 ("torch-ccache", "/var/cache/rpibuild/ccache"),
             )

@@ -138,6 +138,23 @@ def check_registry(profile: Profile) -> Check:
     return Check("registry", ok, detail, fix)
 
 
+def check_torch_wheel(profile: Profile) -> Check:
+    """torch.source debian: whether the compiled wheel is in the store, or the next build
+    compiles it (hours). Information, never a failure."""
+    from rpibuild.torch_debian import stored_wheel, torch_build_key
+
+    stored = stored_wheel(profile)
+    if stored is not None:
+        return Check("torch wheel", True, f"stored: {stored.wheel}")
+    return Check(
+        "torch wheel",
+        True,
+        f"not compiled yet (key {torch_build_key(profile)}): the next build compiles torch "
+        f"{profile.torch.version} from Debian's source, hours on a small host; an interrupted "
+        "compile resumes from its cache",
+    )
+
+
 def run_checks(profile: Profile | None) -> list[Check]:
     """Every check that matters for ``profile`` (all ARM handlers when no profile is given)."""
     checks = [check_root()]
@@ -163,6 +180,8 @@ def run_checks(profile: Profile | None) -> list[Check]:
     if profile is None or profile.base.bootstrap is not None:
         checks.append(check_debootstrap())
     checks.append(check_disk(root))
+    if profile is not None and profile.torch.source == "debian":
+        checks.append(check_torch_wheel(profile))
     if profile is not None and profile.registry.url:
         checks.append(check_registry(profile))
     return checks

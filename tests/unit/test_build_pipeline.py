@@ -200,3 +200,19 @@ def test_a_failed_torch_compile_stores_nothing(tmp_path: Path) -> None:
         build_profile(prof, engine)
     assert caught.value.stage == "torch-build"
     assert stored_wheel(prof) is None and engine.tags == {}
+
+
+def test_doctor_says_whether_the_torch_wheel_is_stored(tmp_path: Path) -> None:
+    from rpibuild.doctor import check_torch_wheel
+    from rpibuild.torch_debian import store
+
+    prof = armv7()
+    before = check_torch_wheel(prof)
+    assert before.ok and before.detail.startswith("not compiled yet")
+    exported = tmp_path / "exported"
+    exported.mkdir()
+    (exported / WHEEL).write_bytes(b"wheel bytes")
+    (exported / "torch-runtime-packages.txt").write_text("libsleef3\n")
+    stored = store(prof, exported)
+    after = check_torch_wheel(prof)
+    assert after.ok and after.detail == f"stored: {stored.wheel}"

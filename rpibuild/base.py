@@ -96,9 +96,9 @@ def ensure_base(
     """Reuse, pull or bootstrap the profile's base image and return it."""
     reference = base_reference(profile)
     platform = profile.target
-    existing = None if refresh else engine.image(reference)
-    if existing is not None and _matches(existing, profile):
-        return BaseImage(reference, existing.id, existing.platform, cached=True)
+    found = None if refresh else _existing(profile, engine, reference)
+    if found is not None:
+        return found
     if profile.base.image:
         image_id = engine.pull(reference, platform=platform.name)
         pulled = engine.image(image_id)
@@ -113,14 +113,27 @@ def ensure_base(
     # second waits for the first, then finds the image.
     say = progress or (lambda _line: None)
     with host_lock(
-        f"base-{base_key(profile)[:16]}",
+        bootstrap_name(profile),
         on_wait=lambda: say(f"waiting: another rpibuild is bootstrapping {reference}"),
     ):
-        existing = None if refresh else engine.image(reference)
-        if existing is not None and _matches(existing, profile):
-            return BaseImage(reference, existing.id, existing.platform, cached=True)
+        found = None if refresh else _existing(profile, engine, reference)
+        if found is not None:
+            return found
         image_id = bootstrap_base(profile, engine, reference, progress=progress)
     return BaseImage(reference, image_id, platform.name, cached=False)
+
+
+def _existing(profile: Profile, engine: Engine, reference: str) -> BaseImage | None:
+    """The base already on the engine, if it is for the profile's platform."""
+    image = engine.image(reference)
+    if image is None or not _matches(image, profile):
+        return None
+    return BaseImage(reference, image.id, image.platform, cached=True)
+
+
+def bootstrap_name(profile: Profile) -> str:
+    """``base-<key>``: the name of a bootstrap's host lock and log file."""
+    return f"base-{base_key(profile)[:16]}"
 
 
 def _matches(image: ImageInfo, profile: Profile) -> bool:
@@ -182,7 +195,7 @@ def bootstrap_base(
     if mode == "host" and shutil.which("debootstrap") is None:
         raise HostSetupError("debootstrap is not installed", hint="apt-get install -y debootstrap")
     log_dir().mkdir(parents=True, exist_ok=True)
-    log_path = log_dir() / f"base-{base_key(profile)[:16]}.log"
+    log_path = log_dir() / f"{bootstrap_name(profile)}.log"
     work_parent = cache_dir() / "tmp"
     work_parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="base-", dir=work_parent))

@@ -283,6 +283,11 @@ def cross_values(profile: Profile, cross: bool) -> dict[str, object]:
     return values
 
 
+def verify_cpu(profile: Profile) -> str | None:
+    """The QEMU CPU verify runs as: the profile's, else the Pi's own core."""
+    return profile.verify.qemu_cpu or profile.target.qemu_cpu
+
+
 def installs_torch_natively(profile: Profile) -> bool:
     """Whether a cross build installs the torch wheel on the build platform (torch-install).
 
@@ -413,7 +418,7 @@ def render(
             qpulib_revision=qpulib_revision(profile),
             extension=profile.extension,
             verify=profile.verify,
-            verify_cpu=profile.verify.qemu_cpu or profile.target.qemu_cpu,
+            verify_cpu=verify_cpu(profile),
             stage_places=[
                 (
                     name,

@@ -77,7 +77,7 @@ def test_a_second_build_waits_for_the_first_bootstrap_and_reuses_its_base(
     monkeypatch.setattr(base, "bootstrap_base", lambda *a, **k: bootstraps.append("again") or "sha256:0")
     said: list[str] = []
     results: list[base.BaseImage] = []
-    with host_lock(f"base-{base_key(profile)[:16]}", on_wait=lambda: said.append("never")):
+    with host_lock(base.bootstrap_name(profile), on_wait=lambda: said.append("never")):
         second = threading.Thread(
             target=lambda: results.append(base.ensure_base(profile, engine, progress=said.append))
         )

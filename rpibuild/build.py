@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,10 +21,12 @@ from rpibuild.config.model import Build, Profile
 from rpibuild.context import fetch_sources
 from rpibuild.cross import build_platform, check_cross, cross_base_profile, wants_cross
 from rpibuild.engine import BuildEvent, BuildRequest, BuildResult, Engine, StageTiming
+from rpibuild.engine.progress import TAIL_LINES, compile_status
 from rpibuild.errors import BuildError, ConfigError
 from rpibuild.redact import mask_urls
 from rpibuild.render import CROSS_STAGES, TORCH_BUILD_STAGES, Rendered, render, stages
 from rpibuild.sources import cache_dir
+from rpibuild.torch_compile import compile_wheel
 from rpibuild.torch_debian import StoredWheel, store, stored_wheel
 
 FAILURE_HINTS = (
@@ -190,6 +193,13 @@ def build_profile(
     )
 
 
+def _log_path(profile: Profile, what: str) -> Path:
+    """A new log file under rpibuild's cache, named by profile, target and time."""
+    logs = cache_dir() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    return logs / f"build-{profile.name}-{what}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+
+
 def _run_build(
     profile: Profile,
     engine: Engine,
@@ -198,10 +208,7 @@ def _run_build(
     on_event: Callable[[BuildEvent], None] | None,
 ) -> tuple[BuildResult, Path]:
     """One buildx run of a rendered context: logged (credentials masked), failures hinted."""
-    logs = cache_dir() / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    what = request.target or "image"
-    log_path = logs / f"build-{profile.name}-{what}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    log_path = _log_path(profile, request.target or "image")
     with (
         tempfile.TemporaryDirectory(prefix="rpibuild-context-") as tmp,
         log_path.open("w", encoding="utf-8") as log,
@@ -230,30 +237,58 @@ def _build_torch_wheel(
     no_cache: bool,
     on_event: Callable[[BuildEvent], None] | None,
 ) -> tuple[StoredWheel, list[StageTiming]]:
-    """Compile torch from Debian's source (hours; resumes from its cache mounts) into the store.
+    """Compile torch from Debian's source (hours; resumes from its host folders) into the store.
 
-    Only the build-platform stages run (target ``torch-wheel``, exported with BuildKit's local
-    exporter): the wheel and its runtime package list land in rpibuild's wheel store.
+    buildx builds the ``torch-source`` stage (the verified, patched source and the cross
+    toolchain); the compile runs in a container of it (``rpibuild.torch_compile``), logged
+    like a build, and its wheel and runtime package list land in rpibuild's wheel store.
     """
-    # --no-cache: the compile starts over in a clean build folder (ccache's results reused).
-    rendered = render(profile, base_ref=base_image, fresh_torch_build=no_cache)
+    rendered = render(profile, base_ref=base_image)
+    request = BuildRequest(
+        context=Path(),
+        platform=build_platform(),
+        target="torch-source",
+        no_cache=no_cache,
+        build_args=proxy_buildargs(profile),
+        cache_from=tuple(profile.build.cache_from),
+        cache_to=tuple(profile.build.cache_to),
+        stages=("cross", "torch-source"),
+    )
+    source, _ = _run_build(profile, engine, rendered, request, on_event)
+    log_path = _log_path(profile, "torch-build")
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    started = time.monotonic()
     cache_dir().mkdir(parents=True, exist_ok=True)
     # Beside the store (same file system), so storing the wheel is a rename.
-    with tempfile.TemporaryDirectory(prefix="rpibuild-torch-", dir=cache_dir()) as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="rpibuild-torch-", dir=cache_dir()) as tmp,
+        log_path.open("w", encoding="utf-8") as log,
+    ):
+
+        def on_line(line: str) -> None:
+            log.write(line + "\n")
+            tail.append(line)
+            if on_event is not None:
+                on_event(BuildEvent("torch-build", 1, 1, line, False, compile_status(line)))
+
+        def on_wait() -> None:
+            on_line("compile: another rpibuild is compiling torch in the same folder; waiting for it")
+
         out = Path(tmp) / "out"
-        request = BuildRequest(
-            context=Path(),
-            platform=profile.platform,
-            target="torch-wheel",
-            no_cache=no_cache,
-            build_args=proxy_buildargs(profile),
-            cache_from=tuple(profile.build.cache_from),
-            cache_to=tuple(profile.build.cache_to),
-            stages=("cross", "torch-source", "torch-build", "torch-wheel"),
-            output_dir=out,
+        code = compile_wheel(
+            engine, source.image_id, profile, out, fresh=no_cache, on_line=on_line, on_wait=on_wait
         )
-        result, _ = _run_build(profile, engine, rendered, request, on_event)
+        if code != 0:
+            raise BuildError(
+                f"the torch compile failed (exit code {code}); run the build again to resume",
+                stage="torch-build",
+                log_tail=list(tail),
+                log_file=str(log_path),
+                hint=next((h for needle, h in FAILURE_HINTS if any(needle in t for t in tail)), None),
+            )
         try:
-            return store(profile, out), result.stages
+            stored = store(profile, out)
         except (OSError, FileNotFoundError) as exc:
-            raise BuildError(f"the torch wheel could not be stored: {exc}", stage="torch-wheel") from None
+            raise BuildError(f"the torch wheel could not be stored: {exc}", stage="torch-build") from None
+    timing = StageTiming("torch-build", time.monotonic() - started, steps=1)
+    return stored, [*source.stages, timing]

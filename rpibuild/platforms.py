@@ -31,6 +31,11 @@ class Platform:
         return "linux"
 
     @property
+    def elf_spec(self) -> str:
+        """What its ELF files must be, as ``elf_gate.py --elf`` takes it (hard-float on 32-bit ARM)."""
+        return f"{self.elf_machine}:{self.elf_class}" + (":hf" if self.architecture == "arm" else "")
+
+    @property
     def slug(self) -> str:
         """A tag-safe short name: ``armv7``, ``arm64``."""
         return {"arm": f"arm{self.variant}"}.get(self.architecture, self.architecture)

@@ -32,16 +32,15 @@ STAGES = ("system", "torch", "qpulib", "extension", "verify", "runtime")
 CROSS_STAGES = (
     "cross",
     "torch-source",
-    "torch-build",
-    "torch-wheel",
     "torch-c10",
     "torch-install",
     "qpulib-build",
     "extension-build",
 )
 # Build-platform stages about torch's compile itself: a build that stops at one of them never
-# takes the wheel from the store (they are what makes it).
-TORCH_BUILD_STAGES = ("cross", "torch-source", "torch-build", "torch-wheel", "torch-c10")
+# takes the wheel from the store, nor compiles it (rpibuild/torch_compile.py does, in a
+# container of torch-source).
+TORCH_BUILD_STAGES = ("cross", "torch-source", "torch-c10")
 # The build platform's packages: Debian's cross toolchain, ccache, and the target's Python
 # headers and sysconfig through multiarch (the extension is built against them).
 CROSS_PACKAGES = (
@@ -254,9 +253,8 @@ def cross_values(profile: Profile, cross: bool) -> dict[str, object]:
         "cross_packages": [],
         "torch_build_packages": [],
         "torch_build_key": "",
-        "torch_build_mounts": "",
-        "elf_spec": f"{target.elf_machine}:{target.elf_class}"
-        + (":hf" if target.architecture == "arm" else ""),
+        "torch_c10_mounts": "",
+        "elf_spec": target.elf_spec,
     }
     if not cross:
         return values
@@ -269,15 +267,14 @@ def cross_values(profile: Profile, cross: bool) -> dict[str, object]:
     )
     if profile.torch.source == "debian":
         values["torch_build_key"] = torch_build_key(profile)
-        # The compile's build folder and its own ccache, both locked: a second build that
-        # wants them (the c10 check, another profile) waits. Shared with the small
-        # QPULib/extension compiles, BuildKit came to hold several copies of one ccache id,
-        # later builds getting whichever it found first, and the compile's objects were lost.
-        values["torch_build_mounts"] = " ".join(
+        # The c10 check's build folder and ccache: its own, locked (a second check waits).
+        # Shared with the small QPULib/extension compiles, BuildKit once came to hold several
+        # copies of one ccache id, later builds getting whichever it found first.
+        values["torch_c10_mounts"] = " ".join(
             f"--mount=type=cache,id=rpibuild-{name}-{arch},target={folder},sharing=locked"
             for name, folder in (
-                ("torch-build", "/var/cache/rpibuild/torch"),
-                ("torch-ccache", "/var/cache/rpibuild/ccache"),
+                ("torch-c10-build", "/var/cache/rpibuild/torch"),
+                ("torch-c10-ccache", "/var/cache/rpibuild/ccache"),
             )
         )
     return values
@@ -302,7 +299,7 @@ def stages(profile: Profile, *, torch_stored: bool = False) -> tuple[str, ...]:
         return STAGES
     extra = ["cross"]
     if profile.torch.source == "debian" and not torch_stored:
-        extra += ["torch-source", "torch-build", "torch-wheel", "torch-c10"]
+        extra += ["torch-source", "torch-c10"]
     if installs_torch_natively(profile):
         extra.append("torch-install")
     if profile.qpulib.enabled:
@@ -327,12 +324,8 @@ def render(
     base_ref: str | None = None,
     qpulib_src: Path | None = None,
     stored_torch: StoredWheel | None = None,
-    fresh_torch_build: bool = False,
 ) -> Rendered:
     """Render the Dockerfile and list the context files.
-
-    ``fresh_torch_build``: torch's compile from Debian's source starts over in a clean build
-    folder instead of resuming (``build --no-cache``); ccache still serves what it has.
 
     ``qpulib_src`` is the QPULib tree to copy in (see ``rpibuild.sources``); without it the
     context lists none, which is fine for printing the Dockerfile.
@@ -413,7 +406,6 @@ def render(
             torch=torch,
             torch_wheel_name=wheel_name,
             torch_cross_install=installs_torch_natively(profile),
-            torch_fresh=fresh_torch_build,
             qpulib=profile.qpulib,
             qpulib_revision=qpulib_revision(profile),
             extension=profile.extension,

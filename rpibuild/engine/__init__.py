@@ -90,7 +90,12 @@ class Engine(Protocol):
         on_line: Callable[[str], None],
         volumes: dict[str, dict[str, str]] | None = None,
         cap_add: list[str] | None = None,
+        environment: dict[str, str] | None = None,
+        user: str | None = None,
+        network: bool = True,
+        labels: dict[str, str] | None = None,
     ) -> int: ...
+    def remove_labelled_containers(self, label: str) -> list[str]: ...
     def created_container(
         self, image: str, *, platform: str | None = None
     ) -> contextlib.AbstractContextManager[str]: ...

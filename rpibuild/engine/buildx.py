@@ -98,9 +98,6 @@ class BuildRequest:
     cache_to: tuple[str, ...] = ()
     # The Dockerfile's stage names in order (for progress: stages with nothing to run too).
     stages: tuple[str, ...] = ()
-    # Export the target stage's files into this folder instead of making an image (e.g. a
-    # FROM scratch stage holding a wheel): BuildKit's local exporter.
-    output_dir: Path | None = None
 
 
 @dataclass
@@ -247,7 +244,7 @@ def build(
                 raise
         if code != 0:
             raise _failure(progress, code)
-        image_id = "" if request.output_dir else _image_id(metadata)
+        image_id = _image_id(metadata)
     if image_id is None:
         raise BuildError(
             "buildx reported no image id", stage=progress.current_stage(), log_tail=list(progress.tail)
@@ -270,9 +267,7 @@ def _command(builder: Builder, request: BuildRequest, metadata: Path) -> list[st
         request.platform,
         "--provenance=false",
     ]
-    if request.output_dir is not None:
-        command += ["--output", f"type=local,dest={request.output_dir}"]
-    elif not builder.loads_into_engine:
+    if not builder.loads_into_engine:
         command.append("--load")
     if request.target:
         command += ["--target", request.target]

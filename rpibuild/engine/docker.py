@@ -228,14 +228,16 @@ class DockerEngine:
     # -------------------------------------------------------------- containers
 
     @contextlib.contextmanager
-    def _started(self, image: str, command: list[str], **options: Any) -> Iterator[Any]:
+    def _started(
+        self, image: str, command: list[str], *, extra_labels: dict[str, str] | None = None, **options: Any
+    ) -> Iterator[Any]:
         """A started container that is always removed afterwards (also on error or Ctrl-C)."""
         import docker.errors
 
         container = None
         try:
             container = self.client.containers.create(
-                image, command, labels={"io.rpibuild.temporary": "1"}, **options
+                image, command, labels={"io.rpibuild.temporary": "1", **(extra_labels or {})}, **options
             )
             container.start()
             yield container
@@ -270,9 +272,18 @@ class DockerEngine:
         on_line: Callable[[str], None],
         volumes: dict[str, dict[str, str]] | None = None,
         cap_add: list[str] | None = None,
+        environment: dict[str, str] | None = None,
+        user: str | None = None,
+        network: bool = True,
+        labels: dict[str, str] | None = None,
     ) -> int:
         """Run a command, passing each output line to ``on_line``; returns its exit code."""
-        with self._started(image, command, volumes=volumes, cap_add=cap_add) as container:
+        options: dict[str, Any] = {"volumes": volumes, "cap_add": cap_add, "environment": environment}
+        if user is not None:
+            options["user"] = user
+        if not network:
+            options["network_mode"] = "none"
+        with self._started(image, command, extra_labels=labels, **options) as container:
             pending = b""
             for chunk in container.logs(stream=True, follow=True):
                 pending += chunk
@@ -282,6 +293,22 @@ class DockerEngine:
             if pending:
                 on_line(pending.decode("utf-8", "replace"))
             return int(container.wait()["StatusCode"])
+
+    def remove_labelled_containers(self, label: str) -> list[str]:
+        """Remove every container carrying ``label`` (``key=value``), running or not; their ids.
+
+        For work that must not run twice at once: a container left running by an rpibuild
+        process that was killed (its cleanup never ran) is stopped before a new one starts."""
+        import docker.errors
+
+        try:
+            found = self.client.containers.list(all=True, filters={"label": label})
+        except docker.errors.APIError as exc:
+            raise EngineError(f"cannot list containers: {_reason(exc)}") from None
+        for container in found:
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove(force=True)
+        return [container.id for container in found]
 
     def remove_containers(self, ids: list[str]) -> None:
         import docker.errors

@@ -24,6 +24,12 @@ TAIL_LINES = 40
 _COMPILE_STATUS = re.compile(r"^\[rpibuild-ninja (?P<done>\d+)/(?P<total>\d+)\] ")
 
 
+def compile_status(line: str) -> tuple[int, int] | None:
+    """(steps done, steps in all) if ``line`` is a compile's progress line, else None."""
+    match = _COMPILE_STATUS.match(line)
+    return (int(match["done"]), int(match["total"])) if match else None
+
+
 @dataclass
 class StageTiming:
     """One Dockerfile stage: the seconds its steps ran, and how many came from the cache."""
@@ -164,8 +170,7 @@ class BuildProgress:
             vertex.lines.append(line)
         self._write(line)
         if self._on_event and vertex is not None and vertex.stage:
-            match = _COMPILE_STATUS.match(line)
-            compiled = (int(match["done"]), int(match["total"])) if match else None
+            compiled = compile_status(line)
             self._on_event(BuildEvent(vertex.stage, vertex.step, vertex.total, line, False, compiled))
 
     def _write(self, line: str) -> None:

@@ -41,10 +41,14 @@ class FakeEngine:
     builds: list[BuildSnapshot] = field(default_factory=list)
     # What the next build does: return this result, or raise this error.
     build_result: BuildResult | None = None
-    # What a build with an output folder (--output type=local) exports: file name -> bytes.
-    exports: dict[str, bytes] = field(default_factory=dict)
     build_error: Exception | None = None
     build_events: list[BuildEvent] = field(default_factory=list)
+    # A streamed container run (the torch compile): the files it leaves in the folder mounted
+    # at /opt/rpibuild/wheels (file name -> bytes), its output lines and exit code.
+    exports: dict[str, bytes] = field(default_factory=dict)
+    run_lines: list[str] = field(default_factory=list)
+    run_code: int = 0
+    runs: list[dict[str, Any]] = field(default_factory=list)
 
     def add_image(self, ref: str, platform: str, image_id: str | None = None) -> ImageInfo:
         os_, arch, *variant = platform.split("/")
@@ -119,12 +123,6 @@ class FakeEngine:
                 log(event.line)
         if self.build_error is not None:
             raise self.build_error
-        if request.output_dir is not None:
-            # BuildKit's local exporter: the target stage's files, no image.
-            request.output_dir.mkdir(parents=True, exist_ok=True)
-            for name, data in self.exports.items():
-                (request.output_dir / name).write_bytes(data)
-            return BuildResult("", [])
         assert self.build_result is not None, "script the build: set build_result or build_error"
         return self.build_result
 
@@ -137,8 +135,29 @@ class FakeEngine:
     def run(self, image: str, command: list[str], **_: Any) -> tuple[int, str]:
         raise AssertionError("not used")
 
-    def run_streaming(self, image: str, command: list[str], **_: Any) -> int:
-        raise AssertionError("not used")
+    def run_streaming(
+        self,
+        image: str,
+        command: list[str],
+        *,
+        on_line: Callable[[str], None],
+        volumes: dict[str, dict[str, str]] | None = None,
+        **options: Any,
+    ) -> int:
+        self.calls.append(f"run {image}")
+        self.runs.append({"image": image, "command": command, "volumes": volumes or {}, **options})
+        for line in self.run_lines:
+            on_line(line)
+        if self.run_code == 0:
+            mounts = {bind["bind"]: Path(host) for host, bind in (volumes or {}).items()}
+            out = mounts["/opt/rpibuild/wheels"]
+            for name, data in self.exports.items():
+                (out / name).write_bytes(data)
+        return self.run_code
+
+    def remove_labelled_containers(self, label: str) -> list[str]:
+        self.calls.append(f"remove containers {label}")
+        return []
 
     @contextlib.contextmanager
     def created_container(self, image: str, *, platform: str | None = None) -> Iterator[str]:

@@ -176,29 +176,80 @@ def test_debian_torch_is_compiled_once_then_taken_from_the_store(tmp_path: Path)
     first = build_profile(prof, engine)
     assert first.torch_wheel is not None and first.torch_wheel["compiled"] is True
     assert str(first.torch_wheel["path"]).endswith(WHEEL)
-    compile_request, image_request = (b.request for b in engine.builds)
-    assert compile_request.target == "torch-wheel" and compile_request.output_dir is not None
-    assert "torch-build" in compile_request.stages
-    # The image build copies the stored wheel: no torch-build stage left in it.
+    source_request, image_request = (b.request for b in engine.builds)
+    # buildx makes the source stage (an image of the build platform); a container of it compiles.
+    assert source_request.target == "torch-source" and source_request.platform == "linux/amd64"
+    (run,) = engine.runs
+    assert run["image"] == built.id and run["command"][:2] == [
+        "bash",
+        "/opt/rpibuild/src/torch-debian/compile.sh",
+    ]
+    assert "torch-build" in [stage.name for stage in first.stages]
+    # The image build copies the stored wheel: no compile in its Dockerfile.
     dockerfile = engine.builds[1].context_files["Dockerfile"].decode()
-    assert "AS torch-build" not in dockerfile
+    assert "AS torch-source" not in dockerfile and "compile.sh" not in dockerfile
     assert engine.builds[1].context_files[f"torch/{WHEEL}"] == b"wheel bytes"
-    assert image_request.output_dir is None and "torch-build" not in image_request.stages
+    assert image_request.target is None and "torch-source" not in image_request.stages
 
     again = build_profile(prof, engine)  # a second build: straight from the store
-    assert [b.request.target for b in engine.builds] == ["torch-wheel", None, None]
+    assert [b.request.target for b in engine.builds] == ["torch-source", None, None]
+    assert len(engine.runs) == 1
     assert again.torch_wheel == {**first.torch_wheel, "compiled": False}
 
 
-def test_a_failed_torch_compile_stores_nothing(tmp_path: Path) -> None:
+def test_the_compile_keeps_its_work_in_host_folders_as_the_users_own(tmp_path: Path) -> None:
+    """Not in BuildKit's cache mounts, which its garbage collection may empty between builds."""
+    import os
+
+    from rpibuild.sources import cache_dir
+    from rpibuild.torch_debian import torch_build_key
+
+    prof = armv7()
+    engine = engine_with_base(prof)
+    engine.exports = {WHEEL: b"wheel bytes", "torch-runtime-packages.txt": b"libgomp1\n"}
+    built = engine.add_image("built", "linux/arm/v7", image_id="sha256:" + "e" * 64)
+    engine.build_result = BuildResult(built.id, stage_timings("system", "torch", "runtime"))
+    folders = cache_dir() / "torch-compile" / "armhf"
+    leftover = folders / "build" / torch_build_key(prof) / "CMakeCache.txt"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_text("from an interrupted compile")
+    (folders / "ccache").mkdir()
+    (folders / "ccache" / "object").write_text("kept")
+
+    build_profile(prof, engine)
+    (run,) = engine.runs
+    mounts = {bind["bind"]: (host, bind["mode"]) for host, bind in run["volumes"].items()}
+    assert mounts["/var/cache/rpibuild/torch"] == (str(folders / "build"), "rw")
+    assert mounts["/var/cache/rpibuild/ccache"] == (str(folders / "ccache"), "rw")
+    assert run["user"] == f"{os.getuid()}:{os.getgid()}" and run["network"] is False
+    assert run["command"][2:] == [torch_build_key(prof), "40:1:hf"]
+    assert run["environment"]["MAX_JOBS"] == str(prof.torch.max_jobs)
+    # A compile container a killed rpibuild left running is removed first (under the lock).
+    label = next(call for call in engine.calls if call.startswith("remove containers"))
+    assert label.split()[-1] == f"io.rpibuild.torch-compile={run['labels']['io.rpibuild.torch-compile']}"
+    assert leftover.is_file()  # resumed, not restarted
+
+    # --no-cache: a clean build folder; ccache keeps its objects.
+    (cache_dir() / "torch").joinpath(torch_build_key(prof)).joinpath("complete").unlink()
+    build_profile(prof, engine, no_cache=True)
+    assert not leftover.exists() and (folders / "ccache" / "object").read_text() == "kept"
+
+
+def test_a_failed_torch_compile_stores_nothing_and_says_where_to_look(tmp_path: Path) -> None:
     from rpibuild.torch_debian import stored_wheel
 
     prof = armv7()
     engine = engine_with_base(prof)
-    engine.build_error = failing_build("torch-build", "exit code 1", ["error: boom"])
-    with pytest.raises(BuildError) as caught:
+    engine.exports = {WHEEL: b"half a wheel"}
+    built = engine.add_image("built", "linux/arm/v7", image_id="sha256:" + "e" * 64)
+    engine.build_result = BuildResult(built.id, stage_timings("cross", "torch-source"))
+    engine.run_lines = ["[rpibuild-ninja 7/1240] g++ x.cpp", "x.cpp:1: error: boom"]
+    engine.run_code = 1
+    with pytest.raises(BuildError, match="exit code 1") as caught:
         build_profile(prof, engine)
     assert caught.value.stage == "torch-build"
+    assert caught.value.log_tail[-1] == "x.cpp:1: error: boom"
+    assert caught.value.log_file and "x.cpp:1: error: boom" in Path(caught.value.log_file).read_text()
     assert stored_wheel(prof) is None and engine.tags == {}
 
 

@@ -73,8 +73,8 @@ def test_stage_lists() -> None:
     arm64 = load_profile("pi3b-arm64", env={}).profile
     assert stages(arm64)[:4] == ("cross", "torch-install", "qpulib-build", "extension-build")
     armv7 = load_profile("pi3b-armv7", env={}).profile
-    assert stages(armv7)[:5] == ("cross", "torch-source", "torch-build", "torch-wheel", "torch-c10")
-    assert "torch-build" not in stages(armv7, torch_stored=True)
+    assert stages(armv7)[:3] == ("cross", "torch-source", "torch-c10")
+    assert "torch-source" not in stages(armv7, torch_stored=True)
 
 
 def test_cross_base_is_the_same_suite_on_the_build_platform() -> None:
@@ -281,21 +281,11 @@ def test_a_wheel_without_a_list_means_no_packages_and_bad_names_are_refused(tmp_
     assert refused.returncode != 0 and "not Debian package names" in refused.stderr
 
 
-def test_no_cache_restarts_the_torch_compile_in_a_clean_folder_keeping_ccache() -> None:
-    profile = load_profile("pi3b-armv7", env={}).profile
-    work = f"/var/cache/rpibuild/torch/{torch_build_key(profile)}"
-    resumed = render(profile).dockerfile
-    assert f"rm -rf {work}" not in resumed
-    fresh = render(profile, fresh_torch_build=True).dockerfile
-    step = next(line for line in fresh.splitlines() if f"rm -rf {work} &&" in line)
-    assert "torch-debian/build.sh" in step
-    assert "id=rpibuild-torch-ccache-armhf" in fresh  # the compiler cache mount stays
-
-
-def test_the_torch_compile_has_its_own_locked_ccache() -> None:
+def test_the_c10_check_has_its_own_locked_cache_mounts() -> None:
     """A shared cache mount id can come to hold several copies in BuildKit, later builds
-    getting whichever it finds first: the torch compile's ccache is its own and locked, so
-    QPULib/extension compiles and the c10 check never touch it or make a second copy."""
+    getting whichever it finds first: the c10 check's build folder and ccache are its own and
+    locked, and QPULib/extension compiles never touch them. The wheel's compile is not in
+    the Dockerfile at all (a container with host folders: rpibuild/torch_compile.py)."""
     dockerfile = render(load_profile("pi3b-armv7", env={}).profile).dockerfile
     runs = {line.split(" AS ")[1]: [] for line in dockerfile.splitlines() if line.startswith("FROM ")}
     stage = ""
@@ -304,9 +294,15 @@ def test_the_torch_compile_has_its_own_locked_ccache() -> None:
             stage = line.split(" AS ")[1]
         elif "--mount=type=cache" in line:
             runs[stage].append(line)
-    torch_ccache = "id=rpibuild-torch-ccache-armhf,target=/var/cache/rpibuild/ccache,sharing=locked"
-    for name in ("torch-build", "torch-c10"):
-        assert any(torch_ccache in line and "id=rpibuild-torch-build-armhf" in line for line in runs[name])
+    assert "torch-build" not in runs and "bash /opt/rpibuild/src/torch-debian/compile.sh" not in dockerfile
+    c10 = [
+        line for line in runs["torch-c10"] if "build.sh --only c10" in line or "rpibuild-torch-c10" in line
+    ]
+    assert c10 and all(
+        "id=rpibuild-torch-c10-build-armhf,target=/var/cache/rpibuild/torch,sharing=locked" in line
+        and "id=rpibuild-torch-c10-ccache-armhf,target=/var/cache/rpibuild/ccache,sharing=locked" in line
+        for line in c10
+    )
     for name in ("qpulib-build", "extension-build"):
         assert runs[name] and all("rpibuild-torch-" not in line for line in runs[name])
         assert any("id=rpibuild-ccache-armhf" in line for line in runs[name])

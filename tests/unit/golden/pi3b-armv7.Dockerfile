@@ -3,8 +3,6 @@
 # Where each stage runs:
 #   cross            build platform, native
 #   torch-source     build platform, native
-#   torch-build      build platform, native
-#   torch-wheel      build platform, native
 #   torch-c10        build platform, native
 #   torch-install    build platform, native
 #   qpulib-build     build platform, native
@@ -39,35 +37,24 @@ COPY rpibuild/verify.py rpibuild/elf_gate.py /opt/rpibuild/
 # ---- torch-source (build platform): Debian's PyTorch source package 2.6.0+dfsg-7, verified by apt
 # (signed InRelease -> Sources -> .dsc) and dpkg-source (the .dsc's checksums), Debian's patch series,
 # then rpibuild's (images/torch-debian/patches); the armhf libraries it builds against, via multiarch.
+# rpibuild compiles the wheel in a container of this stage (images/torch-debian/compile.sh),
+# its build folder and ccache in host folders under rpibuild's cache (rpibuild/torch_compile.py).
 FROM cross AS torch-source
 RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-amd64,target=/var/lib/apt/lists,sharing=locked \
     apt-get update \
  && apt-get install -y --no-install-recommends dpkg-dev xz-utils patch cmake ninja-build pkgconf python3-dev python3-yaml python3-typing-extensions flatbuffers-compiler protobuf-compiler pybind11-dev nlohmann-json3-dev libeigen3-dev libsleef-dev:armhf libonnx-dev:armhf libprotobuf-dev:armhf libfmt-dev:armhf libcpuinfo-dev:armhf libpthreadpool-dev:armhf libfxdiv-dev:armhf libfp16-dev:armhf libpsimd-dev:armhf libflatbuffers-dev:armhf libopenblas-dev:armhf libblas-dev:armhf liblapack-dev:armhf libcpp-httplib-dev:armhf python3-numpy-dev:armhf
-COPY torch-debian /opt/rpibuild/src/torch-debian
+COPY torch-debian/fetch.sh /opt/rpibuild/src/torch-debian/fetch.sh
+COPY torch-debian/patches /opt/rpibuild/src/torch-debian/patches
 RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-amd64,target=/var/lib/apt/lists,sharing=locked \
     bash /opt/rpibuild/src/torch-debian/fetch.sh pytorch 2.6.0+dfsg-7 /opt/rpibuild/src/pytorch
-
-# ---- torch-build (build platform): cross-compiled into a armv7l wheel. The build folder and
-# ccache live in cache mounts: an interrupted or failed build resumes where it stopped.
-FROM torch-source AS torch-build
-RUN --mount=type=cache,id=rpibuild-torch-build-armhf,target=/var/cache/rpibuild/torch,sharing=locked --mount=type=cache,id=rpibuild-torch-ccache-armhf,target=/var/cache/rpibuild/ccache,sharing=locked \
-    MAX_JOBS=2 bash /opt/rpibuild/src/torch-debian/build.sh \
-      /opt/rpibuild/src/pytorch /var/cache/rpibuild/torch/a8bdb0184cc3270783787bb4 /opt/rpibuild/wheels
-# The wheel carries the list of Debian packages its libraries need (from its ELF NEEDED entries).
-RUN python3 /opt/rpibuild/elf_gate.py --elf 40:1:hf /opt/rpibuild/wheels/torch-*.whl \
- && python3 /opt/rpibuild/src/torch-debian/runtime_packages.py /opt/rpibuild/wheels/torch-*.whl \
-      > /opt/rpibuild/wheels/torch-runtime-packages.txt \
- && python3 /opt/rpibuild/src/torch-debian/wheel_packages.py embed /opt/rpibuild/wheels/torch-*.whl \
-      /opt/rpibuild/wheels/torch-runtime-packages.txt
-
-# ---- torch-wheel: just the wheel and its package list, for rpibuild's wheel store (--output type=local).
-FROM scratch AS torch-wheel
-COPY --from=torch-build /opt/rpibuild/wheels/ /
+# After the fetch: editing the build scripts does not fetch the source again.
+COPY torch-debian /opt/rpibuild/src/torch-debian
 
 # ---- torch-c10 (build platform; a check, not part of the image): configured for armhf and one
-# small library (c10) compiled and checked as a target ELF, in minutes (CI).
+# small library (c10) compiled and checked as a target ELF, in minutes (CI). Its build folder
+# and ccache are cache mounts of its own: it never waits for, or touches, the wheel's compile.
 FROM torch-source AS torch-c10
-RUN --mount=type=cache,id=rpibuild-torch-build-armhf,target=/var/cache/rpibuild/torch,sharing=locked --mount=type=cache,id=rpibuild-torch-ccache-armhf,target=/var/cache/rpibuild/ccache,sharing=locked \
+RUN --mount=type=cache,id=rpibuild-torch-c10-build-armhf,target=/var/cache/rpibuild/torch,sharing=locked --mount=type=cache,id=rpibuild-torch-c10-ccache-armhf,target=/var/cache/rpibuild/ccache,sharing=locked \
     MAX_JOBS=2 bash /opt/rpibuild/src/torch-debian/build.sh --only c10 \
       /opt/rpibuild/src/pytorch /var/cache/rpibuild/torch/a8bdb0184cc3270783787bb4 /opt/rpibuild/c10 \
  && python3 /opt/rpibuild/elf_gate.py --elf 40:1:hf /opt/rpibuild/c10
@@ -95,7 +82,8 @@ RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,shar
     apt-get update \
  && apt-get install -y --no-install-recommends python3-packaging
 COPY rpibuild/target_site.py /opt/rpibuild/target_site.py
-COPY --from=torch-build /opt/rpibuild/wheels/ /opt/rpibuild/wheels/
+# No stored wheel for key a8bdb0184cc3270783787bb4: `rpibuild build` compiles it before this build.
+RUN echo "rpibuild: the torch wheel from Debian's source (key a8bdb0184cc3270783787bb4) is not compiled yet" >&2 && false
 # The Debian packages holding the libraries the wheel links, if it carries their list (wheels
 # rpibuild built from Debian's source do: images/torch-debian/wheel_packages.py).
 COPY rpibuild/wheel_packages.py /opt/rpibuild/wheel_packages.py

@@ -1,0 +1,103 @@
+"""The torch compile (``torch.source: debian``): a container whose build folder and ccache are
+host folders under rpibuild's cache.
+
+Not a BuildKit step: BuildKit garbage-collects its cache mounts (by default once unused for
+two days, and whenever the build cache outgrows its cap), which can throw away hours of
+compiling between two builds. A host folder stays until the user deletes it, survives
+``docker builder prune``, can be copied or cached by CI, and an interrupted compile resumes
+from it. The image it runs in is the ``torch-source`` stage, built by buildx as usual.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from rpibuild.config.model import Profile
+from rpibuild.engine import Engine
+from rpibuild.locks import host_lock
+from rpibuild.sources import cache_dir
+from rpibuild.torch_debian import torch_build_key
+
+# Where compile.sh expects its folders in the container (the cross stage's CCACHE_DIR).
+BUILD_MOUNT = "/var/cache/rpibuild/torch"
+CCACHE_MOUNT = "/var/cache/rpibuild/ccache"
+OUT_MOUNT = "/opt/rpibuild/wheels"
+COMPILE_SCRIPT = "/opt/rpibuild/src/torch-debian/compile.sh"
+LABEL = "io.rpibuild.torch-compile"
+
+
+@dataclass(frozen=True)
+class CompileFolders:
+    """The host folders of one target architecture's compile."""
+
+    root: Path
+
+    @property
+    def build(self) -> Path:
+        """One build folder per key (build.sh removes the others): source copy, CMake, ninja."""
+        return self.root / "build"
+
+    @property
+    def ccache(self) -> Path:
+        return self.root / "ccache"
+
+    @property
+    def tag(self) -> str:
+        """Names this compile's lock and container label (one per folder, whoever's cache)."""
+        return hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:16]
+
+
+def compile_folders(profile: Profile) -> CompileFolders:
+    return CompileFolders(cache_dir() / "torch-compile" / profile.target.debian_arch)
+
+
+def compile_wheel(
+    engine: Engine,
+    image: str,
+    profile: Profile,
+    out: Path,
+    *,
+    fresh: bool,
+    on_line: Callable[[str], None],
+    on_wait: Callable[[], None] | None = None,
+) -> int:
+    """Run the compile in ``image`` (the torch-source stage); the wheel and its package list go
+    to ``out``. Returns compile.sh's exit code.
+
+    ``fresh`` starts over in an empty build folder (ccache keeps every object it made). One
+    compile per folder at a time: a host lock, and a container left running by a killed
+    rpibuild process is removed before a new one starts.
+    """
+    folders = compile_folders(profile)
+    key = torch_build_key(profile)
+    with host_lock(f"torch-compile-{folders.tag}", on_wait=on_wait):
+        stale = engine.remove_labelled_containers(f"{LABEL}={folders.tag}")
+        if stale:
+            on_line(f"compile: removed {len(stale)} compile container(s) an earlier rpibuild left running")
+        if fresh:
+            shutil.rmtree(folders.build / key, ignore_errors=True)
+        for folder in (folders.build, folders.ccache, out):
+            folder.mkdir(parents=True, exist_ok=True)
+        environment = {"MAX_JOBS": str(profile.torch.max_jobs)}
+        if os.getuid() != 0:
+            environment["HOME"] = "/tmp"  # the host user's id has no home in the image
+        return engine.run_streaming(
+            image,
+            ["bash", COMPILE_SCRIPT, key, profile.target.elf_spec],
+            on_line=on_line,
+            volumes={
+                str(folders.build): {"bind": BUILD_MOUNT, "mode": "rw"},
+                str(folders.ccache): {"bind": CCACHE_MOUNT, "mode": "rw"},
+                str(out): {"bind": OUT_MOUNT, "mode": "rw"},
+            },
+            environment=environment,
+            # The host user's own ids: the folders stay theirs to read, copy and delete.
+            user=f"{os.getuid()}:{os.getgid()}",
+            network=False,  # everything it needs is in the image
+            labels={LABEL: folders.tag},
+        )

@@ -26,7 +26,7 @@ from rpibuild.errors import BuildError, ConfigError
 from rpibuild.redact import mask_urls
 from rpibuild.render import CROSS_STAGES, TORCH_BUILD_STAGES, Rendered, render, stages
 from rpibuild.sources import cache_dir
-from rpibuild.torch_compile import compile_wheel
+from rpibuild.torch_compile import compile_wheel, discard_build_folder
 from rpibuild.torch_debian import StoredWheel, store, stored_wheel
 
 FAILURE_HINTS = (
@@ -290,5 +290,6 @@ def _build_torch_wheel(
             stored = store(profile, out)
         except (OSError, FileNotFoundError) as exc:
             raise BuildError(f"the torch wheel could not be stored: {exc}", stage="torch-build") from None
+    discard_build_folder(profile)
     timing = StageTiming("torch-build", time.monotonic() - started, steps=1)
     return stored, [*source.stages, timing]

@@ -101,3 +101,12 @@ def compile_wheel(
             network=False,  # everything it needs is in the image
             labels={LABEL: folders.tag},
         )
+
+
+def discard_build_folder(profile: Profile) -> None:
+    """Remove the key's build folder once its wheel is stored (gigabytes no build needs again:
+    a build with this key takes the stored wheel, another key gets a folder of its own);
+    ccache stays, so a changed key recompiles only what changed."""
+    folders = compile_folders(profile)
+    with host_lock(f"torch-compile-{folders.tag}"):
+        shutil.rmtree(folders.build / torch_build_key(profile), ignore_errors=True)

@@ -1,10 +1,15 @@
-"""doctor and qemu install against the real host, then an armv7 binary in a container."""
+"""doctor and qemu install against the real host, then armv7 containers: a binary, a streamed
+run's options, labelled leftovers."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+import docker.errors
 
 from rpibuild import qemu
 from rpibuild.base import BaseImage
@@ -67,3 +72,46 @@ def test_an_armv7_binary_runs_in_a_container(engine: Engine, armhf_base: BaseIma
     code, output = engine.run(armhf_base.image, ["sh", "-c", "uname -m; dpkg --print-architecture"])
     assert code == 0, output
     assert output.split() == ["armv7l", "armhf"]
+
+
+def test_a_streamed_run_has_the_given_user_no_network_and_its_folder(
+    engine: Engine, armhf_base: BaseImage, tmp_path: Path
+) -> None:
+    """What the torch compile's container relies on (rpibuild/torch_compile.py)."""
+    out = tmp_path / "out"
+    out.mkdir(mode=0o777)
+    out.chmod(0o777)
+    lines: list[str] = []
+    script = "id -u; id -g; grep -c : /proc/net/dev; touch /out/made"
+    code = engine.run_streaming(
+        armhf_base.image,
+        ["sh", "-c", script],
+        on_line=lines.append,
+        volumes={str(out): {"bind": "/out", "mode": "rw"}},
+        user="4321:4322",
+        network=False,
+        labels={"io.rpibuild.test": "streamed"},
+    )
+    assert code == 0, lines
+    assert lines[:3] == ["4321", "4322", "1"]  # only the loopback interface
+    made = (out / "made").stat()
+    assert (made.st_uid, made.st_gid) == (4321, 4322)
+    assert engine.client.containers.list(all=True, filters={"label": "io.rpibuild.test=streamed"}) == []
+
+
+def test_a_labelled_container_left_running_is_removed(engine: Engine, armhf_base: BaseImage) -> None:
+    """A compile container whose rpibuild was killed keeps running; the next compile removes it."""
+    label = "io.rpibuild.torch-compile=integration-test"
+    left = engine.client.containers.run(
+        armhf_base.image,
+        ["sleep", "600"],
+        detach=True,
+        labels={"io.rpibuild.torch-compile": "integration-test"},
+    )
+    try:
+        assert engine.remove_labelled_containers(label) == [left.id]
+        assert engine.client.containers.list(all=True, filters={"label": label}) == []
+        assert engine.remove_labelled_containers(label) == []
+    finally:
+        with contextlib.suppress(docker.errors.NotFound):
+            left.remove(force=True)

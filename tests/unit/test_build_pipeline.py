@@ -227,12 +227,29 @@ def test_the_compile_keeps_its_work_in_host_folders_as_the_users_own(tmp_path: P
     # A compile container a killed rpibuild left running is removed first (under the lock).
     label = next(call for call in engine.calls if call.startswith("remove containers"))
     assert label.split()[-1] == f"io.rpibuild.torch-compile={run['labels']['io.rpibuild.torch-compile']}"
-    assert leftover.is_file()  # resumed, not restarted
-
-    # --no-cache: a clean build folder; ccache keeps its objects.
-    (cache_dir() / "torch").joinpath(torch_build_key(prof)).joinpath("complete").unlink()
-    build_profile(prof, engine, no_cache=True)
+    # The wheel is stored: its build folder goes (gigabytes), ccache stays.
     assert not leftover.exists() and (folders / "ccache" / "object").read_text() == "kept"
+
+
+def test_a_compile_resumes_in_its_build_folder_unless_no_cache(tmp_path: Path) -> None:
+    from rpibuild.sources import cache_dir
+    from rpibuild.torch_debian import torch_build_key
+
+    prof = armv7()
+    engine = engine_with_base(prof)
+    built = engine.add_image("built", "linux/arm/v7", image_id="sha256:" + "e" * 64)
+    engine.build_result = BuildResult(built.id, stage_timings("cross", "torch-source"))
+    folders = cache_dir() / "torch-compile" / "armhf"
+    leftover = folders / "build" / torch_build_key(prof) / "CMakeCache.txt"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_text("from an interrupted compile")
+    engine.run_code = 2  # interrupted again
+    with pytest.raises(BuildError, match="run the build again to resume"):
+        build_profile(prof, engine)
+    assert leftover.is_file()
+    with pytest.raises(BuildError):
+        build_profile(prof, engine, no_cache=True)  # a clean build folder
+    assert not leftover.exists()
 
 
 def test_a_failed_torch_compile_stores_nothing_and_says_where_to_look(tmp_path: Path) -> None:

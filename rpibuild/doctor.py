@@ -141,17 +141,26 @@ def check_registry(profile: Profile) -> Check:
 def check_torch_wheel(profile: Profile) -> Check:
     """torch.source debian: whether the compiled wheel is in the store, or the next build
     compiles it (hours). Information, never a failure."""
+    from rpibuild.torch_compile import compile_folders
     from rpibuild.torch_debian import stored_wheel, torch_build_key
 
     stored = stored_wheel(profile)
     if stored is not None:
         return Check("torch wheel", True, f"stored: {stored.wheel}")
+    key = torch_build_key(profile)
+    started = compile_folders(profile).build / key
+    if started.is_dir():
+        return Check(
+            "torch wheel",
+            True,
+            f"not compiled yet (key {key}): a compile was started in {started}; the next build resumes it",
+        )
     return Check(
         "torch wheel",
         True,
-        f"not compiled yet (key {torch_build_key(profile)}): the next build compiles torch "
-        f"{profile.torch.version} from Debian's source, hours on a small host; an interrupted "
-        "compile resumes from its cache",
+        f"not compiled yet (key {key}): the next build compiles torch {profile.torch.version} "
+        "from Debian's source, hours on a small host; an interrupted compile resumes from "
+        f"{compile_folders(profile).root}",
     )
 
 

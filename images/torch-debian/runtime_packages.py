@@ -22,6 +22,9 @@ PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 
 def main() -> int:
     triplet = os.environ["CROSS_TRIPLET"]
+    # The cross compiler's own runtime (libgomp, libatomic, ...) lives in /usr/<triplet>/lib,
+    # in Debian packages named <package>-<arch>-cross: the target's package is <package>.
+    cross_suffix = f"-{os.environ['CROSS_DEB_ARCH']}-cross"
     own, needed = set(), set()
     for path in sys.argv[1:]:
         for name, stream in elf_members(path):
@@ -34,7 +37,7 @@ def main() -> int:
         found = next(
             (
                 f"{d}/{library}"
-                for d in (f"/usr/lib/{triplet}", f"/lib/{triplet}")
+                for d in (f"/usr/lib/{triplet}", f"/lib/{triplet}", f"/usr/{triplet}/lib")
                 if os.path.exists(f"{d}/{library}")
             ),
             None,
@@ -50,7 +53,7 @@ def main() -> int:
             missing.append(library)
             continue
         # "package:arch: /path" (one line per owner)
-        package = owner.stdout.split(":", 1)[0].split(",")[0].strip()
+        package = owner.stdout.split(":", 1)[0].split(",")[0].strip().removesuffix(cross_suffix)
         if PACKAGE.fullmatch(package):
             packages.add(package)
     if missing:

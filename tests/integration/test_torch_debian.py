@@ -102,3 +102,20 @@ def test_a_version_not_in_the_archive_names_the_versions_that_are() -> None:
     assert "pytorch 2.6.0+dfsg-99 is not in this suite's archive" in result.stderr
     assert "2.6.0+dfsg-7" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_runtime_packages_come_from_elf_needed_with_the_cross_runtime_mapped(
+    engine: Engine, c10_image: str
+) -> None:
+    """libgomp comes with the cross compiler (libgomp1-armhf-cross, /usr/<triplet>/lib): the
+    Pi needs the target's own libgomp1; libc.so.6 is the target's libc6 (multiarch)."""
+    script = (
+        "set -e; cd /tmp; "
+        "printf 'int f(int *v, int n) {\\n#pragma omp parallel for\\nfor (int i = 0; i < n; i++) v[i] = i;\\n"
+        "return 0; }\\n' > f.c; "
+        '"$CROSS_TRIPLET-gcc" -fopenmp -shared -fPIC f.c -o libf.so; '
+        "python3 /opt/rpibuild/src/torch-debian/runtime_packages.py libf.so"
+    )
+    code, output = engine.run(c10_image, ["sh", "-c", script])
+    assert code == 0, output
+    assert output.split() == ["libc6", "libgomp1"]

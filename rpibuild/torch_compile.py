@@ -23,8 +23,11 @@ from rpibuild.locks import host_lock
 from rpibuild.sources import cache_dir
 from rpibuild.torch_debian import torch_build_key
 
-# Where compile.sh expects its folders in the container (the cross stage's CCACHE_DIR).
-BUILD_MOUNT = "/var/cache/rpibuild/torch"
+# Where compile.sh expects its folders in the container (the cross stage's CCACHE_DIR). The
+# key's build folder is always mounted at the same path: the paths the compiler sees (and
+# ccache hashes, e.g. in generated files that #include by absolute path) do not change with
+# the key, so a new key (another patch) finds in ccache what the last one compiled.
+BUILD_MOUNT = "/var/cache/rpibuild/torch/build"
 CCACHE_MOUNT = "/var/cache/rpibuild/ccache"
 OUT_MOUNT = "/opt/rpibuild/wheels"
 COMPILE_SCRIPT = "/opt/rpibuild/src/torch-debian/compile.sh"
@@ -39,7 +42,7 @@ class CompileFolders:
 
     @property
     def build(self) -> Path:
-        """One build folder per key (build.sh removes the others): source copy, CMake, ninja."""
+        """Holds the build folder of the current key: source copy, CMake, ninja."""
         return self.root / "build"
 
     @property
@@ -79,19 +82,23 @@ def compile_wheel(
         stale = engine.remove_labelled_containers(f"{LABEL}={folders.tag}")
         if stale:
             on_line(f"compile: removed {len(stale)} compile container(s) an earlier rpibuild left running")
-        if fresh:
-            shutil.rmtree(folders.build / key, ignore_errors=True)
-        for folder in (folders.build, folders.ccache, out):
+        work = folders.build / key
+        # One build folder, the key's: others (another version or patch set) are gigabytes
+        # no build will use again.
+        for other in folders.build.glob("*"):
+            if other != work or fresh:
+                shutil.rmtree(other, ignore_errors=True)
+        for folder in (work, folders.ccache, out):
             folder.mkdir(parents=True, exist_ok=True)
         environment = {"MAX_JOBS": str(profile.torch.max_jobs)}
         if os.getuid() != 0:
             environment["HOME"] = "/tmp"  # the host user's id has no home in the image
         return engine.run_streaming(
             image,
-            ["bash", COMPILE_SCRIPT, key, profile.target.elf_spec],
+            ["bash", COMPILE_SCRIPT, profile.target.elf_spec],
             on_line=on_line,
             volumes={
-                str(folders.build): {"bind": BUILD_MOUNT, "mode": "rw"},
+                str(work): {"bind": BUILD_MOUNT, "mode": "rw"},
                 str(folders.ccache): {"bind": CCACHE_MOUNT, "mode": "rw"},
                 str(out): {"bind": OUT_MOUNT, "mode": "rw"},
             },

@@ -210,23 +210,27 @@ def test_the_compile_keeps_its_work_in_host_folders_as_the_users_own(tmp_path: P
     built = engine.add_image("built", "linux/arm/v7", image_id="sha256:" + "e" * 64)
     engine.build_result = BuildResult(built.id, stage_timings("system", "torch", "runtime"))
     folders = cache_dir() / "torch-compile" / "armhf"
-    leftover = folders / "build" / torch_build_key(prof) / "CMakeCache.txt"
+    leftover = folders / "build" / torch_build_key(prof) / "tree" / "CMakeCache.txt"
     leftover.parent.mkdir(parents=True)
     leftover.write_text("from an interrupted compile")
+    another_key = folders / "build" / "0123456789abcdef01234567"
+    another_key.mkdir()
     (folders / "ccache").mkdir()
     (folders / "ccache" / "object").write_text("kept")
 
     build_profile(prof, engine)
     (run,) = engine.runs
     mounts = {bind["bind"]: (host, bind["mode"]) for host, bind in run["volumes"].items()}
-    assert mounts["/var/cache/rpibuild/torch"] == (str(folders / "build"), "rw")
+    # The key's folder, always at one path: a new key's compile hashes the same paths in ccache.
+    assert mounts["/var/cache/rpibuild/torch/build"] == (str(folders / "build" / torch_build_key(prof)), "rw")
     assert mounts["/var/cache/rpibuild/ccache"] == (str(folders / "ccache"), "rw")
     assert run["user"] == f"{os.getuid()}:{os.getgid()}" and run["network"] is False
-    assert run["command"][2:] == [torch_build_key(prof), "40:1:hf"]
+    assert run["command"][2:] == ["40:1:hf"]
     assert run["environment"]["MAX_JOBS"] == str(prof.torch.max_jobs)
     # A compile container a killed rpibuild left running is removed first (under the lock).
     label = next(call for call in engine.calls if call.startswith("remove containers"))
     assert label.split()[-1] == f"io.rpibuild.torch-compile={run['labels']['io.rpibuild.torch-compile']}"
+    assert not another_key.exists()  # another key's folder: gigabytes no build will use
     # The wheel is stored: its build folder goes (gigabytes), ccache stays.
     assert not leftover.exists() and (folders / "ccache" / "object").read_text() == "kept"
 
@@ -240,7 +244,7 @@ def test_a_compile_resumes_in_its_build_folder_unless_no_cache(tmp_path: Path) -
     built = engine.add_image("built", "linux/arm/v7", image_id="sha256:" + "e" * 64)
     engine.build_result = BuildResult(built.id, stage_timings("cross", "torch-source"))
     folders = cache_dir() / "torch-compile" / "armhf"
-    leftover = folders / "build" / torch_build_key(prof) / "CMakeCache.txt"
+    leftover = folders / "build" / torch_build_key(prof) / "tree" / "CMakeCache.txt"
     leftover.parent.mkdir(parents=True)
     leftover.write_text("from an interrupted compile")
     engine.run_code = 2  # interrupted again

@@ -21,6 +21,8 @@ _STEP_NAME = re.compile(r"^\[(?P<stage>[^\s\]]+) (?P<step>\d+)/(?P<total>\d+)\] 
 TAIL_LINES = 40
 # A long compile's own progress line: rpibuild's scripts set ninja's documented NINJA_STATUS
 # to this prefix ("[rpibuild-ninja DONE/TOTAL] ").
+# How BuildKit reports a step it stopped (the client went away, or another step failed).
+_CANCELLED = "context canceled"
 _COMPILE_STATUS = re.compile(r"^\[rpibuild-ninja (?P<done>\d+)/(?P<total>\d+)\] ")
 
 
@@ -200,19 +202,22 @@ class BuildProgress:
         return timings
 
     def failure(self) -> Failure | None:
-        """The step that failed: its stage, its instruction, the error and its own output."""
-        for vertex in self._vertices.values():
-            if vertex.error and vertex.stage:
-                return Failure(vertex.stage, vertex.instruction, vertex.error, list(vertex.lines))
-        for vertex in self._vertices.values():
-            if vertex.error:
-                return Failure("(build)", vertex.name, vertex.error, list(vertex.lines))
-        return None
+        """The step that failed: its stage, its instruction, the error and its own output.
+
+        When a step fails, BuildKit cancels the steps running beside it: those report
+        "context canceled" too, and are never the failure while a real error is there."""
+        errored = [v for v in self._vertices.values() if v.error]
+        if not errored:
+            return None
+        vertex = min(errored, key=lambda v: (_CANCELLED in (v.error or ""), v.stage is None))
+        if vertex.stage:
+            return Failure(vertex.stage, vertex.instruction, vertex.error or "", list(vertex.lines))
+        return Failure("(build)", vertex.name, vertex.error or "", list(vertex.lines))
 
     def cancelled(self) -> bool:
         """The build stopped because its client went away (Ctrl-C), not because a step failed."""
-        failed = self.failure()
-        return failed is not None and "context canceled" in failed.error
+        errored = [v.error for v in self._vertices.values() if v.error]
+        return bool(errored) and all(_CANCELLED in error for error in errored)
 
     def current_stage(self) -> str:
         running = [v for v in self._vertices.values() if v.stage and v.started and not v.completed]

@@ -125,3 +125,31 @@ def test_rebuild_from_cache_marks_every_stage_cached() -> None:
     steps = [e for e in events if e.is_step]
     assert steps and all(e.line.endswith("(cached)") for e in steps)
     assert not [e for e in events if not e.is_step]  # nothing ran, so nothing printed
+
+
+def test_a_step_cancelled_because_another_failed_is_not_the_failure() -> None:
+    """BuildKit cancels the steps running beside a failed one; the failed one is what to report."""
+    progress = BuildProgress(stages=("runtime", "extension-build"))
+    progress.feed(
+        {
+            "vertexes": [
+                {
+                    "digest": "sha256:1",
+                    "name": "[runtime 3/7] RUN apt-get update",
+                    "started": "2026-12-02T10:00:00Z",
+                    "completed": "2026-12-02T10:00:09Z",
+                    "error": "context canceled",
+                },
+                {
+                    "digest": "sha256:2",
+                    "name": "[extension-build 5/6] RUN pip wheel",
+                    "started": "2026-12-02T10:00:00Z",
+                    "completed": "2026-12-02T10:00:08Z",
+                    "error": "process did not complete successfully: exit code: 1",
+                },
+            ]
+        }
+    )
+    failure = progress.failure()
+    assert failure is not None and failure.stage == "extension-build" and "exit code: 1" in failure.error
+    assert not progress.cancelled()

@@ -266,7 +266,7 @@ def _build_torch_wheel(
     ):
 
         def on_line(line: str) -> None:
-            log.write(line + "\n")
+            log.write(mask_urls(line) + "\n")  # as buildx's logs, though the compile has no network
             tail.append(line)
             if on_event is not None:
                 on_event(BuildEvent("torch-build", 1, 1, line, False, compile_status(line)))

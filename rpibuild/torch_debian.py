@@ -3,8 +3,8 @@
 The compile takes hours on a small host, so a finished wheel is kept under rpibuild's cache,
 named by a key over everything that shapes it (source version, rpibuild's fetch/build scripts
 and patches, target platform, Debian suite and mirror); a build with the same key copies the
-stored wheel instead of compiling. The same key names the build folder in the BuildKit cache
-mount, where an interrupted compile resumes.
+stored wheel instead of compiling. The same key names the compile's build folder
+(rpibuild.torch_compile), where an interrupted compile resumes.
 """
 
 from __future__ import annotations

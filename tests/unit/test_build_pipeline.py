@@ -166,12 +166,18 @@ def armv7(*overrides: str) -> Profile:
     return load_profile("pi3b-armv7", ["qpulib.enabled=false", *overrides], env={}).profile
 
 
-def test_debian_torch_is_compiled_once_then_taken_from_the_store(tmp_path: Path) -> None:
-    prof = armv7()
+def compiling_engine(prof: Profile, packages: bytes = b"libgomp1\n") -> tuple[FakeEngine, str]:
+    """A fake engine whose compile leaves a wheel and its package list; the id of every build."""
     engine = engine_with_base(prof)
-    engine.exports = {WHEEL: b"wheel bytes", "torch-runtime-packages.txt": b"libsleef3\nlibgomp1\n"}
+    engine.exports = {WHEEL: b"wheel bytes", "torch-runtime-packages.txt": packages}
     built = engine.add_image("built", "linux/arm/v7", image_id="sha256:" + "e" * 64)
     engine.build_result = BuildResult(built.id, stage_timings("system", "torch", "runtime"))
+    return engine, built.id
+
+
+def test_debian_torch_is_compiled_once_then_taken_from_the_store(tmp_path: Path) -> None:
+    prof = armv7()
+    engine, built_id = compiling_engine(prof, b"libsleef3\nlibgomp1\n")
 
     first = build_profile(prof, engine)
     assert first.torch_wheel is not None and first.torch_wheel["compiled"] is True
@@ -180,7 +186,7 @@ def test_debian_torch_is_compiled_once_then_taken_from_the_store(tmp_path: Path)
     # buildx makes the source stage (an image of the build platform); a container of it compiles.
     assert source_request.target == "torch-source" and source_request.platform == "linux/amd64"
     (run,) = engine.runs
-    assert run["image"] == built.id and run["command"][:2] == [
+    assert run["image"] == built_id and run["command"][:2] == [
         "bash",
         "/opt/rpibuild/src/torch-debian/compile.sh",
     ]
@@ -205,10 +211,7 @@ def test_the_compile_keeps_its_work_in_host_folders_as_the_users_own(tmp_path: P
     from rpibuild.torch_debian import torch_build_key
 
     prof = armv7()
-    engine = engine_with_base(prof)
-    engine.exports = {WHEEL: b"wheel bytes", "torch-runtime-packages.txt": b"libgomp1\n"}
-    built = engine.add_image("built", "linux/arm/v7", image_id="sha256:" + "e" * 64)
-    engine.build_result = BuildResult(built.id, stage_timings("system", "torch", "runtime"))
+    engine, _ = compiling_engine(prof)
     folders = cache_dir() / "torch-compile" / "armhf"
     leftover = folders / "build" / torch_build_key(prof) / "tree" / "CMakeCache.txt"
     leftover.parent.mkdir(parents=True)

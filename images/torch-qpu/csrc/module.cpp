@@ -30,8 +30,10 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -48,6 +50,18 @@
 #include "kernels.h"
 #ifdef QPUSIM_MODE
 #include "VideoCore/QPUSim.h"
+#endif
+// torch_qpu's hand-written kernels (torch_qpu/qpukernels.py, assembled by setup.py) run where
+// QPU machine code runs: on the QPUs (qpu mode) and on VC4C's emulator (qpusim mode). QPULib's
+// own emulator interprets its own instruction lists, so emulation-only builds keep QPULib's
+// kernels.
+#if defined(QPUSIM_MODE) || !defined(EMULATION_MODE)
+#define TORCH_QPU_ASM_KERNELS 1
+#include "qpu_code.h"
+#ifndef QPUSIM_MODE
+#include "VideoCore/Invoke.h"
+#include "VideoCore/VideoCore.h"
+#endif
 #endif
 #endif
 
@@ -380,12 +394,46 @@ std::pair<int64_t, int64_t> dot_chunk(int64_t nvec, int64_t nrows, int64_t kp, i
 }
 }  // namespace launch_model
 
-// A matrix kept in GPU-shared memory between calls (rows padded to kp).
+// How a matrix is laid out in GPU memory: rows `pitch` floats apart (QPULib's dot kernels
+// and the gemv kernel; two spare vectors after the last row for the gemv kernel's loads
+// ahead), or as the gemm kernel's A panels with `pitch` k steps each.
+enum class Layout { Rows = 0, PanelsA = 1 };
+
+constexpr int64_t kPanelRows = 32;  // rows of an A panel (a gemm tile's height)
+constexpr int64_t kPanelCols = 16;  // columns of a B panel (a gemm tile's width)
+constexpr int64_t kSlackFloats = 32;  // two vectors: what the kernels read ahead
+
+// A panels (ceil(M/32), steps, 32): a[32 ib + i, k] at [ib][k][i], zeros elsewhere.
+Tensor pack_a_panels(const Tensor& a, int64_t steps) {
+  const int64_t panels = (a.size(0) + kPanelRows - 1) / kPanelRows;
+  Tensor padded = at::zeros({panels * kPanelRows, steps}, a.options());
+  padded.narrow(0, 0, a.size(0)).narrow(1, 0, a.size(1)).copy_(a);
+  return padded.view({panels, kPanelRows, steps}).transpose(1, 2).contiguous();
+}
+
+// B panels (ceil(N/16), steps, 16): b[k, 16 jb + j] at [jb][k][j], zeros elsewhere.
+Tensor pack_b_panels(const Tensor& b, int64_t steps) {
+  const int64_t panels = (b.size(1) + kPanelCols - 1) / kPanelCols;
+  Tensor padded = at::zeros({steps, panels * kPanelCols}, b.options());
+  padded.narrow(0, 0, b.size(0)).narrow(1, 0, b.size(1)).copy_(b);
+  return padded.view({steps, panels, kPanelCols}).transpose(0, 1).contiguous();
+}
+
+int64_t layout_floats(const Tensor& mat, Layout layout, int64_t pitch) {
+  if (layout == Layout::PanelsA) {
+    return (mat.size(0) + kPanelRows - 1) / kPanelRows * pitch * kPanelRows;
+  }
+  return std::max<int64_t>(mat.size(0) * pitch + kSlackFloats, kLanes);
+}
+
+// A matrix kept in GPU-shared memory between calls.
 struct ResidentEntry {
   c10::weak_intrusive_ptr<c10::StorageImpl> storage;
   int64_t offset = 0;
   std::vector<int64_t> sizes;
   std::vector<int64_t> strides;
+  Layout layout = Layout::Rows;
+  int64_t pitch = 0;
   int64_t version = -1;
   std::unique_ptr<SharedArray<float>> buffer;
   int64_t capacity = 0;
@@ -395,7 +443,7 @@ struct ResidentEntry {
 // function expects the caller to hold `mutex`.
 class Runtime {
  public:
-  enum Slot : std::size_t { kInputA = 0, kInputB = 1, kOutput = 2, kNumSlots = 3 };
+  enum Slot : std::size_t { kInputA = 0, kInputB = 1, kOutput = 2, kTable = 3, kNumSlots = 4 };
 
   std::mutex mutex;
 
@@ -449,15 +497,19 @@ class Runtime {
   // The GPU copy of `mat` (2-D float32, rows padded to kp), uploaded again only
   // when the tensor's storage, geometry or version changed. Inference tensors
   // have no version counter: they are copied into the pool on every call.
-  Buffer& resident(const Tensor& mat, int64_t kp) {
+  Buffer& resident(const Tensor& mat, int64_t kp, Layout layout = Layout::Rows,
+                   Slot slot = kInputB) {
     sweep_residents();
-    if (mat.is_inference()) return upload(buffer(kInputB, mat.size(0) * kp), mat, kp);
+    if (mat.is_inference()) {
+      return upload(buffer(slot, layout_floats(mat, layout, kp)), mat, kp, layout);
+    }
     c10::StorageImpl* storage = mat.storage().unsafeGetStorageImpl();
     ResidentEntry* entry = nullptr;
     for (auto& candidate : residents_) {
       if (candidate.storage._unsafe_get_target() == storage &&
           candidate.offset == mat.storage_offset() && mat.sizes() == candidate.sizes &&
-          mat.strides() == candidate.strides) {
+          mat.strides() == candidate.strides && candidate.layout == layout &&
+          candidate.pitch == kp) {
         entry = &candidate;
         break;
       }
@@ -466,20 +518,20 @@ class Runtime {
     if (entry != nullptr && entry->version == version) return *entry->buffer;
     if (entry == nullptr) {
       residents_.push_back(ResidentEntry{mat.storage().getWeakStorageImpl(), mat.storage_offset(),
-                                         mat.sizes().vec(), mat.strides().vec(), -1, nullptr,
-                                         0});
+                                         mat.sizes().vec(), mat.strides().vec(), layout, kp, -1,
+                                         nullptr, 0});
       entry = &residents_.back();
     }
     // Until the upload has finished the entry matches no version, so a failed
     // allocation or copy (an exception) is retried on the next call.
     entry->version = -1;
-    const int64_t needed = std::max<int64_t>(mat.size(0) * kp, kLanes);
+    const int64_t needed = layout_floats(mat, layout, kp);
     if (!entry->buffer || entry->capacity < needed) {
       entry->buffer.reset();
       entry->capacity = 0;
       entry->buffer = allocate(needed, needed, &entry->capacity);
     }
-    upload(*entry->buffer, mat, kp);
+    upload(*entry->buffer, mat, kp, layout);
     entry->version = version;
     ++resident_uploads_;
     return *entry->buffer;
@@ -507,7 +559,7 @@ class Runtime {
   template <typename K, typename... Args>
   void launch(Backend be, K& kernel, int64_t nq, double estimated_cycles, Args... args) {
     kernel.setNumQPUs(static_cast<int>(nq));
-    try {
+    run_launch(be, nq, estimated_cycles, [&] {
 #ifdef QPUSIM_MODE
       if (be == Backend::Emulator) {
         kernel.emu(args...);
@@ -517,6 +569,46 @@ class Runtime {
 #else
       kernel.call(args...);
 #endif
+    });
+  }
+
+#ifdef TORCH_QPU_ASM_KERNELS
+  // One of torch_qpu's own kernels (qpu_code.h), launched through QPULib's launch path with
+  // QPULib's uniform layout (QPU index, QPU count, then `params`).
+  void launch_asm(Backend be, const std::vector<uint32_t>& code, int64_t nq,
+                  double estimated_cycles, const std::vector<uint32_t>& params) {
+    Seq<int32_t> uniforms;
+    for (uint32_t word : params) uniforms.append(static_cast<int32_t>(word));
+    run_launch(be, nq, estimated_cycles, [&] {
+#ifdef QPUSIM_MODE
+      qpusimInvoke(static_cast<int>(nq), code, &uniforms);
+#else
+      // Invoke.cpp writes the uniforms and launch messages after the code.
+      const int64_t words = static_cast<int64_t>(code.size()) + kMaxQPUs * (uniforms.numElems + 4) + 64;
+      if (!code_memory_ || code_memory_words_ < words || code_loaded_ != &code) {
+        if (!qpus_enabled_) {
+          enableQPUs();
+          qpus_enabled_ = true;
+        }
+        code_memory_.reset();
+        code_memory_ = std::make_unique<SharedArray<uint32_t>>(static_cast<uint32_t>(words));
+        code_memory_words_ = words;
+        volatile uint32_t* dst = reinterpret_cast<volatile uint32_t*>(code_memory_->getPointer());
+        for (std::size_t i = 0; i < code.size(); ++i) dst[i] = code[i];
+        code_loaded_ = &code;
+      }
+      invoke(static_cast<int>(nq), *code_memory_, static_cast<int>(code.size()), &uniforms);
+#endif
+    });
+  }
+#endif
+
+  // Runs one launch (`body`) with the bookkeeping every backend shares: failure handling
+  // (see launch) and the qpusim cycle counters.
+  template <typename Body>
+  void run_launch(Backend be, int64_t nq, double estimated_cycles, Body&& body) {
+    try {
+      body();
     } catch (const std::exception& e) {
       if (be != Backend::Emulator) {
         {
@@ -563,6 +655,14 @@ class Runtime {
     for (auto& kernel : elementwise_kernels_) kernel.reset();
     dot_rows_kernel_.reset();
     dot_cols_kernel_.reset();
+#if defined(TORCH_QPU_ASM_KERNELS) && !defined(QPUSIM_MODE)
+    code_memory_.reset();
+    code_loaded_ = nullptr;
+    if (qpus_enabled_) {
+      disableQPUs();
+      qpus_enabled_ = false;
+    }
+#endif
   }
 
   static float* host_pointer(Buffer& buffer) { return &buffer[0]; }
@@ -608,16 +708,26 @@ class Runtime {
   std::array<int64_t, kNumSlots> capacities() const { return capacities_; }
 
  private:
-  static Buffer& upload(Buffer& buffer, const Tensor& mat, int64_t kp) {
+  static Buffer& upload(Buffer& buffer, const Tensor& mat, int64_t kp, Layout layout) {
+    if (layout == Layout::PanelsA) {
+      const Tensor panels = pack_a_panels(mat, kp);
+      words_to_gpu(gpu_words(buffer), panels.const_data_ptr<float>(), panels.numel());
+      return buffer;
+    }
     const Tensor mc = mat.contiguous();
     if (mc.numel() > 0) {
       copy_padded(gpu_words(buffer), mc.const_data_ptr<float>(), mc.size(0), mc.size(1), kp);
     }
+    zeros_to_gpu(gpu_words(buffer) + mc.size(0) * kp, kSlackFloats);
     return buffer;
   }
 
   // Leaks every GPU buffer on purpose (see launch): never freed, never reused.
   void abandon_buffers() {
+#if defined(TORCH_QPU_ASM_KERNELS) && !defined(QPUSIM_MODE)
+    static_cast<void>(code_memory_.release());  // the QPUs may still be running it
+    code_loaded_ = nullptr;
+#endif
     for (std::size_t i = 0; i < kNumSlots; ++i) {
       if (buffers_[i]) {
         abandoned_floats_ += capacities_[i];
@@ -662,6 +772,12 @@ class Runtime {
 #endif
   }
 
+#if defined(TORCH_QPU_ASM_KERNELS) && !defined(QPUSIM_MODE)
+  std::unique_ptr<SharedArray<uint32_t>> code_memory_;
+  int64_t code_memory_words_ = 0;
+  const std::vector<uint32_t>* code_loaded_ = nullptr;
+  bool qpus_enabled_ = false;
+#endif
   std::array<std::unique_ptr<ElementwiseKernel>, 3> elementwise_kernels_{};
   std::unique_ptr<DotKernel> dot_rows_kernel_;
   std::unique_ptr<DotKernel> dot_cols_kernel_;
@@ -787,6 +903,323 @@ Tensor kernel_dot(Backend be, const Tensor& vecs, const Tensor& mat, int64_t num
   // split by columns); add them here.
   return partials.sum(-1);
 }
+
+#ifdef TORCH_QPU_ASM_KERNELS
+// ---------------------------------------------------------------------------
+// torch_qpu's own kernels (torch_qpu/qpukernels.py): packing, work lists, launch sizing.
+//
+// Each kernel reads a work list per QPU from a table in GPU memory (the host balances the
+// QPUs); see qpukernels.py for the layouts. The old QPULib kernels stay selectable
+// (set_kernels("qpulib")) for comparison.
+
+enum class KernelSet { Asm = 0, QPULib = 1 };
+std::atomic<int>& kernel_set() {
+  static std::atomic<int> value{static_cast<int>(KernelSet::Asm)};
+  return value;
+}
+
+bool use_asm(Backend be) {
+  return be != Backend::Emulator && kernel_set().load() == static_cast<int>(KernelSet::Asm);
+}
+
+struct AsmCode {
+  std::vector<uint32_t> gemm, gemv, ew_add, ew_sub, ew_mul;
+};
+
+const AsmCode& asm_code() {
+  static const AsmCode code{
+      {std::begin(qpu_code::k_gemm), std::end(qpu_code::k_gemm)},
+      {std::begin(qpu_code::k_gemv), std::end(qpu_code::k_gemv)},
+      {std::begin(qpu_code::k_ew_add), std::end(qpu_code::k_ew_add)},
+      {std::begin(qpu_code::k_ew_sub), std::end(qpu_code::k_ew_sub)},
+      {std::begin(qpu_code::k_ew_mul), std::end(qpu_code::k_ew_mul)},
+  };
+  return code;
+}
+
+// Launch sizing for these kernels (hardware fix 2): per-QPU cycles from their instruction
+// counts with a margin (tests check no qpusim launch exceeds its estimate), and the same
+// memory floor as QPULib's kernels.
+namespace asm_model {
+constexpr double kLaunchCycles = 1500;   // uniforms, instruction-cache fills, last DMA
+constexpr double kGemmStepCycles = 50;   // one k step of a tile (97 instructions per two)
+constexpr double kGemmTileCycles = 700;  // list entry, zeroing, first loads, 8 DMA stores
+constexpr double kGemvPairCycles = 12;   // two vectors of a segment (9 instructions)
+constexpr double kGemvItemCycles = 150;  // three uniforms, loads ahead, lane sum, store share
+constexpr double kEwBlockCycles = 40;    // four vectors (18 instructions) and a DMA wait
+constexpr double kEwItemCycles = 150;
+
+double cycles(double per_qpu_cycles, double bytes) {
+  const double memory = bytes / launch_model::kMinBytesPerSecond * launch_model::kClockHz /
+                        launch_model::kClocksPerCycle;
+  return std::max(kLaunchCycles + per_qpu_cycles, memory);
+}
+
+bool fits(double estimated_cycles) {
+  return estimated_cycles * launch_model::kClocksPerCycle / launch_model::kClockHz <=
+         launch_model::budget_seconds;
+}
+}  // namespace asm_model
+
+// The per-QPU work lists of one launch. write() puts them into the table slot, QPU q's list
+// `stride` bytes after QPU q-1's, and returns the kernel's first two launch parameters.
+class WorkLists {
+ public:
+  explicit WorkLists(int64_t nq) : lists_(static_cast<std::size_t>(nq)) {}
+
+  std::vector<uint32_t>& operator[](int64_t q) { return lists_.at(static_cast<std::size_t>(q)); }
+
+  std::vector<uint32_t> write(Runtime& rt) {
+    std::size_t longest = 0;
+    for (const auto& list : lists_) longest = std::max(longest, list.size());
+    // The uniform FIFO and its cache read whole 64-byte lines ahead of the kernel.
+    const int64_t stride = static_cast<int64_t>(longest) + kLanes;
+    const int64_t words = static_cast<int64_t>(lists_.size()) * stride + kLanes;
+    Buffer& table = rt.buffer(Runtime::kTable, words);
+    volatile uint32_t* dst = gpu_words(table);
+    zeros_to_gpu(dst, words);
+    for (std::size_t q = 0; q < lists_.size(); ++q) {
+      for (std::size_t i = 0; i < lists_[q].size(); ++i) {
+        dst[static_cast<int64_t>(q) * stride + static_cast<int64_t>(i)] = lists_[q][i];
+      }
+    }
+    return {table.getAddress(), static_cast<uint32_t>(stride * 4)};
+  }
+
+ private:
+  std::vector<std::vector<uint32_t>> lists_;
+};
+
+// The largest count in 1..total whose launch fits the budget, for work items of equal cost.
+int64_t items_per_launch(int64_t total, int64_t num_qpus,
+                         const std::function<double(int64_t, int64_t)>& estimate) {
+  return launch_model::largest_fitting(total, [&](int64_t count) {
+    return asm_model::fits(estimate(count, std::min(num_qpus, count)));
+  });
+}
+
+// a (M, K) @ b (K, N) on the gemm kernel (32 x 16 tiles). resident_a: a is a weight kept in
+// GPU memory as A panels between calls.
+Tensor asm_gemm(Backend be, const Tensor& a, const Tensor& b, int64_t num_qpus, bool resident_a) {
+  const int64_t m = a.size(0);
+  const int64_t k = a.size(1);
+  const int64_t n = b.size(1);
+  const auto options = a.options();
+  if (m == 0 || n == 0 || k == 0) return at::zeros({m, n}, options);
+  TORCH_CHECK_VALUE(k < (int64_t{1} << 22), "torch_qpu: inner dimension too large (", k, ")");
+  const int64_t kp = k + (k & 1);  // the k loop does two steps per turn
+  const int64_t steps = kp + 2;    // one step fetched ahead, and a spare
+  const int64_t row_panels = ceil_div(m, kPanelRows);
+  const int64_t col_panels = ceil_div(n, kPanelCols);
+  const int64_t tiles = row_panels * col_panels;
+  constexpr int64_t kTileFloats = kPanelRows * kPanelCols;
+  const Tensor bp = pack_b_panels(b, steps);
+  const Tensor ap = resident_a ? Tensor() : pack_a_panels(a, steps);
+  Tensor tile_out = at::empty({tiles, 2, kLanes, kLanes}, options);
+  auto estimate = [&](int64_t count, int64_t nq) {
+    const double per_qpu = static_cast<double>(ceil_div(count, nq)) *
+                           (asm_model::kGemmTileCycles + asm_model::kGemmStepCycles * kp);
+    const double bytes = static_cast<double>(count) * steps * (kPanelRows + kPanelCols) * 4;
+    return asm_model::cycles(per_qpu, bytes);
+  };
+  {
+    GilRelease no_gil;
+    Runtime& rt = runtime();
+    std::lock_guard<std::mutex> lock(rt.mutex);
+    const int64_t chunk = items_per_launch(tiles, num_qpus, estimate);
+    Buffer& buf_a = resident_a ? rt.resident(a, steps, Layout::PanelsA, Runtime::kInputA)
+                               : rt.buffer(Runtime::kInputA, ap.numel());
+    Buffer& buf_b = rt.buffer(Runtime::kInputB, bp.numel());
+    Buffer& buf_c = rt.buffer(Runtime::kOutput, chunk * kTileFloats);
+    if (!resident_a) words_to_gpu(gpu_words(buf_a), ap.const_data_ptr<float>(), ap.numel());
+    words_to_gpu(gpu_words(buf_b), bp.const_data_ptr<float>(), bp.numel());
+    const uint32_t a_base = buf_a.getAddress();
+    const uint32_t b_base = buf_b.getAddress();
+    const uint32_t c_base = buf_c.getAddress();
+    for (int64_t first = 0; first < tiles; first += chunk) {
+      const int64_t count = std::min(chunk, tiles - first);
+      const int64_t nq = std::min(num_qpus, count);
+      WorkLists lists(nq);
+      for (int64_t i = 0; i < count; ++i) {
+        // Tiles next to each other (the same A panel) run at the same time on different
+        // QPUs, so the A panel is read from DRAM once for them (L2).
+        const int64_t t = first + i;
+        auto& list = lists[i % nq];
+        list.push_back(static_cast<uint32_t>(a_base + (t / col_panels) * steps * kPanelRows * 4));
+        list.push_back(static_cast<uint32_t>(b_base + (t % col_panels) * steps * kPanelCols * 4));
+        list.push_back(static_cast<uint32_t>(c_base + i * kTileFloats * 4));
+      }
+      for (int64_t q = 0; q < nq; ++q) {
+        auto& list = lists[q];
+        list.insert(list.begin(), static_cast<uint32_t>(list.size() / 3));
+      }
+      std::vector<uint32_t> params = lists.write(rt);
+      params.push_back(static_cast<uint32_t>(kp / 2 * 64));
+      rt.launch_asm(be, asm_code().gemm, nq, estimate(count, nq), params);
+      words_from_gpu(tile_out.mutable_data_ptr<float>() + first * kTileFloats, gpu_words(buf_c),
+                     count * kTileFloats);
+    }
+  }
+  // Lane l of accumulator (i, r) holds C[32 ib + 16 i + l, 16 jb + (l - r) mod 16].
+  const Tensor lanes = at::arange(kLanes, options.dtype(at::kLong));
+  const Tensor rotation = (lanes.view({kLanes, 1}) - lanes.view({1, kLanes})).remainder(kLanes);
+  const Tensor by_lane = tile_out.view({row_panels, col_panels, 2, kLanes, kLanes})
+                             .permute({0, 2, 4, 1, 3});  // (ib, i, l, jb, r)
+  const Tensor index = rotation.view({1, 1, kLanes, 1, kLanes}).expand(by_lane.sizes());
+  const Tensor c = at::gather(by_lane, 4, index).reshape({row_panels * kPanelRows, col_panels * kPanelCols});
+  return c.narrow(0, 0, m).narrow(1, 0, n).contiguous();
+}
+
+// mat (R, K) @ vec (K): the gemv kernel, rows split into segments when there are few of them.
+Tensor asm_gemv(Backend be, const Tensor& vec, const Tensor& mat, int64_t num_qpus, bool resident) {
+  const int64_t rows = mat.size(0);
+  const int64_t k = mat.size(1);
+  const auto options = vec.options();
+  if (rows == 0 || k == 0) return at::zeros({rows}, options);
+  const int64_t pitch = (k + 31) / 32 * 32;
+  const int64_t pairs = pitch / 32;
+  TORCH_CHECK_VALUE(pitch <= kMaxRowFloats, "torch_qpu: rows longer than ", kMaxRowFloats,
+                    " floats are not supported");
+  // Enough work items to keep every QPU busy: long rows are cut into segments.
+  const int64_t segments = std::min(pairs, std::max<int64_t>(1, ceil_div(4 * num_qpus, rows)));
+  struct Item {
+    int64_t row, first_pair, pairs;
+  };
+  std::vector<Item> items;
+  items.reserve(static_cast<std::size_t>(rows * segments));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t s = 0; s < segments; ++s) {
+      const int64_t p0 = s * pairs / segments;
+      const int64_t p1 = (s + 1) * pairs / segments;
+      if (p1 > p0) items.push_back({r, p0, p1 - p0});
+    }
+  }
+  const int64_t total = static_cast<int64_t>(items.size());
+  const double item_pairs = static_cast<double>(pairs) / static_cast<double>(segments);
+  auto estimate = [&](int64_t count, int64_t nq) {
+    const double per_qpu = static_cast<double>(ceil_div(count, nq)) *
+                           (asm_model::kGemvItemCycles + asm_model::kGemvPairCycles * (item_pairs + 1));
+    return asm_model::cycles(per_qpu, static_cast<double>(count) * (item_pairs + 1) * 2 * 32 * 4);
+  };
+  const Tensor mc = resident ? Tensor() : mat.contiguous();
+  const Tensor vc = vec.contiguous();
+  std::vector<float> values;
+  std::vector<int64_t> value_rows;
+  {
+    GilRelease no_gil;
+    Runtime& rt = runtime();
+    std::lock_guard<std::mutex> lock(rt.mutex);
+    const int64_t chunk = items_per_launch(total, num_qpus, estimate);
+    Buffer& buf_x = rt.buffer(Runtime::kInputA, pitch + kSlackFloats);
+    Buffer& buf_m = resident ? rt.resident(mat, pitch)
+                             : rt.buffer(Runtime::kInputB, rows * pitch + kSlackFloats);
+    copy_padded(gpu_words(buf_x), vc.const_data_ptr<float>(), 1, k, pitch + kSlackFloats);
+    if (!resident) {
+      copy_padded(gpu_words(buf_m), mc.const_data_ptr<float>(), rows, k, pitch);
+      zeros_to_gpu(gpu_words(buf_m) + rows * pitch, kSlackFloats);
+    }
+    const int64_t most_groups = ceil_div(ceil_div(chunk, std::min(num_qpus, chunk)), kLanes);
+    Buffer& buf_out = rt.buffer(Runtime::kOutput, num_qpus * most_groups * kLanes);
+    const uint32_t x_base = buf_x.getAddress();
+    const uint32_t m_base = buf_m.getAddress();
+    const uint32_t out_base = buf_out.getAddress();
+    for (int64_t first = 0; first < total; first += chunk) {
+      const int64_t count = std::min(chunk, total - first);
+      const int64_t nq = std::min(num_qpus, count);
+      const int64_t groups = ceil_div(ceil_div(count, nq), kLanes);
+      WorkLists lists(nq);
+      for (int64_t q = 0; q < nq; ++q) {
+        const int64_t mine = (count - q + nq - 1) / nq;  // items q, q + nq, ...
+        auto& list = lists[q];
+        list.push_back(static_cast<uint32_t>(ceil_div(mine, kLanes)));
+        list.push_back(static_cast<uint32_t>(out_base + q * groups * kLanes * 4));
+        for (int64_t j = 0; j < mine; ++j) {
+          if (j % kLanes == 0) list.push_back(static_cast<uint32_t>(std::min<int64_t>(kLanes, mine - j)));
+          const Item& item = items[static_cast<std::size_t>(first + q + j * nq)];
+          list.push_back(static_cast<uint32_t>(m_base + (item.row * pitch + item.first_pair * 32) * 4));
+          list.push_back(static_cast<uint32_t>(x_base + item.first_pair * 32 * 4));
+          list.push_back(static_cast<uint32_t>(item.pairs));
+        }
+      }
+      rt.launch_asm(be, asm_code().gemv, nq, estimate(count, nq), lists.write(rt));
+      std::vector<float> out(static_cast<std::size_t>(nq * groups * kLanes));
+      words_from_gpu(out.data(), gpu_words(buf_out), static_cast<int64_t>(out.size()));
+      for (int64_t q = 0; q < nq; ++q) {
+        const int64_t mine = (count - q + nq - 1) / nq;
+        for (int64_t j = 0; j < mine; ++j) {
+          values.push_back(out[static_cast<std::size_t>(q * groups * kLanes + j)]);
+          value_rows.push_back(items[static_cast<std::size_t>(first + q + j * nq)].row);
+        }
+      }
+    }
+  }
+  // Segments of one row are added here (one value per segment).
+  Tensor y = at::zeros({rows}, options);
+  const Tensor index = at::tensor(value_rows, options.dtype(at::kLong));
+  const Tensor partial = at::tensor(values, options);
+  y.index_add_(0, index, partial);
+  return y;
+}
+
+// dst (contiguous, numel n) = a OP b on the elementwise kernels, blocks of 64 floats.
+void asm_elementwise(Backend be, kernels::BinaryOp op, const Tensor& a, const Tensor& b, Tensor& dst,
+                     int64_t num_qpus) {
+  const int64_t n = a.numel();
+  if (n == 0) return;
+  constexpr int64_t kBlock = 4 * kLanes;
+  const int64_t blocks = ceil_div(n, kBlock);
+  const Tensor ac = a.contiguous();
+  const Tensor bc = b.contiguous();
+  const float* pa = ac.const_data_ptr<float>();
+  const float* pb = bc.const_data_ptr<float>();
+  float* pd = dst.mutable_data_ptr<float>();
+  const auto& code = op == kernels::BinaryOp::Add   ? asm_code().ew_add
+                     : op == kernels::BinaryOp::Sub ? asm_code().ew_sub
+                                                    : asm_code().ew_mul;
+  auto estimate = [&](int64_t count, int64_t nq) {
+    const double per_qpu = asm_model::kEwItemCycles + static_cast<double>(ceil_div(count, nq)) * asm_model::kEwBlockCycles;
+    return asm_model::cycles(per_qpu, static_cast<double>(count) * kBlock * 3 * 4);
+  };
+  GilRelease no_gil;
+  Runtime& rt = runtime();
+  std::lock_guard<std::mutex> lock(rt.mutex);
+  const int64_t chunk = items_per_launch(blocks, num_qpus, estimate);
+  Buffer& buf_a = rt.buffer(Runtime::kInputA, chunk * kBlock + kSlackFloats);
+  Buffer& buf_b = rt.buffer(Runtime::kInputB, chunk * kBlock + kSlackFloats);
+  Buffer& buf_out = rt.buffer(Runtime::kOutput, chunk * kBlock);
+  for (int64_t first = 0; first < blocks; first += chunk) {
+    const int64_t count = std::min(chunk, blocks - first);
+    const int64_t begin = first * kBlock;
+    const int64_t valid = std::min(n - begin, count * kBlock);
+    copy_padded(gpu_words(buf_a), pa + begin, 1, valid, count * kBlock + kSlackFloats);
+    copy_padded(gpu_words(buf_b), pb + begin, 1, valid, count * kBlock + kSlackFloats);
+    const int64_t nq = std::min(num_qpus, count);
+    WorkLists lists(nq);
+    for (int64_t q = 0; q < nq; ++q) {  // one contiguous run per QPU
+      const int64_t b0 = q * count / nq;
+      const int64_t b1 = (q + 1) * count / nq;
+      lists[q] = {1u, static_cast<uint32_t>(buf_a.getAddress() + b0 * kBlock * 4),
+                  static_cast<uint32_t>(buf_b.getAddress() + b0 * kBlock * 4),
+                  static_cast<uint32_t>(buf_out.getAddress() + b0 * kBlock * 4),
+                  static_cast<uint32_t>(b1 - b0)};
+    }
+    rt.launch_asm(be, code, nq, estimate(count, nq), lists.write(rt));
+    words_from_gpu(pd + begin, gpu_words(buf_out), valid);
+  }
+}
+
+// vecs (V, K) @ mat.T for mat (R, K) on torch_qpu's kernels: gemv when either side is a single
+// vector, else gemm with the weight (or the taller operand) on the 32-row side of the tiles.
+Tensor asm_dot(Backend be, const Tensor& vecs, const Tensor& mat, int64_t num_qpus, bool resident) {
+  const int64_t nvec = vecs.size(0);
+  const int64_t nrows = mat.size(0);
+  if (nvec == 0 || nrows == 0 || vecs.size(1) == 0) return at::zeros({nvec, nrows}, vecs.options());
+  if (nvec == 1) return asm_gemv(be, vecs[0], mat, num_qpus, resident).unsqueeze(0);
+  if (nrows == 1) return asm_gemv(be, mat[0], vecs, num_qpus, false).unsqueeze(1);
+  if (resident || nrows > nvec) return asm_gemm(be, mat, vecs.t(), num_qpus, resident).t();
+  return asm_gemm(be, vecs, mat.t(), num_qpus, false);
+}
+#endif  // TORCH_QPU_ASM_KERNELS
 #endif  // TORCH_QPU_WITH_QPULIB
 
 // ---------------------------------------------------------------------------
@@ -843,11 +1276,17 @@ void binary_into(BinaryOp op, Backend be, const Tensor& a, const Tensor& b, Tens
   // (not the same elements) goes through a temporary.
   const bool partial_overlap = at::get_overlap_status(out, a) == at::MemOverlapStatus::Partial ||
                                at::get_overlap_status(out, b) == at::MemOverlapStatus::Partial;
+  auto run = [&](Tensor& dst) {
+#ifdef TORCH_QPU_ASM_KERNELS
+    if (use_asm(be)) return asm_elementwise(be, kop, a, b, dst, num_qpus);
+#endif
+    kernel_elementwise(be, kop, a, b, dst, num_qpus);
+  };
   if (out.is_contiguous() && !partial_overlap) {
-    kernel_elementwise(be, kop, a, b, out, num_qpus);
+    run(out);
   } else {
     Tensor tmp = at::empty(a.sizes(), a.options());
-    kernel_elementwise(be, kop, a, b, tmp, num_qpus);
+    run(tmp);
     out.copy_(tmp);
   }
 #else
@@ -885,6 +1324,9 @@ void binary_op_out(const Tensor& a, const Tensor& b, c10::string_view backend, i
 Tensor dot(Backend be, const Tensor& vecs, const Tensor& mat, int64_t num_qpus, bool resident) {
   if (be == Backend::Cpu) return at::mm(vecs, mat.t());
 #ifdef TORCH_QPU_WITH_QPULIB
+#ifdef TORCH_QPU_ASM_KERNELS
+  if (use_asm(be)) return asm_dot(be, vecs, mat, num_qpus, resident);
+#endif
   return kernel_dot(be, vecs, mat, num_qpus, resident);
 #else
   (void)num_qpus;
@@ -1068,7 +1510,7 @@ pybind11::dict stats() {
   d["resident_uploads"] = rt.resident_uploads();
   d["resident_matrices"] = rt.resident_matrices();
   const auto caps = rt.capacities();
-  d["pool_capacity_floats"] = pybind11::make_tuple(caps[0], caps[1], caps[2]);
+  d["pool_capacity_floats"] = pybind11::make_tuple(caps[0], caps[1], caps[2], caps[3]);
 #endif
   return d;
 }
@@ -1150,6 +1592,75 @@ void qpusim_set_max_cycles_hook(int64_t cycles) {
   TORCH_CHECK(false, "torch_qpu: not a qpusim build");
 #endif
 }
+
+// Which kernels the qpu and qpusim backends run: "asm" (torch_qpu's own, the default where
+// they exist) or "qpulib" (the QPULib DSL kernels, kept for comparison). The emulator backend
+// always runs QPULib's.
+void set_kernels(const std::string& name) {
+#ifdef TORCH_QPU_ASM_KERNELS
+  TORCH_CHECK_VALUE(name == "asm" || name == "qpulib", "torch_qpu: unknown kernel set '", name,
+                    "': choose asm or qpulib");
+  kernel_set().store(static_cast<int>(name == "asm" ? KernelSet::Asm : KernelSet::QPULib));
+#else
+  TORCH_CHECK_VALUE(name == "qpulib", "torch_qpu: this build has only QPULib's kernels (",
+                    "torch_qpu's own run on the qpu and qpusim backends), not '", name, "'");
+#endif
+}
+
+std::string get_kernels() {
+#ifdef TORCH_QPU_ASM_KERNELS
+  return kernel_set().load() == static_cast<int>(KernelSet::Asm) ? "asm" : "qpulib";
+#else
+  return "qpulib";
+#endif
+}
+
+#ifdef QPUSIM_MODE
+// Test hook: run arbitrary machine code on qpusim with QPULib's uniform layout. Parameters
+// equal to -1 are replaced by the bus address of `data` (copied into GPU memory and back).
+// Returns the emulated cycles. A failed launch leaves qpusim unusable, as any other.
+int64_t qpusim_run_code(const std::vector<int64_t>& words, int64_t num_qpus,
+                        const std::vector<int64_t>& params, Tensor& data) {
+  check_num_qpus(num_qpus);
+  TORCH_CHECK_VALUE(data.scalar_type() == at::kFloat && data.is_contiguous() && data.numel() > 0,
+                    "torch_qpu: data must be a non-empty contiguous float32 tensor");
+  std::vector<uint32_t> code;
+  for (int64_t word : words) {
+    code.push_back(static_cast<uint32_t>(word & 0xFFFFFFFF));
+    code.push_back(static_cast<uint32_t>((word >> 32) & 0xFFFFFFFF));
+  }
+  const Backend be = parse_backend("qpusim");
+  GilRelease no_gil;
+  Runtime& rt = runtime();
+  std::lock_guard<std::mutex> lock(rt.mutex);
+  Buffer& buf = rt.buffer(Runtime::kInputA, data.numel() + kSlackFloats);
+  copy_padded(gpu_words(buf), data.const_data_ptr<float>(), 1, data.numel(),
+              data.numel() + kSlackFloats);
+  std::vector<uint32_t> uniforms;
+  for (int64_t p : params) uniforms.push_back(p == -1 ? buf.getAddress() : static_cast<uint32_t>(p));
+  rt.launch_asm(be, code, num_qpus, 1e12, uniforms);
+  words_from_gpu(data.mutable_data_ptr<float>(), gpu_words(buf), data.numel());
+  return static_cast<int64_t>(qpusim_last_cycles());
+}
+
+// Test hook: the machine code QPULib generated for one of its kernels here (the words its
+// encoder emitted), for the assembler's round-trip test.
+std::vector<int64_t> qpulib_code(const std::string& name) {
+  Runtime& rt = runtime();
+  std::lock_guard<std::mutex> lock(rt.mutex);
+  const std::vector<uint32_t>* words = nullptr;
+  if (name == "add") words = &rt.elementwise(kernels::BinaryOp::Add).qpusimCode;
+  else if (name == "mul") words = &rt.elementwise(kernels::BinaryOp::Mul).qpusimCode;
+  else if (name == "dot_rows") words = &rt.dot(false).qpusimCode;
+  else if (name == "dot_cols") words = &rt.dot(true).qpusimCode;
+  TORCH_CHECK_VALUE(words != nullptr, "torch_qpu: no QPULib kernel named '", name, "'");
+  std::vector<int64_t> out;
+  for (std::size_t i = 0; i + 1 < words->size(); i += 2) {
+    out.push_back(static_cast<int64_t>((*words)[i]) | (static_cast<int64_t>((*words)[i + 1]) << 32));
+  }
+  return out;
+}
+#endif
 
 }  // namespace
 }  // namespace torch_qpu
@@ -1234,6 +1745,20 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "why the qpu/qpusim backend refuses to run after a failed launch ('' when usable)");
   m.def("_set_launch_budget", &torch_qpu::set_launch_budget, pybind11::arg("seconds"));
   m.def("_qpusim_set_max_cycles", &torch_qpu::qpusim_set_max_cycles_hook, pybind11::arg("cycles"));
+  m.def("set_kernels", &torch_qpu::set_kernels,
+        "the kernels the qpu/qpusim backends run: 'asm' (torch_qpu's own) or 'qpulib'",
+        pybind11::arg("name"));
+  m.def("get_kernels", &torch_qpu::get_kernels);
+#ifdef TORCH_QPU_ASM_KERNELS
+  m.attr("kernel_sets") = pybind11::make_tuple("asm", "qpulib");
+#else
+  m.attr("kernel_sets") = pybind11::make_tuple("qpulib");
+#endif
+#ifdef QPUSIM_MODE
+  m.def("_qpusim_run_code", &torch_qpu::qpusim_run_code, pybind11::arg("words"),
+        pybind11::arg("num_qpus"), pybind11::arg("params"), pybind11::arg("data"));
+  m.def("_qpulib_code", &torch_qpu::qpulib_code, pybind11::arg("name"));
+#endif
   m.def("resident_forget", &torch_qpu::resident_forget,
         "drop the resident GPU copy of a weight (all when None)", pybind11::arg("weight"));
   // The operators' implementations without the dispatcher, for the bench's

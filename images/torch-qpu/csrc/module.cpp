@@ -1619,15 +1619,15 @@ std::string get_kernels() {
 // Test hook: run arbitrary machine code on qpusim with QPULib's uniform layout. Parameters
 // equal to -1 are replaced by the bus address of `data` (copied into GPU memory and back).
 // Returns the emulated cycles. A failed launch leaves qpusim unusable, as any other.
-int64_t qpusim_run_code(const std::vector<int64_t>& words, int64_t num_qpus,
+int64_t qpusim_run_code(const std::vector<uint64_t>& words, int64_t num_qpus,
                         const std::vector<int64_t>& params, Tensor& data) {
   check_num_qpus(num_qpus);
   TORCH_CHECK_VALUE(data.scalar_type() == at::kFloat && data.is_contiguous() && data.numel() > 0,
                     "torch_qpu: data must be a non-empty contiguous float32 tensor");
   std::vector<uint32_t> code;
-  for (int64_t word : words) {
-    code.push_back(static_cast<uint32_t>(word & 0xFFFFFFFF));
-    code.push_back(static_cast<uint32_t>((word >> 32) & 0xFFFFFFFF));
+  for (uint64_t word : words) {
+    code.push_back(static_cast<uint32_t>(word & 0xFFFFFFFFu));
+    code.push_back(static_cast<uint32_t>(word >> 32));
   }
   const Backend be = parse_backend("qpusim");
   GilRelease no_gil;
@@ -1645,7 +1645,7 @@ int64_t qpusim_run_code(const std::vector<int64_t>& words, int64_t num_qpus,
 
 // Test hook: the machine code QPULib generated for one of its kernels here (the words its
 // encoder emitted), for the assembler's round-trip test.
-std::vector<int64_t> qpulib_code(const std::string& name) {
+std::vector<uint64_t> qpulib_code(const std::string& name) {
   Runtime& rt = runtime();
   std::lock_guard<std::mutex> lock(rt.mutex);
   const std::vector<uint32_t>* words = nullptr;
@@ -1654,9 +1654,9 @@ std::vector<int64_t> qpulib_code(const std::string& name) {
   else if (name == "dot_rows") words = &rt.dot(false).qpusimCode;
   else if (name == "dot_cols") words = &rt.dot(true).qpusimCode;
   TORCH_CHECK_VALUE(words != nullptr, "torch_qpu: no QPULib kernel named '", name, "'");
-  std::vector<int64_t> out;
+  std::vector<uint64_t> out;
   for (std::size_t i = 0; i + 1 < words->size(); i += 2) {
-    out.push_back(static_cast<int64_t>((*words)[i]) | (static_cast<int64_t>((*words)[i + 1]) << 32));
+    out.push_back(static_cast<uint64_t>((*words)[i]) | (static_cast<uint64_t>((*words)[i + 1]) << 32));
   }
   return out;
 }

@@ -35,6 +35,7 @@ if torch_qpu.build_mode() != "qpusim":  # collected anyway: --require-qpusim
     )
 
 QPU_COUNTS = (1, 4, 12)
+KERNEL_SETS = ("asm", "qpulib")  # torch_qpu's own kernels, and QPULib's (kept for comparison)
 ULP = 2.0**-23  # float32, relative
 SMALLEST_NORMAL = 2.0**-126
 # Edge sizes: one element, one short of a 16-wide vector, exact, one over, several
@@ -51,6 +52,15 @@ def _usable_after() -> Iterator[None]:
     assert torch_qpu.stats()["unusable"] == "", torch_qpu.stats()["unusable"]
     # The launch model never under-estimates a launch the emulator ran (hardware fix 2).
     assert torch_qpu.stats()["launch_estimate_ratio_max"] <= 1.0, torch_qpu.stats()
+
+
+@pytest.fixture(params=KERNEL_SETS)
+def kernels(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run the test with each kernel set; the default (asm) is restored after."""
+    ext = _backend.extension()
+    ext.set_kernels(request.param)
+    yield request.param
+    ext.set_kernels("asm")
 
 
 def assert_ulps(got: torch.Tensor, want: torch.Tensor) -> None:
@@ -77,7 +87,7 @@ def test_build_offers_qpusim_and_the_emulator() -> None:
 @pytest.mark.parametrize("num_qpus", QPU_COUNTS)
 @pytest.mark.parametrize("op", ["add", "sub", "mul"])
 @pytest.mark.parametrize("n", SIZES)
-def test_elementwise(op: str, n: int, num_qpus: int) -> None:
+def test_elementwise(op: str, n: int, num_qpus: int, kernels: str) -> None:
     a, b = torch.randn(n), torch.randn(n)
     got = getattr(torch_qpu, op)(a, b, backend="qpusim", num_qpus=num_qpus)
     assert_ulps(got, getattr(torch, op)(a, b))
@@ -92,7 +102,7 @@ def test_elementwise_denormals_flush(num_qpus: int) -> None:
 
 @pytest.mark.parametrize("num_qpus", QPU_COUNTS)
 @pytest.mark.parametrize("shape", MV_SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
-def test_mv(shape: tuple[int, int], num_qpus: int) -> None:
+def test_mv(shape: tuple[int, int], num_qpus: int, kernels: str) -> None:
     m, v = torch.randn(*shape), torch.randn(shape[1])
     got = torch_qpu.mv(m, v, backend="qpusim", num_qpus=num_qpus)
     assert_dot(got.unsqueeze(1), m, v.unsqueeze(1))
@@ -117,16 +127,53 @@ def test_linear_1024_on_12_qpus() -> None:
 
 @pytest.mark.parametrize("num_qpus", QPU_COUNTS)
 @pytest.mark.parametrize("shape", MM_SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_mm(shape: tuple[int, int, int], num_qpus: int) -> None:
+def test_mm(shape: tuple[int, int, int], num_qpus: int, kernels: str) -> None:
+    n, k, m = shape
+    a, b = torch.randn(n, k), torch.randn(k, m)
+    assert_dot(torch_qpu.mm(a, b, backend="qpusim", num_qpus=num_qpus), a, b)
+
+
+# torch_qpu's gemm kernel works in 32 x 16 tiles and pairs of k steps; gemv in pairs of
+# vectors and segments of rows: shapes around every one of those edges.
+GEMM_SHAPES = (
+    (32, 16, 16), (31, 15, 17), (33, 17, 15), (64, 2, 48), (2, 3, 2), (65, 33, 47),
+    (1, 4097, 3), (4097, 1, 2), (3, 1, 4097), (17, 40, 1),
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("num_qpus", QPU_COUNTS)
+@pytest.mark.parametrize("shape", GEMM_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_mm_tile_edges(shape: tuple[int, int, int], num_qpus: int) -> None:
     n, k, m = shape
     a, b = torch.randn(n, k), torch.randn(k, m)
     assert_dot(torch_qpu.mm(a, b, backend="qpusim", num_qpus=num_qpus), a, b)
 
 
 @pytest.mark.parametrize("num_qpus", QPU_COUNTS)
+@pytest.mark.parametrize("shape", [(1, 4097), (4097, 1), (100, 1000), (5, 33), (12, 64)])
+def test_mv_segments(shape: tuple[int, int], num_qpus: int) -> None:
+    m, v = torch.randn(*shape), torch.randn(shape[1])
+    got = torch_qpu.mv(m, v, backend="qpusim", num_qpus=num_qpus)
+    assert_dot(got.unsqueeze(1), m, v.unsqueeze(1))
+
+
+@pytest.mark.parametrize("batch", [1, 2, 8, 64])
+def test_linear_batches_resident(batch: int) -> None:
+    """Batch 1 runs gemv on rows kept in GPU memory; larger batches gemm on A panels kept there:
+    two layouts of one weight, each uploaded once."""
+    w, x = torch.randn(100, 70), torch.randn(batch, 70)
+    before = torch_qpu.stats()["resident_uploads"]
+    for _ in range(2):
+        assert_dot(torch_qpu.linear(x, w, backend="qpusim", resident=True), x, w.t())
+    assert torch_qpu.stats()["resident_uploads"] - before == 1
+
+
+@pytest.mark.parametrize("num_qpus", QPU_COUNTS)
 @pytest.mark.parametrize("resident", [False, True])
 @pytest.mark.parametrize("x_shape", [(17,), (2, 3, 17), (1, 17)])
-def test_linear(x_shape: tuple[int, ...], resident: bool, num_qpus: int) -> None:
+def test_linear(
+    x_shape: tuple[int, ...], resident: bool, num_qpus: int, kernels: str
+) -> None:
     weight, bias = torch.randn(13, 17), torch.randn(13)
     x = torch.randn(*x_shape)
     for _ in range(2):  # resident: the second call uses the weight kept in GPU memory
@@ -260,3 +307,82 @@ def test_gpu_memory_released_at_exit() -> None:
     lines = dict(line.split(": ", 1) for line in out.splitlines())
     assert int(lines["in use"]) > 0, out
     assert lines["at exit"] == "0", out
+
+
+# ---- torch_qpu's own kernels: what the emulator refuses, and the encoders agree ----------
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ("tmu", "TMU"),
+        ("early_read", "cannot be read in the next instruction"),
+        ("mutex", "mutex"),
+    ],
+)
+def test_a_bad_kernel_raises(fault: str, message: str) -> None:
+    """Machine code that over-issues the TMU, reads a register-file value one instruction after
+    its write, or ends holding the mutex stops on qpusim with the emulator's reason (the
+    assembler refuses the second itself; check=False gets it past)."""
+    out = run_isolated(
+        f"""
+        import torch, torch_qpu
+        from torch_qpu import _backend, qpuasm as q
+        p = q.Program("bad")
+        fault = {fault!r}
+        if fault == "tmu":
+            p.mov(q.R0, q.UNIF)
+            p.add("shl", q.R1, q.ELEM_NUM, q.small_imm(2))
+            p.add("add", q.R0, q.R0, q.R1)
+            for _ in range(5):
+                p.mov(q.TMU0_S, q.R0)
+            for _ in range(5):
+                p.nop(sig="ldtmu0")
+        elif fault == "early_read":
+            p.mov(q.ra(3), q.small_imm(1))
+            p.mov(q.R1, q.ra(3))
+        else:
+            p.mov(q.NOP, q.MUTEX_ACQUIRE)
+        p.end()
+        words = p.assemble(check=False)
+        try:
+            _backend.extension()._qpusim_run_code(words, 1, [-1], torch.zeros(64))
+            print("ran")
+        except RuntimeError as err:
+            print(str(err).splitlines()[0])
+        """
+    )
+    assert "qpusim kernel launch failed" in out, out
+    assert message.lower() in out.lower(), out
+
+
+def test_a_good_raw_kernel_runs_and_counts_cycles() -> None:
+    from torch_qpu import qpuasm as q
+
+    p = q.Program("store")
+    for _ in range(3):  # QPU index, QPU count, then the data's address
+        p.mov(q.R2, q.UNIF)
+    p.ldi(q.VPMVCD_WR_SETUP, (1 << 12) | (1 << 11) | (2 << 8))  # VPM row 0, horizontal
+    p.alu(add=("itof", q.R0, q.ELEM_NUM, q.ELEM_NUM))
+    p.mov(q.VPM_WRITE, q.R0)
+    p.ldi(q.VPMVCD_WR_SETUP, (2 << 30) | (1 << 23) | (16 << 16) | (1 << 14))  # DMA 1 row
+    p.mov(q.VPM_ST_ADDR, q.R2)
+    p.mov(q.NOP, q.VPM_ST_WAIT)
+    p.end()
+    data = torch.zeros(16)
+    cycles = _backend.extension()._qpusim_run_code(p.assemble(), 1, [-1], data)
+    assert torch.equal(data, torch.arange(16, dtype=torch.float32))
+    assert 0 < cycles < 1000
+
+
+@pytest.mark.parametrize("name", ["add", "mul", "dot_rows", "dot_cols"])
+def test_assembler_round_trips_qpulib_encoder(name: str) -> None:
+    """Every word QPULib's encoder emitted for its kernels, decoded into operations and
+    registers and encoded again by torch_qpu's assembler, means the same instruction."""
+    from torch_qpu import qpuasm as q
+
+    words = _backend.extension()._qpulib_code(name)
+    assert len(words) > 50
+    for word in words:
+        again = q.reassemble(word)
+        assert q.decode(again).text() == q.decode(word).text(), q.decode(word).text()

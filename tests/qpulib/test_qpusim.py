@@ -175,3 +175,80 @@ def test_dma_transfers_hold_the_mutex(qpusim: QPULibBuild, nqpus: int) -> None:
     out = faults(qpusim, "dma-mutex", str(nqpus)).splitlines()
     assert out[0] == "ok", out[:3]
     assert out[1] == "acquires 2 releases 2 wrong 0", out[:3]
+
+
+# ---- torch_qpu's assembler against VC4C's disassembler ----------------------------------
+
+# VC4C's names for the registers torch_qpu's listing names as the reference guide does.
+VC4C_NAMES = {
+    "tmu0s": "tmu0_s", "tmu1s": "tmu1_s", "vpw_setup": "vw_setup", "vpr_setup": "vr_setup",
+    "vpw_addr": "vw_addr", "vpr_addr": "vr_addr", "vpw_wait": "vpm_st_wait",
+    "vpr_wait": "vpm_ld_wait", "rep_all|r5": "r5rep", "rep_quad|r5": "r5quad", "irq": "host_int",
+    "mutex_release": "mutex_rel", "mutex_acquire": "mutex_acq",
+}  # fmt: skip
+
+
+def vc4c_parts(line: str) -> list[tuple[str, ...]]:
+    """(op, destination, sources...) of each ALU of one line of VC4C's listing."""
+    parts = []
+    for part in line.strip().split(";"):
+        part = re.sub(r"\s*<<\s*\d+\s*\((full|quad)\)", "", part.strip())
+        part = re.sub(r"\s*\(-?[\d.e+]+\)", "", part)  # "2 (2)": a small immediate's value
+        op, _, operands = part.partition(" ")
+        names = [VC4C_NAMES.get(o.strip(), o.strip()) for o in operands.split(",") if o.strip()]
+        parts.append((op.split(".")[0], *names))
+    return parts
+
+
+def test_assembler_agrees_with_vc4c_disassembler(vc4c: Path, tmp_path: Path) -> None:
+    """Every instruction of torch_qpu's kernels, as VC4C's disassembler reads the words: the same
+    operations, destinations and sources (ALU), destination (load immediate), offset (branch)."""
+    import subprocess
+
+    from _qpulib_suite import cxx_compiler
+    from torch_qpu import qpuasm, qpukernels
+
+    exe = tmp_path / "vc4c-disassemble"
+    lib = vc4c / "lib"
+    build = subprocess.run(
+        [cxx_compiler(), "-std=c++17", "-I", str(vc4c / "include"), str(PROGRAMS / "Vc4cDisassemble.cpp"),
+         "-o", str(exe), f"-L{lib}", "-lVC4CC", f"-Wl,-rpath,{lib}"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stderr[-3000:]
+    checked = 0
+    for name, kernel in sorted(qpukernels.KERNELS.items()):
+        words = kernel().assemble()
+        run = subprocess.run(
+            [str(exe)], input="".join(f"{w:016x}\n" for w in words), capture_output=True, text=True
+        )
+        assert run.returncode == 0, run.stderr[-2000:]
+        lines = run.stdout.strip().splitlines()
+        assert len(lines) == len(words), (name, len(lines), len(words))
+        for pc, (word, line) in enumerate(zip(words, lines, strict=True)):
+            ours = qpuasm.decode(word)
+            where = f"{name}[{pc}]: ours {ours.text()!r}, VC4C {line!r}"
+            if ours.kind == "branch":
+                offset = re.search(r"\(pc\+4\) \+ (-?\d+)", line)
+                assert (
+                    line.startswith("brr") and offset and int(offset.group(1)) == ours.fields["offset"] // 8
+                ), where
+            elif ours.kind == "ldi":
+                assert line.startswith("ldi"), where
+                dst = vc4c_parts(line)[0][1].split("|")[-1] if "|r5" not in line else "r5rep"
+                assert VC4C_NAMES.get(dst, dst) in (ours.fields["dst_add"], ours.fields["dst_mul"]), where
+            else:
+                f = ours.fields
+                expected = [
+                    (f[f"{alu}_op"], f[f"dst_{alu}"], f[f"{alu}_a"], f[f"{alu}_b"])
+                    for alu in ("add", "mul")
+                    if f[f"{alu}_op"] != "nop"
+                ]
+                got = [p for p in vc4c_parts(line) if p[0] != "nop"]
+                assert [(e[0], e[1]) for e in expected] == [(g[0], g[1]) for g in got], where
+                for e, g in zip(expected, got, strict=True):
+                    sources = [s for s in e[2:] if not s.startswith("<<")]
+                    assert list(g[2:]) == sources[: len(g) - 2], where
+            checked += 1
+    print(f"{checked} instructions agree")
+    assert checked > 400

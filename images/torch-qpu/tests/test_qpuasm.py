@@ -76,7 +76,10 @@ def test_load_immediate_and_branch() -> None:
     [
         (lambda p: p.alu(add=("add", R0, ra(1), ra(2))), "register file A is already read"),
         (lambda p: p.alu(add=("add", R0, rb(1), small_imm(1))), "needs raddr_b"),
-        (lambda p: p.alu(add=("or", ra(1), R0, R0), mul=("v8min", ra(2), R0, R0)), "cannot be written"),
+        (
+            lambda p: p.alu(add=("or", ra(1), R0, R0), mul=("v8min", ra(2), R0, R0)),
+            "cannot be written",
+        ),
         (lambda p: p.alu(add=("or", R0, small_imm(1), small_imm(1)), sig="ldtmu0"), "signal"),
         (lambda p: p.mov(R0, q.TMU0_S), "cannot be read"),
         (lambda p: p.mov(R4, R0), "cannot be written"),
@@ -145,14 +148,19 @@ def test_every_kernel_assembles_and_round_trips(name: str) -> None:
     words = qpukernels.KERNELS[name]().assemble()
     assert words[-3:] == [0x300009E7_009E7000, 0x100009E7_009E7000, 0x100009E7_009E7000]
     for word in words:
-        assert q.reassemble(word) == word or q.decode(q.reassemble(word)).text() == q.decode(word).text()
+        assert (
+            q.reassemble(word) == word
+            or q.decode(q.reassemble(word)).text() == q.decode(word).text()
+        )
 
 
 def test_gemm_inner_loop_pairs_a_multiply_with_every_add() -> None:
     """The claim the kernel is built on: 48 instructions per k step, every one multiplying."""
     words = qpukernels.gemm().assemble()
     listing = [q.decode(w) for w in words]
-    start = next(i for i, d in enumerate(listing) if d.kind == "alu" and d.fields["mul_op"] == "fmul")
+    start = next(
+        i for i, d in enumerate(listing) if d.kind == "alu" and d.fields["mul_op"] == "fmul"
+    )
     loop = listing[start - 1 : start - 1 + 97]  # two k steps and the branch
     alu = [d for d in loop if d.kind == "alu"]
     assert sum(d.kind == "branch" for d in loop) == 1 and len(alu) == 96

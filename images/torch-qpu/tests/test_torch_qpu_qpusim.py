@@ -171,9 +171,7 @@ def test_linear_batches_resident(batch: int) -> None:
 @pytest.mark.parametrize("num_qpus", QPU_COUNTS)
 @pytest.mark.parametrize("resident", [False, True])
 @pytest.mark.parametrize("x_shape", [(17,), (2, 3, 17), (1, 17)])
-def test_linear(
-    x_shape: tuple[int, ...], resident: bool, num_qpus: int, kernels: str
-) -> None:
+def test_linear(x_shape: tuple[int, ...], resident: bool, num_qpus: int, kernels: str) -> None:
     weight, bias = torch.randn(13, 17), torch.randn(13)
     x = torch.randn(*x_shape)
     for _ in range(2):  # resident: the second call uses the weight kept in GPU memory

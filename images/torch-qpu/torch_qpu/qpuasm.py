@@ -514,8 +514,9 @@ def check_hazards(name: str, instrs: Sequence[Instr], labels: dict[str, int]) ->
                 rotated = {s.num for s in (instrs[nxt].mul.a, instrs[nxt].mul.b) if s.file == "acc"}
                 if acc_writes & rotated:
                     raise AsmError(
-                        f"{where}: r{sorted(acc_writes & rotated)[0]} is written here and rotated by "
-                        f"instruction {nxt}; a rotated accumulator must not be written just before"
+                        f"{where}: r{sorted(acc_writes & rotated)[0]} is written here and rotated "
+                        f"by instruction {nxt}; a rotated accumulator needs one instruction "
+                        "between its write and the rotation"
                     )
         for nxt in successors[pc]:
             if nxt >= len(instrs):
@@ -527,11 +528,7 @@ def check_hazards(name: str, instrs: Sequence[Instr], labels: dict[str, int]) ->
                     f"{where}: r{file}{num} is written here and read by instruction {nxt}; "
                     "a register-file value can be read two instructions after its write"
                 )
-        if (
-            ins.kind == "alu"
-            and UNIF_ADDR in ins.dsts
-            or (ins.kind == "ldi" and UNIF_ADDR in ins.dsts)
-        ):
+        if ins.kind in ("alu", "ldi") and UNIF_ADDR in ins.dsts:
             frontier = set(successors[pc])
             for _ in range(2):
                 for nxt in frontier:
@@ -694,7 +691,11 @@ def _write_reg(addr: int, file: str) -> Reg:
         return Reg(f"r{file}{addr}", file, addr)
     if 32 <= addr <= 35:
         return (R0, R1, R2, R3)[addr - 32]
-    per_file = {37: (R5_QUAD, R5_REP), 49: (VPMVCD_RD_SETUP, VPMVCD_WR_SETUP), 50: (VPM_LD_ADDR, VPM_ST_ADDR)}
+    per_file = {
+        37: (R5_QUAD, R5_REP),
+        49: (VPMVCD_RD_SETUP, VPMVCD_WR_SETUP),
+        50: (VPM_LD_ADDR, VPM_ST_ADDR),
+    }
     if addr in per_file:
         return per_file[addr][0 if file == "a" else 1]
     if addr in _WRITE_REGS:
@@ -708,7 +709,9 @@ def _read_reg(addr: int, file: str) -> Reg:
     fixed = {38: (ELEM_NUM, QPU_NUM), 50: (VPM_LD_WAIT, VPM_ST_WAIT)}
     if addr in fixed:
         return fixed[addr][0 if file == "a" else 1]
-    return Reg(_raddr_name(addr, file), "any" if addr in (32, 39, 48, 51) else file, addr, writable=False)
+    return Reg(
+        _raddr_name(addr, file), "any" if addr in (32, 39, 48, 51) else file, addr, writable=False
+    )
 
 
 def reassemble(word: int) -> int:
@@ -725,7 +728,9 @@ def reassemble(word: int) -> int:
     if sig == 0xF:
         offset = word & 0xFFFFFFFF
         offset = offset - (1 << 32) if offset & 0x80000000 else offset
-        ins = Instr("branch", label="target", branch_cond=_BRANCH_NAMES[(word >> 52) & 15], dsts=dsts)
+        ins = Instr(
+            "branch", label="target", branch_cond=_BRANCH_NAMES[(word >> 52) & 15], dsts=dsts
+        )
         return encode(ins, 0, {"target": 4 + offset // 8})
     if sig == 0xE:
         kind = "sema" if (word >> 57) & 7 == 0b100 else "ldi"
@@ -751,8 +756,14 @@ def reassemble(word: int) -> int:
 
     add_op = _ADD_NAMES[(word >> 24) & 31]
     mul_op = _MUL_NAMES[(word >> 29) & 7]
-    add = Op(add_op, dsts[0], source((word >> 9) & 7), source((word >> 6) & 7)) if add_op != "nop" else None
-    mul = Op(mul_op, dsts[1], source((word >> 3) & 7), source(word & 7)) if mul_op != "nop" else None
+    add = (
+        Op(add_op, dsts[0], source((word >> 9) & 7), source((word >> 6) & 7))
+        if add_op != "nop"
+        else None
+    )
+    mul = (
+        Op(mul_op, dsts[1], source((word >> 3) & 7), source(word & 7)) if mul_op != "nop" else None
+    )
     ins = Instr(
         "alu", add, mul, "none" if small else SIGNAL_NAMES[sig], cond_add, cond_mul, sf,
         dsts=dsts, rotate=rotate_reg if mul is not None else None,

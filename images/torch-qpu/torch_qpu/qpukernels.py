@@ -41,7 +41,7 @@ GEMM_TILE_COLS = 16
 
 
 def vpm_write_setup() -> int:
-    """Generic VPM write setup, horizontal 32-bit, stride 1 (the row is or'ed in from a register)."""
+    """Generic VPM write setup: horizontal, 32-bit, stride 1 (the row is or'ed in later)."""
     return (1 << 12) | (1 << 11) | (2 << 8)
 
 
@@ -249,7 +249,10 @@ def gemv() -> Program:
     p.nop()
     p.nop()
     p.mov(items, q.UNIF, comment="items in this group")
-    p.alu(add=("or", lane, small_imm(0), small_imm(0)), mul=("v8min", collect, small_imm(0), small_imm(0)))
+    p.alu(
+        add=("or", lane, small_imm(0), small_imm(0)),
+        mul=("v8min", collect, small_imm(0), small_imm(0)),
+    )
 
     p.label("item")
     p.add("sub", items, items, small_imm(1), sf=True)
@@ -357,7 +360,11 @@ def elementwise(op: str) -> Program:
         _tmu_step(p, q.TMU1_S, b_addr, "ldtmu1")
         compute = (name, q.VPM_WRITE, R0, R4)
         p.alu(
-            add=compute if alu == "add" else ("sub", blocks, blocks, small_imm(1)) if v == 0 else None,
+            add=compute
+            if alu == "add"
+            else ("sub", blocks, blocks, small_imm(1))
+            if v == 0
+            else None,
             mul=compute if alu == "mul" else None,
             sf=v == 0 and alu == "mul",
         )

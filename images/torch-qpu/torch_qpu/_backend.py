@@ -25,6 +25,7 @@ import threading
 import warnings
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 BACKENDS = ("qpu", "emulator", "qpusim", "cpu")
 CHOICES = (*BACKENDS, "auto")
@@ -252,15 +253,19 @@ def _require(name: str) -> None:
         )
 
 
-def resolve(backend: str | None, work: int, double: bool = False) -> str:
+def resolve(backend: str | None, work: int, double: bool = False, workload: Any = None) -> str:
     """The concrete backend ('qpu', 'emulator', 'qpusim' or 'cpu') for one call.
 
     ``double``: the inputs are float64, which only the cpu backend takes
     (``auto`` then picks it; a named kernel backend refuses in the operator).
+    ``workload`` (a torch_qpu.offload.Workload): ``auto`` offloads only when the cost model
+    says the QPUs beat the Pi's CPU on it (see qpu_wins); without one, the work threshold.
     """
     name = _check_name(backend) if backend is not None else _SETTINGS.backend
     if name == "auto":
         if double or work < _SETTINGS.auto_threshold:
+            return "cpu"
+        if workload is not None and not qpu_wins(workload):
             return "cpu"
         if "qpu" in available_backends():
             return "qpu"
@@ -269,6 +274,27 @@ def resolve(backend: str | None, work: int, double: bool = False) -> str:
         return "cpu"
     _require(name)
     return name
+
+
+def qpu_wins(workload: Any) -> bool:
+    """Whether torch_qpu.offload's model puts this call on the QPUs: faster than the Pi's CPU
+    at its best published figure with torch's threads, under the memory model (the calibrated
+    one when TORCH_QPU_MEMORY_MODEL or the calibration kit's file names one) at the QPU clock
+    (TORCH_QPU_CLOCK_MHZ, default 250: the Pi 3's dynamic minimum)."""
+    import torch
+
+    from . import memory_model, offload
+
+    model = memory_model.calibrated_or_default()
+    clock = float(os.environ.get("TORCH_QPU_CLOCK_MHZ", "250") or 250)
+    estimate = offload.estimate(
+        workload,
+        dram_gbps=model.dram_bandwidth_gbps,
+        clock_mhz=clock,
+        threads=torch.get_num_threads(),
+        num_qpus=_SETTINGS.num_qpus,
+    )
+    return estimate.qpu_wins
 
 
 def _warn_auto_fallback() -> None:

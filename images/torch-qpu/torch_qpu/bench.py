@@ -31,14 +31,16 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
-from . import _backend, nn, ops
+from . import _backend, memory_model, nn, offload, ops
 
 
 def best_time(fn: Callable[[], object], repeat: int) -> float:
@@ -195,16 +197,6 @@ def dispatch_table(backends: list[str], calls: int = 200, samples: int = 7) -> N
     )
 
 
-# The seed's table (docs: SEED.md): i -> (CPU loop s, QPU s) on a Pi 3, kernel only.
-SEED_MV = {
-    0: (0.000004, 0.000164),
-    1: (0.000023, 0.000169),
-    2: (0.000206, 0.000171),
-    3: (0.002116, 0.000388),
-    4: (0.021245, 0.003079),
-    5: (0.214486, 0.029622),
-}
-QPU_CLOCK_HZ = 250e6
 CLOCKS_PER_CYCLE = 4  # one emulated cycle: a 16-way instruction on 4-way ALUs
 
 
@@ -220,120 +212,210 @@ def simulate(call: Callable[[], object]) -> tuple[int, int, float]:
     return cycles, launches, wall
 
 
-def simulated_seconds(cycles: int) -> float:
-    return cycles * CLOCKS_PER_CYCLE / QPU_CLOCK_HZ
+@dataclass
+class KernelCase:
+    """One op and shape of the kernel table; ``sample`` runs a part of it (None: all)."""
+
+    label: str
+    workload: offload.Workload
+    run: Callable[[int | None], object]  # rows of the sample (None: the whole op)
+    samples: dict[str, int | None]  # per kernel set: rows to run
+    total_rows: int
+    flops: float
+    nbytes: float  # bytes the op must move at least (inputs and outputs)
 
 
-def qpusim_tables(max_exp: int, repeat: int, quick: bool) -> None:
-    """Cycles and 250 MHz times from VC4C's emulator, next to the seed and torch here."""
-    nq = _backend.get_num_qpus()
-    print(
-        f"qpusim: the QPU machine code run by VC4C's cycle-stepped VideoCore IV emulator on "
-        f"{nq} QPUs; 'QPU s' = cycles x {CLOCKS_PER_CYCLE} clocks / 250 MHz. Memory timing in "
-        "the emulator is approximate (TMU, VPM and DMA latencies are modelled, SDRAM bandwidth "
-        "and contention are not): read the simulated times as a lower bound for memory-bound "
-        "ops. Copies to and from GPU memory are not included (as in the seed's figures)."
-    )
-    rows = []
-    for i in range(max_exp + 1):
-        m, v = torch.randn(100, 10**i), torch.randn(10**i)
-        cycles, launches, wall = simulate(lambda m=m, v=v: ops.mv(m, v, backend="qpusim"))
-        sim = simulated_seconds(cycles)
-        host = best_time(lambda m=m, v=v: torch.mv(m, v), repeat)
-        seed_cpu, seed_qpu = SEED_MV[i]
-        rows.append(
-            [
-                f"i={i} 100x{10**i}",
-                str(launches),
-                str(cycles),
-                f"{sim:.6f}",
-                f"{seed_qpu:.6f}",
-                f"{seed_cpu:.6f}",
-                f"{host:.6f}",
-                f"{seed_qpu / sim:.2f}",
-                f"{seed_cpu / sim:.2f}",
-                f"{host / sim:.3f}",
-                f"{wall:.1f}",
-            ]
-        )
-    print_table(
-        "mv: matrix 100 x 10^i times vector 10^i (seed: Pi 3, kernel only; ratios > 1: the "
-        "simulated QPUs are faster)",
-        [
-            "case",
-            "launches",
-            "cycles",
-            "QPU s (sim)",
-            "seed QPU s",
-            "seed CPU s",
-            "torch here s",
-            "seedQPU/sim",
-            "seedCPU/sim",
-            "torch/sim",
-            "emulator wall s",
-        ],
-        rows,
-    )
+def kernel_cases(quick: bool) -> list[KernelCase]:
+    """The issue's table: mm, linear (resident weight), mv and elementwise at Pi-sized shapes.
 
-    cases: list[tuple[str, Callable[[], object], Callable[[], object]]] = []
-    for n in [10**2, 10**4] if quick else [10**2, 10**3, 10**4, 10**5]:
-        a, b = torch.randn(n), torch.randn(n)
-        for op_name, torch_op in (("add", torch.add), ("sub", torch.sub), ("mul", torch.mul)):
-            op = getattr(ops, op_name)
-            cases.append(
-                (
-                    f"{op_name} {n}",
-                    lambda a=a, b=b, t=torch_op: t(a, b),
-                    lambda a=a, b=b, op=op: op(a, b, backend="qpusim"),
-                )
-            )
-    for n in [16, 64] if quick else [16, 64, 128]:
+    The emulator runs about 10^5 QPU cycles a second here, so large shapes are *sampled*: a
+    strip of rows that still keeps all 12 QPUs busy with the same work per QPU, scaled by
+    total rows / strip rows (the table says which)."""
+    cases = []
+    for n in (256,) if quick else (256, 512, 1024):
         a, b = torch.randn(n, n), torch.randn(n, n)
         cases.append(
-            (
-                f"mm {n}x{n}x{n}",
-                lambda a=a, b=b: torch.mm(a, b),
-                lambda a=a, b=b: ops.mm(a, b, backend="qpusim"),
+            KernelCase(
+                f"mm {n}^3",
+                offload.Workload("mm", n, n, n),
+                lambda rows, a=a, b=b: ops.mm(a if rows is None else a[:rows], b, backend="qpusim"),
+                {"asm": None if n <= 256 else 96, "qpulib": None if n <= 128 else 12},
+                n,
+                2.0 * n**3,
+                12.0 * n * n,
             )
         )
-    n = 256 if quick else 1024
-    x, w = torch.randn(1, n), torch.randn(n, n)
+    shapes = ((1024, 1024),) if quick else ((1024, 1024), (4096, 1024))
+    for k, out in shapes:
+        for batch in (1, 8, 64):
+            w, x = torch.randn(out, k), torch.randn(batch, k)
+            cases.append(
+                KernelCase(
+                    f"linear {k}->{out} b{batch}",
+                    offload.Workload("linear", batch, k, out, resident=True),
+                    lambda rows, w=w, x=x: ops.linear(
+                        x, w if rows is None else w[:rows], backend="qpusim", resident=True
+                    ),
+                    {
+                        "asm": None if batch < 64 or k < 4096 else 384,
+                        "qpulib": 96 if batch == 1 else 24,
+                    },
+                    out,
+                    2.0 * batch * k * out,
+                    4.0 * (k * out + batch * (k + out)),
+                )
+            )
+    rows, cols = (100, 10**4) if quick else (100, 10**5)
+    m, v = torch.randn(rows, cols), torch.randn(cols)
     cases.append(
-        (
-            f"linear {n}->{n} batch 1",
-            lambda x=x, w=w: torch.nn.functional.linear(x, w),
-            lambda x=x, w=w: ops.linear(x, w, backend="qpusim"),
+        KernelCase(
+            f"mv {rows}x{cols}",
+            offload.Workload("mv", 1, cols, rows),
+            lambda sample, m=m, v=v: ops.mv(m, v, backend="qpusim"),
+            {"asm": None, "qpulib": None},
+            rows,
+            2.0 * rows * cols,
+            4.0 * (rows * cols + cols + rows),
         )
     )
+    n = 10**5 if quick else 10**6
+    a, b = torch.randn(n), torch.randn(n)
+    for name in ("add", "mul"):
+        op = getattr(ops, name)
+        cases.append(
+            KernelCase(
+                f"{name} {n}",
+                offload.Workload(name, 1, 1, n),
+                lambda sample, a=a, b=b, op=op: op(a, b, backend="qpusim"),
+                {"asm": None, "qpulib": None},
+                n,
+                float(n),
+                12.0 * n,
+            )
+        )
+    return cases
+
+
+def kernel_records(cases: list[KernelCase], model: memory_model.MemoryModel) -> list[dict]:
+    """Run every case with both kernel sets under the free and the calibrated memory model
+    (the latter at 250 and 400 MHz: the model is in physical units, so cycles change with the
+    clock); one record per op, shape, kernel and memory model."""
+    ext = _backend.extension()
+    records = []
+    for case in cases:
+        for kernels in ("qpulib", "asm"):
+            ext.set_kernels(kernels)
+            rows = case.samples[kernels]
+            scale = 1.0 if rows is None else case.total_rows / rows
+            case.run(rows)  # warm-up: kernel compile, resident upload
+            record: dict = {
+                "op": case.label,
+                "kernels": kernels,
+                "sampled": None if rows is None else f"{rows} of {case.total_rows} rows",
+            }
+            for memory, clocks in (("free", (250.0,)), (model.name, (250.0, 400.0))):
+                chosen = memory_model.free() if memory == "free" else model
+                for clock in clocks:
+                    with memory_model.use(chosen, clock_mhz=clock):
+                        cycles, launches, wall = simulate(
+                            lambda case=case, rows=rows: case.run(rows)
+                        )
+                    cycles = round(cycles * scale)
+                    entry = {
+                        "memory_model": memory,
+                        "clock_mhz": clock,
+                        "cycles": cycles,
+                        "launches": launches,
+                        "emulator_wall_s": round(wall, 2),
+                    }
+                    records.append({**record, **entry, **_figures(case, cycles, clock, model)})
+                    if memory == "free":  # the free model's cycles do not depend on the clock
+                        records.append(
+                            {
+                                **record,
+                                **entry,
+                                "clock_mhz": 400.0,
+                                **_figures(case, cycles, 400.0, model),
+                            }
+                        )
+    ext.set_kernels("asm")
+    return records
+
+
+def _figures(case: KernelCase, cycles: int, clock: float, model: memory_model.MemoryModel) -> dict:
+    seconds = cycles * CLOCKS_PER_CYCLE / (clock * 1e6)
+    peak = offload.PEAK_FLOPS_PER_CLOCK * clock * 1e6
+    cpu = offload.estimate(case.workload, dram_gbps=model.dram_bandwidth_gbps, clock_mhz=clock)
+    predicted = offload.kernel_cycles(case.workload) * CLOCKS_PER_CYCLE / (clock * 1e6)
+    predicted = max(
+        predicted, offload.dram_bytes(case.workload) / (model.dram_bandwidth_gbps * 1e9)
+    )
+    return {
+        "seconds": seconds,
+        "gflops": case.flops / seconds / 1e9 if seconds else 0.0,
+        "gbps": case.nbytes / seconds / 1e9 if seconds else 0.0,
+        "peak_fraction": case.flops / seconds / peak if seconds else 0.0,
+        "bandwidth_fraction": case.nbytes / seconds / (model.dram_bandwidth_gbps * 1e9)
+        if seconds
+        else 0.0,
+        "pi3_cpu_s": cpu.cpu_seconds,
+        "model_kernel_s": predicted,
+    }
+
+
+# Published Pi 3 CPU figures the table compares with (torch_qpu.offload has the sources).
+CPU_ANCHOR = (
+    "Pi 3 CPU = 4 Cortex-A53 at their best published figures: SGEMM 5 GFLOPS per core "
+    "(OpenBLAS PR #2643, scaled to 1.2 GHz) x 4, memory-bound ops at 0.9 GB/s (NEON copies, "
+    "0.5-0.9 GB/s measured on the same SoC family)"
+)
+
+
+def print_kernel_table(records: list[dict], model: memory_model.MemoryModel) -> None:
+    header = [
+        "op", "kernels", "memory", "cycles", "s @250", "s @400", "GFLOPS", "GB/s",
+        "%peak", "%DRAM", "Pi3 CPU s", "CPU/QPU", "model s", "sampled",
+    ]  # fmt: skip
     rows = []
-    for label, torch_call, qpusim_call in cases:
-        cycles, launches, wall = simulate(qpusim_call)
-        sim = simulated_seconds(cycles)
-        host = best_time(torch_call, repeat)
+    by_key = {(r["op"], r["kernels"], r["memory_model"], r["clock_mhz"]): r for r in records}
+    for (op, kernels, memory, clock), r in by_key.items():
+        if clock != 250.0:
+            continue
+        r400 = by_key[(op, kernels, memory, 400.0)]
+        speedup = f"{r['pi3_cpu_s'] / r['seconds']:.2f}" if r["seconds"] else "-"
         rows.append(
             [
-                label,
-                str(launches),
-                str(cycles),
-                f"{sim:.6f}",
-                f"{host:.6f}",
-                f"{host / sim:.3f}",
-                f"{wall:.1f}",
+                op, kernels, memory, str(r["cycles"]), f"{r['seconds']:.6f}",
+                f"{r400['seconds']:.6f}", f"{r['gflops']:.2f}", f"{r['gbps']:.2f}",
+                f"{100 * r['peak_fraction']:.1f}", f"{100 * r['bandwidth_fraction']:.0f}",
+                f"{r['pi3_cpu_s']:.6f}", speedup,
+                f"{r['model_kernel_s']:.6f}" if kernels == "asm" else "", r["sampled"] or "",
             ]
-        )
+        )  # fmt: skip
     print_table(
-        "elementwise, mm and linear on qpusim (sizes the emulator runs in seconds)",
-        [
-            "case",
-            "launches",
-            "cycles",
-            "QPU s (sim)",
-            "torch here s",
-            "torch/sim",
-            "emulator wall s",
-        ],
+        f"QPU kernels on qpusim, 12 QPUs: QPULib's (qpulib) and torch_qpu's own (asm), under the "
+        f"'free' memory model (the emulator's original timing: memory costs almost nothing) and "
+        f"'{model.name}' (DRAM {model.dram_bandwidth_gbps} GB/s, {model.dram_latency_ns:.0f} ns; "
+        f"DMA load {model.dma_load_bandwidth_gbps}, store {model.dma_store_bandwidth_gbps} "
+        f"GB/s). Figures at 250 MHz unless marked; %peak of 24 GFLOPS (38.4 at 400 MHz), %DRAM "
+        f"of the model's bandwidth for the bytes the op must move; kernel time only (no copies "
+        f"to or from GPU memory). 'model s': torch_qpu.offload's prediction (what auto uses). "
+        f"{CPU_ANCHOR}; CPU/QPU > 1: the QPUs are faster. Sampled rows: a strip of the op, "
+        f"scaled.",
+        header,
         rows,
     )
+
+
+def qpusim_tables(quick: bool, model_path: str | None, as_json: bool) -> None:
+    """The kernel table (see kernel_cases), as text or JSON."""
+    model = memory_model.load(model_path) if model_path else memory_model.default()
+    records = kernel_records(kernel_cases(quick), model)
+    if as_json:
+        json.dump(records, sys.stdout, indent=1)
+        print()
+        return
+    print_kernel_table(records, model)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -354,6 +436,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--num-qpus", type=int, default=None, help="QPUs per kernel (1-12)")
     parser.add_argument("--quick", action="store_true", help="small elementwise/mm sizes only")
+    parser.add_argument(
+        "--memory-model",
+        metavar="PATH",
+        help="qpusim: the calibrated memory model file (default: torch_qpu's published-figures "
+        "model, torch_qpu/memory_model.toml; python -m torch_qpu.calibrate writes one)",
+    )
+    parser.add_argument("--json", action="store_true", help="qpusim: the table as JSON records")
     args = parser.parse_args(argv)
     if not 0 <= args.max_exp <= 7:
         parser.error("--max-exp must be in 0..7")
@@ -368,11 +457,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"(available: {', '.join(_backend.available_backends())})"
             )
         torch.manual_seed(0)
-        print(
-            f"torch_qpu bench (qpusim): torch {torch.__version__}, "
-            f"{torch.get_num_threads()} torch threads"
-        )
-        qpusim_tables(args.max_exp, args.repeat, args.quick)
+        if not args.json:
+            print(f"torch_qpu bench (qpusim): torch {torch.__version__}")
+        try:
+            qpusim_tables(args.quick, args.memory_model, args.json)
+        except memory_model.MemoryModelError as err:
+            parser.error(str(err))
         return 0
     if requested and "qpusim" in requested:
         parser.error("qpusim counts cycles instead of timing: use --backend qpusim on its own")

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from . import _backend, _meta  # noqa: F401  (_meta registers fake kernels and autograd)
+from . import _backend, _meta, offload  # noqa: F401  (_meta registers fake kernels and autograd)
 
 _OPS: Any = torch.ops.torch_qpu
 
@@ -84,6 +84,7 @@ def _call(
 
 def _elementwise(
     op: Any,
+    name: str,
     a: torch.Tensor,
     b: torch.Tensor,
     out: torch.Tensor | None,
@@ -92,7 +93,8 @@ def _elementwise(
 ) -> torch.Tensor:
     _check_input(a, "a")
     _check_input(b, "b")
-    chosen = _backend.resolve(backend, a.numel(), _is_double(a))
+    workload = offload.Workload(name, 1, 1, a.numel())
+    chosen = _backend.resolve(backend, a.numel(), _is_double(a), workload)
     return _call(op, out, (a, b), chosen, _backend.resolve_num_qpus(num_qpus))
 
 
@@ -105,7 +107,7 @@ def add(
     num_qpus: int | None = None,
 ) -> torch.Tensor:
     """Elementwise a + b for same-shaped float32 tensors."""
-    return _elementwise(_OPS.add, a, b, out, backend, num_qpus)
+    return _elementwise(_OPS.add, "add", a, b, out, backend, num_qpus)
 
 
 def sub(
@@ -117,7 +119,7 @@ def sub(
     num_qpus: int | None = None,
 ) -> torch.Tensor:
     """Elementwise a - b for same-shaped float32 tensors."""
-    return _elementwise(_OPS.sub, a, b, out, backend, num_qpus)
+    return _elementwise(_OPS.sub, "sub", a, b, out, backend, num_qpus)
 
 
 def mul(
@@ -129,7 +131,7 @@ def mul(
     num_qpus: int | None = None,
 ) -> torch.Tensor:
     """Elementwise a * b for same-shaped float32 tensors."""
-    return _elementwise(_OPS.mul, a, b, out, backend, num_qpus)
+    return _elementwise(_OPS.mul, "mul", a, b, out, backend, num_qpus)
 
 
 def mv(
@@ -143,7 +145,9 @@ def mv(
     """Matrix (H x W) times vector (W) -> H values (the original "scores" op)."""
     _check_input(matrix, "matrix")
     _check_input(vector, "vector")
-    chosen = _backend.resolve(backend, matrix.numel(), _is_double(matrix))
+    rows, cols = (matrix.shape[0], matrix.shape[-1]) if matrix.dim() == 2 else (1, 1)
+    workload = offload.Workload("mv", 1, cols, rows)
+    chosen = _backend.resolve(backend, matrix.numel(), _is_double(matrix), workload)
     return _call(_OPS.mv, out, (matrix, vector), chosen, _backend.resolve_num_qpus(num_qpus))
 
 
@@ -159,7 +163,10 @@ def mm(
     _check_input(a, "a")
     _check_input(b, "b")
     work = a.numel() * (b.shape[-1] if b.dim() == 2 else 1)
-    chosen = _backend.resolve(backend, work, _is_double(a))
+    workload = None
+    if a.dim() == 2 and b.dim() == 2:
+        workload = offload.Workload("mm", a.shape[0], a.shape[1], b.shape[1])
+    chosen = _backend.resolve(backend, work, _is_double(a), workload)
     return _call(_OPS.mm, out, (a, b), chosen, _backend.resolve_num_qpus(num_qpus))
 
 
@@ -204,6 +211,12 @@ def linear(
     if bias is not None:
         _check_input(bias, "bias")
     work = x.numel() * (weight.shape[0] if weight.dim() == 2 else 1)
-    chosen = _backend.resolve(backend, work, _is_double(x))
+    workload = None
+    if weight.dim() == 2 and x.dim() >= 1:
+        batch = x.numel() // max(1, x.shape[-1])
+        workload = offload.Workload(
+            "linear", batch, weight.shape[1], weight.shape[0], resident is not None
+        )
+    chosen = _backend.resolve(backend, work, _is_double(x), workload)
     nq = _backend.resolve_num_qpus(num_qpus)
     return _call(_OPS.linear, out, (x, weight, bias), chosen, nq, resident is not None)

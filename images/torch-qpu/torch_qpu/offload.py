@@ -1,0 +1,144 @@
+"""When the QPUs beat the Pi's own CPU: the cost model behind ``auto`` and ``convert()``.
+
+A GPU path slower than the CPU it replaces is not acceleration, so ``auto`` offloads a call
+only when this model says the QPU path (host copies, launches and the kernel) finishes before
+the Pi 3's four Cortex-A53 cores would, taking the CPU at its *best* published figure: a call
+the model is unsure about stays on the CPU.
+
+QPU side: the kernels' own instruction counts (torch_qpu/qpukernels.py; the bench compares
+these with qpusim's cycle counts) and the memory model's DRAM bandwidth (torch_qpu.memory_model:
+the calibrated file when there is one, else the published-figures default), the larger of
+the two; plus copies into and out of GPU memory on the ARM and a fixed cost per launch.
+
+CPU side (published anchors, QPU.md): OpenBLAS SGEMM about 5 GFLOPS on one Cortex-A53 at
+1.2 GHz (OpenBLAS PR #2643, scaled), scaled linearly with torch's threads (the top of the
+15-20 GFLOPS estimate for four); memory-bound ops at 0.9 GB/s, the top of the 0.5-0.9 GB/s
+measured for NEON copies on the same SoC family.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+# The Pi 3's CPU (published figures, see the module docstring).
+CPU_GFLOPS_PER_CORE = 5.0
+CPU_STREAM_GBPS = 0.9
+CPU_CORES = 4
+# Copies between torch's memory and GPU memory on the ARM (uncached, word by word): the low
+# end of the measured NEON copy rates. A launch through the mailbox (est.).
+HOST_COPY_GBPS = 0.5
+LAUNCH_SECONDS = 100e-6
+
+PEAK_FLOPS_PER_CLOCK = 12 * 4 * 2  # 12 QPUs x 4 lanes x (multiply + add)
+LANES = 16
+
+# Per-QPU emulated cycles of torch_qpu's kernels (1 cycle = 4 QPU clocks), read off their code.
+GEMM_CYCLES_PER_STEP = 48.5  # 97 instructions per two k steps of a 32 x 16 tile
+GEMM_CYCLES_PER_TILE = 250.0  # list entry, zeroing, first loads, eight DMA stores
+GEMV_CYCLES_PER_PAIR = 9.0  # two 16-float vectors of a row segment
+GEMV_CYCLES_PER_ITEM = 60.0  # uniforms, loads ahead, the lane sum
+EW_CYCLES_PER_BLOCK = 20.0  # four 16-float vectors and their DMA store
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One call: ``op`` is mm (m x k @ k x n), mv (n rows of k), linear (m rows of x, k in,
+    n out; ``resident`` weight) or add/sub/mul (``n`` elements)."""
+
+    op: str
+    m: int = 1
+    k: int = 1
+    n: int = 1
+    resident: bool = False
+
+    @property
+    def flops(self) -> float:
+        if self.op in ("add", "sub", "mul"):
+            return float(self.n)
+        return 2.0 * self.m * self.k * self.n
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Seconds on each side, and what decides the QPU's time."""
+
+    qpu_seconds: float
+    cpu_seconds: float
+    qpu_bound: str  # "compute", "memory" or "copies"
+
+    @property
+    def qpu_wins(self) -> bool:
+        return self.qpu_seconds < self.cpu_seconds
+
+
+def _ceil(a: float, b: float) -> float:
+    return float(math.ceil(a / b))
+
+
+def kernel_cycles(w: Workload, num_qpus: int = 12) -> float:
+    """Per-QPU emulated cycles of the kernel alone (no memory stalls: the 'memory free' time)."""
+    if w.op in ("add", "sub", "mul"):
+        blocks = _ceil(w.n, 4 * LANES)
+        return _ceil(blocks, min(num_qpus, blocks)) * EW_CYCLES_PER_BLOCK + 200
+    rows, vectors = (w.n, w.m) if w.op == "linear" else (w.m, w.n) if w.op == "mm" else (w.n, 1)
+    if w.op == "mv" or vectors == 1 or rows == 1:
+        count = max(rows, vectors)
+        pairs = _ceil(w.k, 2 * LANES)
+        segments = 1.0  # as module.cpp cuts rows: every QPU busy, within 3 % of each other
+        while segments < min(pairs, 64) and (
+            count * segments < 4 * num_qpus
+            or _ceil(count * segments, num_qpus) * num_qpus * 100 > count * segments * 103
+        ):
+            segments += 1
+        items = count * segments
+        per_item = GEMV_CYCLES_PER_ITEM + GEMV_CYCLES_PER_PAIR * pairs / segments
+        return _ceil(items, min(num_qpus, items)) * per_item + 200
+    tiles = _ceil(max(rows, vectors), 32) * _ceil(min(rows, vectors), 16)
+    steps = w.k + (w.k % 2)
+    per_tile = GEMM_CYCLES_PER_TILE + GEMM_CYCLES_PER_STEP * steps
+    return _ceil(tiles, min(num_qpus, tiles)) * per_tile + 600
+
+
+def dram_bytes(w: Workload) -> float:
+    """Bytes the kernel moves between DRAM and the QPUs (no reuse through the L2 assumed)."""
+    if w.op in ("add", "sub", "mul"):
+        return 12.0 * w.n
+    if w.op == "mv" or w.m == 1 or (w.op == "mm" and w.n == 1):
+        return 4.0 * (w.k * max(w.m, w.n) + w.k)
+    rows, vectors = (w.n, w.m) if w.op == "linear" else (w.m, w.n)
+    tiles = _ceil(max(rows, vectors), 32) * _ceil(min(rows, vectors), 16)
+    return tiles * (32 + 16) * (w.k + 2) * 4.0
+
+
+def host_bytes(w: Workload) -> float:
+    """Bytes the ARM copies into and out of GPU memory for one call (a resident weight: none)."""
+    if w.op in ("add", "sub", "mul"):
+        return 12.0 * w.n
+    if w.op == "mv":
+        return 4.0 * (w.n * w.k + w.k + w.n)
+    weight = 0.0 if w.resident else 4.0 * w.k * w.n
+    return weight + 4.0 * (w.m * w.k + w.m * w.n) + (4.0 * w.m * w.k if w.op == "mm" else 0.0)
+
+
+def estimate(
+    w: Workload,
+    *,
+    dram_gbps: float,
+    clock_mhz: float = 250.0,
+    threads: int = CPU_CORES,
+    num_qpus: int = 12,
+) -> Estimate:
+    """Both sides' time for one call. ``dram_gbps``: the memory model's DRAM bandwidth."""
+    compute = kernel_cycles(w, num_qpus) * 4 / (clock_mhz * 1e6)
+    memory = dram_bytes(w) / (dram_gbps * 1e9)
+    copies = host_bytes(w) / (HOST_COPY_GBPS * 1e9) + LAUNCH_SECONDS
+    kernel = max(compute, memory)
+    bound = "compute" if compute >= memory else "memory"
+    if copies > kernel:
+        bound = "copies"
+    cores = max(1, min(threads, CPU_CORES))
+    cpu = w.flops / (CPU_GFLOPS_PER_CORE * 1e9 * cores)
+    if w.op in ("add", "sub", "mul", "mv") or (w.op in ("mm", "linear") and min(w.m, w.n) == 1):
+        cpu = max(cpu, host_bytes(Workload(w.op, w.m, w.k, w.n, False)) / (CPU_STREAM_GBPS * 1e9))
+    return Estimate(qpu_seconds=kernel + copies, cpu_seconds=cpu, qpu_bound=bound)

@@ -383,6 +383,14 @@ def main(argv: list[str] | None = None) -> int:
                     "--model is for the qpusim backend (it sets the emulator's model)"
                 )
             known = mm.load(args.model)
+        elif backend == "qpusim" and mm.current()[0] == mm.free():
+            # Under the free model memory costs (almost) nothing: nothing to measure.
+            known = mm.default()
+            print(
+                "torch_qpu.calibrate: qpusim runs the free model; simulating "
+                f"{mm.DEFAULT_PATH.name} instead (--model FILE to choose)",
+                file=sys.stderr,
+            )
         if known is not None:
             with mm.use(known, args.clock_mhz):
                 cal = calibrate(backend, args.clock_mhz, args.repeat, shape)

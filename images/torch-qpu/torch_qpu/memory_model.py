@@ -206,6 +206,11 @@ def _parse_flat(text: str, source: str) -> dict[str, Any]:
 def load(path: str | os.PathLike[str] | None = None) -> MemoryModel:
     """Read a model file (default: the published-figures ``memory_model.toml``)."""
     file = Path(path) if path is not None else DEFAULT_PATH
+    return from_mapping(_read(file), str(file))
+
+
+def _read(file: Path) -> dict[str, Any]:
+    """A model file's keys and values (tomllib, or the flat subset on Python < 3.11)."""
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as err:
@@ -222,7 +227,7 @@ def load(path: str | os.PathLike[str] | None = None) -> MemoryModel:
             raise MemoryModelError(f"{file}: [{tables[0]}]: tables are not supported (flat keys)")
     else:
         values = _parse_flat(text, str(file))
-    return from_mapping(values, str(file))
+    return values
 
 
 def save(model: MemoryModel, path: str | os.PathLike[str]) -> None:
@@ -264,11 +269,19 @@ _current: tuple[MemoryModel, float] | None = None
 
 
 def _initial() -> tuple[MemoryModel, float]:
+    """What the emulator library starts with: QPUSIM_MEMORY_MODEL's file at the file's
+    clock_mhz, else QPUSIM_CLOCK_MHZ, else 250 MHz (as QPUSim.cpp reads them); else free."""
     path = os.environ.get("QPUSIM_MEMORY_MODEL", "")
     if not path:
         return free(), DEFAULT_CLOCK_MHZ
-    clock = float(os.environ.get("QPUSIM_CLOCK_MHZ", "") or DEFAULT_CLOCK_MHZ)
-    return load(path), clock
+    values = _read(Path(path))
+    clock = values.get("clock_mhz", os.environ.get("QPUSIM_CLOCK_MHZ", "") or DEFAULT_CLOCK_MHZ)
+    try:
+        clock = float(clock)
+    except ValueError:
+        raise MemoryModelError(f"QPUSIM_CLOCK_MHZ={clock!r} is not a number") from None
+    _check_clock(clock)
+    return from_mapping(values, path), clock
 
 
 def current() -> tuple[MemoryModel, float]:

@@ -15,12 +15,14 @@ zero and flush denormals, so a float32 reference can differ by an ulp before tru
 from __future__ import annotations
 
 import math
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
 import test_examples as examples
-from _qpulib_suite import QPULibBuild
+from _qpulib_suite import REPO, QPULibBuild
 
 pytestmark = pytest.mark.qpusim
 
@@ -252,3 +254,142 @@ def test_assembler_agrees_with_vc4c_disassembler(vc4c: Path, tmp_path: Path) -> 
             checked += 1
     print(f"{checked} instructions agree")
     assert checked > 400
+
+
+# ---- the memory model (images/vc4c/patches/0011-memory-model.patch) ------------------------
+#
+# QPUSIM_MEMORY_MODEL names a model file (torch_qpu's format: GB/s and ns, converted at 250
+# MHz here). Cycle counts from the emulator are deterministic, so they are asserted exactly
+# where the model fixes them.
+
+DEFAULT_MODEL = REPO / "images" / "torch-qpu" / "torch_qpu" / "memory_model.toml"
+# The emulator's original timing (an 8-cycle line fill, a 12-cycle DMA, QPULib's waits skipped)
+FREE_MODEL = {
+    "dram_bandwidth_gbps": "inf",
+    "dram_latency_ns": "128",
+    "dma_load_bandwidth_gbps": "inf",
+    "dma_load_setup_ns": "192",
+    "dma_store_bandwidth_gbps": "inf",
+    "dma_store_setup_ns": "192",
+    "dma_waits_stall": "false",
+}
+# DMA engines at 12.8 (load) and 8 (store) bytes per emulated cycle at 250 MHz, 100 ns setup
+DMA_MODEL = {
+    **FREE_MODEL,
+    "dma_load_bandwidth_gbps": "0.8",
+    "dma_load_setup_ns": "100",
+    "dma_store_bandwidth_gbps": "0.5",
+    "dma_store_setup_ns": "100",
+    "dma_waits_stall": "true",
+}
+
+
+def model_file(tmp_path: Path, name: str, values: dict[str, str]) -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text("".join(f"{key} = {value}\n" for key, value in values.items()), encoding="utf-8")
+    return path
+
+
+def run_with_model(qpusim: QPULibBuild, exe: Path, model: Path | None, *args: str) -> tuple[str, str]:
+    """Run a program under a model file (None: the built-in default); (stdout, stderr)."""
+    env = {**os.environ, "QPUSIM_TRACE": "1"}
+    env.pop("QPUSIM_MEMORY_MODEL", None)
+    if model is not None:
+        env["QPUSIM_MEMORY_MODEL"] = str(model)
+    result = subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, f"{exe.name} exited {result.returncode}:\n{result.stderr[-3000:]}"
+    return result.stdout, result.stderr
+
+
+def dma_cycles(qpusim: QPULibBuild, model: Path | None, mode: str, nqpus: int, rows: int) -> int:
+    exe = qpusim.compile("QpusimMemory", PROGRAMS / "QpusimMemory.cpp")
+    out, _ = run_with_model(qpusim, exe, model, mode, str(nqpus), str(rows))
+    match = re.fullmatch(r"cycles (\d+)\n", out)
+    assert match, out[-500:]
+    return int(match.group(1))
+
+
+def test_free_model_keeps_the_original_cycle_counts(qpusim: QPULibBuild, tmp_path: Path) -> None:
+    """The free model, and no model at all, give the counts measured before the model existed
+    (images/qpulib/README.md): Hello 135, GCD 895, Tri 313, OET 628 emulated cycles."""
+    free = model_file(tmp_path, "free", FREE_MODEL)
+    for name, cycles in {"Hello": 135, "GCD": 895, "Tri": 313, "OET": 628}.items():
+        exe = qpusim.compile(name)
+        for model in (None, free):
+            _, err = run_with_model(qpusim, exe, model)
+            got = [int(c) for c in re.findall(r"^qpusim: .*, (\d+) cycles", err, flags=re.MULTILINE)]
+            assert got == [cycles], f"{name} under {model or 'no model'}: {err[-300:]}"
+
+
+@pytest.mark.parametrize("mode", ["load", "store"])
+def test_dma_time_grows_with_its_size(qpusim: QPULibBuild, tmp_path: Path, mode: str) -> None:
+    """One DMA transfer of 1..16 rows of 64 bytes: 64 / rate cycles more per row under the
+    model (12.8 bytes per cycle loading: 5 cycles; 8 storing: 8); the same time whatever the
+    size without it."""
+    model = model_file(tmp_path, "dma", DMA_MODEL)
+    free = model_file(tmp_path, "free", FREE_MODEL)
+    sizes = (1, 2, 4, 8, 16)
+    timed = [dma_cycles(qpusim, model, mode, 1, rows) for rows in sizes]
+    untimed = {dma_cycles(qpusim, free, mode, 1, rows) for rows in sizes}
+    per_row = 5 if mode == "load" else 8
+    assert timed == sorted(set(timed)), timed  # strictly growing
+    assert abs((timed[-1] - timed[0]) - 15 * per_row) <= 1, timed
+    assert len(untimed) == 1, untimed
+    print(f"DMA {mode} of 1..16 rows: {timed} cycles (model), {untimed.pop()} (free)")
+
+
+def test_dma_engine_is_shared(qpusim: QPULibBuild, tmp_path: Path) -> None:
+    """12 QPUs each loading 1 KiB queue on the one DMA load engine: 12 x 1024 / 12.8 = 960
+    cycles at least; without the model they overlap completely."""
+    model = model_file(tmp_path, "dma", DMA_MODEL)
+    free = model_file(tmp_path, "free", FREE_MODEL)
+    one, twelve = (dma_cycles(qpusim, model, "load", n, 16) for n in (1, 12))
+    assert twelve >= 960 and twelve > 8 * one, (one, twelve)
+    assert dma_cycles(qpusim, free, "load", 12, 16) == dma_cycles(qpusim, free, "load", 1, 16)
+
+
+def test_qpulib_dma_wait_stalls_under_a_model(qpusim: QPULibBuild, tmp_path: Path) -> None:
+    """QPULib waits for a DMA with a condition-never `or` of vpm_ld_wait: the emulator used to
+    skip it (kept in the free model); under a model it stalls like an executed read."""
+    model = model_file(tmp_path, "dma", DMA_MODEL)
+    free = model_file(tmp_path, "free", FREE_MODEL)
+    assert dma_cycles(qpusim, model, "never", 1, 16) == dma_cycles(qpusim, model, "load", 1, 16)
+    assert dma_cycles(qpusim, free, "never", 1, 16) < dma_cycles(qpusim, free, "load", 1, 16)
+
+
+@pytest.mark.parametrize("nqpus", QPU_COUNTS)
+def test_multi_qpu_kernels_under_the_default_model(qpusim: QPULibBuild, nqpus: int) -> None:
+    """The published-figures model slows QPULib's DMA and TMU code down, results unchanged."""
+    exe = qpusim.compile("QpusimMulti", PROGRAMS / "QpusimMulti.cpp")
+    free_out, _ = run_with_model(qpusim, exe, None, str(nqpus))
+    timed_out, _ = run_with_model(qpusim, exe, DEFAULT_MODEL, str(nqpus))
+
+    def results(out: str) -> list[str]:
+        return [line for line in out.splitlines() if not line.startswith(("cycles ", "seconds "))]
+
+    assert results(timed_out) == results(free_out)
+    free_cycles = dict(re.findall(r"^cycles (\w+) (\d+)$", free_out, flags=re.MULTILINE))
+    timed_cycles = dict(re.findall(r"^cycles (\w+) (\d+)$", timed_out, flags=re.MULTILINE))
+    for kernel in ("gcd", "axpy"):
+        assert int(timed_cycles[kernel]) > int(free_cycles[kernel]), (free_cycles, timed_cycles)
+    print(f"{nqpus} QPUs, cycles free {free_cycles} -> default model {timed_cycles}")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"dram_bandwith_gbps": "2.5"}, r":8: unknown key 'dram_bandwith_gbps'"),
+        ({"dram_latency_ns": "-1"}, r":2: dram_latency_ns = -1 must be a finite number >= 0"),
+        ({"dma_load_bandwidth_gbps": "fast"}, r":3: dma_load_bandwidth_gbps = 'fast' is not a number"),
+        ({"dram_bandwidth_gbps": None}, r": missing key 'dram_bandwidth_gbps'"),
+    ],
+)
+def test_bad_model_file_fails_naming_file_and_key(
+    qpusim: QPULibBuild, tmp_path: Path, edit: dict[str, str | None], message: str
+) -> None:
+    values = {**DMA_MODEL, **edit}
+    path = model_file(tmp_path, "bad", {k: v for k, v in values.items() if v is not None})
+    exe = qpusim.compile("QpusimMemory", PROGRAMS / "QpusimMemory.cpp")
+    out, _ = run_with_model(qpusim, exe, path, "load", "1", "1")
+    assert out.startswith(f"caught: QPULib qpusim: {path}"), out[:500]
+    assert re.search(re.escape(str(path)) + message, out), out[:500]

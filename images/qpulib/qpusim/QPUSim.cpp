@@ -4,12 +4,16 @@
 #include "VideoCore/QPUSim.h"
 
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <iostream>
+#include <fstream>
 #include <map>
+#include <mutex>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 
@@ -47,7 +51,144 @@ std::atomic<uint32_t>& maxCycles() {
   return value;
 }
 
+// ---- memory model ----------------------------------------------------------------------
+
+void checkModel(const QpusimMemoryModel& m) {
+  auto check = [](double value, const char* name, bool rate) {
+    const bool ok = std::isfinite(value) && value >= 0.0 && value <= 1e6 &&
+                    !(rate && value != 0.0 && value < 1e-3);
+    if (!ok)
+      throw std::invalid_argument(std::string("QPULib qpusim: memory model ") + name + " = " +
+                                  std::to_string(value) +
+                                  (rate ? " is not 0 (unlimited) or 0.001..1e6 bytes per emulated cycle"
+                                        : " is not 0..1e6 emulated cycles"));
+  };
+  check(m.dram_bytes_per_cycle, "dram_bytes_per_cycle", true);
+  check(m.dram_latency_cycles, "dram_latency_cycles", false);
+  check(m.dma_load_bytes_per_cycle, "dma_load_bytes_per_cycle", true);
+  check(m.dma_load_setup_cycles, "dma_load_setup_cycles", false);
+  check(m.dma_store_bytes_per_cycle, "dma_store_bytes_per_cycle", true);
+  check(m.dma_store_setup_cycles, "dma_store_setup_cycles", false);
+}
+
+// QPUSIM_MEMORY_MODEL's file: `key = value` lines (the flat TOML torch_qpu writes: GB/s and
+// ns; `inf` = unlimited), `#` comments, string values only for name/description; the clock
+// from `clock_mhz` or QPUSIM_CLOCK_MHZ (default 250). Errors name the file, line and key.
+QpusimMemoryModel modelFromFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::invalid_argument("QPULib qpusim: QPUSIM_MEMORY_MODEL=" + path + ": cannot read the file");
+  std::map<std::string, double> values;
+  bool waitsStall = true;
+  std::string line;
+  for (int number = 1; std::getline(in, line); number++) {
+    const std::string where = "QPULib qpusim: " + path + ":" + std::to_string(number) + ": ";
+    const size_t first = line.find_first_not_of(" \t\r");
+    if (first == std::string::npos || line[first] == '#') continue;
+    if (line[first] == '[') throw std::invalid_argument(where + "tables are not supported (flat key = value lines)");
+    const size_t eq = line.find('=');
+    if (eq == std::string::npos) throw std::invalid_argument(where + "expected key = value");
+    std::string key = line.substr(first, eq - first);
+    key.erase(key.find_last_not_of(" \t") + 1);
+    std::string value = line.substr(eq + 1);
+    value.erase(0, value.find_first_not_of(" \t"));
+    // a comment after the value (after the closing quote of a string)
+    const size_t closing = !value.empty() && value.front() == '"' ? value.find('"', 1) : 0;
+    const size_t hash = value.find('#', closing == std::string::npos ? 0 : closing);
+    if (hash != std::string::npos) value.erase(hash);
+    value.erase(value.find_last_not_of(" \t\r") + 1);
+    if (key == "name" || key == "description") {
+      if (value.size() < 2 || value.front() != '"' || value.back() != '"')
+        throw std::invalid_argument(where + key + " must be a quoted string");
+      continue;
+    }
+    if (key == "dma_waits_stall") {
+      if (value != "true" && value != "false")
+        throw std::invalid_argument(where + key + " must be true or false");
+      waitsStall = value == "true";
+      continue;
+    }
+    static const char* const known[] = {"clock_mhz", "dram_bandwidth_gbps", "dram_latency_ns",
+                                        "dma_load_bandwidth_gbps", "dma_load_setup_ns",
+                                        "dma_store_bandwidth_gbps", "dma_store_setup_ns"};
+    bool isKnown = false;
+    for (const char* k : known) isKnown = isKnown || key == k;
+    if (!isKnown) throw std::invalid_argument(where + "unknown key '" + key + "'");
+    char* end = nullptr;
+    const double number_value = std::strtod(value.c_str(), &end);
+    if (value.empty() || *end != '\0' || std::isnan(number_value))
+      throw std::invalid_argument(where + key + " = '" + value + "' is not a number");
+    const bool isRate = key.find("bandwidth") != std::string::npos;
+    if (number_value < 0 || (!isRate && std::isinf(number_value)) || (isRate && number_value == 0))
+      throw std::invalid_argument(where + key + " = " + value +
+                                  (isRate ? " must be positive (inf: unlimited)" : " must be a finite number >= 0"));
+    values[key] = number_value;
+  }
+  for (const char* k : {"dram_bandwidth_gbps", "dram_latency_ns", "dma_load_bandwidth_gbps", "dma_load_setup_ns",
+                        "dma_store_bandwidth_gbps", "dma_store_setup_ns"})
+    if (!values.count(k)) throw std::invalid_argument("QPULib qpusim: " + path + ": missing key '" + k + "'");
+  double clock = 250.0;
+  if (values.count("clock_mhz")) {
+    clock = values["clock_mhz"];
+  } else if (const char* env = std::getenv("QPUSIM_CLOCK_MHZ"); env != nullptr && *env != '\0') {
+    char* end = nullptr;
+    clock = std::strtod(env, &end);
+    if (*end != '\0') throw std::invalid_argument("QPULib qpusim: QPUSIM_CLOCK_MHZ is not a number");
+  }
+  if (!(clock >= 1.0 && clock <= 10000.0))
+    throw std::invalid_argument("QPULib qpusim: the QPU clock must be 1..10000 MHz");
+  // One emulated cycle is 4 QPU clocks: bytes per cycle = GB/s * 4000 / MHz, cycles = ns * MHz / 4000.
+  auto rate = [clock](double gbps) { return std::isinf(gbps) ? 0.0 : gbps * 4000.0 / clock; };
+  auto cycles = [clock](double ns) { return ns * clock / 4000.0; };
+  QpusimMemoryModel m;
+  m.dram_bytes_per_cycle = rate(values["dram_bandwidth_gbps"]);
+  m.dram_latency_cycles = cycles(values["dram_latency_ns"]);
+  m.dma_load_bytes_per_cycle = rate(values["dma_load_bandwidth_gbps"]);
+  m.dma_load_setup_cycles = cycles(values["dma_load_setup_ns"]);
+  m.dma_store_bytes_per_cycle = rate(values["dma_store_bandwidth_gbps"]);
+  m.dma_store_setup_cycles = cycles(values["dma_store_setup_ns"]);
+  m.dma_waits_stall = waitsStall;
+  try {
+    checkModel(m);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(std::string(e.what()) + " (from " + path + " at " + std::to_string(clock) + " MHz)");
+  }
+  return m;
+}
+
+struct ModelState {
+  std::mutex lock;
+  QpusimMemoryModel model;
+  bool fromEnvironmentDone = false;
+};
+
+ModelState& modelState() {
+  static ModelState state;
+  return state;
+}
+
+// The model for a launch: QPUSIM_MEMORY_MODEL's file on first use (unless a model was set).
+QpusimMemoryModel currentModel() {
+  ModelState& s = modelState();
+  std::lock_guard<std::mutex> guard(s.lock);
+  if (!s.fromEnvironmentDone) {
+    const char* path = std::getenv("QPUSIM_MEMORY_MODEL");
+    if (path != nullptr && *path != '\0') s.model = modelFromFile(path);
+    s.fromEnvironmentDone = true;
+  }
+  return s.model;
+}
+
 }  // namespace
+
+void qpusim_set_memory_model(const QpusimMemoryModel& model) {
+  checkModel(model);
+  ModelState& s = modelState();
+  std::lock_guard<std::mutex> guard(s.lock);
+  s.model = model;
+  s.fromEnvironmentDone = true;  // an explicit model wins over the environment
+}
+
+QpusimMemoryModel qpusim_memory_model() { return currentModel(); }
 
 uint64_t qpusim_last_cycles() { return lastCycles.load(); }
 
@@ -113,6 +254,14 @@ void qpusimInvoke(int numQPUs, const std::vector<uint32_t>& code, Seq<int32_t>* 
 
   vc4c::tools::LowLevelEmulationData data(buffers, instructions.data(), (uint32_t) instructions.size(),
                                           uniformAddresses, maxCycles().load());
+  const QpusimMemoryModel model = currentModel();
+  data.memoryTiming.dramBytesPerCycle = model.dram_bytes_per_cycle;
+  data.memoryTiming.dramLatencyCycles = model.dram_latency_cycles;
+  data.memoryTiming.dmaLoadBytesPerCycle = model.dma_load_bytes_per_cycle;
+  data.memoryTiming.dmaLoadSetupCycles = model.dma_load_setup_cycles;
+  data.memoryTiming.dmaStoreBytesPerCycle = model.dma_store_bytes_per_cycle;
+  data.memoryTiming.dmaStoreSetupCycles = model.dma_store_setup_cycles;
+  data.memoryTiming.dmaWaitsStall = model.dma_waits_stall;
   bool finished = false;
   uint32_t cycles = 0;
   try {

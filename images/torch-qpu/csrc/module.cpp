@@ -31,6 +31,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -47,6 +48,7 @@
 #ifdef TORCH_QPU_WITH_QPULIB
 #include <unistd.h>
 
+#include "calibrate_kernels.h"
 #include "kernels.h"
 #ifdef QPUSIM_MODE
 #include "VideoCore/QPUSim.h"
@@ -1668,6 +1670,61 @@ std::vector<uint64_t> qpulib_code(const std::string& name) {
   return out;
 }
 #endif
+// qpusim: the emulator's memory model (QPUSim.h; torch_qpu.memory_model converts a model in
+// GB/s and ns to these emulated-cycle units).
+void qpusim_set_memory_model_hook(const std::array<double, 6>& v, bool dma_waits_stall) {
+#ifdef QPUSIM_MODE
+  Runtime& rt = runtime();
+  std::lock_guard<std::mutex> lock(rt.mutex);
+  try {
+    qpusim_set_memory_model(
+        QpusimMemoryModel{v[0], v[1], v[2], v[3], v[4], v[5], dma_waits_stall});
+  } catch (const std::invalid_argument& e) {
+    TORCH_CHECK_VALUE(false, e.what());
+  }
+#else
+  (void)v, (void)dma_waits_stall;
+  TORCH_CHECK(false, "torch_qpu: not a qpusim build");
+#endif
+}
+
+// torch_qpu.calibrate: one launch of a microbenchmark (calibrate_kernels.h) through the
+// runtime's launch path. Returns (qpusim's emulated cycles, 0 on other backends; the
+// launch's wall time in seconds).
+std::pair<int64_t, double> calibrate_run(const std::string& bench, const std::string& backend,
+                                         int64_t num_qpus, int64_t n, int64_t ring) {
+#ifdef TORCH_QPU_WITH_QPULIB
+  const Backend be = parse_backend(c10::string_view(backend.data(), backend.size()));
+  TORCH_CHECK_VALUE(be != Backend::Cpu, "torch_qpu: calibration needs a QPU backend");
+  TORCH_CHECK_VALUE(num_qpus >= 1 && num_qpus <= kMaxQPUs && n >= 1 && n <= (1 << 20) &&
+                        ring >= 1 && ring <= (1 << 20),
+                    "torch_qpu: calibration run out of range");
+  GilRelease no_gil;
+  Runtime& rt = runtime();
+  std::lock_guard<std::mutex> lock(rt.mutex);
+  try {
+    const auto [src_floats, out_floats] = calibrate::buffer_floats(bench, num_qpus, n, ring);
+    calibrate::CalibrationKernel& kernel = calibrate::kernel(bench);
+    Buffer& src = rt.buffer(Runtime::kInputA, src_floats);
+    Buffer& out = rt.buffer(Runtime::kOutput, out_floats);
+    const auto start = std::chrono::steady_clock::now();
+    rt.launch(be, kernel, num_qpus, std::numeric_limits<double>::infinity(), static_cast<int>(n),
+              static_cast<int>(ring), &src, &out);
+    const std::chrono::duration<double> wall = std::chrono::steady_clock::now() - start;
+    int64_t cycles = 0;
+#ifdef QPUSIM_MODE
+    if (be == Backend::Qpusim) cycles = static_cast<int64_t>(qpusim_last_cycles());
+#endif
+    return {cycles, wall.count()};
+  } catch (const std::invalid_argument& e) {
+    TORCH_CHECK_VALUE(false, e.what());
+  }
+  return {};  // not reached: TORCH_CHECK_VALUE(false, ...) throws
+#else
+  (void)bench, (void)backend, (void)num_qpus, (void)n, (void)ring;
+  TORCH_CHECK(false, "torch_qpu: built without QPULib (no QPU backend to calibrate)");
+#endif
+}
 
 }  // namespace
 }  // namespace torch_qpu
@@ -1766,6 +1823,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         pybind11::arg("num_qpus"), pybind11::arg("params"), pybind11::arg("data"));
   m.def("_qpulib_code", &torch_qpu::qpulib_code, pybind11::arg("name"));
 #endif
+  m.def("_qpusim_set_memory_model", &torch_qpu::qpusim_set_memory_model_hook,
+        pybind11::arg("cycles_model"), pybind11::arg("dma_waits_stall"));
+  m.def("_calibrate_run", &torch_qpu::calibrate_run, pybind11::arg("bench"),
+        pybind11::arg("backend"), pybind11::arg("num_qpus"), pybind11::arg("n"),
+        pybind11::arg("ring"));
   m.def("resident_forget", &torch_qpu::resident_forget,
         "drop the resident GPU copy of a weight (all when None)", pybind11::arg("weight"));
   // The operators' implementations without the dispatcher, for the bench's

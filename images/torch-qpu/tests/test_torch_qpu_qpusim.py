@@ -18,12 +18,14 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
 
 import torch_qpu
-from torch_qpu import _backend
+from torch_qpu import _backend, calibrate
+from torch_qpu import memory_model as mm
 
 pytestmark = [pytest.mark.qpusim, pytest.mark.qpulib]
 
@@ -384,3 +386,219 @@ def test_assembler_round_trips_qpulib_encoder(name: str) -> None:
     for word in words:
         again = q.reassemble(word)
         assert q.decode(again).text() == q.decode(word).text(), q.decode(word).text()
+
+
+# ---- the memory model (torch_qpu.memory_model; images/vc4c/patches/0011) ---------------
+#
+# Emulated cycle counts are deterministic: asserted exactly where the model fixes them.
+
+SET_A = mm.MemoryModel(  # at 250 MHz
+    dram_bandwidth_gbps=1.6,
+    dram_latency_ns=150.0,
+    dma_load_bandwidth_gbps=0.4,
+    dma_load_setup_ns=250.0,
+    dma_store_bandwidth_gbps=0.6,
+    dma_store_setup_ns=200.0,
+    name="set A",
+)
+SET_B = mm.MemoryModel(  # at 400 MHz
+    dram_bandwidth_gbps=3.2,
+    dram_latency_ns=100.0,
+    dma_load_bandwidth_gbps=0.9,
+    dma_load_setup_ns=150.0,
+    dma_store_bandwidth_gbps=1.2,
+    dma_store_setup_ns=120.0,
+    name="set B",
+)
+
+
+def bench_cycles(bench: str, num_qpus: int, n: int, ring: int = 1) -> int:
+    cycles, _ = _backend.extension()._calibrate_run(bench, "qpusim", num_qpus, n, ring)
+    return int(cycles)
+
+
+def stream_bytes_per_cycle(num_qpus: int) -> float:
+    """Per-QPU bytes per emulated cycle of the TMU stream (slope over two sizes)."""
+    extra = bench_cycles("tmu_stream", num_qpus, 512) - bench_cycles("tmu_stream", num_qpus, 256)
+    return 256 * 64 / extra
+
+
+def test_default_model_file_and_units() -> None:
+    model = mm.default()
+    assert (model.dram_bandwidth_gbps, model.dma_load_bandwidth_gbps) == (2.5, 0.69)
+    at_250 = model.to_cycles(250)
+    assert at_250.dram_bytes_per_cycle == pytest.approx(40.0)  # 2.5 GB/s x 16 ns
+    assert at_250.dram_latency_cycles == pytest.approx(7.5)  # 120 ns / 16 ns
+    at_400 = model.to_cycles(mm.PI3_CLOCK_MHZ)
+    assert at_400.dram_bytes_per_cycle == pytest.approx(25.0)
+    assert at_400.dram_latency_cycles == pytest.approx(12.0)
+    free = mm.free().to_cycles(250)
+    assert free == (0.0, 8.0, 0.0, 12.0, 0.0, 12.0, False)  # QPUSim.h's defaults
+
+
+def test_save_and_load_round_trip(tmp_path: Path) -> None:
+    for model in (mm.default(), mm.free(), SET_A):
+        mm.save(model, tmp_path / "m.toml")
+        assert mm.load(tmp_path / "m.toml") == model
+
+
+def test_free_model_is_the_original_timing() -> None:
+    """The same launches in two fresh processes, one with no model set (the emulator's
+    built-in default) and one with memory_model.free(): the same cycles, launch for launch."""
+    code = """
+        import os
+        os.environ.pop("QPUSIM_MEMORY_MODEL", None)  # the library's built-in default
+        import torch, torch_qpu
+        from torch_qpu import memory_model as mm
+        if {free}:
+            mm.set(mm.free())
+        torch.manual_seed(0)
+        calls = [
+            lambda: torch_qpu.add(torch.randn(5000), torch.randn(5000), backend="qpusim"),
+            lambda: torch_qpu.mv(torch.randn(40, 900), torch.randn(900), backend="qpusim"),
+            lambda: torch_qpu.mm(torch.randn(20, 50), torch.randn(50, 30), backend="qpusim"),
+        ]
+        counts = []
+        for call in calls:
+            before = torch_qpu.stats()["qpusim_cycles"]
+            call()
+            counts.append(torch_qpu.stats()["qpusim_cycles"] - before)
+        print(counts)
+        """
+    plain = run_isolated(code.format(free=False))
+    free = run_isolated(code.format(free=True))
+    assert plain == free, (plain, free)
+
+
+def test_twelve_streaming_qpus_contend() -> None:
+    """Each QPU streams its own block through the TMU: alone it is instruction-bound; twelve
+    share the DRAM's 40 bytes per cycle (2.5 GB/s at 250 MHz), so each gets less. Without the
+    model there is no limit and no contention."""
+    with mm.use(mm.default()):
+        one, twelve = stream_bytes_per_cycle(1), stream_bytes_per_cycle(12)
+    assert twelve < 0.8 * one, (one, twelve)
+    assert 12 * twelve == pytest.approx(40.0, rel=0.05)
+    with mm.use(mm.free()):
+        assert stream_bytes_per_cycle(12) == pytest.approx(stream_bytes_per_cycle(1))
+
+
+def test_bandwidth_speeds_memory_bound_work_only() -> None:
+    """Twice the DRAM bandwidth: 12 QPUs streaming (memory-bound) get faster; one QPU
+    streaming (instruction-bound: 14 cycles per 64 bytes) streams exactly as fast, only its
+    first line fills (latency and a line's transfer) finish a few cycles sooner."""
+    slow = mm.default()
+    fast = mm.scaled(slow, dram_bandwidth_gbps=2 * slow.dram_bandwidth_gbps)
+    counts = {}
+    for label, model in (("slow", slow), ("fast", fast)):
+        with mm.use(model):
+            counts[label] = [
+                bench_cycles("tmu_stream", nq, n) for nq in (12, 1) for n in (256, 512)
+            ]
+    slow12, _, slow1_256, slow1_512 = counts["slow"]
+    fast12, _, fast1_256, fast1_512 = counts["fast"]
+    assert fast12 < 0.8 * slow12, counts
+    assert fast1_512 - fast1_256 == slow1_512 - slow1_256 == 256 * 14, counts
+    assert fast1_512 == pytest.approx(slow1_512, rel=0.005), counts
+
+
+def test_dma_time_grows_with_the_bytes() -> None:
+    """QPULib's 64-byte DMA loads on one QPU: each costs its setup plus 64 / rate; halving
+    the rate adds 64 / rate cycles per transfer (here 5.8 at 0.69 GB/s, 250 MHz)."""
+    model = mm.default()
+    slower = mm.scaled(model, dma_load_bandwidth_gbps=model.dma_load_bandwidth_gbps / 2)
+    per_transfer = {}
+    for label, m in (("default", model), ("slower", slower)):
+        with mm.use(m):
+            per_transfer[label] = (
+                bench_cycles("dma_load", 1, 128) - bench_cycles("dma_load", 1, 64)
+            ) / 64
+    extra = 64 / model.to_cycles(250).dma_load_bytes_per_cycle
+    assert per_transfer["slower"] - per_transfer["default"] == pytest.approx(extra, abs=1.0)
+
+
+@pytest.mark.parametrize(("known", "clock_mhz"), [(SET_A, 250.0), (SET_B, 400.0)], ids=["A", "B"])
+def test_calibration_recovers_known_parameters(known: mm.MemoryModel, clock_mhz: float) -> None:
+    """The kit, run on qpusim under a known model, fits it back within 15 % (a small mv
+    shape keeps the check quick; it is not part of the fit)."""
+    before = mm.current()
+    with mm.use(known, clock_mhz):
+        cal = calibrate.calibrate("qpusim", clock_mhz, mv_shape=(24, 2000))
+    assert not cal.notes, cal.notes
+    print(calibrate.report(cal, known))
+    for key in (
+        "dram_bandwidth_gbps",
+        "dram_latency_ns",
+        "dma_load_bandwidth_gbps",
+        "dma_load_setup_ns",
+        "dma_store_bandwidth_gbps",
+        "dma_store_setup_ns",
+    ):
+        assert getattr(cal.model, key) == pytest.approx(getattr(known, key), rel=0.15), key
+    assert mm.current() == before  # the kit restored what was set
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("dram_bandwith_gbps = 2.5\n", "unknown key 'dram_bandwith_gbps'"),
+        ("dram_latency_ns = -5\n", "dram_latency_ns = -5 must be a finite number of ns >= 0"),
+        ('dma_load_bandwidth_gbps = "fast"\n', "dma_load_bandwidth_gbps = 'fast' is not a number"),
+        ("dram_bandwidth_gbps = 0\n", "dram_bandwidth_gbps = 0 must be > 0 GB/s"),
+        ("[memory]\n", "tables are not supported"),
+        ("dram_latency_ns = \n", "not valid TOML"),
+    ],
+)
+def test_bad_model_file_names_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+    good = mm.default().to_toml()
+    key = text.split("=")[0].strip()
+    lines = [line for line in good.splitlines() if not line.startswith(key + " ")]
+    path = tmp_path / "bad.toml"
+    path.write_text("\n".join(lines) + "\n" + text, encoding="utf-8")
+    with pytest.raises(mm.MemoryModelError) as err:
+        mm.load(path)
+    assert str(err.value).startswith(str(path)), err.value
+    assert message in str(err.value), err.value
+
+
+def test_missing_key_and_cli_error_without_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "short.toml"
+    path.write_text("dram_bandwidth_gbps = 2.5\n", encoding="utf-8")
+    with pytest.raises(mm.MemoryModelError, match="missing key 'dram_latency_ns'"):
+        mm.load(path)
+    result = subprocess.run(
+        [sys.executable, "-m", "torch_qpu.calibrate", "--model", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"torch_qpu.calibrate: error: {path}: missing key"), (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_calibrate_cli_writes_a_model_file(tmp_path: Path) -> None:
+    out = tmp_path / "measured.toml"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch_qpu.calibrate",
+            "--model",
+            str(mm.DEFAULT_PATH),
+            "--mv-rows",
+            "12",
+            "--mv-cols",
+            "1000",
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    measured = mm.load(out)
+    assert measured.dram_bandwidth_gbps == pytest.approx(mm.default().dram_bandwidth_gbps, rel=0.15)
+    assert "DRAM bandwidth" in result.stderr

@@ -207,6 +207,11 @@ def calibrate(
     ns = 1e9
     cal = Calibration(model=mm.free(), backend=backend, clock_mhz=clock_mhz)
 
+    if backend == "qpusim" and not mm.current()[0].dma_waits_stall:
+        cal.notes.append(
+            "the qpusim model skips QPULib's DMA waits (dma_waits_stall = false): the DMA "
+            "figures mean nothing under it"
+        )
     # Issue cycles of the DMA loops: measured on qpusim (under a reference model), else the table.
     if backend == "qpusim":
         cal.issue_cycles = measure_issue_cycles(runner)

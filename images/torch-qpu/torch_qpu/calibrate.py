@@ -32,6 +32,7 @@ import math
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from . import _backend
@@ -365,6 +366,12 @@ def main(argv: list[str] | None = None) -> int:
         "--output", "-o", help="write the fitted model file here (default: print it)"
     )
     parser.add_argument(
+        "--save",
+        action="store_true",
+        help="write the fitted model where auto reads this Pi's calibration "
+        "($TORCH_QPU_MEMORY_MODEL, else ~/.config/torch_qpu/memory_model.toml)",
+    )
+    parser.add_argument(
         "--json", action="store_true", help="print the fit and measurements as JSON"
     )
     parser.add_argument("--repeat", type=int, default=3, help="qpu: runs per point, fastest kept")
@@ -405,6 +412,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"torch_qpu.calibrate: error: {err}", file=sys.stderr)
         return 2
     print(report(cal, known), file=sys.stderr)
+    if args.save and not args.output:
+        args.output = str(mm.calibrated_path())
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     if args.output:
         mm.save(cal.model, args.output)
         print(f"wrote {args.output}", file=sys.stderr)

@@ -21,10 +21,12 @@ extension's README, "Memory model".
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sys
 import threading
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
@@ -235,8 +237,9 @@ def save(model: MemoryModel, path: str | os.PathLike[str]) -> None:
     Path(path).write_text(model.to_toml(), encoding="utf-8")
 
 
+@functools.lru_cache(maxsize=1)
 def default() -> MemoryModel:
-    """The published-figures model (``memory_model.toml``)."""
+    """The published-figures model (``memory_model.toml``; read once)."""
     return load(DEFAULT_PATH)
 
 
@@ -255,6 +258,57 @@ def free() -> MemoryModel:
         name="free",
         description="the emulator's original timing: memory costs (almost) nothing",
     )
+
+
+CALIBRATED_ENV = "TORCH_QPU_MEMORY_MODEL"
+
+
+def calibrated_path() -> Path:
+    """Where the calibration of this Pi is kept: ``$TORCH_QPU_MEMORY_MODEL``, else
+    ``$XDG_CONFIG_HOME/torch_qpu/memory_model.toml`` (``~/.config/...``), which
+    ``python -m torch_qpu calibrate --save`` writes. ``auto`` reads it (calibrated_or_default)."""
+    named = os.environ.get(CALIBRATED_ENV, "").strip()
+    if named:
+        return Path(named)
+    config = os.environ.get("XDG_CONFIG_HOME", "").strip() or str(Path.home() / ".config")
+    return Path(config) / "torch_qpu" / "memory_model.toml"
+
+
+_calibrated_cache: dict[tuple[str, float], MemoryModel] = {}
+_warned_paths: list[str] = []
+
+
+def calibrated_or_default() -> MemoryModel:
+    """The calibrated model when its file exists (cached by path and mtime), else the
+    published-figures default. A broken file warns once and the default is used: it only
+    steers ``auto``'s choice, never a result."""
+    path = calibrated_path()
+    try:
+        stamp = path.stat().st_mtime
+    except OSError:
+        if os.environ.get(CALIBRATED_ENV, "").strip() and str(path) not in _warned_paths:
+            _warned_paths.append(str(path))
+            warnings.warn(
+                f"torch_qpu: {CALIBRATED_ENV}={path} does not exist; auto uses the "
+                "published-figures memory model",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return default()
+    key = (str(path), stamp)
+    if key not in _calibrated_cache:
+        try:
+            _calibrated_cache[key] = load(path)
+        except MemoryModelError as err:
+            if str(path) not in _warned_paths:
+                _warned_paths.append(str(path))
+                warnings.warn(
+                    f"torch_qpu: {err}; auto uses the published-figures memory model",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            return default()
+    return _calibrated_cache[key]
 
 
 def scaled(model: MemoryModel, **changes: float) -> MemoryModel:

@@ -103,15 +103,19 @@ def kernel_cycles(w: Workload, num_qpus: int = 12) -> float:
     return _ceil(tiles, min(num_qpus, tiles)) * per_tile + 600
 
 
-def dram_bytes(w: Workload) -> float:
-    """Bytes the kernel moves between DRAM and the QPUs (no reuse through the L2 assumed)."""
+def dram_bytes(w: Workload, num_qpus: int = 12) -> float:
+    """Bytes the kernel moves between DRAM and the QPUs. gemm: the QPUs work on neighbouring
+    tiles of one A panel at the same time (module.cpp hands tiles out that way), so an A panel
+    comes from DRAM once per group of QPUs and each tile streams its own B panel."""
     if w.op in ("add", "sub", "mul"):
         return 12.0 * w.n
     if w.op == "mv" or w.m == 1 or (w.op == "mm" and w.n == 1):
         return 4.0 * (w.k * max(w.m, w.n) + w.k)
     rows, vectors = (w.n, w.m) if w.op == "linear" else (w.m, w.n)
-    tiles = _ceil(max(rows, vectors), 32) * _ceil(min(rows, vectors), 16)
-    return tiles * (32 + 16) * (w.k + 2) * 4.0
+    col_panels = _ceil(min(rows, vectors), 16)
+    tiles = _ceil(max(rows, vectors), 32) * col_panels
+    sharing = min(num_qpus, col_panels)
+    return tiles * (32 / sharing + 16) * (w.k + 2) * 4.0
 
 
 def host_bytes(w: Workload) -> float:
@@ -134,7 +138,7 @@ def estimate(
 ) -> Estimate:
     """Both sides' time for one call. ``dram_gbps``: the memory model's DRAM bandwidth."""
     compute = kernel_cycles(w, num_qpus) * 4 / (clock_mhz * 1e6)
-    memory = dram_bytes(w) / (dram_gbps * DRAM_EFFICIENCY * 1e9)
+    memory = dram_bytes(w, num_qpus) / (dram_gbps * DRAM_EFFICIENCY * 1e9)
     copies = host_bytes(w) / (HOST_COPY_GBPS * 1e9) + LAUNCH_SECONDS
     kernel = max(compute, memory)
     bound = "compute" if compute >= memory else "memory"

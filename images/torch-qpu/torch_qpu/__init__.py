@@ -1,8 +1,10 @@
 """torch_qpu: PyTorch ops on the Raspberry Pi's VideoCore IV QPUs.
 
-Backends: ``qpu`` (QPULib on the real GPU), ``emulator`` (QPULib's software
-emulator, any CPU) and ``cpu`` (plain torch). See README.md, and run
-``python -m torch_qpu doctor`` on a Pi.
+Backends: ``qpu`` (the real GPU: torch_qpu's own hand-scheduled kernels, or QPULib's),
+``emulator`` (QPULib's software emulator, any CPU), ``qpusim`` (host builds: the machine code
+on VC4C's cycle-stepped emulator) and ``cpu`` (plain torch); ``auto`` offloads only what the
+QPUs do faster than the Pi's CPU. See README.md, and run ``python -m torch_qpu doctor`` on a
+Pi.
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ from ._backend import (  # noqa: E402
     build_mode,
     get_auto_threshold,
     get_backend,
+    get_kernels,
     get_num_qpus,
     set_auto_threshold,
     set_backend,
+    set_kernels,
     set_num_qpus,
     stats,
 )
@@ -49,6 +53,7 @@ __all__ = [
     "convert",
     "get_auto_threshold",
     "get_backend",
+    "get_kernels",
     "get_num_qpus",
     "linear",
     "mm",
@@ -57,6 +62,7 @@ __all__ = [
     "nn",
     "set_auto_threshold",
     "set_backend",
+    "set_kernels",
     "set_num_qpus",
     "stats",
     "sub",

@@ -106,6 +106,28 @@ def _check_num_qpus(num_qpus: int) -> int:
 _SETTINGS = _settings_from_env()
 
 
+def set_kernels(name: str) -> None:
+    """Which kernels the qpu and qpusim backends run: 'asm' (torch_qpu's own, the default
+    where the build has them) or 'qpulib' (QPULib's, kept for comparison). The emulator
+    backend always runs QPULib's."""
+    if name not in _EXT.kernel_sets:
+        raise ValueError(
+            f"unknown kernel set {name!r}: this build has {', '.join(_EXT.kernel_sets)}"
+        )
+    _EXT.set_kernels(name)
+
+
+def get_kernels() -> str:
+    return str(_EXT.get_kernels())
+
+
+if os.environ.get("TORCH_QPU_KERNELS"):
+    try:
+        set_kernels(os.environ["TORCH_QPU_KERNELS"])
+    except ValueError as err:
+        raise ValueError(f"TORCH_QPU_KERNELS: {err}") from None
+
+
 def extension() -> ModuleType:
     """The compiled extension (runtime counters; the operators are torch.ops.torch_qpu)."""
     return _EXT

@@ -321,6 +321,12 @@ def kernel_records(cases: list[KernelCase], model: memory_model.MemoryModel) -> 
                             lambda case=case, rows=rows: case.run(rows)
                         )
                     cycles = round(cycles * scale)
+                    print(
+                        f"bench: {case.label}, {kernels} kernels, {memory} memory at {clock:.0f} "
+                        f"MHz: {cycles} cycles ({wall:.0f} s of emulation)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                     entry = {
                         "memory_model": memory,
                         "clock_mhz": clock,

@@ -602,3 +602,50 @@ def test_calibrate_cli_writes_a_model_file(tmp_path: Path) -> None:
     measured = mm.load(out)
     assert measured.dram_bandwidth_gbps == pytest.approx(mm.default().dram_bandwidth_gbps, rel=0.15)
     assert "DRAM bandwidth" in result.stderr
+
+
+# ---- the cost model auto uses, against the emulator's counts ----------------------------
+
+MODEL_CASES = {
+    "mm 128^3": ((128, 128, 128), "mm"),
+    "mm 64x300x200": ((64, 300, 200), "mm"),
+    "linear 1024->1024 b1": ((1, 1024, 1024), "linear"),
+    "linear 256->256 b8": ((8, 256, 256), "linear"),
+    "mv 100x4000": ((1, 4000, 100), "mv"),
+    "add 10^5": ((1, 1, 10**5), "add"),
+}
+
+
+@pytest.mark.parametrize("memory", ["free", "default"])
+@pytest.mark.parametrize("name", sorted(MODEL_CASES))
+def test_offload_model_follows_the_emulator(name: str, memory: str) -> None:
+    """torch_qpu.offload's kernel time (what auto compares with the CPU) is within -20 % /
+    +15 % of the cycles qpusim counts, under the free and the published-figures memory model:
+    it may not flatter the QPUs by more than that. Cycle counts, not wall-clock time."""
+    from torch_qpu import memory_model, offload
+
+    (m, k, n), op = MODEL_CASES[name]
+    if op == "mm":
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        call = lambda: torch_qpu.mm(a, b, backend="qpusim")  # noqa: E731
+    elif op == "linear":
+        x, w = torch.randn(m, k), torch.randn(n, k)
+        call = lambda: torch_qpu.linear(x, w, backend="qpusim", resident=True)  # noqa: E731
+    elif op == "mv":
+        mat, vec = torch.randn(n, k), torch.randn(k)
+        call = lambda: torch_qpu.mv(mat, vec, backend="qpusim")  # noqa: E731
+    else:
+        a = torch.randn(n)
+        call = lambda: torch_qpu.add(a, a, backend="qpusim")  # noqa: E731
+    model = memory_model.free() if memory == "free" else memory_model.default()
+    with memory_model.use(model, clock_mhz=250):
+        call()  # the resident upload, the pool
+        before = torch_qpu.stats()["qpusim_cycles"]
+        call()
+        cycles = torch_qpu.stats()["qpusim_cycles"] - before
+    workload = offload.Workload(op, m, k, n, resident=op == "linear")
+    predicted = offload.kernel_cycles(workload)
+    if memory == "default":
+        gbps = model.dram_bandwidth_gbps * offload.DRAM_EFFICIENCY
+        predicted = max(predicted, offload.dram_bytes(workload) / (gbps * 1e9) * 250e6 / 4)
+    assert 0.8 * predicted <= cycles <= 1.15 * predicted, (cycles, round(predicted))

@@ -36,12 +36,15 @@ PEAK_FLOPS_PER_CLOCK = 12 * 4 * 2  # 12 QPUs x 4 lanes x (multiply + add)
 DRAM_EFFICIENCY = 0.85
 LANES = 16
 
-# Per-QPU emulated cycles of torch_qpu's kernels (1 cycle = 4 QPU clocks), read off their code.
+# Per-QPU emulated cycles of torch_qpu's kernels (1 cycle = 4 QPU clocks) with memory free:
+# gemm's from its code (instruction-bound); gemv's and elementwise's as qpusim counts them
+# (their loads ahead do not cover the TMU's latency: 9 instructions per pair of vectors take
+# about 22 cycles), which only matters when DRAM is faster than the kernels can stream.
 GEMM_CYCLES_PER_STEP = 48.5  # 97 instructions per two k steps of a 32 x 16 tile
 GEMM_CYCLES_PER_TILE = 250.0  # list entry, zeroing, first loads, eight DMA stores
-GEMV_CYCLES_PER_PAIR = 9.0  # two 16-float vectors of a row segment
+GEMV_CYCLES_PER_PAIR = 22.0  # two 16-float vectors of a row segment
 GEMV_CYCLES_PER_ITEM = 60.0  # uniforms, loads ahead, the lane sum
-EW_CYCLES_PER_BLOCK = 20.0  # four 16-float vectors and their DMA store
+EW_CYCLES_PER_BLOCK = 45.0  # four 16-float vectors and their DMA store
 
 
 @dataclass(frozen=True)

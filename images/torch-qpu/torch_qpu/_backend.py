@@ -347,7 +347,7 @@ def stats() -> dict[str, object]:
         "launches": 0,
         "resident_uploads": 0,
         "resident_matrices": 0,
-        "pool_capacity_floats": (0, 0, 0),
+        "pool_capacity_floats": (0, 0, 0, 0),
         "gpu_floats": 0,
         "abandoned_floats": 0,
         "qpusim_cycles": 0,

@@ -1000,6 +1000,16 @@ int64_t items_per_launch(int64_t total, int64_t num_qpus,
   });
 }
 
+// Calls launch(first, count, nq) for consecutive chunks of `total` work items, `chunk` at a
+// time, each on as many QPUs as it has items (at most num_qpus).
+template <typename Launch>
+void for_each_launch(int64_t total, int64_t chunk, int64_t num_qpus, Launch&& launch) {
+  for (int64_t first = 0; first < total; first += chunk) {
+    const int64_t count = std::min(chunk, total - first);
+    launch(first, count, std::min(num_qpus, count));
+  }
+}
+
 // a (M, K) @ b (K, N) on the gemm kernel (32 x 16 tiles). resident_a: a is a weight kept in
 // GPU memory as A panels between calls.
 Tensor asm_gemm(Backend be, const Tensor& a, const Tensor& b, int64_t num_qpus, bool resident_a) {
@@ -1038,9 +1048,7 @@ Tensor asm_gemm(Backend be, const Tensor& a, const Tensor& b, int64_t num_qpus, 
     const uint32_t a_base = buf_a.getAddress();
     const uint32_t b_base = buf_b.getAddress();
     const uint32_t c_base = buf_c.getAddress();
-    for (int64_t first = 0; first < tiles; first += chunk) {
-      const int64_t count = std::min(chunk, tiles - first);
-      const int64_t nq = std::min(num_qpus, count);
+    for_each_launch(tiles, chunk, num_qpus, [&](int64_t first, int64_t count, int64_t nq) {
       WorkLists lists(nq);
       for (int64_t i = 0; i < count; ++i) {
         // Tiles next to each other (the same A panel) run at the same time on different
@@ -1060,7 +1068,7 @@ Tensor asm_gemm(Backend be, const Tensor& a, const Tensor& b, int64_t num_qpus, 
       rt.launch_asm(be, asm_code().gemm, nq, estimate(count, nq), params);
       words_from_gpu(tile_out.mutable_data_ptr<float>() + first * kTileFloats, gpu_words(buf_c),
                      count * kTileFloats);
-    }
+    });
   }
   // Lane l of accumulator (i, r) holds C[32 ib + 16 i + l, 16 jb + (l - r) mod 16].
   const Tensor lanes = at::arange(kLanes, options.dtype(at::kLong));
@@ -1132,9 +1140,7 @@ Tensor asm_gemv(Backend be, const Tensor& vec, const Tensor& mat, int64_t num_qp
     const uint32_t x_base = buf_x.getAddress();
     const uint32_t m_base = buf_m.getAddress();
     const uint32_t out_base = buf_out.getAddress();
-    for (int64_t first = 0; first < total; first += chunk) {
-      const int64_t count = std::min(chunk, total - first);
-      const int64_t nq = std::min(num_qpus, count);
+    for_each_launch(total, chunk, num_qpus, [&](int64_t first, int64_t count, int64_t nq) {
       const int64_t groups = ceil_div(ceil_div(count, nq), kLanes);
       WorkLists lists(nq);
       for (int64_t q = 0; q < nq; ++q) {
@@ -1160,7 +1166,7 @@ Tensor asm_gemv(Backend be, const Tensor& vec, const Tensor& mat, int64_t num_qp
           value_rows.push_back(items[static_cast<std::size_t>(first + q + j * nq)].row);
         }
       }
-    }
+    });
   }
   // Segments of one row are added here (one value per segment).
   Tensor y = at::zeros({rows}, options);
@@ -1196,13 +1202,11 @@ void asm_elementwise(Backend be, kernels::BinaryOp op, const Tensor& a, const Te
   Buffer& buf_a = rt.buffer(Runtime::kInputA, chunk * kBlock + kSlackFloats);
   Buffer& buf_b = rt.buffer(Runtime::kInputB, chunk * kBlock + kSlackFloats);
   Buffer& buf_out = rt.buffer(Runtime::kOutput, chunk * kBlock);
-  for (int64_t first = 0; first < blocks; first += chunk) {
-    const int64_t count = std::min(chunk, blocks - first);
+  for_each_launch(blocks, chunk, num_qpus, [&](int64_t first, int64_t count, int64_t nq) {
     const int64_t begin = first * kBlock;
     const int64_t valid = std::min(n - begin, count * kBlock);
     copy_padded(gpu_words(buf_a), pa + begin, 1, valid, count * kBlock + kSlackFloats);
     copy_padded(gpu_words(buf_b), pb + begin, 1, valid, count * kBlock + kSlackFloats);
-    const int64_t nq = std::min(num_qpus, count);
     WorkLists lists(nq);
     for (int64_t q = 0; q < nq; ++q) {  // one contiguous run per QPU
       const int64_t b0 = q * count / nq;
@@ -1214,7 +1218,7 @@ void asm_elementwise(Backend be, kernels::BinaryOp op, const Tensor& a, const Te
     }
     rt.launch_asm(be, code, nq, estimate(count, nq), lists.write(rt));
     words_from_gpu(pd + begin, gpu_words(buf_out), valid);
-  }
+  });
 }
 
 // vecs (V, K) @ mat.T for mat (R, K) on torch_qpu's kernels: gemv when either side is a single

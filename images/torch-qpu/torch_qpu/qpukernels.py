@@ -80,6 +80,15 @@ def _prologue(p: Program, table_stride_reg_b: q.Reg, params: list[q.Reg]) -> Non
     p.mov(ra(23), q.UNIF, comment="work items")
 
 
+def _count_down(p: Program, counter: q.Reg, exit_label: str) -> None:
+    """counter -= 1; leave for `exit_label` once it went negative (three empty delay slots:
+    nothing may be read past the work list)."""
+    p.add("sub", counter, counter, small_imm(1), sf=True)
+    p.branch(exit_label, cond="all_ns")
+    for _ in range(3):
+        p.nop()
+
+
 def _finish(p: Program) -> None:
     p.label("done")
     p.mov(q.NOP, q.VPM_ST_WAIT, comment="last DMA store done")
@@ -243,11 +252,7 @@ def gemv() -> Program:
     p.mov(out, q.UNIF, comment="output rows")
 
     p.label("group")
-    p.add("sub", ra(23), ra(23), small_imm(1), sf=True)
-    p.branch("done", cond="all_ns")
-    p.nop()
-    p.nop()
-    p.nop()
+    _count_down(p, ra(23), "done")
     p.mov(items, q.UNIF, comment="items in this group")
     p.alu(
         add=("or", lane, small_imm(0), small_imm(0)),
@@ -255,11 +260,7 @@ def gemv() -> Program:
     )
 
     p.label("item")
-    p.add("sub", items, items, small_imm(1), sf=True)
-    p.branch("store", cond="all_ns")
-    p.nop()
-    p.nop()
-    p.nop()
+    _count_down(p, items, "store")
     p.mov(R0, q.UNIF, comment="W segment")
     p.mov(R1, q.UNIF, comment="x segment")
     p.mov(pairs, q.UNIF, comment="pairs of vectors")
@@ -336,11 +337,7 @@ def elementwise(op: str) -> Program:
     p.add("or", rb(21), R2, ra(31), comment="DMA store setup for this QPU's four rows")
 
     p.label("item")
-    p.add("sub", ra(23), ra(23), small_imm(1), sf=True)
-    p.branch("done", cond="all_ns")
-    p.nop()
-    p.nop()
-    p.nop()
+    _count_down(p, ra(23), "done")
     p.mov(R0, q.UNIF, comment="a")
     p.mov(R1, q.UNIF, comment="b")
     p.mov(out, q.UNIF, comment="out")

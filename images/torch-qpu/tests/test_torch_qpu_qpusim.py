@@ -525,14 +525,7 @@ def test_calibration_recovers_known_parameters(known: mm.MemoryModel, clock_mhz:
         cal = calibrate.calibrate("qpusim", clock_mhz, mv_shape=(24, 2000))
     assert not cal.notes, cal.notes
     print(calibrate.report(cal, known))
-    for key in (
-        "dram_bandwidth_gbps",
-        "dram_latency_ns",
-        "dma_load_bandwidth_gbps",
-        "dma_load_setup_ns",
-        "dma_store_bandwidth_gbps",
-        "dma_store_setup_ns",
-    ):
+    for key in mm.PARAMETERS:
         assert getattr(cal.model, key) == pytest.approx(getattr(known, key), rel=0.15), key
     assert mm.current() == before  # the kit restored what was set
 

@@ -40,7 +40,8 @@ DEFAULT_PATH = Path(__file__).with_name("memory_model.toml")
 CLOCKS_PER_CYCLE = 4.0
 LINE_BYTES = 64  # an L2 cache line; also QPULib's DMA transfers (16 words)
 
-_NUMBERS = (
+# The model's numeric parameters, in file order (the calibration kit fits each of them).
+PARAMETERS = (
     "dram_bandwidth_gbps",
     "dram_latency_ns",
     "dma_load_bandwidth_gbps",
@@ -113,7 +114,7 @@ class MemoryModel:
             f"name = {_quote(self.name)}",
             f"description = {_quote(self.description)}",
         ]
-        for key in _NUMBERS:
+        for key in PARAMETERS:
             value = getattr(self, key)
             lines.append(f"{key} = {'inf' if math.isinf(value) else repr(float(value))}")
         lines.append(f"dma_waits_stall = {'true' if self.dma_waits_stall else 'false'}")
@@ -144,7 +145,7 @@ def _check_clock(clock_mhz: float) -> None:
 def _check(model: MemoryModel, source: str) -> None:
     """Every number valid: bandwidths > 0 (inf allowed), times finite and >= 0."""
     where = f"{source}: " if source else "memory model: "
-    for key in _NUMBERS:
+    for key in PARAMETERS:
         value = getattr(model, key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
             raise MemoryModelError(f"{where}{key} = {value!r} is not a number")
@@ -161,10 +162,10 @@ def _check(model: MemoryModel, source: str) -> None:
 def from_mapping(values: Mapping[str, Any], source: str = "memory model") -> MemoryModel:
     """A model from a mapping (a parsed file); unknown or missing keys are errors naming them."""
     for key in values:
-        if key not in (*_NUMBERS, *_STRINGS, *_IGNORED, "dma_waits_stall"):
-            known = ", ".join((*_NUMBERS, "dma_waits_stall", *_STRINGS))
+        if key not in (*PARAMETERS, *_STRINGS, *_IGNORED, "dma_waits_stall"):
+            known = ", ".join((*PARAMETERS, "dma_waits_stall", *_STRINGS))
             raise MemoryModelError(f"{source}: unknown key {key!r} (known: {known})")
-    missing = [key for key in _NUMBERS if key not in values]
+    missing = [key for key in PARAMETERS if key not in values]
     if missing:
         raise MemoryModelError(f"{source}: missing key {missing[0]!r}")
     for key in _STRINGS:

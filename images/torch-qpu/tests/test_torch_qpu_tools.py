@@ -129,3 +129,14 @@ def test_doctor_names_the_cause_of_a_failed_probe(failed: list[str], cause: str 
     else:
         assert f"cause: {cause}: {cause} detail" in result.detail
         assert result.fix == f"{cause} fix"
+
+
+def test_offload_prints_where_auto_runs_calls(capsys: pytest.CaptureFixture[str]) -> None:
+    from torch_qpu.__main__ import main
+
+    assert main(["offload"]) == 0
+    out = capsys.readouterr().out
+    assert "memory model:" in out
+    rows = {line.split("|")[0].strip(): line for line in out.splitlines() if "|" in line}
+    assert rows["add 1000000"].rstrip().endswith("cpu/cpu")  # copies cost more than the add
+    assert "qpu/qpu" in rows["linear 1024->1024 b1 resident"]

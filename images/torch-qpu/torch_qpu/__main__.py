@@ -1,4 +1,4 @@
-"""``python -m torch_qpu {doctor,bench,check,calibrate}``."""
+"""``python -m torch_qpu {doctor,bench,check,calibrate,offload}``."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ COMMANDS = {
     "bench": "timing tables per backend vs torch",
     "check": "accuracy of every op on a backend vs torch",
     "calibrate": "measure the memory model's parameters (qpu; qpusim: under its model)",
+    "offload": "where auto runs typical calls (QPU vs the Pi's CPU, from the cost model)",
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help") or args[0] not in COMMANDS:
-        print("usage: python -m torch_qpu {doctor,bench,check,calibrate} [options]")
+        print("usage: python -m torch_qpu {doctor,bench,check,calibrate,offload} [options]")
         for name, text in COMMANDS.items():
             print(f"  {name:9} {text}")
         return 0 if args and args[0] in ("-h", "--help") else 2
@@ -26,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
         from .bench import main as run
     elif command == "calibrate":
         from .calibrate import main as run
+    elif command == "offload":
+        from .offload import main as run
     else:
         from .check import main as run
     return run(rest)

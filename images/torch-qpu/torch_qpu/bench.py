@@ -33,6 +33,7 @@ import argparse
 import functools
 import json
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -414,10 +415,29 @@ def print_kernel_table(records: list[dict], model: memory_model.MemoryModel) -> 
     )
 
 
-def qpusim_tables(quick: bool, model_path: str | None, as_json: bool) -> None:
-    """The kernel table (see kernel_cases), as text or JSON."""
+def qpusim_tables(
+    quick: bool, model_path: str | None, as_json: bool, only: str | None = None
+) -> None:
+    """The kernel table (see kernel_cases), as text or JSON.
+
+    Each case runs in a child process of its own (``--case``): QPULib's emulation heap, which
+    qpusim maps as GPU memory, only grows, and the whole table moves more than its 128 MiB."""
     model = memory_model.load(model_path) if model_path else memory_model.default()
-    records = kernel_records(kernel_cases(quick), model)
+    if only is not None:
+        cases = [case for case in kernel_cases(quick) if case.label == only]
+        if not cases:
+            raise ValueError(f"no bench case {only!r}")
+        json.dump(kernel_records(cases, model), sys.stdout)
+        return
+    records = []
+    for case in kernel_cases(quick):
+        command = [sys.executable, "-m", "torch_qpu.bench", "--backend", "qpusim", "--json"]
+        command += ["--case", case.label, *(["--quick"] if quick else [])]
+        command += ["--memory-model", model_path] if model_path else []
+        child = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+        if child.returncode != 0:
+            raise RuntimeError(f"bench case {case.label!r} failed (exit {child.returncode})")
+        records += json.loads(child.stdout)
     if as_json:
         json.dump(records, sys.stdout, indent=1)
         print()
@@ -450,6 +470,7 @@ def main(argv: list[str] | None = None) -> int:
         "model, torch_qpu/memory_model.toml; python -m torch_qpu.calibrate writes one)",
     )
     parser.add_argument("--json", action="store_true", help="qpusim: the table as JSON records")
+    parser.add_argument("--case", help=argparse.SUPPRESS)  # qpusim: one case (a child process)
     args = parser.parse_args(argv)
     if not 0 <= args.max_exp <= 7:
         parser.error("--max-exp must be in 0..7")
@@ -464,12 +485,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"(available: {', '.join(_backend.available_backends())})"
             )
         torch.manual_seed(0)
-        if not args.json:
+        if not args.json and not args.case:
             print(f"torch_qpu bench (qpusim): torch {torch.__version__}")
         try:
-            qpusim_tables(args.quick, args.memory_model, args.json)
-        except memory_model.MemoryModelError as err:
+            qpusim_tables(args.quick, args.memory_model, args.json, args.case)
+        except (memory_model.MemoryModelError, ValueError) as err:
             parser.error(str(err))
+        except RuntimeError as err:
+            print(f"torch_qpu bench: {err}", file=sys.stderr)
+            return 1
         return 0
     if requested and "qpusim" in requested:
         parser.error("qpusim counts cycles instead of timing: use --backend qpusim on its own")

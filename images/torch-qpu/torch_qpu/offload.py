@@ -152,3 +152,74 @@ def estimate(
     if w.op in ("add", "sub", "mul", "mv") or (w.op in ("mm", "linear") and min(w.m, w.n) == 1):
         cpu = max(cpu, host_bytes(Workload(w.op, w.m, w.k, w.n, False)) / (CPU_STREAM_GBPS * 1e9))
     return Estimate(qpu_seconds=kernel + copies, cpu_seconds=cpu, qpu_bound=bound)
+
+
+# Shapes of the README's table: the bench's, and layers of small models.
+TABLE_WORKLOADS = (
+    Workload("mm", 256, 256, 256),
+    Workload("mm", 1024, 1024, 1024),
+    Workload("linear", 1, 1024, 1024, resident=True),
+    Workload("linear", 1, 1024, 1024, resident=False),
+    Workload("linear", 1, 256, 128, resident=True),
+    Workload("linear", 8, 1024, 1024, resident=True),
+    Workload("linear", 64, 4096, 1024, resident=True),
+    Workload("mv", 1, 10**5, 100),
+    Workload("add", 1, 1, 10**6),
+)
+
+
+def describe(w: Workload) -> str:
+    if w.op in ("add", "sub", "mul"):
+        return f"{w.op} {w.n}"
+    if w.op == "mv":
+        return f"mv {w.n}x{w.k}"
+    if w.op == "mm":
+        return f"mm {w.m}x{w.k}x{w.n}"
+    return f"linear {w.k}->{w.n} b{w.m} {'resident' if w.resident else 'copied'}"
+
+
+def table(dram_gbps: float) -> list[list[str]]:
+    """Rows of the decision table: per workload, QPU and CPU seconds at 250 and 400 MHz and
+    1 and 4 CPU threads, and where auto puts the call."""
+    rows = []
+    for w in TABLE_WORKLOADS:
+        row = [describe(w)]
+        for clock in (250.0, 400.0):
+            qpu = estimate(w, dram_gbps=dram_gbps, clock_mhz=clock)
+            row += [f"{qpu.qpu_seconds * 1e3:.2f} ({qpu.qpu_bound})"]
+        for threads in (1, 4):
+            cpu = estimate(w, dram_gbps=dram_gbps, threads=threads).cpu_seconds
+            row.append(f"{cpu * 1e3:.2f}")
+        for clock in (250.0, 400.0):
+            picks = [
+                "qpu"
+                if estimate(w, dram_gbps=dram_gbps, clock_mhz=clock, threads=t).qpu_wins
+                else "cpu"
+                for t in (1, 4)
+            ]
+            row.append("/".join(picks))
+        rows.append(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m torch_qpu offload``: the decision table for the calibrated (or default)
+    memory model (TORCH_QPU_MEMORY_MODEL, calibrate --save)."""
+    import argparse
+
+    from . import memory_model
+
+    parser = argparse.ArgumentParser(prog="python -m torch_qpu offload", description=main.__doc__)
+    parser.parse_args(argv)
+    model = memory_model.calibrated_or_default()
+    header = [
+        "call", "QPU ms @250", "QPU ms @400", "CPU ms 1 core", "CPU ms 4 cores",
+        "auto @250 (1/4 threads)", "auto @400 (1/4 threads)",
+    ]  # fmt: skip
+    rows = table(model.dram_bandwidth_gbps)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    print(f"memory model: {model.name} (DRAM {model.dram_bandwidth_gbps} GB/s)")
+    print(" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    for row in rows:
+        print(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+    return 0

@@ -19,6 +19,13 @@ REPO = Path(__file__).resolve().parents[2]
 BUILD_SH = REPO / "images" / "qpulib" / "build.sh"
 
 
+# UndefinedBehaviorSanitizer: what test_ubsan.py and the qpusim extension build compile with, and
+# what a report looks like (the first one aborts: -fno-sanitize-recover).
+SANITIZE = "-fsanitize=undefined -fno-sanitize-recover=all"
+UBSAN_ENV = {"UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1"}
+REPORT = "runtime error:"
+
+
 def read_build_info(prefix: Path) -> dict[str, str]:
     """PREFIX/share/qpulib/build-info as a dict (key=value lines)."""
     lines = (prefix / "share" / "qpulib" / "build-info").read_text(encoding="utf-8").splitlines()

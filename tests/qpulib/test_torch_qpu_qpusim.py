@@ -3,7 +3,8 @@ VideoCore IV emulator), and its test module (images/torch-qpu/tests/test_torch_q
 every op at the edge shapes on 1, 4 and 12 QPUs, launch sizing, failed launches, GPU memory
 at exit) run against it in a child pytest.
 
-The extension installed for the other tests is an emulation build; one process cannot load two
+The extension is built with UndefinedBehaviorSanitizer (a report fails the run). The extension
+installed for the other tests is an emulation build; one process cannot load two
 builds of the same operators, hence the separate install (a folder on the child's PYTHONPATH)
 and the child process. Missing VC4C sources, tools or a failing build fail this test (marker
 ``qpusim``); the child runs with --require-qpusim, so nothing in it is skipped.
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _qpulib_suite import REPO, QPULibBuild
+from _qpulib_suite import REPO, REPORT, SANITIZE, UBSAN_ENV, QPULibBuild
 
 pytestmark = pytest.mark.qpusim
 
@@ -38,7 +39,16 @@ def torch_qpu_qpusim(qpusim: QPULibBuild) -> Path:
     source = qpusim.workdir / "torch-qpu"
     shutil.copytree(EXTENSION, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     target = qpusim.workdir / "site"
-    env = {**os.environ, "QPULIB_PREFIX": str(qpusim.prefix), "QPULIB_MODE": "qpusim"}
+    # UndefinedBehaviorSanitizer in the extension (this build is for tests only): torch_qpu's
+    # own host code for its kernels runs only in qpu and qpusim builds, so this is where UBSan
+    # sees it (tests/qpulib/test_ubsan.py covers the emulation build).
+    env = {
+        **os.environ,
+        "QPULIB_PREFIX": str(qpusim.prefix),
+        "QPULIB_MODE": "qpusim",
+        "CFLAGS": SANITIZE,
+        "LDFLAGS": "-fsanitize=undefined",
+    }
     env.pop("RPIBUILD_QPULIB_SRC", None)  # the prefix decides
     env.setdefault("MAX_JOBS", "2")
     started = time.monotonic()
@@ -58,6 +68,7 @@ def torch_qpu_qpusim(qpusim: QPULibBuild) -> Path:
 def test_torch_qpu_on_qpusim(torch_qpu_qpusim: Path) -> None:
     env = {
         **os.environ,
+        **UBSAN_ENV,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(torch_qpu_qpusim), os.environ.get("PYTHONPATH")])),
     }
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(TESTS), "--require-qpusim"]
@@ -67,6 +78,8 @@ def test_torch_qpu_on_qpusim(torch_qpu_qpusim: Path) -> None:
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
     print(f"qpusim tests: {summary} (wall {seconds:.0f} s)")
     assert result.returncode == 0, f"{result.stdout[-6000:]}\n{result.stderr[-2000:]}"
+    assert REPORT not in result.stdout + result.stderr, (result.stdout + result.stderr)[-6000:]
+    assert b"libubsan.so" in next(torch_qpu_qpusim.glob("torch_qpu/_C*.so")).read_bytes()
     counts = {word: int(n) for n, word in re.findall(r"(\d+) (\w+)", summary)}
     assert counts.get("passed", 0) > 100, summary
     assert set(counts) == {"passed"}, f"only passes expected (nothing skipped): {summary}"

@@ -23,11 +23,17 @@ import time
 from pathlib import Path
 
 import pytest
-from _qpulib_suite import REPO, QPULibBuild, cxx_compiler, qpulib_source, run_build_sh
+from _qpulib_suite import (
+    REPO,
+    REPORT,
+    SANITIZE,
+    UBSAN_ENV,
+    QPULibBuild,
+    cxx_compiler,
+    qpulib_source,
+    run_build_sh,
+)
 
-SANITIZE = "-fsanitize=undefined -fno-sanitize-recover=all"
-UBSAN_ENV = {"UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1"}
-REPORT = "runtime error:"
 PIP_OPTIONS = ("--no-build-isolation", "--no-deps", "--no-cache-dir", "--disable-pip-version-check")
 PYTEST_OPTIONS = ("-m", "qpulib", "-x", "-q", "-p", "no:cacheprovider", "-rs")
 

@@ -91,8 +91,9 @@ def kernel_cycles(w: Workload, num_qpus: int = 12) -> float:
     if w.op == "mv" or vectors == 1 or rows == 1:
         count = max(rows, vectors)
         pairs = _ceil(w.k, 2 * LANES)
-        segments = 1.0  # as module.cpp cuts rows: every QPU busy, within 3 % of each other
-        while segments < min(pairs, 64) and (
+        # as module.cpp cuts rows: 4 KiB of x at most, every QPU busy, within 3 % of each other
+        segments = _ceil(pairs, 32)
+        while segments < pairs and (
             count * segments < 4 * num_qpus
             or _ceil(count * segments, num_qpus) * num_qpus * 100 > count * segments * 103
         ):

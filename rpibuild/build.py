@@ -24,7 +24,7 @@ from rpibuild.engine import BuildEvent, BuildRequest, BuildResult, Engine, Stage
 from rpibuild.engine.progress import TAIL_LINES, compile_status
 from rpibuild.errors import BuildError, ConfigError
 from rpibuild.redact import mask_urls
-from rpibuild.render import CROSS_STAGES, TORCH_BUILD_STAGES, Rendered, render, stages
+from rpibuild.render import CROSS_STAGES, TORCH_BUILD_STAGES, Rendered, render, stages, torch_wheel_key
 from rpibuild.sources import cache_dir
 from rpibuild.torch_compile import compile_wheel, discard_build_folder
 from rpibuild.torch_debian import StoredWheel, store, stored_wheel
@@ -126,7 +126,8 @@ def build_profile(
     check_cross(profile)
     compiling_torch = target in TORCH_BUILD_STAGES
     debian = profile.torch.source == "debian"
-    torch_wheel = stored_wheel(profile) if debian and not compiling_torch else None
+    torch_key = torch_wheel_key(profile)
+    torch_wheel = stored_wheel(torch_key) if debian and not compiling_torch else None
     all_stages = stages(profile, torch_stored=torch_wheel is not None)
     if target is not None and target not in (*all_stages, *stages(profile)):
         raise ConfigError(f"unknown stage {target!r} (stages: {', '.join(all_stages)})", field="--target")
@@ -142,11 +143,17 @@ def build_profile(
         # The long compile first, on its own: its wheel goes to the store, then the image
         # build below copies it like any stored wheel (and later builds skip the compile).
         torch_wheel, torch_stages = _build_torch_wheel(
-            profile, engine, base.image, no_cache=no_cache, on_event=on_event
+            profile, engine, base.image, torch_key, no_cache=no_cache, on_event=on_event
         )
         compiled_now = True
         all_stages = stages(profile, torch_stored=True)
-    rendered = render(profile, base_ref=base.image, qpulib_src=sources.qpulib, stored_torch=torch_wheel)
+    rendered = render(
+        profile,
+        base_ref=base.image,
+        qpulib_src=sources.qpulib,
+        stored_torch=torch_wheel.wheel if torch_wheel else None,
+        torch_key=torch_key,
+    )
     # A build-platform stage (cross, torch-c10...) is an image of the build platform: asked
     # for the target's platform, BuildKit would label its result with the target's.
     platform = build_platform() if target in CROSS_STAGES else profile.platform
@@ -233,6 +240,7 @@ def _build_torch_wheel(
     profile: Profile,
     engine: Engine,
     base_image: str,
+    key: str,
     *,
     no_cache: bool,
     on_event: Callable[[BuildEvent], None] | None,
@@ -243,7 +251,7 @@ def _build_torch_wheel(
     toolchain); the compile runs in a container of it (``rpibuild.torch_compile``), logged
     like a build, and its wheel and runtime package list land in rpibuild's wheel store.
     """
-    rendered = render(profile, base_ref=base_image)
+    rendered = render(profile, base_ref=base_image, torch_key=key)
     request = BuildRequest(
         context=Path(),
         platform=build_platform(),
@@ -276,7 +284,7 @@ def _build_torch_wheel(
 
         out = Path(tmp) / "out"
         code = compile_wheel(
-            engine, source.image_id, profile, out, fresh=no_cache, on_line=on_line, on_wait=on_wait
+            engine, source.image_id, profile, out, key=key, fresh=no_cache, on_line=on_line, on_wait=on_wait
         )
         if code != 0:
             raise BuildError(
@@ -287,9 +295,9 @@ def _build_torch_wheel(
                 hint=next((h for needle, h in FAILURE_HINTS if any(needle in t for t in tail)), None),
             )
         try:
-            stored = store(profile, out)
+            stored = store(key, profile.torch.version, out)
         except (OSError, FileNotFoundError) as exc:
             raise BuildError(f"the torch wheel could not be stored: {exc}", stage="torch-build") from None
-    discard_build_folder(profile)
+    discard_build_folder(profile, key)
     timing = StageTiming("torch-build", time.monotonic() - started, steps=1)
     return stored, [*source.stages, timing]

@@ -141,13 +141,14 @@ def check_registry(profile: Profile) -> Check:
 def check_torch_wheel(profile: Profile) -> Check:
     """torch.source debian: whether the compiled wheel is in the store, or the next build
     compiles it (hours). Information, never a failure."""
+    from rpibuild.render import torch_wheel_key
     from rpibuild.torch_compile import compile_folders
-    from rpibuild.torch_debian import stored_wheel, torch_build_key
+    from rpibuild.torch_debian import stored_wheel
 
-    stored = stored_wheel(profile)
+    key = torch_wheel_key(profile)
+    stored = stored_wheel(key)
     if stored is not None:
         return Check("torch wheel", True, f"stored: {stored.wheel}")
-    key = torch_build_key(profile)
     started = compile_folders(profile).build / key
     if started.is_dir():
         return Check(

@@ -22,8 +22,9 @@ from rpibuild.config import grammar
 from rpibuild.config.model import Profile
 from rpibuild.cross import build_platform, compiles, cross_base_profile, wants_cross
 from rpibuild.errors import ConfigError
+from rpibuild.keys import CONTEXT_IGNORE
 from rpibuild.platforms import get_platform
-from rpibuild.torch_debian import StoredWheel, torch_build_key
+from rpibuild.torch_debian import wheel_key
 
 PIP_CONF_SECRET = "pip-conf"
 APT_MIRROR_SECRET = "apt-mirror"
@@ -89,9 +90,7 @@ TORCH_BUILD_PACKAGES = (
 HOST_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
 # What never goes into a build context from the extension's folder.
-_CONTEXT_IGNORE = shutil.ignore_patterns(
-    "build", "dist", "*.egg-info", "__pycache__", "*.pyc", "*.so", ".pytest_cache", ".hypothesis"
-)
+_CONTEXT_IGNORE = shutil.ignore_patterns(*CONTEXT_IGNORE)
 
 
 @dataclass(frozen=True)
@@ -106,6 +105,8 @@ class Rendered:
     # BuildKit secrets (id -> content): mounted into the RUN steps that need them, never
     # part of the context, of a layer or of the history.
     secrets: dict[str, str] = field(default_factory=dict)
+    # torch.source debian, cross: the wheel's content key (rpibuild.torch_debian.wheel_key).
+    torch_key: str = ""
 
     def write_secrets(self, directory: Path) -> dict[str, Path]:
         """Write each secret to a private file in ``directory`` (outside the context)."""
@@ -243,7 +244,7 @@ def _ca_bundle(profile: Profile) -> Path | None:
     return path
 
 
-def cross_values(profile: Profile, cross: bool) -> dict[str, object]:
+def cross_values(profile: Profile, cross: bool, torch_key: str) -> dict[str, object]:
     """Template values of the build-platform stages (all of them, so templates never guess)."""
     target = profile.target
     values: dict[str, object] = {
@@ -266,7 +267,7 @@ def cross_values(profile: Profile, cross: bool) -> dict[str, object]:
         torch_build_packages=[p.format(arch=arch) for p in TORCH_BUILD_PACKAGES],
     )
     if profile.torch.source == "debian":
-        values["torch_build_key"] = torch_build_key(profile)
+        values["torch_build_key"] = torch_key
         # The c10 check's build folder and ccache: its own, locked (a second check waits).
         # Shared with the small QPULib/extension compiles, BuildKit once came to hold several
         # copies of one ccache id, later builds getting whichever it found first.
@@ -323,13 +324,39 @@ def render(
     *,
     base_ref: str | None = None,
     qpulib_src: Path | None = None,
-    stored_torch: StoredWheel | None = None,
+    stored_torch: Path | None = None,
+    torch_key: str | None = None,
 ) -> Rendered:
     """Render the Dockerfile and list the context files.
 
     ``qpulib_src`` is the QPULib tree to copy in (see ``rpibuild.sources``); without it the
-    context lists none, which is fine for printing the Dockerfile.
+    context lists none, which is fine for printing the Dockerfile. ``stored_torch`` is the
+    stored wheel of ``torch.source: debian``; ``torch_key`` its key when already known
+    (else it is computed here: the hash of the stages rendered without it).
     """
+    if torch_key is None:
+        torch_key = torch_wheel_key(profile)
+    return _render(profile, base_ref, qpulib_src, stored_torch, torch_key)
+
+
+def torch_wheel_key(profile: Profile) -> str:
+    """The key of the wheel ``torch.source: debian`` compiles ("" for other routes): the hash of
+    the stages that build it as rendered, with the files they copy (rpibuild.torch_debian)."""
+    if profile.torch.source != "debian" or not wants_cross(profile):
+        return ""
+    # The key is not in the wheel's own stages (only in the torch-c10 check's), so rendering
+    # without it gives the text the key hashes.
+    draft = _render(profile, None, None, None, "")
+    return wheel_key(profile, draft.dockerfile, draft.files, draft.dirs)
+
+
+def _render(
+    profile: Profile,
+    base_ref: str | None,
+    qpulib_src: Path | None,
+    stored_torch: Path | None,
+    torch_key: str,
+) -> Rendered:
     images = resources.images_dir()
     # op_sweep.py runs beside verify.py in the image (verify --op-sweep finds it there).
     files: dict[str, Path] = {
@@ -367,8 +394,8 @@ def render(
     if torch.source in ("debian", "wheel"):
         files["rpibuild/wheel_packages.py"] = images / "torch-debian" / "wheel_packages.py"
     if torch.source == "debian" and stored_torch is not None:
-        names["torch_wheel"] = f"torch/{stored_torch.wheel.name}"
-        files[f"torch/{stored_torch.wheel.name}"] = stored_torch.wheel
+        names["torch_wheel"] = f"torch/{stored_torch.name}"
+        files[f"torch/{stored_torch.name}"] = stored_torch
     elif torch.source == "debian":
         dirs["torch-debian"] = images / "torch-debian"
     if profile.qpulib.enabled:
@@ -430,7 +457,7 @@ def render(
             labels=labels,
             files=names,
             secrets=secrets,
-            **cross_values(profile, cross),
+            **cross_values(profile, cross, torch_key),
         )
     )
-    return Rendered(text, image_tags(profile), labels, files, dirs, secrets)
+    return Rendered(text, image_tags(profile), labels, files, dirs, secrets, torch_key)

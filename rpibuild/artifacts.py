@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 from rpibuild import __version__, elf
 from rpibuild.config.model import Profile
 from rpibuild.engine import BuildEvent, Engine
-from rpibuild.errors import BuildError, ConfigError
+from rpibuild.errors import BuildError, ConfigError, ImageMissing
 from rpibuild.platforms import Platform
 from rpibuild.sources import file_sha256
 
@@ -402,7 +402,7 @@ def collect(
         say(f"building {profile.name} up to the extension stage (cache hits when already built)")
         extension_ref = build_profile(profile, engine, target="extension", on_event=on_event).image
     elif engine.image(extension_ref) is None:
-        raise BuildError(
+        raise ImageMissing(
             f"image {extension_ref} does not exist",
             hint=f"rpibuild build -p {profile.name} --target extension (or drop --no-build)",
         )

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from rpibuild.config.model import Profile
-from rpibuild.errors import ConfigError, EngineError, RegistryError
+from rpibuild.errors import ConfigError, EngineError, ImageMissing, RegistryError
 
 if TYPE_CHECKING:
     import requests
@@ -801,7 +801,7 @@ def push_one(
     """Tag ``local`` as ``remote``, push with retries, verify, and always drop the temporary tag."""
     image = engine.image(local)
     if image is None:
-        raise RegistryError(
+        raise ImageMissing(
             f"{local} does not exist locally", hint="build it first: rpibuild build -p PROFILE"
         )
     auth = None

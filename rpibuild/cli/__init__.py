@@ -24,7 +24,7 @@ from rpibuild.cli import qemu as qemu_cmd
 from rpibuild.cli import render as render_cmd
 from rpibuild.cli import rootfs as rootfs_cmd
 from rpibuild.cli import sources as sources_cmd
-from rpibuild.errors import BuildError, Interrupted, RpibuildError
+from rpibuild.errors import BuildError, ExitCode, HostSetupError, InternalError, RpibuildError
 from rpibuild.redact import printable
 
 
@@ -70,7 +70,7 @@ def main() -> None:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         console.err.print("[red]interrupted[/red]")
-        sys.exit(Interrupted.exit_code)
+        sys.exit(ExitCode.INTERRUPTED)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
@@ -81,22 +81,22 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         console.err.print("[red]interrupted[/red]: cleaned up, nothing was tagged")
-        sys.exit(Interrupted.exit_code)
+        sys.exit(ExitCode.INTERRUPTED)
     except OSError as exc:
         # A file problem no command foresaw is still a sentence for the user, not a traceback.
         where = f": {exc.filename}" if exc.filename else ""
-        report(RpibuildError(f"{exc.strerror or exc}{where}"))
-        sys.exit(RpibuildError.exit_code)
+        report(HostSetupError(f"{exc.strerror or exc}{where}"))
+        sys.exit(HostSetupError.exit_code)
     except Exception as exc:
         if os.environ.get("RPIBUILD_DEBUG"):
             raise
         report(
-            RpibuildError(
+            InternalError(
                 f"internal error: {type(exc).__name__}: {exc}",
                 hint="this is a bug in rpibuild; RPIBUILD_DEBUG=1 shows the traceback for a report",
             )
         )
-        sys.exit(RpibuildError.exit_code)
+        sys.exit(InternalError.exit_code)
 
 
 def report(exc: RpibuildError) -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from rpibuild.engine import buildx
 from rpibuild.engine.progress import BuildEvent
-from rpibuild.errors import EngineError
+from rpibuild.errors import EngineError, ImageMissing
 
 if TYPE_CHECKING:
     import docker
@@ -336,7 +336,7 @@ class DockerEngine:
                 use_config_proxy=False,
             )
         except docker.errors.ImageNotFound:
-            raise EngineError(f"image {image} does not exist") from None
+            raise ImageMissing(f"image {image} does not exist") from None
         except docker.errors.APIError as exc:
             raise EngineError(f"cannot create a container of {image}: {_reason(exc)}") from None
         try:

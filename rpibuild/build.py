@@ -19,15 +19,17 @@ from pydantic import ValidationError
 from rpibuild.base import BaseImage, ensure_base
 from rpibuild.config.model import Build, Profile
 from rpibuild.context import fetch_sources
-from rpibuild.cross import build_platform, check_cross, cross_base_profile, wants_cross
+from rpibuild.cross import check_cross, cross_base_profile
 from rpibuild.engine import BuildEvent, BuildRequest, BuildResult, Engine, StageTiming
 from rpibuild.engine.progress import TAIL_LINES, compile_status
 from rpibuild.errors import BuildError, ConfigError
+from rpibuild.plan import Plan, make_plan
 from rpibuild.redact import mask_urls
-from rpibuild.render import CROSS_STAGES, TORCH_BUILD_STAGES, Rendered, render, stages, torch_wheel_key
+from rpibuild.render import Rendered, render
 from rpibuild.sources import cache_dir
+from rpibuild.stages import TORCH_BUILD_STAGES
 from rpibuild.torch_compile import compile_wheel, discard_build_folder
-from rpibuild.torch_debian import StoredWheel, store, stored_wheel
+from rpibuild.torch_debian import StoredWheel, store
 
 FAILURE_HINTS = (
     ("CERTIFICATE_VERIFY_FAILED", "TLS interception: set network.ca_bundle (default 'host')"),
@@ -124,39 +126,38 @@ def build_profile(
     started = time.monotonic()
     engine.builder.require_cache_export(profile.build.cache_to)
     check_cross(profile)
-    compiling_torch = target in TORCH_BUILD_STAGES
-    debian = profile.torch.source == "debian"
-    torch_key = torch_wheel_key(profile)
-    torch_wheel = stored_wheel(torch_key) if debian and not compiling_torch else None
-    all_stages = stages(profile, torch_stored=torch_wheel is not None)
-    if target is not None and target not in (*all_stages, *stages(profile)):
-        raise ConfigError(f"unknown stage {target!r} (stages: {', '.join(all_stages)})", field="--target")
+    plan = make_plan(profile, target=target)
+    if target is not None and target not in plan.stages.targets:
+        raise ConfigError(
+            f"unknown stage {target!r} (stages: {', '.join(plan.stages.names)})", field="--target"
+        )
     # Pinned sources first: an unreachable or tampered archive fails in seconds, not after
     # minutes of bootstrapping.
     sources = fetch_sources(profile)
     base = ensure_base(profile, engine, refresh=refresh_base, progress=on_base_progress)
-    if wants_cross(profile):
+    if plan.stages.cross:
         ensure_base(cross_base_profile(profile), engine, refresh=refresh_base, progress=on_base_progress)
     torch_stages: list[StageTiming] = []
+    torch_wheel = plan.torch_wheel
     compiled_now = False
-    if torch_wheel is None and debian and not compiling_torch:
+    if torch_wheel is None and plan.torch_key and target not in TORCH_BUILD_STAGES:
         # The long compile first, on its own: its wheel goes to the store, then the image
         # build below copies it like any stored wheel (and later builds skip the compile).
         torch_wheel, torch_stages = _build_torch_wheel(
-            profile, engine, base.image, torch_key, no_cache=no_cache, on_event=on_event
+            profile, engine, base.image, plan, no_cache=no_cache, on_event=on_event
         )
         compiled_now = True
-        all_stages = stages(profile, torch_stored=True)
+        plan = make_plan(profile, target=target)
     rendered = render(
         profile,
         base_ref=base.image,
         qpulib_src=sources.qpulib,
         stored_torch=torch_wheel.wheel if torch_wheel else None,
-        torch_key=torch_key,
+        torch_key=plan.torch_key,
+        stage_plan=plan.stages,
     )
-    # A build-platform stage (cross, torch-c10...) is an image of the build platform: asked
-    # for the target's platform, BuildKit would label its result with the target's.
-    platform = build_platform() if target in CROSS_STAGES else profile.platform
+    platform = plan.stages.platform_of(target)
+    names = plan.stages.names
     request = BuildRequest(
         context=Path(),  # set by _run_build
         platform=platform,
@@ -165,7 +166,7 @@ def build_profile(
         build_args=proxy_buildargs(profile),
         cache_from=tuple(profile.build.cache_from),
         cache_to=tuple(profile.build.cache_to),
-        stages=all_stages[: all_stages.index(target) + 1] if target in all_stages else all_stages,
+        stages=names[: names.index(target) + 1] if target in names else names,
     )
     result, log_path = _run_build(profile, engine, rendered, request, on_event)
     image = engine.image(result.image_id)
@@ -240,7 +241,7 @@ def _build_torch_wheel(
     profile: Profile,
     engine: Engine,
     base_image: str,
-    key: str,
+    plan: Plan,
     *,
     no_cache: bool,
     on_event: Callable[[BuildEvent], None] | None,
@@ -251,10 +252,11 @@ def _build_torch_wheel(
     toolchain); the compile runs in a container of it (``rpibuild.torch_compile``), logged
     like a build, and its wheel and runtime package list land in rpibuild's wheel store.
     """
-    rendered = render(profile, base_ref=base_image, torch_key=key)
+    key = plan.torch_key
+    rendered = render(profile, base_ref=base_image, torch_key=key, stage_plan=plan.stages)
     request = BuildRequest(
         context=Path(),
-        platform=build_platform(),
+        platform=plan.stages.platform_of("torch-source"),
         target="torch-source",
         no_cache=no_cache,
         build_args=proxy_buildargs(profile),

@@ -19,6 +19,7 @@ from rpibuild.cli import build as build_cmd
 from rpibuild.cli import config as config_cmd
 from rpibuild.cli import doctor as doctor_cmd
 from rpibuild.cli import login as login_cmd
+from rpibuild.cli import plan as plan_cmd
 from rpibuild.cli import push as push_cmd
 from rpibuild.cli import qemu as qemu_cmd
 from rpibuild.cli import render as render_cmd
@@ -33,10 +34,11 @@ from rpibuild.redact import printable
 @click.option("-v", "--verbose", count=True, help="More output (repeatable).")
 @click.option("-q", "--quiet", count=True, help="Less output (repeatable).")
 def cli(verbose: int, quiet: int) -> None:
-    """Build GPU-accelerated PyTorch images for the Raspberry Pi on an x86 host, under QEMU.
+    """Build GPU-accelerated PyTorch images for the Raspberry Pi on an x86 host.
 
-    Profiles (configs/*.yaml) describe a target; start with `rpibuild doctor`, then
-    `rpibuild build`. Every -p/--profile option also reads RPIBUILD_PROFILE.
+    C++ is cross-compiled natively; QEMU runs only what must execute Pi code. Profiles
+    (configs/*.yaml) describe a target; start with `rpibuild doctor`, see what a build will
+    do with `rpibuild plan`, then `rpibuild build`. Every -p/--profile option also reads RPIBUILD_PROFILE.
     """
     console.set_verbosity(verbose - quiet)
 
@@ -44,6 +46,7 @@ def cli(verbose: int, quiet: int) -> None:
 cli.add_command(doctor_cmd.doctor)
 cli.add_command(qemu_cmd.qemu)
 cli.add_command(config_cmd.config)
+cli.add_command(plan_cmd.plan)
 cli.add_command(render_cmd.render)
 cli.add_command(base_cmd.base)
 cli.add_command(build_cmd.build)

@@ -8,7 +8,7 @@ import time
 import click
 
 from rpibuild.cli.options import emit_json, json_option, profile_options
-from rpibuild.render import CROSS_STAGES, STAGES
+from rpibuild.stages import CROSS_STAGES, TARGET_STAGES
 
 # BuildKit mount flags (caches, secrets) are noise in a one-line progress view.
 MOUNT_FLAG = re.compile(r"--mount=\S+\s+")
@@ -18,7 +18,9 @@ MOUNT_FLAG = re.compile(r"--mount=\S+\s+")
 @profile_options
 @json_option
 @click.option(
-    "--target", type=click.Choice((*STAGES, *CROSS_STAGES)), help="Stop after this stage (tagged TAG-STAGE)."
+    "--target",
+    type=click.Choice((*TARGET_STAGES, *CROSS_STAGES)),
+    help="Stop after this stage (tagged TAG-STAGE).",
 )
 @click.option(
     "--no-cache",

@@ -16,7 +16,8 @@ from rpibuild.config import load_profile
 from rpibuild.cross import check_cross, cross_base_profile, wants_cross
 from rpibuild.engine.progress import BuildEvent, BuildProgress, CompileMeter
 from rpibuild.errors import ConfigError
-from rpibuild.render import render, stages, torch_wheel_key
+from rpibuild.render import render, torch_wheel_key
+from rpibuild.stages import plan_stages
 from tests.unit.dockerfile import instructions
 
 VERIFY_DIR = resources.images_dir() / "verify"
@@ -58,7 +59,7 @@ def test_cross_false_keeps_everything_under_qemu() -> None:
     profile = load_profile("pi3b-arm64", ["build.cross=false"], env={}).profile
     text = render(profile).dockerfile
     assert "BUILDPLATFORM" not in text and "qpulib-build" not in text
-    assert stages(profile) == ("system", "torch", "qpulib", "extension", "verify", "runtime")
+    assert plan_stages(profile).names == ("system", "torch", "qpulib", "extension", "verify", "runtime")
     assert "bash /opt/rpibuild/src/qpulib/build.sh" in text
 
 
@@ -71,10 +72,10 @@ def test_rendered_cross_dockerfile_parses() -> None:
 
 def test_stage_lists() -> None:
     arm64 = load_profile("pi3b-arm64", env={}).profile
-    assert stages(arm64)[:4] == ("cross", "torch-install", "qpulib-build", "extension-build")
+    assert plan_stages(arm64).names[:4] == ("cross", "torch-install", "qpulib-build", "extension-build")
     armv7 = load_profile("pi3b-armv7", env={}).profile
-    assert stages(armv7)[:3] == ("cross", "torch-source", "torch-c10")
-    assert "torch-source" not in stages(armv7, torch_stored=True)
+    assert plan_stages(armv7).names[:3] == ("cross", "torch-source", "torch-c10")
+    assert "torch-source" not in plan_stages(armv7, torch_stored=True).names
 
 
 def test_cross_base_is_the_same_suite_on_the_build_platform() -> None:

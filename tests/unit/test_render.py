@@ -10,7 +10,8 @@ import pytest
 
 from rpibuild.config import available_profiles, load_profile
 from rpibuild.errors import ConfigError
-from rpibuild.render import STAGES, environment, image_labels, image_tags, render
+from rpibuild.render import environment, image_labels, image_tags, render
+from rpibuild.stages import TARGET_STAGES
 
 GOLDEN = Path(__file__).parent / "golden"
 # Fixed inputs so the golden files do not depend on who runs the tests.
@@ -33,7 +34,7 @@ def test_golden_dockerfile(name: str) -> None:
 
 def test_stages_appear_in_pipeline_order() -> None:
     text = render(load_profile("pi3b-arm64", env={}).profile).dockerfile
-    positions = [text.index(f" AS {stage}\n") for stage in STAGES]
+    positions = [text.index(f" AS {stage}\n") for stage in TARGET_STAGES]
     assert positions == sorted(positions)
 
 

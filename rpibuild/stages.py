@@ -1,0 +1,155 @@
+"""Which stages a build has, where each runs, and what the torch route asks of them.
+
+Decided once here from the profile and the host's facts, so that rendering, building,
+doctor and the printed plan (rpibuild.plan) read one answer instead of each asking the
+profile again (``wants_cross``, "does this route install natively", "which stages"...).
+Pure: no engine, no rendering; rpibuild.render and rpibuild.plan sit above it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rpibuild import cross
+from rpibuild.config.model import Profile
+
+# The target's stages, in build order.
+TARGET_STAGES = ("system", "torch", "qpulib", "extension", "verify", "runtime")
+# Stages on the build platform (build.cross): compiled there, installed into a target stage.
+CROSS_STAGES = (
+    "cross",
+    "torch-source",
+    "torch-c10",
+    "torch-install",
+    "qpulib-build",
+    "extension-build",
+)
+# Build-platform stages about torch's compile itself: a build that stops at one of them never
+# takes the wheel from the store, nor compiles it (rpibuild/torch_compile.py does, in a
+# container of torch-source).
+TORCH_BUILD_STAGES = ("cross", "torch-source", "torch-c10")
+
+
+@dataclass(frozen=True)
+class TorchRoute:
+    """What one ``torch.source`` means for the stages: the one table of per-route facts."""
+
+    name: str
+    # A finished wheel exists before the target's torch stage (fetched, given or compiled on
+    # the build platform), so a cross build installs it natively (torch-install).
+    wheel_before_target: bool
+    # Where torch itself is compiled: "build platform" (debian), "target" (git source) or "".
+    compiled_on: str
+    # The wheel may carry its list of Debian runtime packages (images/torch-debian/wheel_packages.py).
+    carries_package_list: bool
+
+    @property
+    def installs_torch(self) -> bool:
+        return self.name != "none"
+
+
+ROUTES = {
+    "pypi": TorchRoute("pypi", wheel_before_target=True, compiled_on="", carries_package_list=False),
+    "wheel": TorchRoute("wheel", wheel_before_target=True, compiled_on="", carries_package_list=True),
+    "debian": TorchRoute(
+        "debian", wheel_before_target=True, compiled_on="build platform", carries_package_list=True
+    ),
+    "source": TorchRoute(
+        "source", wheel_before_target=False, compiled_on="target", carries_package_list=False
+    ),
+    "none": TorchRoute("none", wheel_before_target=False, compiled_on="", carries_package_list=False),
+}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One Dockerfile stage and where it runs."""
+
+    name: str
+    platform: str  # the OCI platform it runs as
+    emulated: bool  # under QEMU (binfmt) on this host
+
+    @property
+    def on_build_platform(self) -> bool:
+        return self.name in CROSS_STAGES
+
+    @property
+    def place(self) -> str:
+        """Where it runs, in words (the rendered Dockerfile's header says it too)."""
+        if self.on_build_platform:
+            return "build platform, native"
+        return self.platform + (" under QEMU" if self.emulated else "")
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """The stage decisions of one build."""
+
+    cross: bool  # C++ compiled on the build platform (build.cross and something to compile)
+    build_platform: str | None  # the host's OCI platform, when cross
+    route: TorchRoute
+    torch_installed_natively: bool  # torch-install: the wheel installed by the build platform's pip
+    compiles_on_target: bool  # the target's stages compile C++ (no cross build)
+    torch_stored: bool  # torch.source debian: the wheel is in the store already
+    stages: tuple[Stage, ...]
+    # Every stage a build may stop at (--target), the torch compile's stages included even
+    # when the wheel is stored.
+    targets: tuple[str, ...]
+    verify_cpu: str | None  # the QEMU CPU verify runs as: the Pi's own core
+    emulator_tests: bool  # verify also runs the extension's emulator tests
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(stage.name for stage in self.stages)
+
+    def platform_of(self, stage: str | None) -> str:
+        """The platform a build stopping at ``stage`` produces (a build-platform stage is an
+        image of the build platform; asked for the target's, BuildKit would mislabel it)."""
+        if stage in CROSS_STAGES and self.build_platform:
+            return self.build_platform
+        return next((s.platform for s in self.stages if s.name == "runtime"), "")
+
+
+def plan_stages(profile: Profile, *, torch_stored: bool = False) -> StagePlan:
+    """Decide the stages of ``profile`` (``torch_stored``: its Debian wheel is in the store)."""
+    target = profile.target
+    is_cross = cross.wants_cross(profile)
+    route = ROUTES[profile.torch.source]
+    natively = is_cross and route.wheel_before_target
+    on_build = cross.build_platform() if is_cross else None
+
+    def names(stored: bool) -> tuple[str, ...]:
+        if not is_cross:
+            return TARGET_STAGES
+        extra = ["cross"]
+        if route.compiled_on == "build platform" and not stored:
+            extra += ["torch-source", "torch-c10"]
+        if natively:
+            extra.append("torch-install")
+        if profile.qpulib.enabled:
+            extra.append("qpulib-build")
+        if profile.extension.enabled:
+            extra.append("extension-build")
+        return (*extra, *TARGET_STAGES)
+
+    stages = tuple(
+        Stage(name, on_build, emulated=False)
+        if name in CROSS_STAGES and on_build
+        else Stage(name, profile.platform, emulated=target.binfmt is not None)
+        for name in names(torch_stored)
+    )
+    verify = profile.verify
+    return StagePlan(
+        cross=is_cross,
+        build_platform=on_build,
+        route=route,
+        torch_installed_natively=natively,
+        compiles_on_target=not is_cross and cross.compiles(profile),
+        torch_stored=torch_stored,
+        stages=stages,
+        targets=tuple(dict.fromkeys((*names(torch_stored), *names(False)))),
+        verify_cpu=verify.qemu_cpu or target.qemu_cpu,
+        emulator_tests=(
+            verify.enabled and verify.emulator and profile.extension.enabled and profile.qpulib.enabled
+        ),
+    )

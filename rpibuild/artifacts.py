@@ -24,10 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from rpibuild import __version__, elf
+from rpibuild.build import build_profile
 from rpibuild.config.model import Profile
 from rpibuild.engine import BuildEvent, Engine
 from rpibuild.errors import BuildError, ConfigError, ImageMissing
+from rpibuild.naming import image_labels, image_tags, qpulib_revision, torch_label
 from rpibuild.platforms import Platform
+from rpibuild.rootfs import export_profile
 from rpibuild.sources import file_sha256
 
 MANIFEST = "manifest.json"
@@ -255,8 +258,6 @@ def build_manifest(
     files: list[Path],
 ) -> dict[str, object]:
     """Describe ``files`` (under ``out``) with the profile, images, labels and the ELF check."""
-    from rpibuild.render import image_labels, qpulib_revision, torch_label
-
     runtime = image_record(engine, runtime_image)
     # Only the runtime stage carries the LABELs; without that image, the labels the profile
     # renders (the same values, by construction) stand in, and the manifest says which.
@@ -387,15 +388,11 @@ def collect(
 
     With ``rootfs`` the runtime image is ensured too and exported as ``rootfs/<profile>.tar.zst``.
     """
-    from rpibuild.render import image_tags
-
     _prepare_output(out)
     runtime_ref = image_tags(profile)[0]
     extension_ref = f"{runtime_ref}-extension"
     say = on_step or (lambda _text: None)
     if build:
-        from rpibuild.build import build_profile
-
         if rootfs:
             say(f"building {profile.name} (runtime image, for the rootfs)")
             build_profile(profile, engine, on_event=on_event)
@@ -408,8 +405,6 @@ def collect(
         )
     extra: list[Path] = []
     if rootfs:
-        from rpibuild.rootfs import export_profile
-
         (out / "rootfs").mkdir()
         tarball = out / "rootfs" / f"{profile.name}.tar.zst"
         say(f"exporting the root filesystem to {tarball}")

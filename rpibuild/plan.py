@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rpibuild import base, render
+from rpibuild import base, naming, render
 from rpibuild.config.model import Profile
 from rpibuild.cross import cross_base_profile
 from rpibuild.redact import mask_urls
@@ -143,8 +143,8 @@ def make_plan(profile: Profile, *, target: str | None = None) -> Plan:
         secrets=tuple(render.secrets(profile)),
         keys=keys,
         torch_wheel=wheel,
-        tags=render.image_tags(profile),
-        labels=render.image_labels(profile),
+        tags=naming.image_tags(profile),
+        labels=naming.image_labels(profile),
     )
 
 

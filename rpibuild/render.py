@@ -16,13 +16,14 @@ from pathlib import Path
 
 import jinja2
 
-from rpibuild import __version__, resources
+from rpibuild import __version__, host, resources
 from rpibuild.base import base_reference
 from rpibuild.config import grammar
 from rpibuild.config.model import Profile
 from rpibuild.cross import cross_base_profile
 from rpibuild.errors import ConfigError
 from rpibuild.keys import CONTEXT_IGNORE
+from rpibuild.naming import image_labels, image_tags, qpulib_revision
 from rpibuild.platforms import get_platform
 from rpibuild.stages import StagePlan, plan_stages
 from rpibuild.torch_debian import wheel_key
@@ -74,8 +75,6 @@ TORCH_BUILD_PACKAGES = (
     "libcpp-httplib-dev:{arch}",
     "python3-numpy-dev:{arch}",
 )
-HOST_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
-_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
 # What never goes into a build context from the extension's folder.
 _CONTEXT_IGNORE = shutil.ignore_patterns(*CONTEXT_IGNORE)
 
@@ -157,74 +156,12 @@ def dockerfile_string(value: object) -> str:
     return '"' + re.sub(r'(["\\$])', r"\\\1", text) + '"'
 
 
-def torch_label(profile: Profile) -> str:
-    torch = profile.torch
-    if torch.source == "none":
-        return "none"
-    if torch.version:
-        return torch.version
-    if torch.source == "wheel" and torch.wheel:
-        match = re.match(r"torch-([^-]+)-", grammar.wheel_name(torch.wheel))
-        return match.group(1) if match else "wheel"
-    return f"src-{torch.git_ref}"
-
-
-def qpulib_revision(profile: Profile) -> str:
-    if not profile.qpulib.enabled:
-        return "none"
-    return "local" if profile.qpulib.path else profile.qpulib.commit
-
-
-def image_tags(profile: Profile) -> tuple[str, ...]:
-    """The profile's tag templates filled in: ``{profile}``, ``{platform}``, ``{torch}``..."""
-    values = {
-        "profile": profile.name,
-        "platform": profile.target.slug,
-        "torch": torch_label(profile).replace("+", "_"),
-        "qpulib": qpulib_revision(profile)[:12],
-        "version": __version__,
-    }
-    tags = []
-    for template in profile.image.tags:
-        try:
-            tag = template.format(**values)
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ConfigError(
-                f"bad tag template {template!r} ({exc})",
-                field="image.tags",
-                hint=f"placeholders: {', '.join('{' + k + '}' for k in values)}",
-            ) from None
-        if not _TAG.fullmatch(tag):
-            raise ConfigError(f"tag {tag!r} is not a valid image tag", field="image.tags")
-        tags.append(f"{profile.image.repository}:{tag}")
-    return tuple(dict.fromkeys(tags))
-
-
-def image_labels(profile: Profile) -> dict[str, str]:
-    """OCI labels plus rpibuild's own; nothing time-dependent, so rebuilds stay cached."""
-    labels = {
-        "org.opencontainers.image.title": profile.image.repository,
-        "org.opencontainers.image.description": profile.description,
-        "org.opencontainers.image.version": torch_label(profile),
-        "io.rpibuild.version": __version__,
-        "io.rpibuild.profile": profile.name,
-        "io.rpibuild.platform": profile.platform,
-        "io.rpibuild.torch.source": profile.torch.source,
-        "io.rpibuild.torch.version": torch_label(profile),
-        "io.rpibuild.qpulib.commit": qpulib_revision(profile),
-        "io.rpibuild.qpulib.mode": profile.qpulib.mode if profile.qpulib.enabled else "none",
-        "io.rpibuild.extension": "torch-qpu" if profile.extension.enabled else "none",
-    }
-    labels.update(profile.image.labels)
-    return labels
-
-
 def _ca_bundle(profile: Profile) -> Path | None:
     value = profile.network.ca_bundle
     if not value:
         return None
     if value == "host":
-        return next((Path(p) for p in HOST_CA_BUNDLES if Path(p).is_file()), None)
+        return host.ca_bundle()
     path = Path(value)
     if not path.is_file():
         raise ConfigError(f"CA bundle {value} does not exist", field="network.ca_bundle")

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from rpibuild.errors import ConfigError, ExportError, HostSetupError, ImageMissing
+from rpibuild.naming import image_tags
 
 if TYPE_CHECKING:
     from rpibuild.config.model import Profile
@@ -604,8 +605,6 @@ def export_image(
 
 def profile_image(profile: Profile, engine: Engine) -> str:
     """The profile's runtime image (its first tag), or a clear error saying how to build it."""
-    from rpibuild.render import image_tags
-
     image = image_tags(profile)[0]
     if engine.image(image) is None:
         raise ImageMissing(

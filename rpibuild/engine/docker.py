@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from rpibuild.engine import buildx
 from rpibuild.engine.progress import BuildEvent
-from rpibuild.errors import EngineError, ImageMissing
+from rpibuild.errors import EngineError, ImageMissing, RegistryError
 
 if TYPE_CHECKING:
     import docker
@@ -174,8 +174,6 @@ class DockerEngine:
         """
         import docker.errors
 
-        from rpibuild.errors import RegistryError
-
         try:
             self.client.login(username=username, password=password, registry=registry, reauth=True)
         except docker.errors.APIError as exc:
@@ -197,8 +195,6 @@ class DockerEngine:
         push whose client went away (its own upload retries would otherwise run ~50 s).
         """
         import docker.errors
-
-        from rpibuild.errors import RegistryError
 
         digest: str | None = None
         size: int | None = None

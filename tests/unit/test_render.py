@@ -10,7 +10,8 @@ import pytest
 
 from rpibuild.config import available_profiles, load_profile
 from rpibuild.errors import ConfigError
-from rpibuild.render import environment, image_labels, image_tags, render
+from rpibuild.naming import image_labels, image_tags
+from rpibuild.render import environment, render
 from rpibuild.stages import TARGET_STAGES
 
 GOLDEN = Path(__file__).parent / "golden"

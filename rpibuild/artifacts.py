@@ -32,6 +32,7 @@ from rpibuild.naming import image_labels, image_tags, qpulib_revision, torch_lab
 from rpibuild.platforms import Platform
 from rpibuild.rootfs import export_profile
 from rpibuild.sources import file_sha256
+from rpibuild.stages import ROUTES
 
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA = 1
@@ -351,7 +352,9 @@ def collect_from_image(
         files += wheels
         if profile.extension.enabled and not any(w.name.startswith("torch_qpu-") for w in wheels):
             missing.append(f"{WHEELS_PATH}/torch_qpu-*.whl")
-        if profile.torch.source != "none" and not any(w.name.startswith("torch-") for w in wheels):
+        if ROUTES[profile.torch.source].installs_torch and not any(
+            w.name.startswith("torch-") for w in wheels
+        ):
             missing.append(f"{WHEELS_PATH}/torch-*.whl")
     if missing:
         raise BuildError(

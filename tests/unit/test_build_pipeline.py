@@ -280,21 +280,22 @@ def test_a_failed_torch_compile_stores_nothing_and_says_where_to_look(tmp_path: 
 
 def test_doctor_says_whether_the_torch_wheel_is_stored(tmp_path: Path) -> None:
     from rpibuild.doctor import check_torch_wheel
+    from rpibuild.plan import make_plan
     from rpibuild.render import torch_wheel_key
     from rpibuild.torch_compile import compile_folders
     from rpibuild.torch_debian import store
 
     prof = armv7()
-    before = check_torch_wheel(prof)
+    before = check_torch_wheel(prof, make_plan(prof))
     assert before.ok and before.detail.startswith("not compiled yet") and "resumes" in before.detail
     started = compile_folders(prof).build / torch_wheel_key(prof)
     started.mkdir(parents=True)
-    under_way = check_torch_wheel(prof)
+    under_way = check_torch_wheel(prof, make_plan(prof))
     assert under_way.ok and f"a compile was started in {started}" in under_way.detail
     exported = tmp_path / "exported"
     exported.mkdir()
     (exported / WHEEL).write_bytes(b"wheel bytes")
     (exported / "torch-runtime-packages.txt").write_text("libsleef3\n")
     stored = store(torch_wheel_key(prof), prof.torch.version, exported)
-    after = check_torch_wheel(prof)
+    after = check_torch_wheel(prof, make_plan(prof))
     assert after.ok and after.detail == f"stored: {stored.wheel}"

@@ -299,3 +299,16 @@ def test_doctor_says_whether_the_torch_wheel_is_stored(tmp_path: Path) -> None:
     stored = store(torch_wheel_key(prof), prof.torch.version, exported)
     after = check_torch_wheel(prof, make_plan(prof))
     assert after.ok and after.detail == f"stored: {stored.wheel}"
+
+
+def test_doctor_refuses_a_buildx_older_than_what_the_code_uses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--progress=rawjson needs 0.12, `buildx ls --format json` 0.13."""
+    from rpibuild.doctor import check_buildx
+    from rpibuild.engine import buildx
+
+    assert buildx.MIN_VERSION >= (0, 13)
+    monkeypatch.setattr(buildx, "version", lambda: (0, 12, 1))
+    old = check_buildx()
+    assert not old.ok and "older than 0.13" in old.detail and old.fix == buildx.INSTALL_HINT
+    monkeypatch.setattr(buildx, "version", lambda: (0, 13, 1))
+    assert check_buildx().ok

@@ -337,6 +337,8 @@ def _render(
             target_compilers=compilers if compiles_on_target and plan.route.compiled_on != "target" else [],
             runtime_packages=runtime_packages,
             torch=torch,
+            route=plan.route,
+            stage_names=plan.names,
             torch_wheel_name=wheel_name,
             torch_cross_install=plan.torch_installed_natively,
             qpulib=profile.qpulib,

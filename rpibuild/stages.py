@@ -42,6 +42,9 @@ class TorchRoute:
     compiled_on: str
     # The wheel may carry its list of Debian runtime packages (images/torch-debian/wheel_packages.py).
     carries_package_list: bool
+    # Its torch was built against the suite's pybind11 and does not bundle it (Debian's), so a
+    # cross-built extension needs pybind11-dev on the build platform.
+    needs_system_pybind11: bool = False
 
     @property
     def installs_torch(self) -> bool:
@@ -52,7 +55,11 @@ ROUTES = {
     "pypi": TorchRoute("pypi", wheel_before_target=True, compiled_on="", carries_package_list=False),
     "wheel": TorchRoute("wheel", wheel_before_target=True, compiled_on="", carries_package_list=True),
     "debian": TorchRoute(
-        "debian", wheel_before_target=True, compiled_on="build platform", carries_package_list=True
+        "debian",
+        wheel_before_target=True,
+        compiled_on="build platform",
+        carries_package_list=True,
+        needs_system_pybind11=True,
     ),
     "source": TorchRoute(
         "source", wheel_before_target=False, compiled_on="target", carries_package_list=False

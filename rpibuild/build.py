@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from rpibuild.base import BaseImage, ensure_base
 from rpibuild.config.model import Build, Profile
 from rpibuild.context import fetch_sources
-from rpibuild.cross import check_cross, cross_base_profile
+from rpibuild.cross import cross_base_profile
 from rpibuild.engine import BuildEvent, BuildRequest, BuildResult, Engine, StageTiming
 from rpibuild.engine.progress import TAIL_LINES, compile_status
 from rpibuild.errors import BuildError, ConfigError
@@ -27,7 +27,7 @@ from rpibuild.plan import Plan, make_plan
 from rpibuild.redact import mask_urls
 from rpibuild.render import Rendered, render
 from rpibuild.sources import cache_dir
-from rpibuild.stages import TORCH_BUILD_STAGES
+from rpibuild.stages import TORCH_BUILD_STAGES, check_cross
 from rpibuild.torch_compile import compile_wheel, discard_build_folder
 from rpibuild.torch_debian import StoredWheel, store
 

@@ -12,15 +12,17 @@ from rpibuild import __version__
 from rpibuild.config import grammar
 from rpibuild.config.model import Profile
 from rpibuild.errors import ConfigError
+from rpibuild.stages import ROUTES
 
 
 def torch_label(profile: Profile) -> str:
     torch = profile.torch
-    if torch.source == "none":
+    route = ROUTES[torch.source]
+    if not route.installs_torch:
         return "none"
     if torch.version:
         return torch.version
-    if torch.source == "wheel" and torch.wheel:
+    if route.given_wheel and torch.wheel:
         match = re.match(r"torch-([^-]+)-", grammar.wheel_name(torch.wheel))
         return match.group(1) if match else "wheel"
     return f"src-{torch.git_ref}"

@@ -16,7 +16,7 @@ from rpibuild import base, naming, render
 from rpibuild.config.model import Profile
 from rpibuild.cross import cross_base_profile
 from rpibuild.redact import mask_urls
-from rpibuild.stages import TORCH_BUILD_STAGES, StagePlan, plan_stages
+from rpibuild.stages import ROUTES, TORCH_BUILD_STAGES, StagePlan, plan_stages
 from rpibuild.torch_debian import StoredWheel, stored_wheel
 
 
@@ -161,17 +161,9 @@ def _base(role: str, profile: Profile) -> BasePlan:
 
 def _sources(profile: Profile) -> tuple[SourcePlan, ...]:
     out = []
-    torch = profile.torch
-    if torch.source == "pypi":
-        out.append(SourcePlan("torch", f"torch=={torch.version} from the package index", "version"))
-    elif torch.source == "wheel" and torch.wheel:
-        out.append(SourcePlan("torch", mask_urls(torch.wheel), f"sha256 {torch.sha256}"))
-    elif torch.source == "debian":
-        out.append(
-            SourcePlan("torch", f"Debian's pytorch {torch.version} source", "the archive's signatures")
-        )
-    elif torch.source == "source":
-        out.append(SourcePlan("torch", mask_urls(f"{torch.git_url} {torch.git_ref}"), "git ref"))
+    route = ROUTES[profile.torch.source]
+    if route.origin is not None:
+        out.append(SourcePlan("torch", *route.origin(profile.torch)))
     qpulib = profile.qpulib
     if qpulib.enabled and qpulib.path:
         out.append(SourcePlan("qpulib", str(Path(qpulib.path)), "local tree, not pinned"))

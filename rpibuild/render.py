@@ -291,7 +291,7 @@ def _render(
 
     torch = profile.torch
     wheel_name = grammar.wheel_name(torch.wheel) if torch.wheel else ""
-    if torch.source == "wheel" and torch.wheel and "://" not in torch.wheel:
+    if plan.route.given_wheel and torch.wheel and "://" not in torch.wheel:
         wheel_path = Path(torch.wheel)
         if not wheel_path.is_file():
             raise ConfigError(f"torch wheel {torch.wheel} does not exist", field="torch.wheel")

@@ -8,10 +8,13 @@ Pure: no engine, no rendering; rpibuild.render and rpibuild.plan sit above it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rpibuild import cross
-from rpibuild.config.model import Profile
+from rpibuild.config.model import Profile, Torch
+from rpibuild.errors import ConfigError
+from rpibuild.redact import mask_urls
 
 # The target's stages, in build order.
 TARGET_STAGES = ("system", "torch", "qpulib", "extension", "verify", "runtime")
@@ -45,6 +48,10 @@ class TorchRoute:
     # Its torch was built against the suite's pybind11 and does not bundle it (Debian's), so a
     # cross-built extension needs pybind11-dev on the build platform.
     needs_system_pybind11: bool = False
+    # The wheel is the user's (torch.wheel: a file or URL, sha256-pinned).
+    given_wheel: bool = False
+    # What is fetched for it and how it is pinned (the plan's sources), from the profile's torch.
+    origin: Callable[[Torch], tuple[str, str]] | None = None
 
     @property
     def installs_torch(self) -> bool:
@@ -52,17 +59,35 @@ class TorchRoute:
 
 
 ROUTES = {
-    "pypi": TorchRoute("pypi", wheel_before_target=True, compiled_on="", carries_package_list=False),
-    "wheel": TorchRoute("wheel", wheel_before_target=True, compiled_on="", carries_package_list=True),
+    "pypi": TorchRoute(
+        "pypi",
+        wheel_before_target=True,
+        compiled_on="",
+        carries_package_list=False,
+        origin=lambda torch: (f"torch=={torch.version} from the package index", "version"),
+    ),
+    "wheel": TorchRoute(
+        "wheel",
+        wheel_before_target=True,
+        compiled_on="",
+        carries_package_list=True,
+        given_wheel=True,
+        origin=lambda torch: (mask_urls(torch.wheel or ""), f"sha256 {torch.sha256}"),
+    ),
     "debian": TorchRoute(
         "debian",
         wheel_before_target=True,
         compiled_on="build platform",
         carries_package_list=True,
         needs_system_pybind11=True,
+        origin=lambda torch: (f"Debian's pytorch {torch.version} source", "the archive's signatures"),
     ),
     "source": TorchRoute(
-        "source", wheel_before_target=False, compiled_on="target", carries_package_list=False
+        "source",
+        wheel_before_target=False,
+        compiled_on="target",
+        carries_package_list=False,
+        origin=lambda torch: (mask_urls(f"{torch.git_url} {torch.git_ref}"), "git ref"),
     ),
     "none": TorchRoute("none", wheel_before_target=False, compiled_on="", carries_package_list=False),
 }
@@ -117,10 +142,52 @@ class StagePlan:
         return next((s.platform for s in self.stages if s.name == "runtime"), "")
 
 
+def compiles(profile: Profile) -> bool:
+    """Whether the build compiles C++ at all: QPULib, torch from Debian's source, or the
+    extension's operators (built against torch: without torch it is a pure-Python wheel)."""
+    route = ROUTES[profile.torch.source]
+    operators = profile.extension.enabled and route.installs_torch
+    return profile.qpulib.enabled or operators or route.compiled_on == "build platform"
+
+
+def wants_cross(profile: Profile) -> bool:
+    """Whether the build has anything to compile on the build platform for a foreign target
+    (a target this host runs natively, such as host-emulator's amd64, compiles in place)."""
+    foreign = profile.target.binfmt is not None
+    return profile.build.cross and compiles(profile) and foreign
+
+
+def check_cross(profile: Profile) -> None:
+    """Refuse cross settings that cannot work, before anything runs."""
+    route = ROUTES[profile.torch.source]
+    if route.compiled_on == "build platform" and not profile.build.cross:
+        raise ConfigError(
+            f"torch.source {route.name!r} is cross-compiled: it needs build.cross: true",
+            field="build.cross",
+            hint="a torch compile under QEMU takes days; keep build.cross: true",
+        )
+    if not wants_cross(profile):
+        return
+    if not profile.target.cross:
+        raise ConfigError(
+            f"{profile.platform} has no Debian cross toolchain (armhf's emits ARMv7 code)",
+            field="build.cross",
+            hint="--set build.cross=false compiles under QEMU",
+        )
+    if profile.base.bootstrap is None:
+        raise ConfigError(
+            "build.cross needs base.bootstrap: the build-platform base is bootstrapped "
+            "from the same Debian suite as the target",
+            field="build.cross",
+            hint="bootstrap the base, or --set build.cross=false",
+        )
+    cross.build_platform()
+
+
 def plan_stages(profile: Profile, *, torch_stored: bool = False) -> StagePlan:
     """Decide the stages of ``profile`` (``torch_stored``: its Debian wheel is in the store)."""
     target = profile.target
-    is_cross = cross.wants_cross(profile)
+    is_cross = wants_cross(profile)
     route = ROUTES[profile.torch.source]
     natively = is_cross and route.wheel_before_target
     on_build = cross.build_platform() if is_cross else None
@@ -151,7 +218,7 @@ def plan_stages(profile: Profile, *, torch_stored: bool = False) -> StagePlan:
         build_platform=on_build,
         route=route,
         torch_installed_natively=natively,
-        compiles_on_target=not is_cross and cross.compiles(profile),
+        compiles_on_target=not is_cross and compiles(profile),
         torch_stored=torch_stored,
         stages=stages,
         targets=tuple(dict.fromkeys((*names(torch_stored), *names(False)))),

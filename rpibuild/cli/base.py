@@ -27,8 +27,9 @@ def base(
     from rpibuild import console
     from rpibuild.base import ensure_base
     from rpibuild.config import load_profile
-    from rpibuild.cross import check_cross, cross_base_profile
+    from rpibuild.cross import cross_base_profile
     from rpibuild.engine import DockerEngine
+    from rpibuild.stages import check_cross
 
     loaded = load_profile(profile, overrides)
     target = loaded.profile

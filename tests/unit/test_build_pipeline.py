@@ -10,10 +10,11 @@ from rpibuild.base import base_reference
 from rpibuild.build import build_profile, with_build_options
 from rpibuild.config import load_profile
 from rpibuild.config.model import Profile
-from rpibuild.cross import cross_base_profile, wants_cross
+from rpibuild.cross import cross_base_profile
 from rpibuild.engine import Builder, BuildResult
 from rpibuild.engine.buildx import BuilderNode
 from rpibuild.errors import BuildError, ConfigError
+from rpibuild.stages import wants_cross
 from tests.unit.fake_engine import FakeEngine, failing_build, stage_timings
 
 PASSWORD = "s3ntinel-pa55"

@@ -13,11 +13,11 @@ import pytest
 from rpibuild import resources
 from rpibuild.base import base_reference
 from rpibuild.config import load_profile
-from rpibuild.cross import check_cross, cross_base_profile, wants_cross
+from rpibuild.cross import cross_base_profile
 from rpibuild.engine.progress import BuildEvent, BuildProgress, CompileMeter
 from rpibuild.errors import ConfigError
 from rpibuild.render import render, torch_wheel_key
-from rpibuild.stages import plan_stages
+from rpibuild.stages import check_cross, plan_stages, wants_cross
 from tests.unit.dockerfile import instructions
 
 VERIFY_DIR = resources.images_dir() / "verify"

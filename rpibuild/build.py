@@ -23,9 +23,9 @@ from rpibuild.cross import cross_base_profile
 from rpibuild.engine import BuildEvent, BuildRequest, BuildResult, Engine, StageTiming
 from rpibuild.engine.progress import TAIL_LINES, compile_status
 from rpibuild.errors import BuildError, ConfigError
-from rpibuild.plan import Plan, make_plan
+from rpibuild.plan import Plan, make_plan, render_planned
 from rpibuild.redact import mask_urls
-from rpibuild.render import Rendered, render
+from rpibuild.render import Rendered
 from rpibuild.sources import cache_dir
 from rpibuild.stages import TORCH_BUILD_STAGES, check_cross
 from rpibuild.torch_compile import compile_wheel, discard_build_folder
@@ -148,14 +148,7 @@ def build_profile(
         )
         compiled_now = True
         plan = make_plan(profile, target=target)
-    rendered = render(
-        profile,
-        base_ref=base.image,
-        qpulib_src=sources.qpulib,
-        stored_torch=torch_wheel.wheel if torch_wheel else None,
-        torch_key=plan.torch_key,
-        stage_plan=plan.stages,
-    )
+    rendered = render_planned(profile, plan, base_ref=base.image, qpulib_src=sources.qpulib)
     platform = plan.stages.platform_of(target)
     names = plan.stages.names
     request = BuildRequest(
@@ -253,7 +246,7 @@ def _build_torch_wheel(
     like a build, and its wheel and runtime package list land in rpibuild's wheel store.
     """
     key = plan.torch_key
-    rendered = render(profile, base_ref=base_image, torch_key=key, stage_plan=plan.stages)
+    rendered = render_planned(profile, plan, base_ref=base_image)
     request = BuildRequest(
         context=Path(),
         platform=plan.stages.platform_of("torch-source"),

@@ -148,6 +148,21 @@ def make_plan(profile: Profile, *, target: str | None = None) -> Plan:
     )
 
 
+def render_planned(
+    profile: Profile, plan: Plan, *, base_ref: str | None = None, qpulib_src: Path | None = None
+) -> render.Rendered:
+    """The Dockerfile and context the plan describes: its stages, its wheel key, its stored wheel
+    (rendering asks the profile nothing the plan has decided)."""
+    return render.render(
+        profile,
+        base_ref=base_ref,
+        qpulib_src=qpulib_src,
+        stored_torch=plan.torch_wheel.wheel if plan.torch_wheel else None,
+        torch_key=plan.torch_key,
+        stage_plan=plan.stages,
+    )
+
+
 def _base(role: str, profile: Profile) -> BasePlan:
     pulled = profile.base.image is not None
     return BasePlan(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rpibuild.config import load_profile
-from rpibuild.plan import make_plan
+from rpibuild.plan import make_plan, render_planned
 from rpibuild.render import render
 from rpibuild.stages import TARGET_STAGES
 from rpibuild.torch_debian import store
@@ -59,6 +59,9 @@ def test_a_stored_wheel_takes_the_compile_stages_out_except_for_a_compile_target
     assert plan.torch_wheel == stored and plan.torch_key == key
     assert "torch-source" not in plan.stages.names and "torch-install" in plan.stages.names
     assert "torch-source" in plan.stages.targets  # still a stage a build may stop at
+    # What `rpibuild render` prints and a build uses: the stored wheel, no compile stages.
+    text = render_planned(profile, plan).dockerfile
+    assert f"COPY torch/{stored.wheel.name} /opt/rpibuild/wheels/" in text and " AS torch-source" not in text
     compiling = make_plan(profile, target="torch-c10")
     assert compiling.torch_wheel is None and "torch-c10" in compiling.stages.names
 

@@ -1,7 +1,8 @@
 """``rpibuild build``: base -> system -> torch -> qpulib -> extension -> verify -> runtime.
 
-One multi-stage Dockerfile, built by BuildKit (the profile's buildx builder) for the
-profile's platform, under QEMU unless the builder has a native node for it. The image is
+One multi-stage Dockerfile, built by BuildKit (the profile's buildx builder) as the build plan
+(rpibuild.plan) says: C++ on the build platform, the target's stages for the profile's
+platform, under QEMU unless the builder has a native node for it. The image is
 tagged only after every stage (verify included) has passed, so a failure never moves a tag.
 """
 

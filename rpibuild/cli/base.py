@@ -22,7 +22,7 @@ def base(
     """Produce the profile's base image: debootstrapped (default) or pulled.
 
     A bootstrapped base is tagged by a hash of what produced it (platform, suite, mirror,
-    variant, packages), so the next run reuses it. Prints the image reference.
+    variant, packages, the keyring's bytes), so the next run reuses it. Prints the image reference.
     """
     from rpibuild import console
     from rpibuild.base import ensure_base

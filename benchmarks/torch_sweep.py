@@ -191,9 +191,10 @@ def index_url(
 
 def ca_bundle() -> str | None:
     """The host's CA bundle (TLS-intercepting proxies): what the shipped profiles use too."""
-    from rpibuild.render import HOST_CA_BUNDLES
+    from rpibuild import host
 
-    return next((p for p in HOST_CA_BUNDLES if Path(p).is_file()), None)
+    found = host.ca_bundle()
+    return str(found) if found else None
 
 
 def list_wheels(index: str, session: Any, ca: str | None) -> list[Wheel]:

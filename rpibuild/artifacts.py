@@ -24,11 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from rpibuild import __version__, elf
+from rpibuild.build import build_profile
 from rpibuild.config.model import Profile
 from rpibuild.engine import BuildEvent, Engine
-from rpibuild.errors import BuildError, ConfigError
+from rpibuild.errors import BuildError, ConfigError, ImageMissing
+from rpibuild.naming import image_labels, image_tags, qpulib_revision, torch_label
 from rpibuild.platforms import Platform
+from rpibuild.rootfs import export_profile
 from rpibuild.sources import file_sha256
+from rpibuild.stages import ROUTES
 
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA = 1
@@ -255,8 +259,6 @@ def build_manifest(
     files: list[Path],
 ) -> dict[str, object]:
     """Describe ``files`` (under ``out``) with the profile, images, labels and the ELF check."""
-    from rpibuild.render import image_labels, qpulib_revision, torch_label
-
     runtime = image_record(engine, runtime_image)
     # Only the runtime stage carries the LABELs; without that image, the labels the profile
     # renders (the same values, by construction) stand in, and the manifest says which.
@@ -350,7 +352,9 @@ def collect_from_image(
         files += wheels
         if profile.extension.enabled and not any(w.name.startswith("torch_qpu-") for w in wheels):
             missing.append(f"{WHEELS_PATH}/torch_qpu-*.whl")
-        if profile.torch.source != "none" and not any(w.name.startswith("torch-") for w in wheels):
+        if ROUTES[profile.torch.source].installs_torch and not any(
+            w.name.startswith("torch-") for w in wheels
+        ):
             missing.append(f"{WHEELS_PATH}/torch-*.whl")
     if missing:
         raise BuildError(
@@ -387,29 +391,23 @@ def collect(
 
     With ``rootfs`` the runtime image is ensured too and exported as ``rootfs/<profile>.tar.zst``.
     """
-    from rpibuild.render import image_tags
-
     _prepare_output(out)
     runtime_ref = image_tags(profile)[0]
     extension_ref = f"{runtime_ref}-extension"
     say = on_step or (lambda _text: None)
     if build:
-        from rpibuild.build import build_profile
-
         if rootfs:
             say(f"building {profile.name} (runtime image, for the rootfs)")
             build_profile(profile, engine, on_event=on_event)
         say(f"building {profile.name} up to the extension stage (cache hits when already built)")
         extension_ref = build_profile(profile, engine, target="extension", on_event=on_event).image
     elif engine.image(extension_ref) is None:
-        raise BuildError(
+        raise ImageMissing(
             f"image {extension_ref} does not exist",
             hint=f"rpibuild build -p {profile.name} --target extension (or drop --no-build)",
         )
     extra: list[Path] = []
     if rootfs:
-        from rpibuild.rootfs import export_profile
-
         (out / "rootfs").mkdir()
         tarball = out / "rootfs" / f"{profile.name}.tar.zst"
         say(f"exporting the root filesystem to {tarball}")

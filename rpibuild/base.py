@@ -42,13 +42,20 @@ RECIPE_VERSION = 1
 
 
 def base_key(profile: Profile) -> str:
-    """Content hash of what produces the base (platform, suite, mirror, variant, packages)."""
+    """Content hash of what produces the base (platform, suite, mirror, variant, packages and
+    the keyring's bytes: a keyring file replaced in place is another base).
+
+    The recipe (debootstrap's command line, the tidying, the archive's config) is code in this
+    module; RECIPE_VERSION stands for it."""
     bootstrap = profile.base.bootstrap
-    payload = {
+    payload: dict[str, object] = {
         "recipe": RECIPE_VERSION,
         "platform": profile.platform,
         "bootstrap": bootstrap.model_dump() if bootstrap else None,
     }
+    keyring = Path(bootstrap.keyring) if bootstrap and bootstrap.keyring else None
+    if keyring is not None and keyring.is_file():  # a missing one is refused by config.checks
+        payload["keyring_sha256"] = file_sha256(keyring)
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 

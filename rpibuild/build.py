@@ -1,7 +1,8 @@
 """``rpibuild build``: base -> system -> torch -> qpulib -> extension -> verify -> runtime.
 
-One multi-stage Dockerfile, built by BuildKit (the profile's buildx builder) for the
-profile's platform, under QEMU unless the builder has a native node for it. The image is
+One multi-stage Dockerfile, built by BuildKit (the profile's buildx builder) as the build plan
+(rpibuild.plan) says: C++ on the build platform, the target's stages for the profile's
+platform, under QEMU unless the builder has a native node for it. The image is
 tagged only after every stage (verify included) has passed, so a failure never moves a tag.
 """
 
@@ -19,15 +20,17 @@ from pydantic import ValidationError
 from rpibuild.base import BaseImage, ensure_base
 from rpibuild.config.model import Build, Profile
 from rpibuild.context import fetch_sources
-from rpibuild.cross import build_platform, check_cross, cross_base_profile, wants_cross
+from rpibuild.cross import cross_base_profile
 from rpibuild.engine import BuildEvent, BuildRequest, BuildResult, Engine, StageTiming
 from rpibuild.engine.progress import TAIL_LINES, compile_status
 from rpibuild.errors import BuildError, ConfigError
+from rpibuild.plan import Plan, make_plan, render_planned
 from rpibuild.redact import mask_urls
-from rpibuild.render import CROSS_STAGES, TORCH_BUILD_STAGES, Rendered, render, stages
+from rpibuild.render import Rendered
 from rpibuild.sources import cache_dir
+from rpibuild.stages import TORCH_BUILD_STAGES, check_cross
 from rpibuild.torch_compile import compile_wheel, discard_build_folder
-from rpibuild.torch_debian import StoredWheel, store, stored_wheel
+from rpibuild.torch_debian import StoredWheel, store
 
 FAILURE_HINTS = (
     ("CERTIFICATE_VERIFY_FAILED", "TLS interception: set network.ca_bundle (default 'host')"),
@@ -124,32 +127,31 @@ def build_profile(
     started = time.monotonic()
     engine.builder.require_cache_export(profile.build.cache_to)
     check_cross(profile)
-    compiling_torch = target in TORCH_BUILD_STAGES
-    debian = profile.torch.source == "debian"
-    torch_wheel = stored_wheel(profile) if debian and not compiling_torch else None
-    all_stages = stages(profile, torch_stored=torch_wheel is not None)
-    if target is not None and target not in (*all_stages, *stages(profile)):
-        raise ConfigError(f"unknown stage {target!r} (stages: {', '.join(all_stages)})", field="--target")
+    plan = make_plan(profile, target=target)
+    if target is not None and target not in plan.stages.targets:
+        raise ConfigError(
+            f"unknown stage {target!r} (stages: {', '.join(plan.stages.names)})", field="--target"
+        )
     # Pinned sources first: an unreachable or tampered archive fails in seconds, not after
     # minutes of bootstrapping.
     sources = fetch_sources(profile)
     base = ensure_base(profile, engine, refresh=refresh_base, progress=on_base_progress)
-    if wants_cross(profile):
+    if plan.stages.cross:
         ensure_base(cross_base_profile(profile), engine, refresh=refresh_base, progress=on_base_progress)
     torch_stages: list[StageTiming] = []
+    torch_wheel = plan.torch_wheel
     compiled_now = False
-    if torch_wheel is None and debian and not compiling_torch:
+    if torch_wheel is None and plan.torch_key and target not in TORCH_BUILD_STAGES:
         # The long compile first, on its own: its wheel goes to the store, then the image
         # build below copies it like any stored wheel (and later builds skip the compile).
         torch_wheel, torch_stages = _build_torch_wheel(
-            profile, engine, base.image, no_cache=no_cache, on_event=on_event
+            profile, engine, base.image, plan, no_cache=no_cache, on_event=on_event
         )
         compiled_now = True
-        all_stages = stages(profile, torch_stored=True)
-    rendered = render(profile, base_ref=base.image, qpulib_src=sources.qpulib, stored_torch=torch_wheel)
-    # A build-platform stage (cross, torch-c10...) is an image of the build platform: asked
-    # for the target's platform, BuildKit would label its result with the target's.
-    platform = build_platform() if target in CROSS_STAGES else profile.platform
+        plan = make_plan(profile, target=target)
+    rendered = render_planned(profile, plan, base_ref=base.image, qpulib_src=sources.qpulib)
+    platform = plan.stages.platform_of(target)
+    names = plan.stages.names
     request = BuildRequest(
         context=Path(),  # set by _run_build
         platform=platform,
@@ -158,7 +160,7 @@ def build_profile(
         build_args=proxy_buildargs(profile),
         cache_from=tuple(profile.build.cache_from),
         cache_to=tuple(profile.build.cache_to),
-        stages=all_stages[: all_stages.index(target) + 1] if target in all_stages else all_stages,
+        stages=names[: names.index(target) + 1] if target in names else names,
     )
     result, log_path = _run_build(profile, engine, rendered, request, on_event)
     image = engine.image(result.image_id)
@@ -233,6 +235,7 @@ def _build_torch_wheel(
     profile: Profile,
     engine: Engine,
     base_image: str,
+    plan: Plan,
     *,
     no_cache: bool,
     on_event: Callable[[BuildEvent], None] | None,
@@ -243,10 +246,11 @@ def _build_torch_wheel(
     toolchain); the compile runs in a container of it (``rpibuild.torch_compile``), logged
     like a build, and its wheel and runtime package list land in rpibuild's wheel store.
     """
-    rendered = render(profile, base_ref=base_image)
+    key = plan.torch_key
+    rendered = render_planned(profile, plan, base_ref=base_image)
     request = BuildRequest(
         context=Path(),
-        platform=build_platform(),
+        platform=plan.stages.platform_of("torch-source"),
         target="torch-source",
         no_cache=no_cache,
         build_args=proxy_buildargs(profile),
@@ -276,7 +280,7 @@ def _build_torch_wheel(
 
         out = Path(tmp) / "out"
         code = compile_wheel(
-            engine, source.image_id, profile, out, fresh=no_cache, on_line=on_line, on_wait=on_wait
+            engine, source.image_id, profile, out, key=key, fresh=no_cache, on_line=on_line, on_wait=on_wait
         )
         if code != 0:
             raise BuildError(
@@ -287,9 +291,9 @@ def _build_torch_wheel(
                 hint=next((h for needle, h in FAILURE_HINTS if any(needle in t for t in tail)), None),
             )
         try:
-            stored = store(profile, out)
+            stored = store(key, profile.torch.version, out)
         except (OSError, FileNotFoundError) as exc:
             raise BuildError(f"the torch wheel could not be stored: {exc}", stage="torch-build") from None
-    discard_build_folder(profile)
+    discard_build_folder(profile, key)
     timing = StageTiming("torch-build", time.monotonic() - started, steps=1)
     return stored, [*source.stages, timing]

@@ -8,7 +8,8 @@ from pathlib import Path
 from rpibuild import sources
 from rpibuild.config.model import Profile
 from rpibuild.errors import ConfigError
-from rpibuild.render import Rendered, render
+from rpibuild.plan import make_plan, render_planned
+from rpibuild.render import Rendered
 
 
 def qpulib_tree(profile: Profile) -> Path | None:
@@ -43,10 +44,10 @@ def prepare_context(
     base_ref: str | None = None,
     sources: PinnedSources | None = None,
 ) -> Rendered:
-    """Render and write the context into ``directory`` (new or empty)."""
+    """Render the context the build plan describes and write it into ``directory`` (new or empty)."""
     if directory.is_dir() and any(directory.iterdir()):
         raise ConfigError(f"output folder {directory} is not empty", field="--output")
     sources = sources or fetch_sources(profile)
-    rendered = render(profile, base_ref=base_ref, qpulib_src=sources.qpulib)
+    rendered = render_planned(profile, make_plan(profile), base_ref=base_ref, qpulib_src=sources.qpulib)
     rendered.write(directory)
     return rendered

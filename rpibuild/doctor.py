@@ -9,7 +9,8 @@ from pathlib import Path
 
 from rpibuild import qemu
 from rpibuild.config.model import Profile
-from rpibuild.errors import EngineError, HostSetupError
+from rpibuild.errors import ConfigError, EngineError, HostSetupError
+from rpibuild.plan import Plan, make_plan
 
 MIN_FREE_GIB = 10
 
@@ -138,16 +139,14 @@ def check_registry(profile: Profile) -> Check:
     return Check("registry", ok, detail, fix)
 
 
-def check_torch_wheel(profile: Profile) -> Check:
+def check_torch_wheel(profile: Profile, plan: Plan) -> Check:
     """torch.source debian: whether the compiled wheel is in the store, or the next build
     compiles it (hours). Information, never a failure."""
     from rpibuild.torch_compile import compile_folders
-    from rpibuild.torch_debian import stored_wheel, torch_build_key
 
-    stored = stored_wheel(profile)
-    if stored is not None:
-        return Check("torch wheel", True, f"stored: {stored.wheel}")
-    key = torch_build_key(profile)
+    key = plan.torch_key
+    if plan.torch_wheel is not None:
+        return Check("torch wheel", True, f"stored: {plan.torch_wheel.wheel}")
     started = compile_folders(profile).build / key
     if started.is_dir():
         return Check(
@@ -189,8 +188,14 @@ def run_checks(profile: Profile | None) -> list[Check]:
     if profile is None or profile.base.bootstrap is not None:
         checks.append(check_debootstrap())
     checks.append(check_disk(root))
-    if profile is not None and profile.torch.source == "debian":
-        checks.append(check_torch_wheel(profile))
+    plan = None
+    if profile is not None:
+        try:
+            plan = make_plan(profile)
+        except ConfigError as exc:  # e.g. a cross build on a host that is not x86_64
+            checks.append(Check("build plan", False, exc.reason, exc.hint))
+    if profile is not None and plan is not None and plan.torch_key:
+        checks.append(check_torch_wheel(profile, plan))
     if profile is not None and profile.registry.url:
         checks.append(check_registry(profile))
     return checks

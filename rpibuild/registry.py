@@ -26,8 +26,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from rpibuild import host
+from rpibuild.config import grammar
 from rpibuild.config.model import Profile
-from rpibuild.errors import ConfigError, EngineError, RegistryError
+from rpibuild.errors import ConfigError, EngineError, ImageMissing, RegistryError
+from rpibuild.naming import image_tags
 
 if TYPE_CHECKING:
     import requests
@@ -41,12 +44,10 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 SINGLE_ACCEPT = (DOCKER_MANIFEST, OCI_MANIFEST)
 LIST_ACCEPT = (DOCKER_MANIFEST_LIST, OCI_INDEX)
-HOST_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 DEFAULT_RETRIES = 3
 HTTP_TIMEOUT = 30
 PROBE_LIMIT = 64 << 20
 _NAME_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
-_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
 
 
 # ---------------------------------------------------------------- errors
@@ -276,7 +277,8 @@ class Target:
         for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
             if os.environ.get(name) and Path(os.environ[name]).is_file():
                 return os.environ[name]
-        return next((p for p in HOST_CA_BUNDLES if Path(p).is_file()), True)
+        found = host.ca_bundle()
+        return str(found) if found else True
 
 
 def parse_host(url: str) -> tuple[str | None, str]:
@@ -348,15 +350,13 @@ def split_reference(reference: str) -> tuple[str, str]:
     repository, sep, tag = reference.rpartition(":")
     if not sep or "/" in tag or not repository:
         raise ConfigError(f"{reference!r} has no tag", hint="write NAME:TAG")
-    if not _TAG.fullmatch(tag):
+    if not grammar.TAG.fullmatch(tag):
         raise ConfigError(f"{tag!r} is not a valid tag")
     return repository, tag
 
 
 def push_plan(profile: Profile, target: Target) -> list[tuple[str, str]]:
     """(local reference, remote reference) for every tag of the profile's image."""
-    from rpibuild.render import image_tags
-
     plan = []
     for local in image_tags(profile):
         repository, tag = split_reference(local)
@@ -801,7 +801,7 @@ def push_one(
     """Tag ``local`` as ``remote``, push with retries, verify, and always drop the temporary tag."""
     image = engine.image(local)
     if image is None:
-        raise RegistryError(
+        raise ImageMissing(
             f"{local} does not exist locally", hint="build it first: rpibuild build -p PROFILE"
         )
     auth = None
@@ -992,8 +992,6 @@ def push_manifest_list(
     The registry accepts a list only when every manifest it names is already in the same
     repository, hence the per-platform tags first.
     """
-    from rpibuild.render import image_tags
-
     repository, tag = manifest_target(name_tag, target)
     name = path_name(repository, target.host)
     credentials = load_credentials(target.host)

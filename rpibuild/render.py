@@ -16,31 +16,20 @@ from pathlib import Path
 
 import jinja2
 
-from rpibuild import __version__, resources
+from rpibuild import __version__, host, resources
 from rpibuild.base import base_reference
 from rpibuild.config import grammar
 from rpibuild.config.model import Profile
-from rpibuild.cross import build_platform, compiles, cross_base_profile, wants_cross
+from rpibuild.cross import cross_base_profile
 from rpibuild.errors import ConfigError
+from rpibuild.keys import CONTEXT_IGNORE
+from rpibuild.naming import image_labels, image_tags, qpulib_revision
 from rpibuild.platforms import get_platform
-from rpibuild.torch_debian import StoredWheel, torch_build_key
+from rpibuild.stages import StagePlan, plan_stages
+from rpibuild.torch_debian import wheel_key
 
 PIP_CONF_SECRET = "pip-conf"
 APT_MIRROR_SECRET = "apt-mirror"
-STAGES = ("system", "torch", "qpulib", "extension", "verify", "runtime")
-# Stages on the build platform (build.cross): compiled there, installed into a target stage.
-CROSS_STAGES = (
-    "cross",
-    "torch-source",
-    "torch-c10",
-    "torch-install",
-    "qpulib-build",
-    "extension-build",
-)
-# Build-platform stages about torch's compile itself: a build that stops at one of them never
-# takes the wheel from the store, nor compiles it (rpibuild/torch_compile.py does, in a
-# container of torch-source).
-TORCH_BUILD_STAGES = ("cross", "torch-source", "torch-c10")
 # The build platform's packages: Debian's cross toolchain, ccache, and the target's Python
 # headers and sysconfig through multiarch (the extension is built against them).
 CROSS_PACKAGES = (
@@ -86,12 +75,8 @@ TORCH_BUILD_PACKAGES = (
     "libcpp-httplib-dev:{arch}",
     "python3-numpy-dev:{arch}",
 )
-HOST_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
-_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
 # What never goes into a build context from the extension's folder.
-_CONTEXT_IGNORE = shutil.ignore_patterns(
-    "build", "dist", "*.egg-info", "__pycache__", "*.pyc", "*.so", ".pytest_cache", ".hypothesis"
-)
+_CONTEXT_IGNORE = shutil.ignore_patterns(*CONTEXT_IGNORE)
 
 
 @dataclass(frozen=True)
@@ -106,6 +91,8 @@ class Rendered:
     # BuildKit secrets (id -> content): mounted into the RUN steps that need them, never
     # part of the context, of a layer or of the history.
     secrets: dict[str, str] = field(default_factory=dict)
+    # torch.source debian, cross: the wheel's content key (rpibuild.torch_debian.wheel_key).
+    torch_key: str = ""
 
     def write_secrets(self, directory: Path) -> dict[str, Path]:
         """Write each secret to a private file in ``directory`` (outside the context)."""
@@ -169,85 +156,23 @@ def dockerfile_string(value: object) -> str:
     return '"' + re.sub(r'(["\\$])', r"\\\1", text) + '"'
 
 
-def torch_label(profile: Profile) -> str:
-    torch = profile.torch
-    if torch.source == "none":
-        return "none"
-    if torch.version:
-        return torch.version
-    if torch.source == "wheel" and torch.wheel:
-        match = re.match(r"torch-([^-]+)-", grammar.wheel_name(torch.wheel))
-        return match.group(1) if match else "wheel"
-    return f"src-{torch.git_ref}"
-
-
-def qpulib_revision(profile: Profile) -> str:
-    if not profile.qpulib.enabled:
-        return "none"
-    return "local" if profile.qpulib.path else profile.qpulib.commit
-
-
-def image_tags(profile: Profile) -> tuple[str, ...]:
-    """The profile's tag templates filled in: ``{profile}``, ``{platform}``, ``{torch}``..."""
-    values = {
-        "profile": profile.name,
-        "platform": profile.target.slug,
-        "torch": torch_label(profile).replace("+", "_"),
-        "qpulib": qpulib_revision(profile)[:12],
-        "version": __version__,
-    }
-    tags = []
-    for template in profile.image.tags:
-        try:
-            tag = template.format(**values)
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ConfigError(
-                f"bad tag template {template!r} ({exc})",
-                field="image.tags",
-                hint=f"placeholders: {', '.join('{' + k + '}' for k in values)}",
-            ) from None
-        if not _TAG.fullmatch(tag):
-            raise ConfigError(f"tag {tag!r} is not a valid image tag", field="image.tags")
-        tags.append(f"{profile.image.repository}:{tag}")
-    return tuple(dict.fromkeys(tags))
-
-
-def image_labels(profile: Profile) -> dict[str, str]:
-    """OCI labels plus rpibuild's own; nothing time-dependent, so rebuilds stay cached."""
-    labels = {
-        "org.opencontainers.image.title": profile.image.repository,
-        "org.opencontainers.image.description": profile.description,
-        "org.opencontainers.image.version": torch_label(profile),
-        "io.rpibuild.version": __version__,
-        "io.rpibuild.profile": profile.name,
-        "io.rpibuild.platform": profile.platform,
-        "io.rpibuild.torch.source": profile.torch.source,
-        "io.rpibuild.torch.version": torch_label(profile),
-        "io.rpibuild.qpulib.commit": qpulib_revision(profile),
-        "io.rpibuild.qpulib.mode": profile.qpulib.mode if profile.qpulib.enabled else "none",
-        "io.rpibuild.extension": "torch-qpu" if profile.extension.enabled else "none",
-    }
-    labels.update(profile.image.labels)
-    return labels
-
-
 def _ca_bundle(profile: Profile) -> Path | None:
     value = profile.network.ca_bundle
     if not value:
         return None
     if value == "host":
-        return next((Path(p) for p in HOST_CA_BUNDLES if Path(p).is_file()), None)
+        return host.ca_bundle()
     path = Path(value)
     if not path.is_file():
         raise ConfigError(f"CA bundle {value} does not exist", field="network.ca_bundle")
     return path
 
 
-def cross_values(profile: Profile, cross: bool) -> dict[str, object]:
+def cross_values(profile: Profile, plan: StagePlan, torch_key: str) -> dict[str, object]:
     """Template values of the build-platform stages (all of them, so templates never guess)."""
     target = profile.target
     values: dict[str, object] = {
-        "cross": cross,
+        "cross": plan.cross,
         "cross_base_ref": "",
         "build_arch": "",
         "cross_packages": [],
@@ -256,17 +181,17 @@ def cross_values(profile: Profile, cross: bool) -> dict[str, object]:
         "torch_c10_mounts": "",
         "elf_spec": target.elf_spec,
     }
-    if not cross:
+    if not plan.cross or plan.build_platform is None:
         return values
     arch = target.debian_arch
     values.update(
         cross_base_ref=base_reference(cross_base_profile(profile)),
-        build_arch=get_platform(build_platform()).debian_arch,
+        build_arch=get_platform(plan.build_platform).debian_arch,
         cross_packages=[p.format(arch=arch) for p in CROSS_PACKAGES],
         torch_build_packages=[p.format(arch=arch) for p in TORCH_BUILD_PACKAGES],
     )
-    if profile.torch.source == "debian":
-        values["torch_build_key"] = torch_build_key(profile)
+    if plan.route.compiled_on == "build platform":
+        values["torch_build_key"] = torch_key
         # The c10 check's build folder and ccache: its own, locked (a second check waits).
         # Shared with the small QPULib/extension compiles, BuildKit once came to hold several
         # copies of one ccache id, later builds getting whichever it found first.
@@ -280,35 +205,6 @@ def cross_values(profile: Profile, cross: bool) -> dict[str, object]:
     return values
 
 
-def verify_cpu(profile: Profile) -> str | None:
-    """The QEMU CPU verify runs as: the profile's, else the Pi's own core."""
-    return profile.verify.qemu_cpu or profile.target.qemu_cpu
-
-
-def installs_torch_natively(profile: Profile) -> bool:
-    """Whether a cross build installs the torch wheel on the build platform (torch-install).
-
-    A wheel from anywhere but a git build is installed there; a git build compiles on the
-    target, so its wheel is installed there too."""
-    return wants_cross(profile) and profile.torch.source in ("pypi", "wheel", "debian")
-
-
-def stages(profile: Profile, *, torch_stored: bool = False) -> tuple[str, ...]:
-    """The profile's stages in build order (cross builds add the build platform's)."""
-    if not wants_cross(profile):
-        return STAGES
-    extra = ["cross"]
-    if profile.torch.source == "debian" and not torch_stored:
-        extra += ["torch-source", "torch-c10"]
-    if installs_torch_natively(profile):
-        extra.append("torch-install")
-    if profile.qpulib.enabled:
-        extra.append("qpulib-build")
-    if profile.extension.enabled:
-        extra.append("extension-build")
-    return (*extra, *STAGES)
-
-
 def pip_conf(profile: Profile) -> str | None:
     lines = []
     if profile.network.pip_index_url:
@@ -318,58 +214,95 @@ def pip_conf(profile: Profile) -> str | None:
     return "[global]\n" + "\n".join(lines) + "\n" if lines else None
 
 
+def secrets(profile: Profile) -> dict[str, str]:
+    """The BuildKit secrets of a build (id -> content): the index settings and the apt mirror,
+    which may carry credentials, so never a context file, a layer or history."""
+    found: dict[str, str] = {}
+    conf = pip_conf(profile)
+    if conf is not None:
+        found[PIP_CONF_SECRET] = conf
+    if profile.network.apt_mirror:
+        found[APT_MIRROR_SECRET] = profile.network.apt_mirror + "\n"
+    return found
+
+
 def render(
     profile: Profile,
     *,
     base_ref: str | None = None,
     qpulib_src: Path | None = None,
-    stored_torch: StoredWheel | None = None,
+    stored_torch: Path | None = None,
+    torch_key: str | None = None,
+    stage_plan: StagePlan | None = None,
 ) -> Rendered:
     """Render the Dockerfile and list the context files.
 
     ``qpulib_src`` is the QPULib tree to copy in (see ``rpibuild.sources``); without it the
-    context lists none, which is fine for printing the Dockerfile.
+    context lists none, which is fine for printing the Dockerfile. ``stored_torch`` is the
+    stored wheel of ``torch.source: debian``; ``torch_key`` its key when already known
+    (else it is computed here: the hash of the stages rendered without it). ``stage_plan``
+    is the build's stage decisions (rpibuild.stages), decided here when not given.
     """
+    plan = stage_plan or plan_stages(profile, torch_stored=stored_torch is not None)
+    if torch_key is None:
+        torch_key = torch_wheel_key(profile, plan)
+    return _render(profile, plan, base_ref, qpulib_src, stored_torch, torch_key)
+
+
+def torch_wheel_key(profile: Profile, plan: StagePlan | None = None) -> str:
+    """The key of the wheel ``torch.source: debian`` compiles ("" for other routes): the hash of
+    the stages that build it as rendered, with the files they copy (rpibuild.torch_debian)."""
+    plan = plan or plan_stages(profile)
+    if plan.route.compiled_on != "build platform" or not plan.cross:
+        return ""
+    # The wheel's stages exist only while it is not stored; and the key is not in them (only
+    # in the torch-c10 check's), so rendering without it gives the text the key hashes.
+    unstored = plan if not plan.torch_stored else plan_stages(profile)
+    draft = _render(profile, unstored, None, None, None, "")
+    return wheel_key(profile, draft.dockerfile, draft.files, draft.dirs)
+
+
+def _render(
+    profile: Profile,
+    plan: StagePlan,
+    base_ref: str | None,
+    qpulib_src: Path | None,
+    stored_torch: Path | None,
+    torch_key: str,
+) -> Rendered:
     images = resources.images_dir()
     # op_sweep.py runs beside verify.py in the image (verify --op-sweep finds it there).
     files: dict[str, Path] = {
         "rpibuild/verify.py": images / "verify" / "verify.py",
         "rpibuild/op_sweep.py": images / "verify" / "op_sweep.py",
     }
-    cross = wants_cross(profile)
+    cross = plan.cross
     if cross:
         files["rpibuild/elf_gate.py"] = images / "verify" / "elf_gate.py"
-    if installs_torch_natively(profile):
+    if plan.torch_installed_natively:
         files["rpibuild/target_site.py"] = images / "cross" / "target_site.py"
     dirs: dict[str, Path] = {}
     names: dict[str, str | None] = {"ca_bundle": None, "torch_wheel": None}
-    secrets: dict[str, str] = {}
-
     ca = _ca_bundle(profile)
     if ca is not None:
         names["ca_bundle"] = "rpibuild/ca-bundle.pem"
         files["rpibuild/ca-bundle.pem"] = ca
-    conf = pip_conf(profile)
-    if conf is not None:
-        secrets[PIP_CONF_SECRET] = conf
-    if profile.network.apt_mirror:
-        # May carry credentials, like the index settings: a secret, never a context file.
-        secrets[APT_MIRROR_SECRET] = profile.network.apt_mirror + "\n"
+    build_secrets = secrets(profile)
 
     torch = profile.torch
     wheel_name = grammar.wheel_name(torch.wheel) if torch.wheel else ""
-    if torch.source == "wheel" and torch.wheel and "://" not in torch.wheel:
+    if plan.route.given_wheel and torch.wheel and "://" not in torch.wheel:
         wheel_path = Path(torch.wheel)
         if not wheel_path.is_file():
             raise ConfigError(f"torch wheel {torch.wheel} does not exist", field="torch.wheel")
         names["torch_wheel"] = f"torch/{wheel_name}"
         files[f"torch/{wheel_name}"] = wheel_path
-    if torch.source in ("debian", "wheel"):
+    if plan.route.carries_package_list:
         files["rpibuild/wheel_packages.py"] = images / "torch-debian" / "wheel_packages.py"
-    if torch.source == "debian" and stored_torch is not None:
-        names["torch_wheel"] = f"torch/{stored_torch.wheel.name}"
-        files[f"torch/{stored_torch.wheel.name}"] = stored_torch.wheel
-    elif torch.source == "debian":
+    if plan.route.compiled_on == "build platform" and stored_torch is not None:
+        names["torch_wheel"] = f"torch/{stored_torch.name}"
+        files[f"torch/{stored_torch.name}"] = stored_torch
+    elif plan.route.compiled_on == "build platform":
         dirs["torch-debian"] = images / "torch-debian"
     if profile.qpulib.enabled:
         dirs["qpulib"] = images / "qpulib"
@@ -383,7 +316,7 @@ def render(
     # system layers are the same with and without cross compilation): torch from git,
     # else qpulib/extension when they are not cross-compiled.
     compilers = [p for p in profile.apt.compiler_packages if p not in build_packages]
-    compiles_on_target = not cross and compiles(profile)
+    compiles_on_target = plan.compiles_on_target
     runtime_packages = list(profile.apt.runtime_packages)
     if profile.image.keep_build_tools:  # compilers included: the image is for building on the Pi
         tools = [*build_packages, *profile.apt.compiler_packages]
@@ -400,37 +333,26 @@ def render(
             network=profile.network,
             apt=profile.apt,
             build_packages=build_packages,
-            torch_compilers=compilers if torch.source == "source" else [],
-            target_compilers=compilers if compiles_on_target and torch.source != "source" else [],
+            torch_compilers=compilers if plan.route.compiled_on == "target" else [],
+            target_compilers=compilers if compiles_on_target and plan.route.compiled_on != "target" else [],
             runtime_packages=runtime_packages,
             torch=torch,
+            route=plan.route,
+            stage_names=plan.names,
             torch_wheel_name=wheel_name,
-            torch_cross_install=installs_torch_natively(profile),
+            torch_cross_install=plan.torch_installed_natively,
             qpulib=profile.qpulib,
             qpulib_revision=qpulib_revision(profile),
             extension=profile.extension,
             verify=profile.verify,
-            verify_cpu=verify_cpu(profile),
-            stage_places=[
-                (
-                    name,
-                    "build platform, native"
-                    if name in CROSS_STAGES
-                    else profile.platform + (" under QEMU" if profile.target.binfmt else ""),
-                )
-                for name in stages(profile, torch_stored=stored_torch is not None)
-            ],
-            emulator_tests=(
-                profile.verify.enabled
-                and profile.verify.emulator
-                and profile.extension.enabled
-                and profile.qpulib.enabled
-            ),
+            verify_cpu=plan.verify_cpu,
+            stage_places=[(stage.name, stage.place) for stage in plan.stages],
+            emulator_tests=plan.emulator_tests,
             image=profile.image,
             labels=labels,
             files=names,
-            secrets=secrets,
-            **cross_values(profile, cross),
+            secrets=build_secrets,
+            **cross_values(profile, plan, torch_key),
         )
     )
-    return Rendered(text, image_tags(profile), labels, files, dirs, secrets)
+    return Rendered(text, image_tags(profile), labels, files, dirs, build_secrets, torch_key)

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from rpibuild.errors import BuildError, ConfigError, EngineError, HostSetupError
+from rpibuild.errors import ConfigError, ExportError, HostSetupError, ImageMissing
+from rpibuild.naming import image_tags
 
 if TYPE_CHECKING:
     from rpibuild.config.model import Profile
@@ -204,7 +205,7 @@ class _Reader:
     def exact(self, size: int) -> bytes:
         data = self.read(size)
         if len(data) != size:
-            raise EngineError("the engine's tar stream ended in the middle of a file (truncated export)")
+            raise ExportError("the engine's tar stream ended in the middle of a file (truncated export)")
         return data
 
     def copy(self, size: int, write: Callable[[bytes], None]) -> None:
@@ -283,7 +284,7 @@ def filter_tar(
         if not header or header == b"\0" * BLOCK:
             break  # end of archive (two zero blocks, or a stream that simply ends)
         if len(header) != BLOCK:
-            raise EngineError("the engine's tar stream is truncated (partial header)")
+            raise ExportError("the engine's tar stream is truncated (partial header)")
         typeflag = header[156:157]
         size = _octal(header[124:136])
         padded = -(-size // BLOCK) * BLOCK
@@ -452,7 +453,7 @@ def _sink(out: Path, fmt: str) -> Iterator[Callable[[bytes], None]]:
 
 @contextlib.contextmanager
 def _process_sink(command: list[str], stdout: IO[bytes] | None) -> Iterator[Callable[[bytes], None]]:
-    """A write function into a tool's stdin (tar, gzip, zstd); its failure is a BuildError."""
+    """A write function into a tool's stdin (tar, gzip, zstd); its failure is an ExportError."""
     name = Path(command[0]).name
     with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=stdout, stderr=subprocess.PIPE) as process:
         stdin = process.stdin
@@ -462,7 +463,7 @@ def _process_sink(command: list[str], stdout: IO[bytes] | None) -> Iterator[Call
             try:
                 stdin.write(data)
             except BrokenPipeError:
-                raise BuildError(f"{name} stopped reading: {_stderr(process)}") from None
+                raise ExportError(f"{name} stopped reading: {_stderr(process)}") from None
 
         try:
             yield write
@@ -475,7 +476,7 @@ def _process_sink(command: list[str], stdout: IO[bytes] | None) -> Iterator[Call
             process.wait()
             raise
         if code != 0:
-            raise BuildError(f"{name} failed (exit {code}): {_stderr(process)}")
+            raise ExportError(f"{name} failed (exit {code}): {_stderr(process)}")
 
 
 def _stderr(process: subprocess.Popen[bytes]) -> str:
@@ -547,7 +548,7 @@ def export_image(
     started = time.monotonic()
     info = engine.image(image)
     if info is None:
-        raise BuildError(f"image {image} does not exist")
+        raise ImageMissing(f"image {image} does not exist", hint="rpibuild build -p PROFILE")
     fmt = output_format(out)
     if fmt == "folder":
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -604,11 +605,9 @@ def export_image(
 
 def profile_image(profile: Profile, engine: Engine) -> str:
     """The profile's runtime image (its first tag), or a clear error saying how to build it."""
-    from rpibuild.render import image_tags
-
     image = image_tags(profile)[0]
     if engine.image(image) is None:
-        raise BuildError(
+        raise ImageMissing(
             f"image {image} does not exist: profile {profile.name} has not been built here",
             hint=f"rpibuild build -p {profile.name}",
         )

@@ -17,7 +17,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from rpibuild.errors import BuildError, ConfigError
+from rpibuild.errors import ConfigError, DownloadError
 
 _SKIP = {".git"}
 
@@ -94,7 +94,7 @@ def fetch_tree(url: str, expected_sha256: str | None, name: str, archive_name: s
             with urllib.request.urlopen(url, timeout=60) as response, archive.open("wb") as out:
                 shutil.copyfileobj(response, out)
         except (urllib.error.URLError, OSError) as exc:
-            raise BuildError(
+            raise DownloadError(
                 f"cannot download {url}: {getattr(exc, 'reason', exc)}",
                 stage="sources",
                 hint=f"without network access to it, set {MIRROR_ENV} to a folder holding "
@@ -106,7 +106,7 @@ def fetch_tree(url: str, expected_sha256: str | None, name: str, archive_name: s
             with tarfile.open(archive) as tar:
                 tar.extractall(unpacked, filter="data")
         except (tarfile.TarError, OSError) as exc:
-            raise BuildError(
+            raise DownloadError(
                 f"{url} is not a readable tar archive: {exc}",
                 stage="sources",
                 hint="the download was truncated or is not the pinned archive; check the URL or mirror",
@@ -115,7 +115,7 @@ def fetch_tree(url: str, expected_sha256: str | None, name: str, archive_name: s
         top = entries[0] if len(entries) == 1 and entries[0].is_dir() else unpacked
         actual = tree_sha256(top)
         if expected_sha256 is not None and actual != expected_sha256:
-            raise BuildError(
+            raise DownloadError(
                 f"{url} unpacked to a tree with sha256 {actual}, expected {expected_sha256}",
                 stage="sources",
                 hint="the upstream archive changed or was tampered with; check the pin",

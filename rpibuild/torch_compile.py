@@ -21,7 +21,6 @@ from rpibuild.config.model import Profile
 from rpibuild.engine import Engine
 from rpibuild.locks import host_lock
 from rpibuild.sources import cache_dir
-from rpibuild.torch_debian import torch_build_key
 
 # Where compile.sh expects its folders in the container (the cross stage's CCACHE_DIR). The
 # key's build folder is always mounted at the same path: the paths the compiler sees (and
@@ -65,19 +64,20 @@ def compile_wheel(
     profile: Profile,
     out: Path,
     *,
+    key: str,
     fresh: bool,
     on_line: Callable[[str], None],
     on_wait: Callable[[], None] | None = None,
 ) -> int:
     """Run the compile in ``image`` (the torch-source stage); the wheel and its package list go
-    to ``out``. Returns compile.sh's exit code.
+    to ``out``. Returns compile.sh's exit code. ``key`` is the wheel's content key
+    (rpibuild.torch_debian.wheel_key): its build folder is the one resumed.
 
     ``fresh`` starts over in an empty build folder (ccache keeps every object it made). One
     compile per folder at a time: a host lock, and a container left running by a killed
     rpibuild process is removed before a new one starts.
     """
     folders = compile_folders(profile)
-    key = torch_build_key(profile)
     with host_lock(f"torch-compile-{folders.tag}", on_wait=on_wait):
         stale = engine.remove_labelled_containers(f"{LABEL}={folders.tag}")
         if stale:
@@ -110,10 +110,10 @@ def compile_wheel(
         )
 
 
-def discard_build_folder(profile: Profile) -> None:
+def discard_build_folder(profile: Profile, key: str) -> None:
     """Remove the key's build folder once its wheel is stored (gigabytes no build needs again:
     a build with this key takes the stored wheel, another key gets a folder of its own);
     ccache stays, so a changed key recompiles only what changed."""
     folders = compile_folders(profile)
     with host_lock(f"torch-compile-{folders.tag}"):
-        shutil.rmtree(folders.build / torch_build_key(profile), ignore_errors=True)
+        shutil.rmtree(folders.build / key, ignore_errors=True)

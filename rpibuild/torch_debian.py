@@ -1,55 +1,58 @@
 """torch from Debian's source package (``torch.source: debian``): the build's key and the wheel store.
 
 The compile takes hours on a small host, so a finished wheel is kept under rpibuild's cache,
-named by a key over everything that shapes it (source version, rpibuild's fetch/build scripts
-and patches, target platform, Debian suite and mirror); a build with the same key copies the
-stored wheel instead of compiling. The same key names the compile's build folder
-(rpibuild.torch_compile), where an interrupted compile resumes.
+named by a key over everything that goes into it; a build with the same key copies the stored
+wheel instead of compiling. The key hashes the rendered stages that build the wheel
+(``torch-source`` and every stage it is built from: the cross toolchain, the package lists,
+the base's reference, which carries the base's own key) and every file those stages copy in
+(fetch.sh, build.sh, compile.sh, the patches, the ELF check...), found by reading the stages
+(rpibuild.keys), never a hand-kept list: a missed input would silently reuse a wheel built
+from other ones. The same key names the compile's build folder (rpibuild.torch_compile),
+where an interrupted compile resumes; a changed key recompiles through ccache.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from rpibuild import resources
+from rpibuild import keys
 from rpibuild.config.model import Profile
 from rpibuild.sources import cache_dir, file_sha256
 
 RUNTIME_PACKAGES = "torch-runtime-packages.txt"
-# Bump when the recipe changes in a way the hashed files do not show, e.g. a change to the
-# post-processing helpers (runtime_packages.py, wheel_packages.py), which are left out of the
-# key so that editing them does not throw away a half-done compile.
-RECIPE_VERSION = 1
+# The stage whose image the compile runs in (rpibuild.torch_compile).
+WHEEL_STAGE = "torch-source"
+# Context files the wheel's stages copy that cannot change the wheel: the CA bundle only
+# lets the fetch through a TLS-intercepting proxy (the source is checked by Debian's
+# signatures and checksums), and with `ca_bundle: host` it changes with every update of the
+# host's ca-certificates, which must not throw away hours of compiling.
+TRANSPORT_ONLY = frozenset({"rpibuild/ca-bundle.pem"})
+# Bump when what the compile does changes in a way neither the stages nor their files show
+# (the compile container's command line is built in rpibuild.torch_compile).
+RECIPE_VERSION = 2
 
 
-def recipe_files() -> list[Path]:
-    """rpibuild's files that shape the compiled code: the fetch and build scripts, the patches."""
-    folder = resources.images_dir() / "torch-debian"
-    patches = sorted(p for p in (folder / "patches").rglob("*") if p.is_file())
-    return [folder / "fetch.sh", folder / "build.sh", *patches]
-
-
-def torch_build_key(profile: Profile) -> str:
-    """A content hash of what the wheel is built from (not how fast: MAX_JOBS is left out)."""
-    folder = resources.images_dir() / "torch-debian"
+def wheel_key(profile: Profile, dockerfile: str, files: Mapping[str, Path], dirs: Mapping[str, Path]) -> str:
+    """The wheel's content key, from the rendered Dockerfile and its context (not from how fast
+    it is compiled: MAX_JOBS is left out)."""
+    chain = keys.stage_chain(dockerfile, WHEEL_STAGE)
+    copied = keys.copied_sources(i for texts in chain.values() for i in texts)
+    inputs = keys.context_inputs([s for s in copied if s not in TRANSPORT_ONLY], files, dirs)
     bootstrap = profile.base.bootstrap
-    payload = {
+    values = {
         "recipe": RECIPE_VERSION,
         "package": "pytorch",
         "version": profile.torch.version,
         "platform": profile.platform,
         "suite": bootstrap.suite if bootstrap else None,
         "mirror": bootstrap.mirror if bootstrap else None,
-        "files": {
-            str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in recipe_files()
-        },
+        "elf_spec": profile.target.elf_spec,  # compile.sh's argument
     }
-    digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-    return digest[:24]
+    return keys.content_key(values, chain, inputs)[:24]
 
 
 def store_dir() -> Path:
@@ -68,9 +71,9 @@ class StoredWheel:
         return file_sha256(self.wheel)
 
 
-def stored_wheel(profile: Profile) -> StoredWheel | None:
-    """The stored wheel for this profile's key, if a complete one is there."""
-    folder = store_dir() / torch_build_key(profile)
+def stored_wheel(key: str) -> StoredWheel | None:
+    """The stored wheel of this key, if a complete one is there."""
+    folder = store_dir() / key
     wheels = sorted(folder.glob("torch-*.whl"))
     packages = folder / RUNTIME_PACKAGES
     if len(wheels) != 1 or not packages.is_file() or not (folder / "complete").is_file():
@@ -78,9 +81,8 @@ def stored_wheel(profile: Profile) -> StoredWheel | None:
     return StoredWheel(wheels[0], packages)
 
 
-def store(profile: Profile, exported: Path) -> StoredWheel:
+def store(key: str, version: str | None, exported: Path) -> StoredWheel:
     """Move an exported wheel (+ package list) into the store, atomically per key."""
-    key = torch_build_key(profile)
     wheels = sorted(exported.glob("torch-*.whl"))
     if len(wheels) != 1 or not (exported / RUNTIME_PACKAGES).is_file():
         raise FileNotFoundError(f"the torch-wheel stage exported {[p.name for p in exported.iterdir()]}")
@@ -90,9 +92,9 @@ def store(profile: Profile, exported: Path) -> StoredWheel:
     staging.mkdir(parents=True)
     shutil.copy2(wheels[0], staging / wheels[0].name)
     shutil.copy2(exported / RUNTIME_PACKAGES, staging / RUNTIME_PACKAGES)
-    (staging / "complete").write_text(json.dumps({"key": key, "version": profile.torch.version}) + "\n")
+    (staging / "complete").write_text(json.dumps({"key": key, "version": version}) + "\n")
     shutil.rmtree(folder, ignore_errors=True)
     staging.rename(folder)
-    stored = stored_wheel(profile)
+    stored = stored_wheel(key)
     assert stored is not None
     return stored

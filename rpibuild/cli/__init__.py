@@ -19,12 +19,13 @@ from rpibuild.cli import build as build_cmd
 from rpibuild.cli import config as config_cmd
 from rpibuild.cli import doctor as doctor_cmd
 from rpibuild.cli import login as login_cmd
+from rpibuild.cli import plan as plan_cmd
 from rpibuild.cli import push as push_cmd
 from rpibuild.cli import qemu as qemu_cmd
 from rpibuild.cli import render as render_cmd
 from rpibuild.cli import rootfs as rootfs_cmd
 from rpibuild.cli import sources as sources_cmd
-from rpibuild.errors import BuildError, Interrupted, RpibuildError
+from rpibuild.errors import BuildError, ExitCode, HostSetupError, InternalError, RpibuildError
 from rpibuild.redact import printable
 
 
@@ -33,10 +34,11 @@ from rpibuild.redact import printable
 @click.option("-v", "--verbose", count=True, help="More output (repeatable).")
 @click.option("-q", "--quiet", count=True, help="Less output (repeatable).")
 def cli(verbose: int, quiet: int) -> None:
-    """Build GPU-accelerated PyTorch images for the Raspberry Pi on an x86 host, under QEMU.
+    """Build GPU-accelerated PyTorch images for the Raspberry Pi on an x86 host.
 
-    Profiles (configs/*.yaml) describe a target; start with `rpibuild doctor`, then
-    `rpibuild build`. Every -p/--profile option also reads RPIBUILD_PROFILE.
+    C++ is cross-compiled natively; QEMU runs only what must execute Pi code. Profiles
+    (configs/*.yaml) describe a target; start with `rpibuild doctor`, see what a build will
+    do with `rpibuild plan`, then `rpibuild build`. Every -p/--profile option also reads RPIBUILD_PROFILE.
     """
     console.set_verbosity(verbose - quiet)
 
@@ -44,6 +46,7 @@ def cli(verbose: int, quiet: int) -> None:
 cli.add_command(doctor_cmd.doctor)
 cli.add_command(qemu_cmd.qemu)
 cli.add_command(config_cmd.config)
+cli.add_command(plan_cmd.plan)
 cli.add_command(render_cmd.render)
 cli.add_command(base_cmd.base)
 cli.add_command(build_cmd.build)
@@ -70,7 +73,7 @@ def main() -> None:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         console.err.print("[red]interrupted[/red]")
-        sys.exit(Interrupted.exit_code)
+        sys.exit(ExitCode.INTERRUPTED)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
@@ -81,22 +84,22 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         console.err.print("[red]interrupted[/red]: cleaned up, nothing was tagged")
-        sys.exit(Interrupted.exit_code)
+        sys.exit(ExitCode.INTERRUPTED)
     except OSError as exc:
         # A file problem no command foresaw is still a sentence for the user, not a traceback.
         where = f": {exc.filename}" if exc.filename else ""
-        report(RpibuildError(f"{exc.strerror or exc}{where}"))
-        sys.exit(RpibuildError.exit_code)
+        report(HostSetupError(f"{exc.strerror or exc}{where}"))
+        sys.exit(HostSetupError.exit_code)
     except Exception as exc:
         if os.environ.get("RPIBUILD_DEBUG"):
             raise
         report(
-            RpibuildError(
+            InternalError(
                 f"internal error: {type(exc).__name__}: {exc}",
                 hint="this is a bug in rpibuild; RPIBUILD_DEBUG=1 shows the traceback for a report",
             )
         )
-        sys.exit(RpibuildError.exit_code)
+        sys.exit(InternalError.exit_code)
 
 
 def report(exc: RpibuildError) -> None:

@@ -22,13 +22,14 @@ def base(
     """Produce the profile's base image: debootstrapped (default) or pulled.
 
     A bootstrapped base is tagged by a hash of what produced it (platform, suite, mirror,
-    variant, packages), so the next run reuses it. Prints the image reference.
+    variant, packages, the keyring's bytes), so the next run reuses it. Prints the image reference.
     """
     from rpibuild import console
     from rpibuild.base import ensure_base
     from rpibuild.config import load_profile
-    from rpibuild.cross import check_cross, cross_base_profile
+    from rpibuild.cross import cross_base_profile
     from rpibuild.engine import DockerEngine
+    from rpibuild.stages import check_cross
 
     loaded = load_profile(profile, overrides)
     target = loaded.profile

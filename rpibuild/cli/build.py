@@ -8,7 +8,7 @@ import time
 import click
 
 from rpibuild.cli.options import emit_json, json_option, profile_options
-from rpibuild.render import CROSS_STAGES, STAGES
+from rpibuild.stages import CROSS_STAGES, TARGET_STAGES
 
 # BuildKit mount flags (caches, secrets) are noise in a one-line progress view.
 MOUNT_FLAG = re.compile(r"--mount=\S+\s+")
@@ -18,7 +18,9 @@ MOUNT_FLAG = re.compile(r"--mount=\S+\s+")
 @profile_options
 @json_option
 @click.option(
-    "--target", type=click.Choice((*STAGES, *CROSS_STAGES)), help="Stop after this stage (tagged TAG-STAGE)."
+    "--target",
+    type=click.Choice((*TARGET_STAGES, *CROSS_STAGES)),
+    help="Stop after this stage (tagged TAG-STAGE).",
 )
 @click.option(
     "--no-cache",
@@ -60,9 +62,10 @@ def build(
     """Build, verify and tag the image of PROFILE (default pi3b-arm64).
 
     Stages: base -> system -> torch -> qpulib -> extension -> verify -> runtime, built by
-    BuildKit for the profile's platform (under QEMU unless the builder has a native node for
-    it); verify runs as the Pi's own core (QEMU_CPU). Tags move only when every stage passed.
-    The full log is kept; --json prints a summary for CI.
+    BuildKit for the profile's platform; C++ is cross-compiled on the build platform and only
+    the target's stages run under QEMU (unless the builder has a native node for it); verify
+    runs as the Pi's own core (QEMU_CPU). `rpibuild plan` shows the stages first. Tags move
+    only when every stage passed. The full log is kept; --json prints a summary for CI.
     """
     from rpibuild import console
     from rpibuild.build import build_profile, with_build_options

@@ -7,6 +7,7 @@ import sys
 import click
 
 from rpibuild.cli.options import emit_json, json_option, profile_options
+from rpibuild.errors import ExitCode
 
 
 @click.command()
@@ -33,4 +34,4 @@ def doctor(profile: str | None, overrides: tuple[str, ...], as_json: bool) -> No
             if not check.ok and check.fix:
                 console.err.print(f"     fix: [bold]{check.fix}[/bold]", highlight=False, soft_wrap=True)
     if not all(c.ok for c in checks):
-        sys.exit(1)
+        sys.exit(ExitCode.CHECK_FAILED)

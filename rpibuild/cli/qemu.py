@@ -7,6 +7,7 @@ import sys
 import click
 
 from rpibuild.cli.options import emit_json, json_option
+from rpibuild.errors import ExitCode
 
 
 @click.group()
@@ -43,7 +44,7 @@ def status(as_json: bool) -> None:
             text = problem or f"flags {h.flags}, {h.interpreter}"
             console.err.print(f"{mark} {h.name:<14} {text}", highlight=False, soft_wrap=True)
     if not all(h.usable for h in handlers):
-        sys.exit(1)
+        sys.exit(ExitCode.CHECK_FAILED)
 
 
 @qemu.command()

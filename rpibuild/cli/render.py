@@ -27,12 +27,12 @@ def render(profile: str | None, overrides: tuple[str, ...], output: Path | None)
     from rpibuild.config import load_profile
     from rpibuild.config.checks import check_buildable
     from rpibuild.context import prepare_context
-    from rpibuild.render import render as render_profile
+    from rpibuild.plan import make_plan, render_planned
 
     loaded = load_profile(profile, overrides)
     check_buildable(loaded)
     if output is None:
-        click.echo(render_profile(loaded.profile).dockerfile, nl=False)
+        click.echo(render_planned(loaded.profile, make_plan(loaded.profile)).dockerfile, nl=False)
         return
     prepare_context(loaded.profile, output)
     console.info(f"build context written to {console.escape(output)}")

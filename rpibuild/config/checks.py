@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rpibuild.config.loader import KeyPath, LoadedProfile
 from rpibuild.errors import ConfigError
+from rpibuild.naming import image_tags
 
 PEM_CERTIFICATE = b"-----BEGIN CERTIFICATE-----"
 _PEM_PEEK = 1024 * 1024
@@ -74,8 +75,6 @@ def check_files(loaded: LoadedProfile) -> None:
 
 def check_tags(loaded: LoadedProfile) -> None:
     """The tag templates filled in with this profile's values are valid tags."""
-    from rpibuild.render import image_tags
-
     try:
         image_tags(loaded.profile)
     except ConfigError as exc:

@@ -24,7 +24,8 @@ _COMPONENT = re.compile(r"[a-z][a-z0-9\-]{0,63}")
 _PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.\-]{0,127}(:[a-z0-9]+)?(=[A-Za-z0-9.+~:\-]{1,128})?")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
-_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
+# An image tag (the OCI distribution spec's grammar): the one definition rpibuild uses.
+TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _CPU = re.compile(r"[a-z0-9][a-z0-9_.+\-]{0,63}")
 _LABEL_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/\-]{0,254}")
@@ -33,7 +34,7 @@ _DOMAIN_PART = r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9\-]*[A-Za-z0-9])"
 _HOST = rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{{1,5}})?"
 _REFERENCE = re.compile(
     rf"(?:{_HOST}/)?{_REPOSITORY_PART}(?:/{_REPOSITORY_PART})*"
-    r"(?::[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127})?"
+    rf"(?::{TAG.pattern})?"
     r"(?:@[A-Za-z][A-Za-z0-9]*(?:[\-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?"
 )
 _REGISTRY = re.compile(rf"(?:https?://)?{_HOST}/?")
@@ -103,7 +104,7 @@ def image_reference(value: str) -> str:
 
 
 def image_tag(value: str) -> str:
-    return _full(_TAG, value, "an image tag (letters, digits, '_', '.', '-'; at most 128)")
+    return _full(TAG, value, "an image tag (letters, digits, '_', '.', '-'; at most 128)")
 
 
 def env_name(value: str) -> str:
@@ -235,5 +236,5 @@ def tag_template(value: str, placeholders: Iterable[str]) -> str:
             raise ValueError(
                 f"uses an unknown placeholder (known: {', '.join('{' + k + '}' for k in sorted(known))})"
             )
-    _full(_TAG, value.format(**{k: "x" for k in known}), "an image tag template such as '{profile}-dev'")
+    _full(TAG, value.format(**{k: "x" for k in known}), "an image tag template such as '{profile}-dev'")
     return value

@@ -22,7 +22,11 @@ from pathlib import Path
 from rpibuild.engine.progress import BuildEvent, BuildProgress, StageTiming, decode_stream
 from rpibuild.errors import BuildError, ConfigError, HostSetupError, Interrupted
 
-MIN_VERSION = (0, 10)
+# The oldest buildx that has what this module uses, read from buildx's own source tags:
+# `--progress=rawjson` comes with the BuildKit progressui vendored from v0.12.0 on (RawJSONMode;
+# v0.11.0 has none), and `buildx ls --format json` (builders()) with v0.13.0 (commands/ls.go
+# gained --format there). `--metadata-file` is older (v0.10.0 has it).
+MIN_VERSION = (0, 13)
 INSTALL_HINT = "bash scripts/setup-host.sh installs the buildx plugin (Debian/Ubuntu: docker-buildx)"
 # Drivers that can export a build cache (--cache-to); the docker driver cannot.
 CACHE_EXPORT_DRIVERS = ("docker-container", "kubernetes", "remote")

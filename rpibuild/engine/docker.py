@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from rpibuild.engine import buildx
 from rpibuild.engine.progress import BuildEvent
-from rpibuild.errors import EngineError
+from rpibuild.errors import EngineError, ImageMissing, RegistryError
 
 if TYPE_CHECKING:
     import docker
@@ -174,8 +174,6 @@ class DockerEngine:
         """
         import docker.errors
 
-        from rpibuild.errors import RegistryError
-
         try:
             self.client.login(username=username, password=password, registry=registry, reauth=True)
         except docker.errors.APIError as exc:
@@ -197,8 +195,6 @@ class DockerEngine:
         push whose client went away (its own upload retries would otherwise run ~50 s).
         """
         import docker.errors
-
-        from rpibuild.errors import RegistryError
 
         digest: str | None = None
         size: int | None = None
@@ -336,7 +332,7 @@ class DockerEngine:
                 use_config_proxy=False,
             )
         except docker.errors.ImageNotFound:
-            raise EngineError(f"image {image} does not exist") from None
+            raise ImageMissing(f"image {image} does not exist") from None
         except docker.errors.APIError as exc:
             raise EngineError(f"cannot create a container of {image}: {_reason(exc)}") from None
         try:

@@ -23,7 +23,7 @@ import pytest
 
 from rpibuild.config import load_profile
 from rpibuild.engine import Engine
-from rpibuild.render import verify_cpu
+from rpibuild.stages import plan_stages
 
 SENTINEL = "no-proxy-sentinel.invalid"
 BASE_ARGS = ["-p", "pi3b-arm64", "--set", f"network.no_proxy={SENTINEL}", "--set", "verify.emulator=true"]
@@ -37,7 +37,7 @@ TORCH = str(_PROFILE.torch.version)
 # Python in the image runs as the Pi's core: QEMU's default "max" CPU emulates pointer
 # authentication the slow way, and Debian's arm64 code signs every return (import torch: about
 # 100 s instead of 20 s).
-AS_THE_PI = {"QEMU_CPU": str(verify_cpu(_PROFILE))}
+AS_THE_PI = {"QEMU_CPU": str(plan_stages(_PROFILE).verify_cpu)}
 EXTENSION = Path(__file__).resolve().parents[2] / "images" / "torch-qpu"
 
 

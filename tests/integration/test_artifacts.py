@@ -27,7 +27,7 @@ from rpibuild.base import BaseImage
 from rpibuild.config import load_profile
 from rpibuild.config.model import Profile
 from rpibuild.engine import Engine
-from rpibuild.errors import BuildError, ConfigError
+from rpibuild.errors import BuildError, ConfigError, ImageMissing
 
 DOCKERFILE = """\
 FROM {base}
@@ -268,5 +268,5 @@ def test_cli_reports_wrong_machine_and_missing_image(engine: Engine, images: Ima
         capture_output=True,
         text=True,
     )
-    assert cli.returncode == BuildError.exit_code
+    assert cli.returncode == ImageMissing.exit_code
     assert "rpibuild build -p never-built --target extension" in cli.stderr

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from rpibuild.base import BaseImage
-from rpibuild.render import STAGES
+from rpibuild.stages import TARGET_STAGES
 
 SENTINEL = "s3cret-index-pa55word"
 PROFILE = f"""
@@ -94,7 +94,7 @@ def test_index_secret_reaches_pip_but_no_layer_of_any_stage(
 ) -> None:
     images: dict[str, dict] = {}
     try:
-        for stage in STAGES:
+        for stage in TARGET_STAGES:
             result = rpibuild("build", "-p", str(profile_path), "--target", stage, "--json")
             assert result.returncode == 0, result.stderr[-3000:]
             images[stage] = json.loads(result.stdout)

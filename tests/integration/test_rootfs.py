@@ -27,7 +27,7 @@ from _derived import build_derived, capability_tar, docker_export
 from rpibuild.base import BaseImage
 from rpibuild.config import load_profile
 from rpibuild.engine import Engine
-from rpibuild.errors import BuildError
+from rpibuild.errors import ImageMissing
 from rpibuild.rootfs import export_image, export_profile
 
 REPO = Path(__file__).resolve().parents[2]
@@ -298,7 +298,7 @@ def test_missing_image_says_how_to_build_it(engine: Engine, tmp_path: Path) -> N
         encoding="utf-8",
     )
     profile = load_profile(path, env={}).profile
-    with pytest.raises(BuildError) as info:
+    with pytest.raises(ImageMissing) as info:
         export_profile(profile, engine, tmp_path / "out.tar")
     assert info.value.hint == "rpibuild build -p never-built"
     cli = subprocess.run(
@@ -306,7 +306,7 @@ def test_missing_image_says_how_to_build_it(engine: Engine, tmp_path: Path) -> N
         capture_output=True,
         text=True,
     )
-    assert cli.returncode == BuildError.exit_code
+    assert cli.returncode == ImageMissing.exit_code
     assert "rpibuild build -p never-built" in cli.stderr
     assert "Traceback" not in cli.stderr
     assert not (tmp_path / "out.tar").exists()

@@ -12,6 +12,15 @@ from rpibuild.config import load_profile
 from rpibuild.platforms import get_platform
 
 
+def test_base_key_follows_the_keyrings_bytes(tmp_path: Path) -> None:
+    keyring = tmp_path / "keyring.gpg"
+    keyring.write_bytes(b"one key")
+    profile = load_profile("pi3b-arm64", [f"base.bootstrap.keyring={keyring}"], env={}).profile
+    first = base_key(profile)
+    keyring.write_bytes(b"another key")
+    assert base_key(profile) != first
+
+
 def test_base_key_follows_what_produces_the_base() -> None:
     profile = load_profile("pi3b-arm64", env={}).profile
     same = load_profile("pi3b-arm64", ["torch.version=2.6.0", "image.repository=x/y"], env={}).profile
@@ -20,6 +29,13 @@ def test_base_key_follows_what_produces_the_base() -> None:
     assert base_key(profile) == base_key(same)
     assert len({base_key(profile), base_key(suite), base_key(pkgs)}) == 3
     assert base_reference(profile).startswith("rpibuild/base:trixie-arm64-")
+    for override in (
+        "base.bootstrap.mirror=http://mirror.example/debian",
+        "base.bootstrap.variant=buildd",
+        "base.bootstrap.components=[main,contrib]",
+    ):
+        changed = load_profile("pi3b-arm64", [override], env={}).profile
+        assert base_key(changed) != base_key(profile), override
     pulled = load_profile("pi3b-arm64", ["base.bootstrap=null", "base.image=arm64v8/debian:bookworm"], env={})
     assert base_reference(pulled.profile) == "arm64v8/debian:bookworm"
 

@@ -10,10 +10,11 @@ from rpibuild.base import base_reference
 from rpibuild.build import build_profile, with_build_options
 from rpibuild.config import load_profile
 from rpibuild.config.model import Profile
-from rpibuild.cross import cross_base_profile, wants_cross
+from rpibuild.cross import cross_base_profile
 from rpibuild.engine import Builder, BuildResult
 from rpibuild.engine.buildx import BuilderNode
 from rpibuild.errors import BuildError, ConfigError
+from rpibuild.stages import wants_cross
 from tests.unit.fake_engine import FakeEngine, failing_build, stage_timings
 
 PASSWORD = "s3ntinel-pa55"
@@ -207,13 +208,13 @@ def test_the_compile_keeps_its_work_in_host_folders_as_the_users_own(tmp_path: P
     """Not in BuildKit's cache mounts, which its garbage collection may empty between builds."""
     import os
 
+    from rpibuild.render import torch_wheel_key
     from rpibuild.sources import cache_dir
-    from rpibuild.torch_debian import torch_build_key
 
     prof = armv7()
     engine, _ = compiling_engine(prof)
     folders = cache_dir() / "torch-compile" / "armhf"
-    leftover = folders / "build" / torch_build_key(prof) / "tree" / "CMakeCache.txt"
+    leftover = folders / "build" / torch_wheel_key(prof) / "tree" / "CMakeCache.txt"
     leftover.parent.mkdir(parents=True)
     leftover.write_text("from an interrupted compile")
     another_key = folders / "build" / "0123456789abcdef01234567"
@@ -225,7 +226,7 @@ def test_the_compile_keeps_its_work_in_host_folders_as_the_users_own(tmp_path: P
     (run,) = engine.runs
     mounts = {bind["bind"]: (host, bind["mode"]) for host, bind in run["volumes"].items()}
     # The key's folder, always at one path: a new key's compile hashes the same paths in ccache.
-    assert mounts["/var/cache/rpibuild/torch/build"] == (str(folders / "build" / torch_build_key(prof)), "rw")
+    assert mounts["/var/cache/rpibuild/torch/build"] == (str(folders / "build" / torch_wheel_key(prof)), "rw")
     assert mounts["/var/cache/rpibuild/ccache"] == (str(folders / "ccache"), "rw")
     assert run["user"] == f"{os.getuid()}:{os.getgid()}" and run["network"] is False
     assert run["command"][2:] == ["40:1:hf"]
@@ -239,15 +240,15 @@ def test_the_compile_keeps_its_work_in_host_folders_as_the_users_own(tmp_path: P
 
 
 def test_a_compile_resumes_in_its_build_folder_unless_no_cache(tmp_path: Path) -> None:
+    from rpibuild.render import torch_wheel_key
     from rpibuild.sources import cache_dir
-    from rpibuild.torch_debian import torch_build_key
 
     prof = armv7()
     engine = engine_with_base(prof)
     built = engine.add_image("built", "linux/arm/v7", image_id="sha256:" + "e" * 64)
     engine.build_result = BuildResult(built.id, stage_timings("cross", "torch-source"))
     folders = cache_dir() / "torch-compile" / "armhf"
-    leftover = folders / "build" / torch_build_key(prof) / "tree" / "CMakeCache.txt"
+    leftover = folders / "build" / torch_wheel_key(prof) / "tree" / "CMakeCache.txt"
     leftover.parent.mkdir(parents=True)
     leftover.write_text("from an interrupted compile")
     engine.run_code = 2  # interrupted again
@@ -260,6 +261,7 @@ def test_a_compile_resumes_in_its_build_folder_unless_no_cache(tmp_path: Path) -
 
 
 def test_a_failed_torch_compile_stores_nothing_and_says_where_to_look(tmp_path: Path) -> None:
+    from rpibuild.render import torch_wheel_key
     from rpibuild.torch_debian import stored_wheel
 
     prof = armv7()
@@ -274,25 +276,40 @@ def test_a_failed_torch_compile_stores_nothing_and_says_where_to_look(tmp_path: 
     assert caught.value.stage == "torch-build"
     assert caught.value.log_tail[-1] == "x.cpp:1: error: boom"
     assert caught.value.log_file and "x.cpp:1: error: boom" in Path(caught.value.log_file).read_text()
-    assert stored_wheel(prof) is None and engine.tags == {}
+    assert stored_wheel(torch_wheel_key(prof)) is None and engine.tags == {}
 
 
 def test_doctor_says_whether_the_torch_wheel_is_stored(tmp_path: Path) -> None:
     from rpibuild.doctor import check_torch_wheel
+    from rpibuild.plan import make_plan
+    from rpibuild.render import torch_wheel_key
     from rpibuild.torch_compile import compile_folders
-    from rpibuild.torch_debian import store, torch_build_key
+    from rpibuild.torch_debian import store
 
     prof = armv7()
-    before = check_torch_wheel(prof)
+    before = check_torch_wheel(prof, make_plan(prof))
     assert before.ok and before.detail.startswith("not compiled yet") and "resumes" in before.detail
-    started = compile_folders(prof).build / torch_build_key(prof)
+    started = compile_folders(prof).build / torch_wheel_key(prof)
     started.mkdir(parents=True)
-    under_way = check_torch_wheel(prof)
+    under_way = check_torch_wheel(prof, make_plan(prof))
     assert under_way.ok and f"a compile was started in {started}" in under_way.detail
     exported = tmp_path / "exported"
     exported.mkdir()
     (exported / WHEEL).write_bytes(b"wheel bytes")
     (exported / "torch-runtime-packages.txt").write_text("libsleef3\n")
-    stored = store(prof, exported)
-    after = check_torch_wheel(prof)
+    stored = store(torch_wheel_key(prof), prof.torch.version, exported)
+    after = check_torch_wheel(prof, make_plan(prof))
     assert after.ok and after.detail == f"stored: {stored.wheel}"
+
+
+def test_doctor_refuses_a_buildx_older_than_what_the_code_uses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--progress=rawjson needs 0.12, `buildx ls --format json` 0.13."""
+    from rpibuild.doctor import check_buildx
+    from rpibuild.engine import buildx
+
+    assert buildx.MIN_VERSION >= (0, 13)
+    monkeypatch.setattr(buildx, "version", lambda: (0, 12, 1))
+    old = check_buildx()
+    assert not old.ok and "older than 0.13" in old.detail and old.fix == buildx.INSTALL_HINT
+    monkeypatch.setattr(buildx, "version", lambda: (0, 13, 1))
+    assert check_buildx().ok

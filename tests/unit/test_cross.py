@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -12,11 +13,11 @@ import pytest
 from rpibuild import resources
 from rpibuild.base import base_reference
 from rpibuild.config import load_profile
-from rpibuild.cross import check_cross, cross_base_profile, wants_cross
+from rpibuild.cross import cross_base_profile
 from rpibuild.engine.progress import BuildEvent, BuildProgress, CompileMeter
 from rpibuild.errors import ConfigError
-from rpibuild.render import render, stages
-from rpibuild.torch_debian import torch_build_key
+from rpibuild.render import render, torch_wheel_key
+from rpibuild.stages import check_cross, plan_stages, wants_cross
 from tests.unit.dockerfile import instructions
 
 VERIFY_DIR = resources.images_dir() / "verify"
@@ -58,7 +59,7 @@ def test_cross_false_keeps_everything_under_qemu() -> None:
     profile = load_profile("pi3b-arm64", ["build.cross=false"], env={}).profile
     text = render(profile).dockerfile
     assert "BUILDPLATFORM" not in text and "qpulib-build" not in text
-    assert stages(profile) == ("system", "torch", "qpulib", "extension", "verify", "runtime")
+    assert plan_stages(profile).names == ("system", "torch", "qpulib", "extension", "verify", "runtime")
     assert "bash /opt/rpibuild/src/qpulib/build.sh" in text
 
 
@@ -71,10 +72,10 @@ def test_rendered_cross_dockerfile_parses() -> None:
 
 def test_stage_lists() -> None:
     arm64 = load_profile("pi3b-arm64", env={}).profile
-    assert stages(arm64)[:4] == ("cross", "torch-install", "qpulib-build", "extension-build")
+    assert plan_stages(arm64).names[:4] == ("cross", "torch-install", "qpulib-build", "extension-build")
     armv7 = load_profile("pi3b-armv7", env={}).profile
-    assert stages(armv7)[:3] == ("cross", "torch-source", "torch-c10")
-    assert "torch-source" not in stages(armv7, torch_stored=True)
+    assert plan_stages(armv7).names[:3] == ("cross", "torch-source", "torch-c10")
+    assert "torch-source" not in plan_stages(armv7, torch_stored=True).names
 
 
 def test_cross_base_is_the_same_suite_on_the_build_platform() -> None:
@@ -108,23 +109,98 @@ def test_bookworm_stays_selectable() -> None:
     assert "rpibuild/base:bookworm-arm64-" in text and "rpibuild/base:bookworm-amd64-" in text
 
 
-def test_torch_build_key_follows_what_shapes_the_wheel(
+def _home_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of rpibuild's profiles, templates and context files, for a test to edit."""
+    home = tmp_path / "home"
+    for folder in ("configs", "dockerfiles", "images"):
+        shutil.copytree(
+            resources.home() / folder, home / folder, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    monkeypatch.setenv("RPIBUILD_HOME", str(home))
+    return home
+
+
+# Every input of the armv7 wheel, each edited in turn: the stages that build it (torch-source
+# and cross, with the macros they use), every file they copy in, and compile.sh.
+WHEEL_INPUT_FILES = (
+    "dockerfiles/stages/torch-source.j2",
+    "dockerfiles/stages/cross.j2",
+    "dockerfiles/macros.j2",
+    "images/torch-debian/fetch.sh",
+    "images/torch-debian/build.sh",
+    "images/torch-debian/compile.sh",
+    "images/torch-debian/runtime_packages.py",
+    "images/torch-debian/wheel_packages.py",
+    "images/torch-debian/patches/series",
+    "images/torch-debian/patches/0001-save-for-backward-format-32bit.patch",
+    "images/verify/elf_gate.py",
+    "images/verify/verify.py",
+)
+
+
+def test_torch_build_key_follows_everything_that_goes_into_the_wheel(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    base = load_profile("pi3b-armv7", env={}).profile
-    key = torch_build_key(base)
-    assert key == torch_build_key(load_profile("pi3b-armv7", ["torch.max_jobs=1"], env={}).profile)
-    assert key == torch_build_key(load_profile("pi3b-armv7", ["image.repository=a/b"], env={}).profile)
-    other_version = load_profile("pi3b-armv7", ["torch.version=2.6.0+dfsg-8"], env={}).profile
-    other_suite = load_profile("pi3b-armv7", ["base.bootstrap.suite=forky"], env={}).profile
-    assert len({key, torch_build_key(other_version), torch_build_key(other_suite)}) == 3
-    # A changed patch is a different wheel.
-    images = tmp_path / "images"
-    shutil.copytree(resources.images_dir() / "torch-debian", images / "torch-debian")
-    monkeypatch.setattr(resources, "images_dir", lambda: images)
-    assert torch_build_key(base) == key
-    (images / "torch-debian" / "patches" / "series").write_text("# changed\n")
-    assert torch_build_key(base) != key
+    from rpibuild import render as render_module
+
+    home = _home_copy(tmp_path, monkeypatch)
+
+    def key(*overrides: str) -> str:
+        return torch_wheel_key(load_profile("pi3b-armv7", list(overrides), env={}).profile)
+
+    first = key()
+    assert len(first) == 24 and first == key()
+    # How fast, what the image is called, the extension, QPULib and the target's own stages
+    # do not change the wheel.
+    assert first == key("torch.max_jobs=1") == key("image.repository=a/b") == key("qpulib.enabled=false")
+    assert first == key("apt.packages=[python3]") == key("verify.enabled=false")
+    seen = {first}
+    for override in (
+        "torch.version=2.6.0+dfsg-8",
+        "base.bootstrap.suite=forky",
+        "base.bootstrap.mirror=http://mirror.example/debian",
+        "base.bootstrap.packages=[python3,ca-certificates]",
+    ):
+        assert key(override) not in seen, f"{override} is not in the key"
+        seen.add(key(override))
+    for relative in WHEEL_INPUT_FILES:
+        path = home / relative
+        before = path.read_bytes()
+        if relative.endswith("macros.j2"):  # a macro's text counts where a stage uses it
+            edited = before.replace(b"sharing=locked", b"sharing=private")
+        elif relative.endswith(".j2"):  # an instruction in the wheel's stages
+            edited = re.sub(rb"( AS (cross|torch-source)\n)", rb"\1RUN true\n", before)
+        else:
+            edited = before + b"\n# changed\n"
+        assert edited != before
+        path.write_bytes(edited)
+        changed = key()
+        assert changed not in seen, f"editing {relative} did not change the key"
+        seen.add(changed)
+        path.write_bytes(before)
+        assert key() == first
+    path = home / "images" / "torch-debian" / "build.sh"
+    path.chmod(path.stat().st_mode ^ 0o100)  # the executable bit is copied in too
+    assert key() != first
+    path.chmod(path.stat().st_mode ^ 0o100)
+    # The package lists that go into the cross and torch-source stages.
+    for name in ("TORCH_BUILD_PACKAGES", "CROSS_PACKAGES"):
+        original = getattr(render_module, name)
+        monkeypatch.setattr(render_module, name, (*original, "libextra-dev:{arch}"))
+        assert key() not in seen, f"{name} is not in the key"
+        monkeypatch.setattr(render_module, name, original)
+    # Nor the extension's sources, nor a rewording of a comment in a stage.
+    (home / "images" / "torch-qpu" / "setup.py").write_text("# changed\n")
+    torch_source = home / "dockerfiles" / "stages" / "torch-source.j2"
+    torch_source.write_text(torch_source.read_text().replace("# ---- torch-source", "# ---- torch source"))
+    assert key() == first
+
+
+def test_a_copy_the_context_does_not_hold_is_an_error_not_a_gap_in_the_key() -> None:
+    from rpibuild.keys import context_inputs
+
+    with pytest.raises(KeyError, match="no such file"):
+        context_inputs(["torch-debian/missing.sh"], {}, {"torch-debian": resources.images_dir() / "x"})
 
 
 def test_debian_source_needs_a_version() -> None:

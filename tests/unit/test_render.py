@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import jinja2
@@ -10,7 +11,9 @@ import pytest
 
 from rpibuild.config import available_profiles, load_profile
 from rpibuild.errors import ConfigError
-from rpibuild.render import STAGES, environment, image_labels, image_tags, render
+from rpibuild.naming import image_labels, image_tags
+from rpibuild.render import environment, render
+from rpibuild.stages import TARGET_STAGES
 
 GOLDEN = Path(__file__).parent / "golden"
 # Fixed inputs so the golden files do not depend on who runs the tests.
@@ -33,7 +36,7 @@ def test_golden_dockerfile(name: str) -> None:
 
 def test_stages_appear_in_pipeline_order() -> None:
     text = render(load_profile("pi3b-arm64", env={}).profile).dockerfile
-    positions = [text.index(f" AS {stage}\n") for stage in STAGES]
+    positions = [text.index(f" AS {stage}\n") for stage in TARGET_STAGES]
     assert positions == sorted(positions)
 
 
@@ -191,3 +194,25 @@ def test_a_percent_encoded_wheel_url_gets_its_real_file_name() -> None:
     profile = load_profile("pi3b-arm64", sets, env={}).profile
     assert "/opt/rpibuild/wheels/torch-2.5.1+cpu-cp311-cp311-linux_aarch64.whl" in render(profile).dockerfile
     assert image_tags(profile)[-1].endswith("-torch2.5.1_cpu")
+
+
+def test_torch_from_git_renders_each_instruction_on_its_own_line() -> None:
+    """The apt line's package loop once ate the line break before `RUN git clone`."""
+    overrides = ["torch.source=source", "torch.git_ref=v2.5.1", "torch.version=null"]
+    for cross in ("true", "false"):
+        profile = load_profile("pi3b-arm64", [*overrides, f"build.cross={cross}"], env={}).profile
+        text = render(profile).dockerfile
+        assert "\nRUN git clone --depth 1 --branch v2.5.1 " in text and "makeRUN" not in text
+
+
+def test_templates_do_not_branch_on_the_torch_route() -> None:
+    """Each route's steps are one file, dockerfiles/torch/<route>.j2; the stages read the route's
+    facts (rpibuild.stages.ROUTES), never its name."""
+    from rpibuild import resources
+    from rpibuild.stages import ROUTES
+
+    folder = resources.dockerfiles_dir()
+    assert {p.stem for p in (folder / "torch").glob("*.j2")} == set(ROUTES)
+    for template in [folder / "Dockerfile.j2", *(folder / "stages").glob("*.j2")]:
+        text = template.read_text(encoding="utf-8")
+        assert not re.search(r"torch\.source\s*(==|!=|in\b|not in\b)", text), template.name

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rpibuild.errors import ConfigError, EngineError
+from rpibuild.errors import ConfigError, ExportError
 from rpibuild.rootfs import (
     ExportStats,
     filter_tar,
@@ -175,7 +175,7 @@ def test_detects_an_init_system() -> None:
 
 def test_truncated_stream_is_an_error() -> None:
     source = make_tar([entry("big", b"x" * 5000)])
-    with pytest.raises(EngineError, match="truncated"):
+    with pytest.raises(ExportError, match="truncated"):
         run_filter(source[:2048])
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from rpibuild.config import load_profile
-from rpibuild.render import render, stages
+from rpibuild.render import render
+from rpibuild.stages import plan_stages
 from tests.unit.scripts import load_script
 
 target_site = load_script("images/cross/target_site.py", "target_site")
@@ -96,7 +97,7 @@ def test_scripts_are_pointed_at_the_venvs_python(tmp_path: Path) -> None:
 
 def test_cross_builds_install_torch_on_the_build_platform() -> None:
     profile = load_profile("pi3b-arm64", env={}).profile
-    assert "torch-install" in stages(profile)
+    assert "torch-install" in plan_stages(profile).names
     text = render(profile).dockerfile
     assert "FROM cross AS torch-install" in text
     torch_stage = text[text.index(" AS torch\n") : text.index(" AS qpulib-build\n")]
@@ -111,5 +112,5 @@ def test_cross_builds_install_torch_on_the_build_platform() -> None:
 def test_without_cross_torch_is_pip_installed_on_the_target() -> None:
     profile = load_profile("pi3b-arm64", ["build.cross=false"], env={}).profile
     text = render(profile).dockerfile
-    assert "torch-install" not in text and "torch-install" not in stages(profile)
+    assert "torch-install" not in text and "torch-install" not in plan_stages(profile).names
     assert "pip install /opt/rpibuild/wheels/torch-*.whl" in text

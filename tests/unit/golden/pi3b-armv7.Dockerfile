@@ -56,7 +56,7 @@ COPY torch-debian /opt/rpibuild/src/torch-debian
 FROM torch-source AS torch-c10
 RUN --mount=type=cache,id=rpibuild-torch-c10-build-armhf,target=/var/cache/rpibuild/torch,sharing=locked --mount=type=cache,id=rpibuild-torch-c10-ccache-armhf,target=/var/cache/rpibuild/ccache,sharing=locked \
     MAX_JOBS=2 bash /opt/rpibuild/src/torch-debian/build.sh --only c10 \
-      /opt/rpibuild/src/pytorch /var/cache/rpibuild/torch/c7adbdbf5b2ef39cf16cf644 /opt/rpibuild/c10 \
+      /opt/rpibuild/src/pytorch /var/cache/rpibuild/torch/10bd7ad39de195da410eccca /opt/rpibuild/c10 \
  && python3 /opt/rpibuild/elf_gate.py --elf 40:1:hf /opt/rpibuild/c10
 
 # ---- system: the base plus what the build stages need (network settings live only here).
@@ -82,8 +82,8 @@ RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,shar
     apt-get update \
  && apt-get install -y --no-install-recommends python3-packaging
 COPY rpibuild/target_site.py /opt/rpibuild/target_site.py
-# No stored wheel for key c7adbdbf5b2ef39cf16cf644: `rpibuild build` compiles it before this build.
-RUN echo "rpibuild: the torch wheel from Debian's source (key c7adbdbf5b2ef39cf16cf644) is not compiled yet" >&2 && false
+# No stored wheel for key 10bd7ad39de195da410eccca: `rpibuild build` compiles it before this build.
+RUN echo "rpibuild: the torch wheel from Debian's source (key 10bd7ad39de195da410eccca) is not compiled yet" >&2 && false
 # The Debian packages holding the libraries the wheel links, if it carries their list (wheels
 # rpibuild built from Debian's source do: images/torch-debian/wheel_packages.py).
 COPY rpibuild/wheel_packages.py /opt/rpibuild/wheel_packages.py

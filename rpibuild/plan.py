@@ -1,0 +1,188 @@
+"""The build plan: what a build of a profile will do, computed once, before anything runs.
+
+From the validated profile and the host's facts: the stages in order and where each runs,
+the bases it needs, the torch route, the pinned sources, the BuildKit secrets (by name),
+the cache keys, the tags and the labels. ``rpibuild plan`` prints it; the build, doctor and
+artifacts read it instead of asking the profile the same questions again, and tests assert
+on it without an engine. A plain value: frozen dataclasses, ``as_dict()`` for ``--json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rpibuild import base, naming, render
+from rpibuild.config.model import Profile
+from rpibuild.cross import cross_base_profile
+from rpibuild.redact import mask_urls
+from rpibuild.stages import ROUTES, TORCH_BUILD_STAGES, StagePlan, plan_stages
+from rpibuild.torch_debian import StoredWheel, stored_wheel
+
+
+@dataclass(frozen=True)
+class BasePlan:
+    """A base image the build starts FROM."""
+
+    role: str  # "target" or "build platform"
+    reference: str
+    platform: str
+    how: str  # "bootstrap" (debootstrap, content-keyed tag) or "pull"
+    key: str  # the bootstrap's content key ("" for a pulled image)
+
+
+@dataclass(frozen=True)
+class SourcePlan:
+    """Something fetched from outside the build context, and how it is pinned."""
+
+    name: str
+    origin: str
+    pin: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    profile: str
+    platform: str
+    stages: StagePlan
+    bases: tuple[BasePlan, ...]
+    sources: tuple[SourcePlan, ...]
+    secrets: tuple[str, ...]  # BuildKit secret ids (never their contents)
+    keys: dict[str, str]
+    torch_wheel: StoredWheel | None  # torch.source debian: the stored wheel the build reuses
+    tags: tuple[str, ...]
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def torch_key(self) -> str:
+        return self.keys.get("torch wheel", "")
+
+    def as_dict(self) -> dict[str, object]:
+        plan = self.stages
+        return {
+            "profile": self.profile,
+            "platform": self.platform,
+            "cross": plan.cross,
+            "build_platform": plan.build_platform,
+            "torch": {
+                "route": plan.route.name,
+                "installed_natively": plan.torch_installed_natively,
+                "compiled_on": plan.route.compiled_on or None,
+                "stored_wheel": str(self.torch_wheel.wheel) if self.torch_wheel else None,
+            },
+            "stages": [
+                {"name": s.name, "platform": s.platform, "emulated": s.emulated, "place": s.place}
+                for s in plan.stages
+            ],
+            "verify_cpu": plan.verify_cpu,
+            "bases": [vars(b) for b in self.bases],
+            "sources": [vars(s) for s in self.sources],
+            "secrets": list(self.secrets),
+            "keys": self.keys,
+            "tags": list(self.tags),
+            "labels": self.labels,
+        }
+
+    def lines(self) -> list[str]:
+        """The plan for a person to read."""
+        plan = self.stages
+        route = plan.route
+        torch = route.name
+        if route.compiled_on:
+            torch += f", compiled on the {route.compiled_on}"
+        if plan.torch_installed_natively:
+            torch += ", installed by the build platform's pip"
+        if self.torch_wheel is not None:
+            torch += f", stored wheel {self.torch_wheel.wheel}"
+        out = [
+            f"profile   {self.profile} ({self.platform})",
+            "build     "
+            + (f"cross: C++ compiled on {plan.build_platform}" if plan.cross else "everything on the target"),
+            f"torch     {torch}",
+            "stages",
+            *(f"  {s.name:<16} {s.place}" for s in plan.stages),
+            f"verify    as {plan.verify_cpu or 'the host CPU'}",
+            "bases",
+            *(f"  {b.role:<16} {b.reference} ({b.how}, {b.platform})" for b in self.bases),
+            "sources",
+            *(f"  {s.name:<16} {s.origin} ({s.pin})" for s in self.sources),
+            "secrets   " + (", ".join(self.secrets) or "none"),
+            "keys",
+            *(f"  {name:<20} {value}" for name, value in self.keys.items()),
+            "tags",
+            *(f"  {tag}" for tag in self.tags),
+            "labels",
+            *(f"  {name}={value}" for name, value in self.labels.items()),
+        ]
+        return out
+
+
+def make_plan(profile: Profile, *, target: str | None = None) -> Plan:
+    """Plan a build of ``profile`` (stopping at ``target``, a stage name, when given).
+
+    A build that stops at one of torch's compile stages neither reuses a stored wheel nor
+    compiles one; any other looks the wheel up in the store by its key.
+    """
+    unstored = plan_stages(profile)
+    torch_key = render.torch_wheel_key(profile, unstored)
+    reuses = bool(torch_key) and target not in TORCH_BUILD_STAGES
+    wheel = stored_wheel(torch_key) if reuses else None
+    stages = plan_stages(profile, torch_stored=True) if wheel is not None else unstored
+    bases = [_base("target", profile)]
+    if stages.cross:
+        bases.append(_base("build platform", cross_base_profile(profile)))
+    keys = {f"base {b.role}": b.key for b in bases if b.key}
+    if torch_key:
+        keys["torch wheel"] = torch_key
+    return Plan(
+        profile=profile.name,
+        platform=profile.platform,
+        stages=stages,
+        bases=tuple(bases),
+        sources=_sources(profile),
+        secrets=tuple(render.secrets(profile)),
+        keys=keys,
+        torch_wheel=wheel,
+        tags=naming.image_tags(profile),
+        labels=naming.image_labels(profile),
+    )
+
+
+def render_planned(
+    profile: Profile, plan: Plan, *, base_ref: str | None = None, qpulib_src: Path | None = None
+) -> render.Rendered:
+    """The Dockerfile and context the plan describes: its stages, its wheel key, its stored wheel
+    (rendering asks the profile nothing the plan has decided)."""
+    return render.render(
+        profile,
+        base_ref=base_ref,
+        qpulib_src=qpulib_src,
+        stored_torch=plan.torch_wheel.wheel if plan.torch_wheel else None,
+        torch_key=plan.torch_key,
+        stage_plan=plan.stages,
+    )
+
+
+def _base(role: str, profile: Profile) -> BasePlan:
+    pulled = profile.base.image is not None
+    return BasePlan(
+        role=role,
+        reference=base.base_reference(profile),
+        platform=profile.platform,
+        how="pull" if pulled else "bootstrap",
+        key="" if pulled else base.base_key(profile)[:16],
+    )
+
+
+def _sources(profile: Profile) -> tuple[SourcePlan, ...]:
+    out = []
+    route = ROUTES[profile.torch.source]
+    if route.origin is not None:
+        out.append(SourcePlan("torch", *route.origin(profile.torch)))
+    qpulib = profile.qpulib
+    if qpulib.enabled and qpulib.path:
+        out.append(SourcePlan("qpulib", str(Path(qpulib.path)), "local tree, not pinned"))
+    elif qpulib.enabled:
+        origin = mask_urls(qpulib.url.format(commit=qpulib.commit))
+        out.append(SourcePlan("qpulib", origin, f"tree sha256 {qpulib.tree_sha256 or 'not pinned'}"))
+    return tuple(out)

@@ -8,6 +8,7 @@
 # Options:
 #   --quick        a short benchmark (small sizes)
 #   --no-bench     skip the benchmark
+#   --no-calibrate skip measuring this Pi's memory model (done only when the QPUs can run)
 #   --require-qpu  fail when the QPU backend cannot run here (default: report it and check
 #                  whatever backend can run, e.g. cpu on a host without a VideoCore IV)
 #   --log FILE     also write everything to FILE
@@ -16,7 +17,10 @@
 # Runs, with the root's venv python:
 #   1. python -m torch_qpu doctor   can the qpu backend run here (/dev/vcio, /dev/mem, root, ...)
 #   2. python -m torch_qpu.check    every op against torch on random tensors (must pass)
-#   3. python -m torch_qpu.bench    CPU vs QPU timings, as in the original write-up's table
+#   3. python -m torch_qpu calibrate --save   this Pi's memory model, which auto reads
+#                                  (~/.config/torch_qpu/memory_model.toml; QPUs only)
+#   4. python -m torch_qpu offload  where auto now runs typical calls (QPU or CPU)
+#   5. python -m torch_qpu.bench    CPU vs QPU timings, as in the original write-up's table
 # Exit status: 0 all passed; 1 a check failed (or no QPU with --require-qpu); 2 usage or
 # torch_qpu is not installed in the root.
 set -euo pipefail
@@ -24,6 +28,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]:-.}")" && pwd)  # unset when fed to bash -s
 quick=0
 bench=1
+calibrate=1
 require_qpu=0
 log_file=""
 root=""
@@ -37,6 +42,7 @@ while [ "$#" -gt 0 ]; do
     case $1 in
         --quick) quick=1; forward+=("$1"); shift ;;
         --no-bench) bench=0; forward+=("$1"); shift ;;
+        --no-calibrate) calibrate=0; forward+=("$1"); shift ;;
         --require-qpu) require_qpu=1; forward+=("$1"); shift ;;
         --log) [ "$#" -ge 2 ] || die "--log needs a file"; log_file=$2; shift 2 ;;
         --inside) inside=1; shift ;;  # internal: we are the copy running in the chroot
@@ -79,6 +85,14 @@ fi
 
 section "check: every op against torch"
 "$python" -m torch_qpu.check </dev/null || failed=1
+
+if [ "$calibrate" -eq 1 ] && [ "$qpu_ready" -eq 1 ]; then
+    section "calibrate: this Pi's memory model (auto reads it)"
+    "$python" -m torch_qpu calibrate --save </dev/null || failed=1
+fi
+
+section "offload: where auto runs typical calls"
+"$python" -m torch_qpu offload </dev/null || failed=1
 
 if [ "$bench" -eq 1 ]; then
     section "bench: CPU vs QPU"

@@ -16,6 +16,7 @@
 #include <exception>
 #include <vector>
 #include "QPULib.h"
+#include "QpuEncode.h"
 
 static int numGathers = 4;
 
@@ -44,22 +45,6 @@ void increment(Ptr<Int> p, Ptr<Int> q)
   *(q + offset) = *(p + offset) + 1;
 }
 
-// QPU instruction encoding (VideoCore IV reference guide, section 3): ALU and load-immediate.
-namespace enc {
-const uint64_t SIG_NONE = 1, SIG_END = 3, SIG_LDI = 14;
-const uint64_t W_NOP = 39, W_R0 = 32, R_NOP = 39, COND_ALWAYS = 1, OP_OR = 21, MUX_RA = 6;
-
-uint64_t ldi(uint64_t waddrAdd, uint32_t value) {
-  return (SIG_LDI << 60) | (COND_ALWAYS << 49) | (waddrAdd << 38) | (W_NOP << 32) | value;
-}
-uint64_t orRa(uint64_t waddrAdd, uint64_t raddrA) {  // waddr_add = ra | ra
-  return (SIG_NONE << 60) | (COND_ALWAYS << 49) | (waddrAdd << 38) | (W_NOP << 32) | (OP_OR << 24) |
-         (raddrA << 18) | (R_NOP << 12) | (MUX_RA << 9) | (MUX_RA << 6);
-}
-uint64_t nop(uint64_t sig = SIG_NONE) {
-  return (sig << 60) | (W_NOP << 38) | (W_NOP << 32) | (R_NOP << 18) | (R_NOP << 12);
-}
-}  // namespace enc
 
 int main(int argc, char** argv)
 {
@@ -108,16 +93,7 @@ int main(int argc, char** argv)
       program.push_back(ldi(0, 5));         // ra0 = 5
       if (atoi(argv[2]) == 0) program.push_back(enc::nop());
       program.push_back(orRa(W_R0, 0));     // r0 = ra0 | ra0
-      program.push_back(enc::nop(SIG_END));
-      program.push_back(enc::nop());
-      program.push_back(enc::nop());
-      std::vector<uint32_t> words;
-      for (uint64_t instr : program) {
-        words.push_back((uint32_t) instr);
-        words.push_back((uint32_t) (instr >> 32));
-      }
-      Seq<int32_t> params;
-      qpusimInvoke(1, words, &params);
+      enc::run(1, program);
       printf("ok\n");
     }
     printf("cycles %llu\n", (unsigned long long) qpusim_last_cycles());

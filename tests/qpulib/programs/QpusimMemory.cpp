@@ -14,28 +14,8 @@
 #include <exception>
 #include <vector>
 #include "QPULib.h"
+#include "QpuEncode.h"
 
-// QPU instruction encoding (VideoCore IV reference guide, section 3): load immediate, an `or`
-// reading a register, a NOP with a signal.
-namespace enc {
-const uint64_t SIG_NONE = 1, SIG_END = 3, SIG_LDI = 14;
-const uint64_t W_NOP = 39, R_NOP = 39, C_NEVER = 0, C_ALWAYS = 1, OP_OR = 21;
-const uint64_t MUX_RA = 6, MUX_RB = 7, WS = 1ull << 44;
-const uint64_t VPM_SETUP = 49, VPM_ADDR = 50;  // A: read (load) side, B: write (store) side
-
-uint64_t ldi(uint64_t waddrAdd, uint32_t value, uint64_t ws = 0) {
-  return (SIG_LDI << 60) | ws | (C_ALWAYS << 49) | (waddrAdd << 38) | (W_NOP << 32) | value;
-}
-// `or -, r, r` of raddr_a (file A) or raddr_b (file B), with the add condition given
-uint64_t readReg(bool fileB, uint64_t raddr, uint64_t cond) {
-  const uint64_t mux = fileB ? MUX_RB : MUX_RA;
-  return (SIG_NONE << 60) | (cond << 49) | (W_NOP << 38) | (W_NOP << 32) | (OP_OR << 24) |
-         ((fileB ? R_NOP : raddr) << 18) | ((fileB ? raddr : R_NOP) << 12) | (mux << 9) | (mux << 6);
-}
-uint64_t nop(uint64_t sig = SIG_NONE) {
-  return (sig << 60) | (W_NOP << 38) | (W_NOP << 32) | (R_NOP << 18) | (R_NOP << 12);
-}
-}  // namespace enc
 
 int main(int argc, char** argv)
 {
@@ -63,16 +43,7 @@ int main(int argc, char** argv)
       program.push_back(enc::ldi(enc::VPM_ADDR, 0));
       program.push_back(enc::readReg(false, enc::VPM_ADDR, never ? enc::C_NEVER : enc::C_ALWAYS));  // vpm_ld_wait
     }
-    program.push_back(enc::nop(enc::SIG_END));
-    program.push_back(enc::nop());
-    program.push_back(enc::nop());
-    std::vector<uint32_t> words;
-    for (uint64_t instr : program) {
-      words.push_back((uint32_t) instr);
-      words.push_back((uint32_t) (instr >> 32));
-    }
-    Seq<int32_t> params;
-    qpusimInvoke(nqpus, words, &params);
+    enc::run(nqpus, program);
     printf("cycles %llu\n", (unsigned long long) qpusim_last_cycles());
   } catch (const std::exception& e) {
     printf("caught: %s\n", e.what());

@@ -58,9 +58,11 @@ def status(arch: str) -> HandlerStatus:
         text = path.read_text()
     except OSError:
         return HandlerStatus(name, registered=False)
-    fields = dict(
-        line.split(" ", 1) if " " in line else (line, "") for line in text.splitlines() if line.strip()
-    )
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.strip():
+            key, _, value = line.partition(" ")
+            fields[key] = value
     return HandlerStatus(
         name,
         registered=True,

@@ -607,7 +607,7 @@ class RegistryClient:
         token = data.get("token") or data.get("access_token")
         if token and scope:
             self._tokens[scope] = token
-        return token
+        return str(token) if token else None
 
     def check(self, response: requests.Response, what: str) -> requests.Response:
         if response.status_code < 400:
@@ -837,11 +837,12 @@ def push_one(
                 on_progress(f"{exc.message}; retry {number}/{retries} in {delay:.0f}s")
 
         digest, _ = with_retries(attempt, retries=retries, base=retry_base, on_retry=on_retry)
-        return with_retries(
+        pushed: PushedImage = with_retries(
             lambda: verify_pushed(engine, client, image.id, remote, digest),
             retries=retries,
             base=retry_base,
         )
+        return pushed
 
 
 class _EngineRetryWatch:

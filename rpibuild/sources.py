@@ -46,7 +46,7 @@ def tree_sha256(root: Path) -> str:
 
 
 def _files(root: Path) -> list[Path]:
-    out = []
+    out: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if d not in _SKIP]
         out.extend(Path(dirpath, name) for name in filenames)

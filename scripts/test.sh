@@ -41,9 +41,10 @@ log "installing ${RPIBUILD_HOST_TORCH:-torch==2.13.0} and the torch-qpu extensio
 quiet_pip "${RPIBUILD_HOST_TORCH:-torch==2.13.0}"
 quiet_pip --no-build-isolation --force-reinstall --no-deps ./images/torch-qpu
 
-log "lint (ruff)"
+log "lint (ruff) and types (mypy --strict: rpibuild/ and the fake engine, both engines against the Engine protocol)"
 "$python" -m ruff check .
 "$python" -m ruff format --check .
+"$python" -m mypy
 if command -v shellcheck >/dev/null; then shellcheck scripts/*.sh images/qpulib/*.sh images/vc4c/*.sh images/torch-debian/*.sh; fi
 
 # The extension's tests must run its QPULib kernels: --require-qpulib (declared by

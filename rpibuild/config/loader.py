@@ -145,10 +145,10 @@ class _LimitedLoader(yaml.SafeLoader):
         if self.flow_level >= MAX_DEPTH:
             mark = self.get_mark()
             raise yaml.scanner.ScannerError(None, None, f"nested deeper than {MAX_DEPTH} levels", mark)
-        super().fetch_flow_collection_start(token_class)  # type: ignore[misc]
+        super().fetch_flow_collection_start(token_class)
 
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
-        mark = self.peek_event().start_mark
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
         if self.check_event(yaml.AliasEvent):
             self._aliases += 1
             if self._aliases > MAX_ALIASES:
@@ -157,7 +157,7 @@ class _LimitedLoader(yaml.SafeLoader):
         if self._depth > MAX_DEPTH:
             raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels", mark)
         try:
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+            return super().compose_node(parent, index)
         finally:
             self._depth -= 1
 
@@ -254,12 +254,14 @@ def _walk(
             if key in seen:
                 raise ConfigError("duplicate key", file=file, line=key_line, field=_dotted((*path, key)))
             seen.add(key)
-            origins[(*path, key)] = Origin(file, key_line)
-            _walk(value_node, (*path, key), file, origins, count)
+            child = (*path, key)
+            origins[child] = Origin(file, key_line)
+            _walk(value_node, child, file, origins, count)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            origins[(*path, index)] = Origin(file, item.start_mark.line + 1)
-            _walk(item, (*path, index), file, origins, count)
+            child = (*path, index)
+            origins[child] = Origin(file, item.start_mark.line + 1)
+            _walk(item, child, file, origins, count)
 
 
 def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[KeyPath, Origin]]:
@@ -376,7 +378,7 @@ def parse_override(text: str) -> tuple[KeyPath, Any]:
 def _apply_override(
     data: dict[str, Any], origins: dict[KeyPath, Origin], path: KeyPath, value: Any, text: str
 ) -> None:
-    node = data
+    node: dict[Any, Any] = data
     for depth, key in enumerate(path[:-1]):
         child = node.get(key)
         if child is None:

@@ -58,7 +58,7 @@ class Engine(Protocol):
         request: BuildRequest,
         *,
         on_event: Callable[[BuildEvent], None] | None = None,
-        log: Callable[[str], None] | None = None,
+        log: Callable[[str], object] | None = None,
     ) -> BuildResult: ...
 
     # registries

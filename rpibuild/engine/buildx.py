@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from rpibuild.engine.progress import BuildEvent, BuildProgress, StageTiming, decode_stream
 from rpibuild.errors import BuildError, ConfigError, HostSetupError, Interrupted
@@ -213,7 +214,7 @@ def build(
     request: BuildRequest,
     *,
     on_event: Callable[[BuildEvent], None] | None = None,
-    log: Callable[[str], None] | None = None,
+    log: Callable[[str], object] | None = None,
 ) -> BuildResult:
     """Run one build; raise BuildError with the failed step's output, Interrupted on Ctrl-C."""
     builder.require_cache_export(request.cache_to)
@@ -289,7 +290,7 @@ def _command(builder: Builder, request: BuildRequest, metadata: Path) -> list[st
     return command
 
 
-def _reads(stream) -> Iterator[str]:
+def _reads(stream: IO[str]) -> Iterator[str]:
     while True:
         chunk = stream.readline()
         if not chunk:
@@ -297,7 +298,7 @@ def _reads(stream) -> Iterator[str]:
         yield chunk
 
 
-def _cancel(process: subprocess.Popen) -> None:
+def _cancel(process: subprocess.Popen[str]) -> None:
     """Ask buildx to cancel (SIGINT, as a terminal would), then make sure it is gone."""
     if process.poll() is not None:
         return

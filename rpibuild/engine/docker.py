@@ -20,6 +20,8 @@ from rpibuild.errors import EngineError, ImageMissing, RegistryError
 if TYPE_CHECKING:
     import docker
 
+    from rpibuild.engine import Engine
+
 START_HINT = "start the engine: bash scripts/setup-host.sh (or `dockerd &` as root)"
 
 
@@ -84,16 +86,16 @@ class DockerEngine:
         request: buildx.BuildRequest,
         *,
         on_event: Callable[[BuildEvent], None] | None = None,
-        log: Callable[[str], None] | None = None,
+        log: Callable[[str], object] | None = None,
     ) -> buildx.BuildResult:
         """Build without tagging (tags move only after success) through BuildKit."""
         return buildx.build(self.builder, request, on_event=on_event, log=log)
 
     def version(self) -> dict[str, Any]:
-        return self.client.version()
+        return dict(self.client.version())
 
     def info(self) -> dict[str, Any]:
-        return self.client.info()
+        return dict(self.client.info())
 
     # -------------------------------------------------------------- images
 
@@ -151,7 +153,7 @@ class DockerEngine:
                 f"cannot pull {reference}: {_reason(exc)}",
                 hint="if no registry is reachable, bootstrap the base instead (base.bootstrap)",
             ) from None
-        return image.id
+        return str(image.id)
 
     def untag(self, reference: str) -> None:
         """Remove one tag; never deletes parent layers (noprune) or a running container's image."""
@@ -394,3 +396,8 @@ def _reason(exc: Exception) -> str:
     if explanation:
         return str(explanation)
     return str(exc).strip() or type(exc).__name__
+
+
+def _conforms(engine: DockerEngine) -> Engine:
+    """mypy (scripts/test.sh) checks that the real engine implements the Engine protocol."""
+    return engine

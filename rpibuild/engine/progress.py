@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 _STEP_NAME = re.compile(r"^\[(?P<stage>[^\s\]]+) (?P<step>\d+)/(?P<total>\d+)\] (?P<instruction>.*)$", re.S)
 TAIL_LINES = 40
@@ -111,7 +112,7 @@ class BuildProgress:
     def __init__(
         self,
         on_event: Callable[[BuildEvent], None] | None = None,
-        log: Callable[[str], None] | None = None,
+        log: Callable[[str], object] | None = None,
         stages: tuple[str, ...] = (),
     ) -> None:
         """``stages``: the Dockerfile's stage names in order, so a stage with no step (or
@@ -122,13 +123,13 @@ class BuildProgress:
         self._order: list[str] = list(stages)
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
 
-    def feed(self, status: dict) -> None:
+    def feed(self, status: dict[str, Any]) -> None:
         for raw in status.get("vertexes") or ():
             self._vertex(raw)
         for entry in status.get("logs") or ():
             self._logs(entry)
 
-    def _vertex(self, raw: dict) -> None:
+    def _vertex(self, raw: dict[str, Any]) -> None:
         digest = str(raw.get("digest", ""))
         vertex = self._vertices.get(digest)
         if vertex is None:
@@ -156,7 +157,7 @@ class BuildProgress:
             if self._on_event:
                 self._on_event(BuildEvent(vertex.stage, vertex.step, vertex.total, line, True))
 
-    def _logs(self, entry: dict) -> None:
+    def _logs(self, entry: dict[str, Any]) -> None:
         vertex = self._vertices.get(str(entry.get("vertex", "")))
         try:
             text = base64.b64decode(entry.get("data") or b"").decode("utf-8", "replace")
@@ -226,7 +227,7 @@ class BuildProgress:
         return self._order[-1] if self._order else "(start)"
 
 
-def decode_stream(chunks: Iterator[str], on_text: Callable[[str], None]) -> Iterator[dict]:
+def decode_stream(chunks: Iterator[str], on_text: Callable[[str], None]) -> Iterator[dict[str, Any]]:
     """Split buildx's rawjson output (pretty-printed JSON objects back to back) into objects.
 
     Anything between objects that is not JSON (buildx prints its final error as text) goes

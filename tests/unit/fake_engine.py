@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rpibuild.engine import Builder, BuildEvent, BuildRequest, BuildResult, ImageInfo, StageTiming
+from rpibuild.engine import (
+    Builder,
+    BuildEvent,
+    BuildRequest,
+    BuildResult,
+    Engine,
+    ImageInfo,
+    StageTiming,
+)
 from rpibuild.engine.buildx import BuilderNode
 from rpibuild.errors import BuildError
 
@@ -106,7 +114,7 @@ class FakeEngine:
         request: BuildRequest,
         *,
         on_event: Callable[[BuildEvent], None] | None = None,
-        log: Callable[[str], None] | None = None,
+        log: Callable[[str], object] | None = None,
     ) -> BuildResult:
         self.calls.append("build")
         files = {
@@ -177,3 +185,8 @@ def stage_timings(*names: str, cached: bool = False) -> list[StageTiming]:
 
 def failing_build(stage: str, message: str, tail: list[str]) -> BuildError:
     return BuildError(f"stage {stage!r} failed: {message}", stage=stage, log_tail=tail)
+
+
+def _conforms(engine: FakeEngine) -> Engine:
+    """mypy (scripts/test.sh) checks that the fake engine implements the Engine protocol."""
+    return engine

@@ -10,9 +10,10 @@ Four backends share one API:
   cycle-stepped VideoCore IV emulator, which counts cycles;
 * ``cpu``: plain torch, always available.
 
-``auto`` (the default) picks ``qpu`` for work above a size threshold, where
-the QPUs beat the ARM cores despite the copies, and ``cpu`` otherwise; it
-never picks an emulator, which is only ever chosen by name. ``qpu`` is only
+``auto`` (the default) picks ``qpu`` only for calls that torch_qpu.offload's cost model
+puts ahead of the Pi's CPU (copies and launches included, the CPU at its best published
+figure, a 15 % margin), and never below the work threshold; ``cpu`` otherwise. It never
+picks an emulator, which is only ever chosen by name. ``qpu`` is only
 offered once a probe launch of a tiny kernel succeeded in this process; when
 it did not, ``auto`` uses cpu and warns once.
 """
@@ -30,9 +31,8 @@ from typing import Any
 BACKENDS = ("qpu", "emulator", "qpusim", "cpu")
 CHOICES = (*BACKENDS, "auto")
 MAX_QPUS = 12
-# Elements of work (multiply-adds or elementwise outputs) from which `auto`
-# uses the QPU. The seed's measurements put the break-even near 10^4 for the
-# kernel alone; copies in and out move it up.
+# Elements of work (multiply-adds or elementwise outputs) below which `auto` does not ask the
+# cost model (a launch costs more than such work); above it the model decides.
 DEFAULT_AUTO_THRESHOLD = 1 << 15
 
 

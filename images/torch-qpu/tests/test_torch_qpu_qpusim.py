@@ -637,8 +637,6 @@ def test_offload_model_follows_the_emulator(name: str, memory: str) -> None:
         call()
         cycles = torch_qpu.stats()["qpusim_cycles"] - before
     workload = offload.Workload(op, m, k, n, resident=op == "linear")
-    predicted = offload.kernel_cycles(workload)
-    if memory == "default":
-        gbps = model.dram_bandwidth_gbps * offload.DRAM_EFFICIENCY
-        predicted = max(predicted, offload.dram_bytes(workload) / (gbps * 1e9) * 250e6 / 4)
+    gbps = model.dram_bandwidth_gbps  # inf in the free model: no memory part
+    predicted = offload.kernel_seconds(workload, dram_gbps=gbps, clock_mhz=250) * 250e6 / 4
     assert 0.8 * predicted <= cycles <= 1.15 * predicted, (cycles, round(predicted))

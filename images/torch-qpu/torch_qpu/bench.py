@@ -353,11 +353,9 @@ def _figures(case: KernelCase, cycles: int, clock: float, model: memory_model.Me
     seconds = cycles * CLOCKS_PER_CYCLE / (clock * 1e6)
     peak = offload.PEAK_FLOPS_PER_CLOCK * clock * 1e6
     cpu = offload.estimate(case.workload, dram_gbps=model.dram_bandwidth_gbps, clock_mhz=clock)
-    predicted = offload.kernel_cycles(case.workload) * CLOCKS_PER_CYCLE / (clock * 1e6)
-    memory = offload.dram_bytes(case.workload) / (
-        model.dram_bandwidth_gbps * offload.DRAM_EFFICIENCY * 1e9
+    predicted = offload.kernel_seconds(
+        case.workload, dram_gbps=model.dram_bandwidth_gbps, clock_mhz=clock
     )
-    predicted = max(predicted, memory)
     return {
         "seconds": seconds,
         "gflops": case.flops / seconds / 1e9 if seconds else 0.0,

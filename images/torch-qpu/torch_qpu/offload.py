@@ -135,6 +135,24 @@ def host_bytes(w: Workload) -> float:
     return weight + 4.0 * (w.m * w.k + w.m * w.n) + (4.0 * w.m * w.k if w.op == "mm" else 0.0)
 
 
+def kernel_parts(
+    w: Workload, *, dram_gbps: float, clock_mhz: float = 250.0, num_qpus: int = 12
+) -> tuple[float, float]:
+    """The kernel's seconds from its instructions and from its DRAM bytes (``dram_gbps``: the
+    memory model's bandwidth; ``math.inf`` for the memory-free model)."""
+    compute = kernel_cycles(w, num_qpus) * 4 / (clock_mhz * 1e6)
+    memory = dram_bytes(w, num_qpus) / (dram_gbps * DRAM_EFFICIENCY * 1e9)
+    return compute, memory
+
+
+def kernel_seconds(
+    w: Workload, *, dram_gbps: float, clock_mhz: float = 250.0, num_qpus: int = 12
+) -> float:
+    """The kernel's predicted time (the larger part): what the bench and tests hold against
+    qpusim's cycles."""
+    return max(kernel_parts(w, dram_gbps=dram_gbps, clock_mhz=clock_mhz, num_qpus=num_qpus))
+
+
 def estimate(
     w: Workload,
     *,
@@ -144,8 +162,7 @@ def estimate(
     num_qpus: int = 12,
 ) -> Estimate:
     """Both sides' time for one call. ``dram_gbps``: the memory model's DRAM bandwidth."""
-    compute = kernel_cycles(w, num_qpus) * 4 / (clock_mhz * 1e6)
-    memory = dram_bytes(w, num_qpus) / (dram_gbps * DRAM_EFFICIENCY * 1e9)
+    compute, memory = kernel_parts(w, dram_gbps=dram_gbps, clock_mhz=clock_mhz, num_qpus=num_qpus)
     copies = host_bytes(w) / (HOST_COPY_GBPS * 1e9) + LAUNCH_SECONDS
     kernel = max(compute, memory)
     bound = "compute" if compute >= memory else "memory"

@@ -1145,6 +1145,7 @@ Tensor asm_gemv(Backend be, const Tensor& vec, const Tensor& mat, int64_t num_qp
     for_each_launch(total, chunk, num_qpus, [&](int64_t first, int64_t count, int64_t nq) {
       const int64_t groups = ceil_div(ceil_div(count, nq), kLanes);
       WorkLists lists(nq);
+      std::vector<std::pair<int64_t, int64_t>> slots;  // (float in the output, its row)
       for (int64_t q = 0; q < nq; ++q) {
         const int64_t mine = (count - q + nq - 1) / nq;  // items q, q + nq, ...
         auto& list = lists[q];
@@ -1156,17 +1157,15 @@ Tensor asm_gemv(Backend be, const Tensor& vec, const Tensor& mat, int64_t num_qp
           list.push_back(static_cast<uint32_t>(m_base + (item.row * pitch + item.first_pair * 32) * 4));
           list.push_back(static_cast<uint32_t>(x_base + item.first_pair * 32 * 4));
           list.push_back(static_cast<uint32_t>(item.pairs));
+          slots.emplace_back(q * groups * kLanes + j, item.row);
         }
       }
       rt.launch_asm(be, asm_code().gemv, nq, estimate(count, nq), lists.write(rt));
       std::vector<float> out(static_cast<std::size_t>(nq * groups * kLanes));
       words_from_gpu(out.data(), gpu_words(buf_out), static_cast<int64_t>(out.size()));
-      for (int64_t q = 0; q < nq; ++q) {
-        const int64_t mine = (count - q + nq - 1) / nq;
-        for (int64_t j = 0; j < mine; ++j) {
-          values.push_back(out[static_cast<std::size_t>(q * groups * kLanes + j)]);
-          value_rows.push_back(items[static_cast<std::size_t>(first + q + j * nq)].row);
-        }
+      for (const auto& [slot, row] : slots) {
+        values.push_back(out[static_cast<std::size_t>(slot)]);
+        value_rows.push_back(row);
       }
     });
   }

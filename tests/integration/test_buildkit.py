@@ -95,7 +95,10 @@ def test_index_secret_reaches_pip_but_no_layer_of_any_stage(
     images: dict[str, dict] = {}
     try:
         for stage in TARGET_STAGES:
-            result = rpibuild("build", "-p", str(profile_path), "--target", stage, "--json")
+            # The system stage's pip step must really run (not come from a cache an earlier test
+            # left): its log is the proof that pip saw the secret's settings.
+            fresh = ("--no-cache",) if stage == "system" else ()
+            result = rpibuild("build", "-p", str(profile_path), "--target", stage, "--json", *fresh)
             assert result.returncode == 0, result.stderr[-3000:]
             images[stage] = json.loads(result.stdout)
         # pip really used the secret's settings: it tried the extra index (and hid the password).

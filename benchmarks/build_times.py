@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 
 from rpibuild import resources
-from rpibuild.build import BuildOutcome, build_profile
+from rpibuild.build.context import fetch_sources
+from rpibuild.build.pipeline import BuildOutcome, build_profile
 from rpibuild.config import load_profile
-from rpibuild.context import fetch_sources
 from rpibuild.engine import DockerEngine, Engine
 
 # A C++ stage's time in each mode: cross compiles in *-build stages and installs in the target

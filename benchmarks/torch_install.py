@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rpibuild.build import BuildOutcome, build_profile
+from rpibuild.build.pipeline import BuildOutcome, build_profile
 from rpibuild.config import load_profile
 from rpibuild.engine import DockerEngine, Engine
 

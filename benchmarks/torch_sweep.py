@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
-from rpibuild.sources import file_sha256
+from rpibuild.build.sources import file_sha256
 
 HERE = Path(__file__).resolve().parent
 OP_SWEEP = HERE.parent / "images" / "verify" / "op_sweep.py"
@@ -191,9 +191,9 @@ def index_url(
 
 def ca_bundle() -> str | None:
     """The host's CA bundle (TLS-intercepting proxies): what the shipped profiles use too."""
-    from rpibuild import host
+    from rpibuild.host import ca
 
-    found = host.ca_bundle()
+    found = ca.ca_bundle()
     return str(found) if found else None
 
 
@@ -415,10 +415,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import requests
 
-    from rpibuild.base import ensure_base
+    from rpibuild.build.base import ensure_base
+    from rpibuild.build.sources import cache_dir
     from rpibuild.config import load_profile
     from rpibuild.engine import DockerEngine
-    from rpibuild.sources import cache_dir
 
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)

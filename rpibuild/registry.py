@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from rpibuild import host
 from rpibuild.config import grammar
 from rpibuild.config.model import Profile
 from rpibuild.errors import ConfigError, EngineError, ImageMissing, RegistryError
-from rpibuild.naming import image_tags
+from rpibuild.host import ca
+from rpibuild.planning.naming import image_tags
 
 if TYPE_CHECKING:
     import requests
@@ -277,7 +277,7 @@ class Target:
         for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
             if os.environ.get(name) and Path(os.environ[name]).is_file():
                 return os.environ[name]
-        found = host.ca_bundle()
+        found = ca.ca_bundle()
         return str(found) if found else True
 
 

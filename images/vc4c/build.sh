@@ -4,7 +4,7 @@
 #
 # Usage: build.sh VC4C_SRC CPPLOG_SRC SPIRV_HEADERS_SRC VARIANT_SRC PREFIX
 #   *_SRC   unpacked source trees of VC4C and its three dependencies at their pinned commits
-#           (rpibuild.sources.fetch_vc4c_sources() fetches and checks them); never modified:
+#           (rpibuild.build.sources.fetch_vc4c_sources() fetches and checks them); never modified:
 #           the build works on a copy of VC4C with patches/*.patch applied.
 #   PREFIX  install prefix: PREFIX/lib/libVC4CC.so(.0.4), PREFIX/include/vc4c/*.h (VC4C's public
 #           headers: tools.h has vc4c::tools::emulate) and PREFIX/share/vc4c/build-info.

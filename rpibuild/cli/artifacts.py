@@ -41,10 +41,10 @@ def artifacts(
     from rich.markup import escape
 
     from rpibuild import console
-    from rpibuild.artifacts import collect
     from rpibuild.cli.rootfs import human_bytes
     from rpibuild.config import load_profile
     from rpibuild.engine import BuildEvent, DockerEngine
+    from rpibuild.export.artifacts import collect
 
     prof = load_profile(profile, overrides).profile
     if not prof.qpulib.enabled:

@@ -25,11 +25,11 @@ def base(
     variant, packages, the keyring's bytes), so the next run reuses it. Prints the image reference.
     """
     from rpibuild import console
-    from rpibuild.base import ensure_base
+    from rpibuild.build.base import ensure_base
     from rpibuild.config import load_profile
-    from rpibuild.cross import cross_base_profile
     from rpibuild.engine import DockerEngine
-    from rpibuild.stages import check_cross
+    from rpibuild.host.build_platform import cross_base_profile
+    from rpibuild.planning.stages import check_cross
 
     loaded = load_profile(profile, overrides)
     target = loaded.profile

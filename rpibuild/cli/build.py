@@ -8,7 +8,7 @@ import time
 import click
 
 from rpibuild.cli.options import emit_json, json_option, profile_options
-from rpibuild.stages import CROSS_STAGES, TARGET_STAGES
+from rpibuild.planning.stages import CROSS_STAGES, TARGET_STAGES
 
 # BuildKit mount flags (caches, secrets) are noise in a one-line progress view.
 MOUNT_FLAG = re.compile(r"--mount=\S+\s+")
@@ -68,7 +68,7 @@ def build(
     only when every stage passed. The full log is kept; --json prints a summary for CI.
     """
     from rpibuild import console
-    from rpibuild.build import build_profile, with_build_options
+    from rpibuild.build.pipeline import build_profile, with_build_options
     from rpibuild.config import load_profile
     from rpibuild.config.checks import check_buildable
     from rpibuild.engine import BuildEvent, DockerEngine

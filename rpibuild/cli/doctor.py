@@ -21,7 +21,7 @@ def doctor(profile: str | None, overrides: tuple[str, ...], as_json: bool) -> No
     """
     from rpibuild import console
     from rpibuild.config import load_profile
-    from rpibuild.doctor import run_checks
+    from rpibuild.host.doctor import run_checks
 
     loaded = load_profile(profile, overrides) if (profile or overrides) else None
     checks = run_checks(loaded.profile if loaded else None)

@@ -19,8 +19,8 @@ def plan(profile: str | None, overrides: tuple[str, ...], as_json: bool) -> None
     """
     from rpibuild.config import load_profile
     from rpibuild.config.checks import check_buildable
-    from rpibuild.plan import make_plan
-    from rpibuild.stages import check_cross
+    from rpibuild.planning.plan import make_plan
+    from rpibuild.planning.stages import check_cross
 
     loaded = load_profile(profile, overrides)
     check_buildable(loaded)

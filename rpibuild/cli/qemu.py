@@ -20,7 +20,7 @@ def qemu() -> None:
 def status(as_json: bool) -> None:
     """Show the arm and aarch64 binfmt handlers; exit 1 if one is unusable."""
     from rpibuild import console
-    from rpibuild import qemu as binfmt
+    from rpibuild.host import qemu as binfmt
 
     handlers = [binfmt.status(arch) for arch in binfmt.HANDLERS]
     if as_json:
@@ -54,7 +54,7 @@ def install() -> None:
     Mounts binfmt_misc first if needed. Needs root.
     """
     from rpibuild import console
-    from rpibuild import qemu as binfmt
+    from rpibuild.host import qemu as binfmt
 
     for action in binfmt.install():
         console.info(action)

@@ -24,10 +24,10 @@ def render(profile: str | None, overrides: tuple[str, ...], output: Path | None)
     With -o, also fetch the pinned sources and write the complete build context.
     """
     from rpibuild import console
+    from rpibuild.build.context import prepare_context
     from rpibuild.config import load_profile
     from rpibuild.config.checks import check_buildable
-    from rpibuild.context import prepare_context
-    from rpibuild.plan import make_plan, render_planned
+    from rpibuild.planning.plan import make_plan, render_planned
 
     loaded = load_profile(profile, overrides)
     check_buildable(loaded)

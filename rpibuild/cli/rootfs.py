@@ -57,7 +57,7 @@ def rootfs(
     from rpibuild import console
     from rpibuild.config import load_profile
     from rpibuild.engine import DockerEngine
-    from rpibuild.rootfs import export_profile
+    from rpibuild.export.rootfs import export_profile
 
     prof = load_profile(profile, overrides).profile
     engine = DockerEngine.connect()

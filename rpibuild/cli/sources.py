@@ -22,8 +22,8 @@ def sources() -> None:
 def fetch(profile: str | None, overrides: tuple[str, ...], as_json: bool) -> None:
     """Fetch and check PROFILE's sources; print the path of each checked tree."""
     from rpibuild import console
+    from rpibuild.build.context import qpulib_tree
     from rpibuild.config import load_profile
-    from rpibuild.context import qpulib_tree
 
     loaded = load_profile(profile, overrides)
     tree = qpulib_tree(loaded.profile)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rpibuild.config.loader import KeyPath, LoadedProfile
 from rpibuild.errors import ConfigError
-from rpibuild.naming import image_tags
+from rpibuild.planning.naming import image_tags
 
 PEM_CERTIFICATE = b"-----BEGIN CERTIFICATE-----"
 _PEM_PEEK = 1024 * 1024

@@ -203,7 +203,7 @@ class QPULib(_Model):
     commit: str = QPULIB_UPSTREAM_COMMIT
     url: str = "https://github.com/mn416/QPULib/archive/{commit}.tar.gz"
     tree_sha256: str | None = Field(
-        None, description="content hash of the unpacked tree (rpibuild.sources.tree_sha256)"
+        None, description="content hash of the unpacked tree (rpibuild.build.sources.tree_sha256)"
     )
     path: str | None = Field(None, description="local source tree; default $RPIBUILD_QPULIB_SRC")
 

@@ -13,7 +13,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from rpibuild.base import base_reference
+from rpibuild.build.base import base_reference
 from rpibuild.config import load_profile
 from rpibuild.engine import DockerEngine
 

@@ -23,7 +23,7 @@ import pytest
 
 from rpibuild.config import load_profile
 from rpibuild.engine import Engine
-from rpibuild.stages import plan_stages
+from rpibuild.planning.stages import plan_stages
 
 SENTINEL = "no-proxy-sentinel.invalid"
 BASE_ARGS = ["-p", "pi3b-arm64", "--set", f"network.no_proxy={SENTINEL}", "--set", "verify.emulator=true"]

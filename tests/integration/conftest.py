@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rpibuild.base import BaseImage, ensure_base
+from rpibuild.build.base import BaseImage, ensure_base
 from rpibuild.config import LoadedProfile, load_profile
 from rpibuild.engine import Engine
 

@@ -22,12 +22,12 @@ from pathlib import Path
 import pytest
 from _derived import build_derived, copy_from_image
 
-from rpibuild.artifacts import MANIFEST, collect, collect_from_image
-from rpibuild.base import BaseImage
+from rpibuild.build.base import BaseImage
 from rpibuild.config import load_profile
 from rpibuild.config.model import Profile
 from rpibuild.engine import Engine
 from rpibuild.errors import BuildError, ConfigError, ImageMissing
+from rpibuild.export.artifacts import MANIFEST, collect, collect_from_image
 
 DOCKERFILE = """\
 FROM {base}

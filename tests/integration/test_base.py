@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rpibuild.base import BaseImage, base_reference, ensure_base
+from rpibuild.build.base import BaseImage, base_reference, ensure_base
 from rpibuild.config import LoadedProfile, load_profile
 from rpibuild.engine import DockerEngine, Engine
 from rpibuild.errors import BuildError

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from rpibuild.base import BaseImage
-from rpibuild.stages import TARGET_STAGES
+from rpibuild.build.base import BaseImage
+from rpibuild.planning.stages import TARGET_STAGES
 
 SENTINEL = "s3cret-index-pa55word"
 PROFILE = f"""

@@ -24,11 +24,11 @@ from pathlib import Path
 import pytest
 from _derived import build_derived, capability_tar, docker_export
 
-from rpibuild.base import BaseImage
+from rpibuild.build.base import BaseImage
 from rpibuild.config import load_profile
 from rpibuild.engine import Engine
 from rpibuild.errors import ImageMissing
-from rpibuild.rootfs import export_image, export_profile
+from rpibuild.export.rootfs import export_image, export_profile
 
 REPO = Path(__file__).resolve().parents[2]
 PI_CHROOT = REPO / "scripts" / "pi-chroot.sh"

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from rpibuild.elf import read_header
 from rpibuild.engine import Engine
+from rpibuild.export.elf import read_header
 from rpibuild.resources import images_dir
 
 pytestmark = pytest.mark.integration

@@ -144,7 +144,7 @@ VC4C_DIR = REPO / "images" / "vc4c"
 
 def vc4c_build_key() -> str:
     """What a VC4C build depends on: the pinned archives, build.sh, the patches, LLVM."""
-    from rpibuild.sources import VC4C_ARCHIVES
+    from rpibuild.build.sources import VC4C_ARCHIVES
 
     digest = hashlib.sha256()
     for key, archive in sorted(VC4C_ARCHIVES.items()):
@@ -164,8 +164,8 @@ def vc4c_prefix() -> Path:
     The cache (rpibuild's cache dir, ``vc4c/<key>``) is keyed by ``vc4c_build_key``: a second
     run, or another session, reuses it. Missing sources or tools fail the test with the reason.
     """
+    from rpibuild.build.sources import MIRROR_ENV, VC4C_ARCHIVES, cache_dir
     from rpibuild.errors import BuildError
-    from rpibuild.sources import MIRROR_ENV, VC4C_ARCHIVES, cache_dir
 
     key = vc4c_build_key()
     prefix = cache_dir() / "vc4c" / key[:24]

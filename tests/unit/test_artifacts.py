@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from rpibuild import elf
-from rpibuild.artifacts import describe_file, elf_check
+from rpibuild.export import elf
+from rpibuild.export.artifacts import describe_file, elf_check
 from rpibuild.platforms import get_platform
 
 ARMV7, ARM64 = get_platform("linux/arm/v7"), get_platform("linux/arm64")

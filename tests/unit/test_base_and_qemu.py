@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from rpibuild import qemu
-from rpibuild.base import base_key, base_reference, debootstrap_command
+from rpibuild.build.base import base_key, base_reference, debootstrap_command
 from rpibuild.config import load_profile
+from rpibuild.host import qemu
 from rpibuild.platforms import get_platform
 
 
@@ -81,8 +81,8 @@ def test_a_second_build_waits_for_the_first_bootstrap_and_reuses_its_base(
     the first made instead of bootstrapping it again."""
     import threading
 
-    from rpibuild import base
-    from rpibuild.locks import LOCK_DIR_ENV, host_lock
+    from rpibuild.build import base
+    from rpibuild.host.locks import LOCK_DIR_ENV, host_lock
     from tests.unit.fake_engine import FakeEngine
 
     monkeypatch.setenv(LOCK_DIR_ENV, str(tmp_path / "locks"))
@@ -108,7 +108,7 @@ def test_a_second_build_waits_for_the_first_bootstrap_and_reuses_its_base(
 
 
 def test_lock_names_are_plain() -> None:
-    from rpibuild.locks import host_lock
+    from rpibuild.host.locks import host_lock
 
     with pytest.raises(ValueError), host_lock("../etc/passwd"):
         pass

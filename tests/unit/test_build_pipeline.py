@@ -1,4 +1,4 @@
-"""The build pipeline (rpibuild.build) against a fake engine: ordering, tags, secrets, errors."""
+"""The build pipeline (rpibuild.build.pipeline) against a fake engine: ordering, tags, secrets, errors."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from rpibuild.base import base_reference
-from rpibuild.build import build_profile, with_build_options
+from rpibuild.build.base import base_reference
+from rpibuild.build.pipeline import build_profile, with_build_options
 from rpibuild.config import load_profile
 from rpibuild.config.model import Profile
-from rpibuild.cross import cross_base_profile
 from rpibuild.engine import Builder, BuildResult
 from rpibuild.engine.buildx import BuilderNode
 from rpibuild.errors import BuildError, ConfigError
-from rpibuild.stages import wants_cross
+from rpibuild.host.build_platform import cross_base_profile
+from rpibuild.planning.stages import wants_cross
 from tests.unit.fake_engine import FakeEngine, failing_build, stage_timings
 
 PASSWORD = "s3ntinel-pa55"
@@ -208,8 +208,8 @@ def test_the_compile_keeps_its_work_in_host_folders_as_the_users_own(tmp_path: P
     """Not in BuildKit's cache mounts, which its garbage collection may empty between builds."""
     import os
 
-    from rpibuild.render import torch_wheel_key
-    from rpibuild.sources import cache_dir
+    from rpibuild.build.sources import cache_dir
+    from rpibuild.planning.render import torch_wheel_key
 
     prof = armv7()
     engine, _ = compiling_engine(prof)
@@ -240,8 +240,8 @@ def test_the_compile_keeps_its_work_in_host_folders_as_the_users_own(tmp_path: P
 
 
 def test_a_compile_resumes_in_its_build_folder_unless_no_cache(tmp_path: Path) -> None:
-    from rpibuild.render import torch_wheel_key
-    from rpibuild.sources import cache_dir
+    from rpibuild.build.sources import cache_dir
+    from rpibuild.planning.render import torch_wheel_key
 
     prof = armv7()
     engine = engine_with_base(prof)
@@ -261,8 +261,8 @@ def test_a_compile_resumes_in_its_build_folder_unless_no_cache(tmp_path: Path) -
 
 
 def test_a_failed_torch_compile_stores_nothing_and_says_where_to_look(tmp_path: Path) -> None:
-    from rpibuild.render import torch_wheel_key
-    from rpibuild.torch_debian import stored_wheel
+    from rpibuild.planning.render import torch_wheel_key
+    from rpibuild.torch_routes.debian import stored_wheel
 
     prof = armv7()
     engine = engine_with_base(prof)
@@ -280,11 +280,11 @@ def test_a_failed_torch_compile_stores_nothing_and_says_where_to_look(tmp_path: 
 
 
 def test_doctor_says_whether_the_torch_wheel_is_stored(tmp_path: Path) -> None:
-    from rpibuild.doctor import check_torch_wheel
-    from rpibuild.plan import make_plan
-    from rpibuild.render import torch_wheel_key
-    from rpibuild.torch_compile import compile_folders
-    from rpibuild.torch_debian import store
+    from rpibuild.host.doctor import check_torch_wheel
+    from rpibuild.planning.plan import make_plan
+    from rpibuild.planning.render import torch_wheel_key
+    from rpibuild.torch_routes.compile import compile_folders
+    from rpibuild.torch_routes.debian import store
 
     prof = armv7()
     before = check_torch_wheel(prof, make_plan(prof))
@@ -304,8 +304,8 @@ def test_doctor_says_whether_the_torch_wheel_is_stored(tmp_path: Path) -> None:
 
 def test_doctor_refuses_a_buildx_older_than_what_the_code_uses(monkeypatch: pytest.MonkeyPatch) -> None:
     """--progress=rawjson needs 0.12, `buildx ls --format json` 0.13."""
-    from rpibuild.doctor import check_buildx
     from rpibuild.engine import buildx
+    from rpibuild.host.doctor import check_buildx
 
     assert buildx.MIN_VERSION >= (0, 13)
     monkeypatch.setattr(buildx, "version", lambda: (0, 12, 1))

@@ -126,7 +126,7 @@ class _Outcome:
 def _build_with_compile_events(monkeypatch: pytest.MonkeyPatch, capsys, every: float) -> list[str]:
     """`rpibuild build` (stderr not a terminal, as in CI) with a build that reports three
     compile progress lines; returns the plain progress lines it printed."""
-    import rpibuild.build
+    import rpibuild.build.pipeline
     import rpibuild.cli.build
     import rpibuild.engine
     from rpibuild.cli import main
@@ -141,7 +141,7 @@ def _build_with_compile_events(monkeypatch: pytest.MonkeyPatch, capsys, every: f
             )
         return _Outcome()
 
-    monkeypatch.setattr(rpibuild.build, "build_profile", fake_build)
+    monkeypatch.setattr(rpibuild.build.pipeline, "build_profile", fake_build)
     monkeypatch.setattr(rpibuild.engine.DockerEngine, "connect", classmethod(lambda cls, **kw: object()))
     monkeypatch.setattr(rpibuild.cli.build, "PLAIN_PROGRESS_EVERY", every)
     monkeypatch.setattr(sys, "argv", ["rpibuild", "build", "-p", "pi3b-armv7", "--json"])

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from rpibuild import resources
-from rpibuild.base import base_reference
+from rpibuild.build.base import base_reference
 from rpibuild.config import load_profile
-from rpibuild.cross import cross_base_profile
 from rpibuild.engine.progress import BuildEvent, BuildProgress, CompileMeter
 from rpibuild.errors import ConfigError
-from rpibuild.render import render, torch_wheel_key
-from rpibuild.stages import check_cross, plan_stages, wants_cross
+from rpibuild.host.build_platform import cross_base_profile
+from rpibuild.planning.render import render, torch_wheel_key
+from rpibuild.planning.stages import check_cross, plan_stages, wants_cross
 from tests.unit.dockerfile import instructions
 
 VERIFY_DIR = resources.images_dir() / "verify"
@@ -141,7 +141,7 @@ WHEEL_INPUT_FILES = (
 def test_torch_build_key_follows_everything_that_goes_into_the_wheel(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rpibuild import render as render_module
+    from rpibuild.planning import render as render_module
 
     home = _home_copy(tmp_path, monkeypatch)
 
@@ -197,7 +197,7 @@ def test_torch_build_key_follows_everything_that_goes_into_the_wheel(
 
 
 def test_a_copy_the_context_does_not_hold_is_an_error_not_a_gap_in_the_key() -> None:
-    from rpibuild.keys import context_inputs
+    from rpibuild.planning.keys import context_inputs
 
     with pytest.raises(KeyError, match="no such file"):
         context_inputs(["torch-debian/missing.sh"], {}, {"torch-debian": resources.images_dir() / "x"})
@@ -361,7 +361,7 @@ def test_the_c10_check_has_its_own_locked_cache_mounts() -> None:
     """A shared cache mount id can come to hold several copies in BuildKit, later builds
     getting whichever it finds first: the c10 check's build folder and ccache are its own and
     locked, and QPULib/extension compiles never touch them. The wheel's compile is not in
-    the Dockerfile at all (a container with host folders: rpibuild/torch_compile.py)."""
+    the Dockerfile at all (a container with host folders: rpibuild/torch_routes/compile.py)."""
     dockerfile = render(load_profile("pi3b-armv7", env={}).profile).dockerfile
     runs = {line.split(" AS ")[1]: [] for line in dockerfile.splitlines() if line.startswith("FROM ")}
     stage = ""

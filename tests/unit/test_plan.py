@@ -1,4 +1,4 @@
-"""The build plan (rpibuild.plan): asserted on without an engine."""
+"""The build plan (rpibuild.planning.plan): asserted on without an engine."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from rpibuild.config import load_profile
-from rpibuild.plan import make_plan, render_planned
-from rpibuild.render import render
-from rpibuild.stages import TARGET_STAGES
-from rpibuild.torch_debian import store
+from rpibuild.planning.plan import make_plan, render_planned
+from rpibuild.planning.render import render
+from rpibuild.planning.stages import TARGET_STAGES
+from rpibuild.torch_routes.debian import store
 
 
 def plan_of(name: str, *overrides: str):

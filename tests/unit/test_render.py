@@ -11,9 +11,9 @@ import pytest
 
 from rpibuild.config import available_profiles, load_profile
 from rpibuild.errors import ConfigError
-from rpibuild.naming import image_labels, image_tags
-from rpibuild.render import environment, render
-from rpibuild.stages import TARGET_STAGES
+from rpibuild.planning.naming import image_labels, image_tags
+from rpibuild.planning.render import environment, render
+from rpibuild.planning.stages import TARGET_STAGES
 
 GOLDEN = Path(__file__).parent / "golden"
 # Fixed inputs so the golden files do not depend on who runs the tests.
@@ -207,9 +207,9 @@ def test_torch_from_git_renders_each_instruction_on_its_own_line() -> None:
 
 def test_templates_do_not_branch_on_the_torch_route() -> None:
     """Each route's steps are one file, dockerfiles/torch/<route>.j2; the stages read the route's
-    facts (rpibuild.stages.ROUTES), never its name."""
+    facts (rpibuild.planning.stages.ROUTES), never its name."""
     from rpibuild import resources
-    from rpibuild.stages import ROUTES
+    from rpibuild.planning.stages import ROUTES
 
     folder = resources.dockerfiles_dir()
     assert {p.stem for p in (folder / "torch").glob("*.j2")} == set(ROUTES)

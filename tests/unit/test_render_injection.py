@@ -25,7 +25,7 @@ from rpibuild.config import load_profile
 from rpibuild.config.checks import check_buildable
 from rpibuild.config.grammar import forbidden_character
 from rpibuild.errors import ConfigError
-from rpibuild.render import render
+from rpibuild.planning.render import render
 
 from .dockerfile import docker_words, instructions, shell_tokens
 

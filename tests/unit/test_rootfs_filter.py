@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rpibuild.errors import ConfigError, ExportError
-from rpibuild.rootfs import (
+from rpibuild.export.rootfs import (
     ExportStats,
     filter_tar,
     nfs_instructions,

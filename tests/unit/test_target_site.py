@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from rpibuild.config import load_profile
-from rpibuild.render import render
-from rpibuild.stages import plan_stages
+from rpibuild.planning.render import render
+from rpibuild.planning.stages import plan_stages
 from tests.unit.scripts import load_script
 
 target_site = load_script("images/cross/target_site.py", "target_site")

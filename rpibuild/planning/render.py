@@ -16,17 +16,18 @@ from pathlib import Path
 
 import jinja2
 
-from rpibuild import __version__, host, resources
-from rpibuild.base import base_reference
+from rpibuild import __version__, resources
+from rpibuild.build.base import base_reference
 from rpibuild.config import grammar
 from rpibuild.config.model import Profile
-from rpibuild.cross import cross_base_profile
 from rpibuild.errors import ConfigError
-from rpibuild.keys import CONTEXT_IGNORE
-from rpibuild.naming import image_labels, image_tags, qpulib_revision
+from rpibuild.host import ca
+from rpibuild.host.build_platform import cross_base_profile
+from rpibuild.planning.keys import CONTEXT_IGNORE
+from rpibuild.planning.naming import image_labels, image_tags, qpulib_revision
+from rpibuild.planning.stages import StagePlan, plan_stages
 from rpibuild.platforms import get_platform
-from rpibuild.stages import StagePlan, plan_stages
-from rpibuild.torch_debian import wheel_key
+from rpibuild.torch_routes.debian import wheel_key
 
 PIP_CONF_SECRET = "pip-conf"
 APT_MIRROR_SECRET = "apt-mirror"
@@ -91,7 +92,7 @@ class Rendered:
     # BuildKit secrets (id -> content): mounted into the RUN steps that need them, never
     # part of the context, of a layer or of the history.
     secrets: dict[str, str] = field(default_factory=dict)
-    # torch.source debian, cross: the wheel's content key (rpibuild.torch_debian.wheel_key).
+    # torch.source debian, cross: the wheel's content key (rpibuild.torch_routes.debian.wheel_key).
     torch_key: str = ""
 
     def write_secrets(self, directory: Path) -> dict[str, Path]:
@@ -161,7 +162,7 @@ def _ca_bundle(profile: Profile) -> Path | None:
     if not value:
         return None
     if value == "host":
-        return host.ca_bundle()
+        return ca.ca_bundle()
     path = Path(value)
     if not path.is_file():
         raise ConfigError(f"CA bundle {value} does not exist", field="network.ca_bundle")
@@ -237,11 +238,11 @@ def render(
 ) -> Rendered:
     """Render the Dockerfile and list the context files.
 
-    ``qpulib_src`` is the QPULib tree to copy in (see ``rpibuild.sources``); without it the
+    ``qpulib_src`` is the QPULib tree to copy in (see ``rpibuild.build.sources``); without it the
     context lists none, which is fine for printing the Dockerfile. ``stored_torch`` is the
     stored wheel of ``torch.source: debian``; ``torch_key`` its key when already known
     (else it is computed here: the hash of the stages rendered without it). ``stage_plan``
-    is the build's stage decisions (rpibuild.stages), decided here when not given.
+    is the build's stage decisions (rpibuild.planning.stages), decided here when not given.
     """
     plan = stage_plan or plan_stages(profile, torch_stored=stored_torch is not None)
     if torch_key is None:
@@ -251,7 +252,7 @@ def render(
 
 def torch_wheel_key(profile: Profile, plan: StagePlan | None = None) -> str:
     """The key of the wheel ``torch.source: debian`` compiles ("" for other routes): the hash of
-    the stages that build it as rendered, with the files they copy (rpibuild.torch_debian)."""
+    the stages that build it as rendered, with the files they copy (rpibuild.torch_routes.debian)."""
     plan = plan or plan_stages(profile)
     if plan.route.compiled_on != "build platform" or not plan.cross:
         return ""

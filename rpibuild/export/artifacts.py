@@ -23,16 +23,17 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from rpibuild import __version__, elf
-from rpibuild.build import build_profile
+from rpibuild import __version__
+from rpibuild.build.pipeline import build_profile
+from rpibuild.build.sources import file_sha256
 from rpibuild.config.model import Profile
 from rpibuild.engine import BuildEvent, Engine
 from rpibuild.errors import BuildError, ConfigError, ImageMissing
-from rpibuild.naming import image_labels, image_tags, qpulib_revision, torch_label
+from rpibuild.export import elf
+from rpibuild.export.rootfs import export_profile
+from rpibuild.planning.naming import image_labels, image_tags, qpulib_revision, torch_label
+from rpibuild.planning.stages import ROUTES
 from rpibuild.platforms import Platform
-from rpibuild.rootfs import export_profile
-from rpibuild.sources import file_sha256
-from rpibuild.stages import ROUTES
 
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA = 1

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from rpibuild import sources
+from rpibuild.build import sources
 from rpibuild.config.model import Profile
 from rpibuild.errors import ConfigError
-from rpibuild.plan import make_plan, render_planned
-from rpibuild.render import Rendered
+from rpibuild.planning.plan import make_plan, render_planned
+from rpibuild.planning.render import Rendered
 
 
 def qpulib_tree(profile: Profile) -> Path | None:

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from rpibuild.build.sources import cache_dir
 from rpibuild.config.model import Profile
 from rpibuild.engine import Engine
-from rpibuild.locks import host_lock
-from rpibuild.sources import cache_dir
+from rpibuild.host.locks import host_lock
 
 # Where compile.sh expects its folders in the container (the cross stage's CCACHE_DIR). The
 # key's build folder is always mounted at the same path: the paths the compiler sees (and
@@ -71,7 +71,7 @@ def compile_wheel(
 ) -> int:
     """Run the compile in ``image`` (the torch-source stage); the wheel and its package list go
     to ``out``. Returns compile.sh's exit code. ``key`` is the wheel's content key
-    (rpibuild.torch_debian.wheel_key): its build folder is the one resumed.
+    (rpibuild.torch_routes.debian.wheel_key): its build folder is the one resumed.
 
     ``fresh`` starts over in an empty build folder (ccache keeps every object it made). One
     compile per folder at a time: a host lock, and a container left running by a killed

@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-# How a build context folder is copied (rpibuild.render's copytree ignore): the key hashes
+# How a build context folder is copied (rpibuild.planning.render's copytree ignore): the key hashes
 # exactly what reaches the context, so build leftovers in a source folder change nothing.
 CONTEXT_IGNORE = (
     "build",
@@ -103,7 +103,7 @@ def context_inputs(
     sources: Iterable[str], files: Mapping[str, Path], dirs: Mapping[str, Path]
 ) -> dict[str, Path]:
     """Host files behind each copied context path (``files``: context path -> host file,
-    ``dirs``: context folder -> host folder, as ``rpibuild.render.Rendered`` lists them)."""
+    ``dirs``: context folder -> host folder, as ``rpibuild.planning.render.Rendered`` lists them)."""
     found: dict[str, Path] = {}
     for source in sources:
         source = source.strip("/")

@@ -1,6 +1,6 @@
 """The build-platform side of a cross build (``build.cross``): which platform it is, its base.
 
-Whether a build crosses at all, and what cannot, is a stage decision (rpibuild.stages).
+Whether a build crosses at all, and what cannot, is a stage decision (rpibuild.planning.stages).
 
 C++ for the Pi is compiled on the host's own architecture with Debian's cross toolchain
 (``crossbuild-essential-<arch>``, the target's libraries through multiarch), which is 10-100x
@@ -37,7 +37,7 @@ def build_platform() -> str:
 def cross_base_profile(profile: Profile) -> Profile:
     """The profile whose base is the build platform's: same suite, mirror and packages.
 
-    Only the base is taken from it (``rpibuild.base.ensure_base``), so its content hash and
+    Only the base is taken from it (``rpibuild.build.base.ensure_base``), so its content hash and
     tag follow the same rules as the target's base.
     """
     return profile.model_copy(update={"platform": build_platform()})

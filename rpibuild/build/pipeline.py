@@ -1,7 +1,7 @@
 """``rpibuild build``: base -> system -> torch -> qpulib -> extension -> verify -> runtime.
 
 One multi-stage Dockerfile, built by BuildKit (the profile's buildx builder) as the build plan
-(rpibuild.plan) says: C++ on the build platform, the target's stages for the profile's
+(rpibuild.planning.plan) says: C++ on the build platform, the target's stages for the profile's
 platform, under QEMU unless the builder has a native node for it. The image is
 tagged only after every stage (verify included) has passed, so a failure never moves a tag.
 """
@@ -17,20 +17,20 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from rpibuild.base import BaseImage, ensure_base
+from rpibuild.build.base import BaseImage, ensure_base
+from rpibuild.build.context import fetch_sources
+from rpibuild.build.sources import cache_dir
 from rpibuild.config.model import Build, Profile
-from rpibuild.context import fetch_sources
-from rpibuild.cross import cross_base_profile
 from rpibuild.engine import BuildEvent, BuildRequest, BuildResult, Engine, StageTiming
 from rpibuild.engine.progress import TAIL_LINES, compile_status
 from rpibuild.errors import BuildError, ConfigError
-from rpibuild.plan import Plan, make_plan, render_planned
+from rpibuild.host.build_platform import cross_base_profile
+from rpibuild.planning.plan import Plan, make_plan, render_planned
+from rpibuild.planning.render import Rendered
+from rpibuild.planning.stages import TORCH_BUILD_STAGES, check_cross
 from rpibuild.redact import mask_urls
-from rpibuild.render import Rendered
-from rpibuild.sources import cache_dir
-from rpibuild.stages import TORCH_BUILD_STAGES, check_cross
-from rpibuild.torch_compile import compile_wheel, discard_build_folder
-from rpibuild.torch_debian import StoredWheel, store
+from rpibuild.torch_routes.compile import compile_wheel, discard_build_folder
+from rpibuild.torch_routes.debian import StoredWheel, store
 
 FAILURE_HINTS = (
     ("CERTIFICATE_VERIFY_FAILED", "TLS interception: set network.ca_bundle (default 'host')"),
@@ -243,7 +243,7 @@ def _build_torch_wheel(
     """Compile torch from Debian's source (hours; resumes from its host folders) into the store.
 
     buildx builds the ``torch-source`` stage (the verified, patched source and the cross
-    toolchain); the compile runs in a container of it (``rpibuild.torch_compile``), logged
+    toolchain); the compile runs in a container of it (``rpibuild.torch_routes.compile``), logged
     like a build, and its wheel and runtime package list land in rpibuild's wheel store.
     """
     key = plan.torch_key

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from rpibuild.errors import ConfigError, ExportError, HostSetupError, ImageMissing
-from rpibuild.naming import image_tags
+from rpibuild.planning.naming import image_tags
 
 if TYPE_CHECKING:
     from rpibuild.config.model import Profile

@@ -12,7 +12,7 @@ from rpibuild import __version__
 from rpibuild.config import grammar
 from rpibuild.config.model import Profile
 from rpibuild.errors import ConfigError
-from rpibuild.stages import ROUTES
+from rpibuild.planning.stages import ROUTES
 
 
 def torch_label(profile: Profile) -> str:

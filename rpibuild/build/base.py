@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rpibuild import qemu
+from rpibuild.build.sources import cache_dir, file_sha256
 from rpibuild.config.model import Profile
 from rpibuild.errors import BuildError, EngineError, HostSetupError
-from rpibuild.locks import host_lock
+from rpibuild.host import qemu
+from rpibuild.host.locks import host_lock
 from rpibuild.redact import mask_urls
-from rpibuild.sources import cache_dir, file_sha256
 
 if TYPE_CHECKING:
     from rpibuild.engine import Engine, ImageInfo

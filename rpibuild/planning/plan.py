@@ -12,12 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rpibuild import base, naming, render
+from rpibuild.build import base
 from rpibuild.config.model import Profile
-from rpibuild.cross import cross_base_profile
+from rpibuild.host.build_platform import cross_base_profile
+from rpibuild.planning import naming, render
+from rpibuild.planning.stages import ROUTES, TORCH_BUILD_STAGES, StagePlan, plan_stages
 from rpibuild.redact import mask_urls
-from rpibuild.stages import ROUTES, TORCH_BUILD_STAGES, StagePlan, plan_stages
-from rpibuild.torch_debian import StoredWheel, stored_wheel
+from rpibuild.torch_routes.debian import StoredWheel, stored_wheel
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """Which stages a build has, where each runs, and what the torch route asks of them.
 
 Decided once here from the profile and the host's facts, so that rendering, building,
-doctor and the printed plan (rpibuild.plan) read one answer instead of each asking the
+doctor and the printed plan (rpibuild.planning.plan) read one answer instead of each asking the
 profile again (``wants_cross``, "does this route install natively", "which stages"...).
-Pure: no engine, no rendering; rpibuild.render and rpibuild.plan sit above it.
+Pure: no engine, no rendering; rpibuild.planning.render and rpibuild.planning.plan sit above it.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rpibuild import cross
 from rpibuild.config.model import Profile, Torch
 from rpibuild.errors import ConfigError
+from rpibuild.host import build_platform as cross
 from rpibuild.redact import mask_urls
 
 # The target's stages, in build order.
@@ -28,7 +28,7 @@ CROSS_STAGES = (
     "extension-build",
 )
 # Build-platform stages about torch's compile itself: a build that stops at one of them never
-# takes the wheel from the store, nor compiles it (rpibuild/torch_compile.py does, in a
+# takes the wheel from the store, nor compiles it (rpibuild/torch_routes/compile.py does, in a
 # container of torch-source).
 TORCH_BUILD_STAGES = ("cross", "torch-source", "torch-c10")
 

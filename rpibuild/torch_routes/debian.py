@@ -6,8 +6,8 @@ wheel instead of compiling. The key hashes the rendered stages that build the wh
 (``torch-source`` and every stage it is built from: the cross toolchain, the package lists,
 the base's reference, which carries the base's own key) and every file those stages copy in
 (fetch.sh, build.sh, compile.sh, the patches, the ELF check...), found by reading the stages
-(rpibuild.keys), never a hand-kept list: a missed input would silently reuse a wheel built
-from other ones. The same key names the compile's build folder (rpibuild.torch_compile),
+(rpibuild.planning.keys), never a hand-kept list: a missed input would silently reuse a wheel built
+from other ones. The same key names the compile's build folder (rpibuild.torch_routes.compile),
 where an interrupted compile resumes; a changed key recompiles through ccache.
 """
 
@@ -19,12 +19,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from rpibuild import keys
+from rpibuild.build.sources import cache_dir, file_sha256
 from rpibuild.config.model import Profile
-from rpibuild.sources import cache_dir, file_sha256
+from rpibuild.planning import keys
 
 RUNTIME_PACKAGES = "torch-runtime-packages.txt"
-# The stage whose image the compile runs in (rpibuild.torch_compile).
+# The stage whose image the compile runs in (rpibuild.torch_routes.compile).
 WHEEL_STAGE = "torch-source"
 # Context files the wheel's stages copy that cannot change the wheel: the CA bundle only
 # lets the fetch through a TLS-intercepting proxy (the source is checked by Debian's
@@ -32,7 +32,7 @@ WHEEL_STAGE = "torch-source"
 # host's ca-certificates, which must not throw away hours of compiling.
 TRANSPORT_ONLY = frozenset({"rpibuild/ca-bundle.pem"})
 # Bump when what the compile does changes in a way neither the stages nor their files show
-# (the compile container's command line is built in rpibuild.torch_compile).
+# (the compile container's command line is built in rpibuild.torch_routes.compile).
 RECIPE_VERSION = 2
 
 

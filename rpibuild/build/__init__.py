@@ -1,0 +1,1 @@
+"""Building: the base images, the pinned sources, the build context and the stage pipeline."""

@@ -1,0 +1,1 @@
+"""Where a build's torch comes from (``torch.source``): one module per route."""

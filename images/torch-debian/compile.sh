@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole torch compile as rpibuild runs it (rpibuild/torch_routes/compile.py), in a container of the
+# The whole torch compile as rpibuild runs it (rpibuild/torch_routes/debian_compile.py), in a container of the
 # torch-source image: build.sh's wheel, then the checks and the package list it carries.
 #
 # Usage: compile.sh ELF_SPEC

@@ -29,8 +29,8 @@ from rpibuild.planning.plan import Plan, make_plan, render_planned
 from rpibuild.planning.render import Rendered
 from rpibuild.planning.stages import TORCH_BUILD_STAGES, check_cross
 from rpibuild.redact import mask_urls
-from rpibuild.torch_routes.compile import compile_wheel, discard_build_folder
 from rpibuild.torch_routes.debian import StoredWheel, store
+from rpibuild.torch_routes.debian_compile import compile_wheel, discard_build_folder
 
 FAILURE_HINTS = (
     ("CERTIFICATE_VERIFY_FAILED", "TLS interception: set network.ca_bundle (default 'host')"),
@@ -243,7 +243,7 @@ def _build_torch_wheel(
     """Compile torch from Debian's source (hours; resumes from its host folders) into the store.
 
     buildx builds the ``torch-source`` stage (the verified, patched source and the cross
-    toolchain); the compile runs in a container of it (``rpibuild.torch_routes.compile``), logged
+    toolchain); the compile runs in a container of it (``rpibuild.torch_routes.debian_compile``), logged
     like a build, and its wheel and runtime package list land in rpibuild's wheel store.
     """
     key = plan.torch_key

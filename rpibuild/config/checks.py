@@ -13,6 +13,7 @@ from pathlib import Path
 from rpibuild.config.loader import KeyPath, LoadedProfile
 from rpibuild.errors import ConfigError
 from rpibuild.planning.naming import image_tags
+from rpibuild.torch_routes import route_of
 
 PEM_CERTIFICATE = b"-----BEGIN CERTIFICATE-----"
 _PEM_PEEK = 1024 * 1024
@@ -57,8 +58,8 @@ def check_files(loaded: LoadedProfile) -> None:
     """Every host file or folder the profile names exists (wheel, keyring, trees, CA files)."""
     profile = loaded.profile
     check_ca_bundle(loaded)
-    if profile.torch.source == "wheel":
-        _file(loaded, ("torch", "wheel"), profile.torch.wheel, "torch wheel")
+    for field, value in route_of(profile.torch.source).host_files(profile.torch):
+        _file(loaded, field, value, f"torch {field[-1]}")
     if profile.base.bootstrap is not None:
         _file(loaded, ("base", "bootstrap", "keyring"), profile.base.bootstrap.keyring, "keyring")
     _file(loaded, ("registry", "ca_cert"), profile.registry.ca_cert, "registry CA certificate")

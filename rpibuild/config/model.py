@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from rpibuild import torch_routes
 from rpibuild.config import grammar
 from rpibuild.platforms import QEMU_CPUS, Platform, get_platform
 
@@ -179,19 +180,10 @@ class Torch(_Model):
 
     @model_validator(mode="after")
     def _by_source(self) -> Torch:
-        if self.source == "pypi" and not self.version:
-            raise ValueError("torch.source 'pypi' needs torch.version (pin it)")
-        if self.source == "wheel" and not (self.wheel and self.sha256):
-            raise ValueError(
-                "torch.source 'wheel' needs torch.wheel and torch.sha256 "
-                "(the armv7 profile reads RPIBUILD_TORCH_WHEEL and RPIBUILD_TORCH_WHEEL_SHA256)"
-            )
-        if self.source == "debian" and not self.version:
-            raise ValueError(
-                "torch.source 'debian' needs torch.version (the Debian version, e.g. 2.6.0+dfsg-7)"
-            )
-        if self.source == "source" and not self.git_ref:
-            raise ValueError("torch.source 'source' needs torch.git_ref (a tag or commit)")
+        """What the chosen route needs (rpibuild.torch_routes: one module per route)."""
+        missing = torch_routes.route_of(self.source).required(self)
+        if missing:
+            raise ValueError(missing)
         return self
 
 

@@ -32,8 +32,8 @@ from rpibuild.errors import BuildError, ConfigError, ImageMissing
 from rpibuild.export import elf
 from rpibuild.export.rootfs import export_profile
 from rpibuild.planning.naming import image_labels, image_tags, qpulib_revision, torch_label
-from rpibuild.planning.stages import ROUTES
 from rpibuild.platforms import Platform
+from rpibuild.torch_routes import route_of
 
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA = 1
@@ -353,7 +353,7 @@ def collect_from_image(
         files += wheels
         if profile.extension.enabled and not any(w.name.startswith("torch_qpu-") for w in wheels):
             missing.append(f"{WHEELS_PATH}/torch_qpu-*.whl")
-        if ROUTES[profile.torch.source].installs_torch and not any(
+        if route_of(profile.torch.source).installs_torch and not any(
             w.name.startswith("torch-") for w in wheels
         ):
             missing.append(f"{WHEELS_PATH}/torch-*.whl")

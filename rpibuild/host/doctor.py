@@ -142,7 +142,7 @@ def check_registry(profile: Profile) -> Check:
 def check_torch_wheel(profile: Profile, plan: Plan) -> Check:
     """torch.source debian: whether the compiled wheel is in the store, or the next build
     compiles it (hours). Information, never a failure."""
-    from rpibuild.torch_routes.compile import compile_folders
+    from rpibuild.torch_routes.debian_compile import compile_folders
 
     key = plan.torch_key
     if plan.torch_wheel is not None:

@@ -6,26 +6,16 @@ here (it depends on the profile's model and grammar only, so no import cycle nee
 
 from __future__ import annotations
 
-import re
-
 from rpibuild import __version__
 from rpibuild.config import grammar
 from rpibuild.config.model import Profile
 from rpibuild.errors import ConfigError
-from rpibuild.planning.stages import ROUTES
+from rpibuild.torch_routes import route_of
 
 
 def torch_label(profile: Profile) -> str:
-    torch = profile.torch
-    route = ROUTES[torch.source]
-    if not route.installs_torch:
-        return "none"
-    if torch.version:
-        return torch.version
-    if route.given_wheel and torch.wheel:
-        match = re.match(r"torch-([^-]+)-", grammar.wheel_name(torch.wheel))
-        return match.group(1) if match else "wheel"
-    return f"src-{torch.git_ref}"
+    """The torch version the tags and labels name (each route says how it knows it)."""
+    return route_of(profile.torch.source).label(profile.torch)
 
 
 def qpulib_revision(profile: Profile) -> str:

@@ -16,8 +16,9 @@ from rpibuild.build import base
 from rpibuild.config.model import Profile
 from rpibuild.host.build_platform import cross_base_profile
 from rpibuild.planning import naming, render
-from rpibuild.planning.stages import ROUTES, TORCH_BUILD_STAGES, StagePlan, plan_stages
+from rpibuild.planning.stages import TORCH_BUILD_STAGES, StagePlan, plan_stages
 from rpibuild.redact import mask_urls
+from rpibuild.torch_routes import route_of
 from rpibuild.torch_routes.debian import StoredWheel, stored_wheel
 
 
@@ -177,13 +178,14 @@ def _base(role: str, profile: Profile) -> BasePlan:
 
 def _sources(profile: Profile) -> tuple[SourcePlan, ...]:
     out = []
-    route = ROUTES[profile.torch.source]
-    if route.origin is not None:
-        out.append(SourcePlan("torch", *route.origin(profile.torch)))
+    origin = route_of(profile.torch.source).origin(profile.torch)
+    if origin is not None:
+        where, pin = origin
+        out.append(SourcePlan("torch", mask_urls(where), pin))
     qpulib = profile.qpulib
     if qpulib.enabled and qpulib.path:
         out.append(SourcePlan("qpulib", str(Path(qpulib.path)), "local tree, not pinned"))
     elif qpulib.enabled:
-        origin = mask_urls(qpulib.url.format(commit=qpulib.commit))
-        out.append(SourcePlan("qpulib", origin, f"tree sha256 {qpulib.tree_sha256 or 'not pinned'}"))
+        url = mask_urls(qpulib.url.format(commit=qpulib.commit))
+        out.append(SourcePlan("qpulib", url, f"tree sha256 {qpulib.tree_sha256 or 'not pinned'}"))
     return tuple(out)

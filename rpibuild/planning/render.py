@@ -28,6 +28,7 @@ from rpibuild.planning.naming import image_labels, image_tags, qpulib_revision
 from rpibuild.planning.stages import StagePlan, plan_stages
 from rpibuild.platforms import get_platform
 from rpibuild.torch_routes.debian import wheel_key
+from rpibuild.torch_routes.route import TARGET
 
 PIP_CONF_SECRET = "pip-conf"
 APT_MIRROR_SECRET = "apt-mirror"
@@ -42,39 +43,6 @@ CROSS_PACKAGES = (
     "python3-wheel",
     "python3-pip",
     "libpython3-dev:{arch}",
-)
-# What Debian's pytorch source needs on the build platform (tools) and for the target
-# (libraries through multiarch); `apt-get build-dep -a` does not resolve for armhf, so named.
-TORCH_BUILD_PACKAGES = (
-    "dpkg-dev",
-    "xz-utils",
-    "patch",
-    "cmake",
-    "ninja-build",
-    "pkgconf",
-    "python3-dev",
-    "python3-yaml",
-    "python3-typing-extensions",
-    "flatbuffers-compiler",
-    "protobuf-compiler",
-    "pybind11-dev",
-    "nlohmann-json3-dev",
-    "libeigen3-dev",
-    "libsleef-dev:{arch}",
-    "libonnx-dev:{arch}",
-    "libprotobuf-dev:{arch}",
-    "libfmt-dev:{arch}",
-    "libcpuinfo-dev:{arch}",
-    "libpthreadpool-dev:{arch}",
-    "libfxdiv-dev:{arch}",
-    "libfp16-dev:{arch}",
-    "libpsimd-dev:{arch}",
-    "libflatbuffers-dev:{arch}",
-    "libopenblas-dev:{arch}",
-    "libblas-dev:{arch}",
-    "liblapack-dev:{arch}",
-    "libcpp-httplib-dev:{arch}",
-    "python3-numpy-dev:{arch}",
 )
 # What never goes into a build context from the extension's folder.
 _CONTEXT_IGNORE = shutil.ignore_patterns(*CONTEXT_IGNORE)
@@ -189,20 +157,8 @@ def cross_values(profile: Profile, plan: StagePlan, torch_key: str) -> dict[str,
         cross_base_ref=base_reference(cross_base_profile(profile)),
         build_arch=get_platform(plan.build_platform).debian_arch,
         cross_packages=[p.format(arch=arch) for p in CROSS_PACKAGES],
-        torch_build_packages=[p.format(arch=arch) for p in TORCH_BUILD_PACKAGES],
     )
-    if plan.route.compiled_on == "build platform":
-        values["torch_build_key"] = torch_key
-        # The c10 check's build folder and ccache: its own, locked (a second check waits).
-        # Shared with the small QPULib/extension compiles, BuildKit once came to hold several
-        # copies of one ccache id, later builds getting whichever it found first.
-        values["torch_c10_mounts"] = " ".join(
-            f"--mount=type=cache,id=rpibuild-{name}-{arch},target={folder},sharing=locked"
-            for name, folder in (
-                ("torch-c10-build", "/var/cache/rpibuild/torch"),
-                ("torch-c10-ccache", "/var/cache/rpibuild/ccache"),
-            )
-        )
+    values.update(plan.route.cross_values(profile, torch_key))
     return values
 
 
@@ -254,7 +210,7 @@ def torch_wheel_key(profile: Profile, plan: StagePlan | None = None) -> str:
     """The key of the wheel ``torch.source: debian`` compiles ("" for other routes): the hash of
     the stages that build it as rendered, with the files they copy (rpibuild.torch_routes.debian)."""
     plan = plan or plan_stages(profile)
-    if plan.route.compiled_on != "build platform" or not plan.cross:
+    if not plan.route.keyed or not plan.cross:
         return ""
     # The wheel's stages exist only while it is not stored; and the key is not in them (only
     # in the torch-c10 check's), so rendering without it gives the text the key hashes.
@@ -292,19 +248,10 @@ def _render(
 
     torch = profile.torch
     wheel_name = grammar.wheel_name(torch.wheel) if torch.wheel else ""
-    if plan.route.given_wheel and torch.wheel and "://" not in torch.wheel:
-        wheel_path = Path(torch.wheel)
-        if not wheel_path.is_file():
-            raise ConfigError(f"torch wheel {torch.wheel} does not exist", field="torch.wheel")
-        names["torch_wheel"] = f"torch/{wheel_name}"
-        files[f"torch/{wheel_name}"] = wheel_path
-    if plan.route.carries_package_list:
-        files["rpibuild/wheel_packages.py"] = images / "torch-debian" / "wheel_packages.py"
-    if plan.route.compiled_on == "build platform" and stored_torch is not None:
-        names["torch_wheel"] = f"torch/{stored_torch.name}"
-        files[f"torch/{stored_torch.name}"] = stored_torch
-    elif plan.route.compiled_on == "build platform":
-        dirs["torch-debian"] = images / "torch-debian"
+    route_files = plan.route.context(profile, images, stored_torch)
+    files.update(route_files.files)
+    dirs.update(route_files.dirs)
+    names["torch_wheel"] = route_files.wheel
     if profile.qpulib.enabled:
         dirs["qpulib"] = images / "qpulib"
         if qpulib_src is not None:
@@ -334,8 +281,8 @@ def _render(
             network=profile.network,
             apt=profile.apt,
             build_packages=build_packages,
-            torch_compilers=compilers if plan.route.compiled_on == "target" else [],
-            target_compilers=compilers if compiles_on_target and plan.route.compiled_on != "target" else [],
+            torch_compilers=compilers if plan.route.compiled_on == TARGET else [],
+            target_compilers=compilers if compiles_on_target and plan.route.compiled_on != TARGET else [],
             runtime_packages=runtime_packages,
             torch=torch,
             route=plan.route,

@@ -8,13 +8,13 @@ Pure: no engine, no rendering; rpibuild.planning.render and rpibuild.planning.pl
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from rpibuild.config.model import Profile, Torch
+from rpibuild.config.model import Profile
 from rpibuild.errors import ConfigError
 from rpibuild.host import build_platform as cross
-from rpibuild.redact import mask_urls
+from rpibuild.torch_routes import route_of
+from rpibuild.torch_routes.route import BUILD_PLATFORM, TorchRoute
 
 # The target's stages, in build order.
 TARGET_STAGES = ("system", "torch", "qpulib", "extension", "verify", "runtime")
@@ -28,69 +28,9 @@ CROSS_STAGES = (
     "extension-build",
 )
 # Build-platform stages about torch's compile itself: a build that stops at one of them never
-# takes the wheel from the store, nor compiles it (rpibuild/torch_routes/compile.py does, in a
+# takes the wheel from the store, nor compiles it (rpibuild/torch_routes/debian_compile.py does, in a
 # container of torch-source).
 TORCH_BUILD_STAGES = ("cross", "torch-source", "torch-c10")
-
-
-@dataclass(frozen=True)
-class TorchRoute:
-    """What one ``torch.source`` means for the stages: the one table of per-route facts."""
-
-    name: str
-    # A finished wheel exists before the target's torch stage (fetched, given or compiled on
-    # the build platform), so a cross build installs it natively (torch-install).
-    wheel_before_target: bool
-    # Where torch itself is compiled: "build platform" (debian), "target" (git source) or "".
-    compiled_on: str
-    # The wheel may carry its list of Debian runtime packages (images/torch-debian/wheel_packages.py).
-    carries_package_list: bool
-    # Its torch was built against the suite's pybind11 and does not bundle it (Debian's), so a
-    # cross-built extension needs pybind11-dev on the build platform.
-    needs_system_pybind11: bool = False
-    # The wheel is the user's (torch.wheel: a file or URL, sha256-pinned).
-    given_wheel: bool = False
-    # What is fetched for it and how it is pinned (the plan's sources), from the profile's torch.
-    origin: Callable[[Torch], tuple[str, str]] | None = None
-
-    @property
-    def installs_torch(self) -> bool:
-        return self.name != "none"
-
-
-ROUTES = {
-    "pypi": TorchRoute(
-        "pypi",
-        wheel_before_target=True,
-        compiled_on="",
-        carries_package_list=False,
-        origin=lambda torch: (f"torch=={torch.version} from the package index", "version"),
-    ),
-    "wheel": TorchRoute(
-        "wheel",
-        wheel_before_target=True,
-        compiled_on="",
-        carries_package_list=True,
-        given_wheel=True,
-        origin=lambda torch: (mask_urls(torch.wheel or ""), f"sha256 {torch.sha256}"),
-    ),
-    "debian": TorchRoute(
-        "debian",
-        wheel_before_target=True,
-        compiled_on="build platform",
-        carries_package_list=True,
-        needs_system_pybind11=True,
-        origin=lambda torch: (f"Debian's pytorch {torch.version} source", "the archive's signatures"),
-    ),
-    "source": TorchRoute(
-        "source",
-        wheel_before_target=False,
-        compiled_on="target",
-        carries_package_list=False,
-        origin=lambda torch: (mask_urls(f"{torch.git_url} {torch.git_ref}"), "git ref"),
-    ),
-    "none": TorchRoute("none", wheel_before_target=False, compiled_on="", carries_package_list=False),
-}
 
 
 @dataclass(frozen=True)
@@ -145,9 +85,9 @@ class StagePlan:
 def compiles(profile: Profile) -> bool:
     """Whether the build compiles C++ at all: QPULib, torch from Debian's source, or the
     extension's operators (built against torch: without torch it is a pure-Python wheel)."""
-    route = ROUTES[profile.torch.source]
+    route = route_of(profile.torch.source)
     operators = profile.extension.enabled and route.installs_torch
-    return profile.qpulib.enabled or operators or route.compiled_on == "build platform"
+    return profile.qpulib.enabled or operators or route.compiled_on == BUILD_PLATFORM
 
 
 def wants_cross(profile: Profile) -> bool:
@@ -159,8 +99,8 @@ def wants_cross(profile: Profile) -> bool:
 
 def check_cross(profile: Profile) -> None:
     """Refuse cross settings that cannot work, before anything runs."""
-    route = ROUTES[profile.torch.source]
-    if route.compiled_on == "build platform" and not profile.build.cross:
+    route = route_of(profile.torch.source)
+    if route.compiled_on == BUILD_PLATFORM and not profile.build.cross:
         raise ConfigError(
             f"torch.source {route.name!r} is cross-compiled: it needs build.cross: true",
             field="build.cross",
@@ -188,7 +128,7 @@ def plan_stages(profile: Profile, *, torch_stored: bool = False) -> StagePlan:
     """Decide the stages of ``profile`` (``torch_stored``: its Debian wheel is in the store)."""
     target = profile.target
     is_cross = wants_cross(profile)
-    route = ROUTES[profile.torch.source]
+    route = route_of(profile.torch.source)
     natively = is_cross and route.wheel_before_target
     on_build = cross.build_platform() if is_cross else None
 
@@ -196,8 +136,7 @@ def plan_stages(profile: Profile, *, torch_stored: bool = False) -> StagePlan:
         if not is_cross:
             return TARGET_STAGES
         extra = ["cross"]
-        if route.compiled_on == "build platform" and not stored:
-            extra += ["torch-source", "torch-c10"]
+        extra += route.build_platform_stages(stored=stored)
         if natively:
             extra.append("torch-install")
         if profile.qpulib.enabled:

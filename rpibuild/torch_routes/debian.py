@@ -7,7 +7,7 @@ wheel instead of compiling. The key hashes the rendered stages that build the wh
 the base's reference, which carries the base's own key) and every file those stages copy in
 (fetch.sh, build.sh, compile.sh, the patches, the ELF check...), found by reading the stages
 (rpibuild.planning.keys), never a hand-kept list: a missed input would silently reuse a wheel built
-from other ones. The same key names the compile's build folder (rpibuild.torch_routes.compile),
+from other ones. The same key names the compile's build folder (rpibuild.torch_routes.debian_compile),
 where an interrupted compile resumes; a changed key recompiles through ccache.
 """
 
@@ -18,13 +18,17 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rpibuild.build.sources import cache_dir, file_sha256
-from rpibuild.config.model import Profile
 from rpibuild.planning import keys
+from rpibuild.torch_routes.route import BUILD_PLATFORM, RouteFiles, TorchRoute
+
+if TYPE_CHECKING:
+    from rpibuild.config.model import Profile, Torch
 
 RUNTIME_PACKAGES = "torch-runtime-packages.txt"
-# The stage whose image the compile runs in (rpibuild.torch_routes.compile).
+# The stage whose image the compile runs in (rpibuild.torch_routes.debian_compile).
 WHEEL_STAGE = "torch-source"
 # Context files the wheel's stages copy that cannot change the wheel: the CA bundle only
 # lets the fetch through a TLS-intercepting proxy (the source is checked by Debian's
@@ -32,8 +36,92 @@ WHEEL_STAGE = "torch-source"
 # host's ca-certificates, which must not throw away hours of compiling.
 TRANSPORT_ONLY = frozenset({"rpibuild/ca-bundle.pem"})
 # Bump when what the compile does changes in a way neither the stages nor their files show
-# (the compile container's command line is built in rpibuild.torch_routes.compile).
+# (the compile container's command line is built in rpibuild.torch_routes.debian_compile).
 RECIPE_VERSION = 2
+# The build-platform stages that compile the wheel (left out once it is stored).
+COMPILE_STAGES = ("torch-source", "torch-c10")
+# What Debian's pytorch source needs on the build platform (tools) and for the target
+# (libraries through multiarch); `apt-get build-dep -a` does not resolve for armhf, so named.
+TORCH_BUILD_PACKAGES = (
+    "dpkg-dev",
+    "xz-utils",
+    "patch",
+    "cmake",
+    "ninja-build",
+    "pkgconf",
+    "python3-dev",
+    "python3-yaml",
+    "python3-typing-extensions",
+    "flatbuffers-compiler",
+    "protobuf-compiler",
+    "pybind11-dev",
+    "nlohmann-json3-dev",
+    "libeigen3-dev",
+    "libsleef-dev:{arch}",
+    "libonnx-dev:{arch}",
+    "libprotobuf-dev:{arch}",
+    "libfmt-dev:{arch}",
+    "libcpuinfo-dev:{arch}",
+    "libpthreadpool-dev:{arch}",
+    "libfxdiv-dev:{arch}",
+    "libfp16-dev:{arch}",
+    "libpsimd-dev:{arch}",
+    "libflatbuffers-dev:{arch}",
+    "libopenblas-dev:{arch}",
+    "libblas-dev:{arch}",
+    "liblapack-dev:{arch}",
+    "libcpp-httplib-dev:{arch}",
+    "python3-numpy-dev:{arch}",
+)
+
+
+class DebianRoute(TorchRoute):
+    """Debian's pytorch source, cross-compiled once on the build platform into a wheel that
+    carries its runtime package list; stored by its content key and reused."""
+
+    name = "debian"
+    compiled_on = BUILD_PLATFORM
+    carries_package_list = True
+    needs_system_pybind11 = True
+
+    def required(self, torch: Torch) -> str | None:
+        if torch.version:
+            return None
+        return "torch.source 'debian' needs torch.version (the Debian version, e.g. 2.6.0+dfsg-7)"
+
+    def origin(self, torch: Torch) -> tuple[str, str]:
+        return f"Debian's pytorch {torch.version} source", "the archive's signatures"
+
+    def build_platform_stages(self, *, stored: bool) -> tuple[str, ...]:
+        return () if stored else COMPILE_STAGES
+
+    def context(self, profile: Profile, images: Path, stored: Path | None) -> RouteFiles:
+        files = {"rpibuild/wheel_packages.py": images / "torch-debian" / "wheel_packages.py"}
+        if stored is not None:
+            inside = f"torch/{stored.name}"
+            return RouteFiles({**files, inside: stored}, wheel=inside)
+        return RouteFiles(files, {"torch-debian": images / "torch-debian"})
+
+    def cross_values(self, profile: Profile, torch_key: str) -> dict[str, object]:
+        arch = profile.target.debian_arch
+        # The c10 check's build folder and ccache: its own, locked (a second check waits).
+        # Shared with the small QPULib/extension compiles, BuildKit once came to hold several
+        # copies of one ccache id, later builds getting whichever it found first.
+        mounts = " ".join(
+            f"--mount=type=cache,id=rpibuild-{name}-{arch},target={folder},sharing=locked"
+            for name, folder in (
+                ("torch-c10-build", "/var/cache/rpibuild/torch"),
+                ("torch-c10-ccache", "/var/cache/rpibuild/ccache"),
+            )
+        )
+        return {
+            "torch_build_packages": [p.format(arch=arch) for p in TORCH_BUILD_PACKAGES],
+            "torch_build_key": torch_key,
+            "torch_c10_mounts": mounts,
+        }
+
+
+ROUTE = DebianRoute()
 
 
 def wheel_key(profile: Profile, dockerfile: str, files: Mapping[str, Path], dirs: Mapping[str, Path]) -> str:

@@ -77,7 +77,7 @@ def test_an_armv7_binary_runs_in_a_container(engine: Engine, armhf_base: BaseIma
 def test_a_streamed_run_has_the_given_user_no_network_and_its_folder(
     engine: Engine, armhf_base: BaseImage, tmp_path: Path
 ) -> None:
-    """What the torch compile's container relies on (rpibuild/torch_routes/compile.py)."""
+    """What the torch compile's container relies on (rpibuild/torch_routes/debian_compile.py)."""
     out = tmp_path / "out"
     out.mkdir(mode=0o777)
     out.chmod(0o777)

@@ -283,8 +283,8 @@ def test_doctor_says_whether_the_torch_wheel_is_stored(tmp_path: Path) -> None:
     from rpibuild.host.doctor import check_torch_wheel
     from rpibuild.planning.plan import make_plan
     from rpibuild.planning.render import torch_wheel_key
-    from rpibuild.torch_routes.compile import compile_folders
     from rpibuild.torch_routes.debian import store
+    from rpibuild.torch_routes.debian_compile import compile_folders
 
     prof = armv7()
     before = check_torch_wheel(prof, make_plan(prof))

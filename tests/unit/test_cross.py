@@ -184,11 +184,13 @@ def test_torch_build_key_follows_everything_that_goes_into_the_wheel(
     assert key() != first
     path.chmod(path.stat().st_mode ^ 0o100)
     # The package lists that go into the cross and torch-source stages.
-    for name in ("TORCH_BUILD_PACKAGES", "CROSS_PACKAGES"):
-        original = getattr(render_module, name)
-        monkeypatch.setattr(render_module, name, (*original, "libextra-dev:{arch}"))
+    from rpibuild.torch_routes import debian
+
+    for module, name in ((debian, "TORCH_BUILD_PACKAGES"), (render_module, "CROSS_PACKAGES")):
+        original = getattr(module, name)
+        monkeypatch.setattr(module, name, (*original, "libextra-dev:{arch}"))
         assert key() not in seen, f"{name} is not in the key"
-        monkeypatch.setattr(render_module, name, original)
+        monkeypatch.setattr(module, name, original)
     # Nor the extension's sources, nor a rewording of a comment in a stage.
     (home / "images" / "torch-qpu" / "setup.py").write_text("# changed\n")
     torch_source = home / "dockerfiles" / "stages" / "torch-source.j2"
@@ -361,7 +363,7 @@ def test_the_c10_check_has_its_own_locked_cache_mounts() -> None:
     """A shared cache mount id can come to hold several copies in BuildKit, later builds
     getting whichever it finds first: the c10 check's build folder and ccache are its own and
     locked, and QPULib/extension compiles never touch them. The wheel's compile is not in
-    the Dockerfile at all (a container with host folders: rpibuild/torch_routes/compile.py)."""
+    the Dockerfile at all (a container with host folders: rpibuild/torch_routes/debian_compile.py)."""
     dockerfile = render(load_profile("pi3b-armv7", env={}).profile).dockerfile
     runs = {line.split(" AS ")[1]: [] for line in dockerfile.splitlines() if line.startswith("FROM ")}
     stage = ""

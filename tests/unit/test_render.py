@@ -207,12 +207,33 @@ def test_torch_from_git_renders_each_instruction_on_its_own_line() -> None:
 
 def test_templates_do_not_branch_on_the_torch_route() -> None:
     """Each route's steps are one file, dockerfiles/torch/<route>.j2; the stages read the route's
-    facts (rpibuild.planning.stages.ROUTES), never its name."""
+    facts (rpibuild.torch_routes.ROUTES), never its name."""
     from rpibuild import resources
-    from rpibuild.planning.stages import ROUTES
+    from rpibuild.torch_routes import ROUTES
 
     folder = resources.dockerfiles_dir()
     assert {p.stem for p in (folder / "torch").glob("*.j2")} == set(ROUTES)
     for template in [folder / "Dockerfile.j2", *(folder / "stages").glob("*.j2")]:
         text = template.read_text(encoding="utf-8")
         assert not re.search(r"torch\.source\s*(==|!=|in\b|not in\b)", text), template.name
+        assert not re.search(r"route\.name\s*(==|!=|in\b|not in\b)", text), template.name
+
+
+def test_no_code_outside_the_route_modules_branches_on_a_route_name() -> None:
+    """One module per route (rpibuild/torch_routes/<name>.py): adding a route touches that module
+    and its template only. Elsewhere a route is asked for its facts, never compared by name."""
+    package = Path(__file__).resolve().parents[2] / "rpibuild"
+    names = "|".join(("pypi", "wheel", "debian", "source", "none"))
+    comparison = re.compile(
+        rf"(\.source|route\.name|\bsource)\s*(==|!=)\s*[\"']({names})[\"']"
+        rf"|[\"']({names})[\"']\s*(==|!=)\s*\S*(source|route\.name)"
+        r"|(\.source|route\.name)\s+(not\s+)?in\s*[\(\[{]"
+    )
+    offenders = [
+        f"{path.relative_to(package)}:{number}: {line.strip()}"
+        for path in package.rglob("*.py")
+        if "torch_routes" not in path.parts and "_resources" not in path.parts
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if comparison.search(line)
+    ]
+    assert offenders == []

@@ -38,7 +38,7 @@ COPY rpibuild/verify.py rpibuild/elf_gate.py /opt/rpibuild/
 # (signed InRelease -> Sources -> .dsc) and dpkg-source (the .dsc's checksums), Debian's patch series,
 # then rpibuild's (images/torch-debian/patches); the armhf libraries it builds against, via multiarch.
 # rpibuild compiles the wheel in a container of this stage (images/torch-debian/compile.sh),
-# its build folder and ccache in host folders under rpibuild's cache (rpibuild/torch_routes/compile.py).
+# its build folder and ccache in host folders under rpibuild's cache (rpibuild/torch_routes/debian_compile.py).
 FROM cross AS torch-source
 RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-amd64,target=/var/lib/apt/lists,sharing=locked \
     apt-get update \
@@ -56,7 +56,7 @@ COPY torch-debian /opt/rpibuild/src/torch-debian
 FROM torch-source AS torch-c10
 RUN --mount=type=cache,id=rpibuild-torch-c10-build-armhf,target=/var/cache/rpibuild/torch,sharing=locked --mount=type=cache,id=rpibuild-torch-c10-ccache-armhf,target=/var/cache/rpibuild/ccache,sharing=locked \
     MAX_JOBS=2 bash /opt/rpibuild/src/torch-debian/build.sh --only c10 \
-      /opt/rpibuild/src/pytorch /var/cache/rpibuild/torch/96b0b5a75f9a68b5292805aa /opt/rpibuild/c10 \
+      /opt/rpibuild/src/pytorch /var/cache/rpibuild/torch/cfde667649e640d1947bba43 /opt/rpibuild/c10 \
  && python3 /opt/rpibuild/elf_gate.py --elf 40:1:hf /opt/rpibuild/c10
 
 # ---- system: the base plus what the build stages need (network settings live only here).
@@ -82,8 +82,8 @@ RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,shar
     apt-get update \
  && apt-get install -y --no-install-recommends python3-packaging
 COPY rpibuild/target_site.py /opt/rpibuild/target_site.py
-# No stored wheel for key 96b0b5a75f9a68b5292805aa: `rpibuild build` compiles it before this build.
-RUN echo "rpibuild: the torch wheel from Debian's source (key 96b0b5a75f9a68b5292805aa) is not compiled yet" >&2 && false
+# No stored wheel for key cfde667649e640d1947bba43: `rpibuild build` compiles it before this build.
+RUN echo "rpibuild: the torch wheel from Debian's source (key cfde667649e640d1947bba43) is not compiled yet" >&2 && false
 # The Debian packages holding the libraries the wheel links, if it carries their list (wheels
 # rpibuild built from Debian's source do: images/torch-debian/wheel_packages.py).
 COPY rpibuild/wheel_packages.py /opt/rpibuild/wheel_packages.py

@@ -14,8 +14,8 @@ import subprocess
 import sys
 
 sys.path.insert(0, "/opt/rpibuild")
-from elf_gate import elf_members, needed_libraries
-from verify import _elf_header
+import elf  # rpibuild's ELF reader (rpibuild/export/elf.py), copied to /opt/rpibuild
+from elf_gate import elf_members
 
 PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 
@@ -28,10 +28,10 @@ def main() -> int:
     own, needed = set(), set()
     for path in sys.argv[1:]:
         for name, stream in elf_members(path):
-            header = _elf_header(stream)
+            header = elf.stream_header(stream)
             if header is not None:
                 own.add(os.path.basename(name))
-                needed.update(needed_libraries(stream, header[0]))
+                needed.update(elf.needed_libraries(stream, header))
     packages, missing = set(), []
     for library in sorted(needed - own):
         found = next(

@@ -1,6 +1,7 @@
 """Smoke-test an image from inside, under QEMU as the Pi's own core (rpibuild's verify stage).
 
-Runs with the image's own python; stdlib only except for what it checks. Exit code 0 means
+Runs with the image's own python; stdlib only (and rpibuild's ELF reader, elf.py, beside it)
+except for what it checks. Exit code 0 means
 every check passed; the JSON report is copied into the runtime image.
 """
 
@@ -11,16 +12,13 @@ import glob
 import json
 import os
 import platform
-import re
-import struct
 import subprocess
 import sys
 import tempfile
 import time
-from typing import BinaryIO
 
-EF_ARM_ABI_FLOAT_HARD = 0x400
-SHT_GNU_VERNEED = 0x6FFFFFFE
+import elf  # rpibuild/export/elf.py, copied beside this file (/opt/rpibuild/elf.py)
+
 # Native code the image ships, checked against the target ABI.
 ELF_GLOBS = (
     "/usr/local/lib/libqpu.so*",
@@ -36,64 +34,9 @@ def check_machine(expected: str) -> dict[str, object]:
     return {"machine": machine, "qemu_cpu": os.environ.get("QEMU_CPU", "")}
 
 
-def _elf_header(stream: BinaryIO) -> tuple[int, int, int, int, int, int, int] | None:
-    """(class, machine, flags, shoff, shentsize, shnum, shstrndx) of an ELF file, or None."""
-    ident = stream.read(16)
-    if len(ident) < 16 or ident[:4] != b"\x7fELF" or ident[5] != 1:
-        return None
-    elf_class = ident[4]
-    if elf_class == 1:
-        fields = struct.unpack("<HHIIIIIHHHHHH", stream.read(36))
-        machine, flags, shoff = fields[1], fields[6], fields[5]
-        shentsize, shnum, shstrndx = fields[10], fields[11], fields[12]
-    else:
-        fields = struct.unpack("<HHIQQQIHHHHHH", stream.read(48))
-        machine, flags, shoff = fields[1], fields[6], fields[5]
-        shentsize, shnum, shstrndx = fields[10], fields[11], fields[12]
-    return elf_class, machine, flags, shoff, shentsize, shnum, shstrndx
-
-
-def _glibc_versions(
-    stream: BinaryIO, elf_class: int, shoff: int, shentsize: int, shnum: int
-) -> list[tuple[int, ...]]:
-    """The GLIBC_x.y versions a file needs (from its .gnu.version_r section)."""
-    sections = []
-    for index in range(shnum):
-        stream.seek(shoff + index * shentsize)
-        raw = stream.read(shentsize)
-        if elf_class == 1:
-            _, kind, _, _, offset, size, link, info, _, _ = struct.unpack("<IIIIIIIIII", raw[:40])
-        else:
-            _, kind, _, _, offset, size, link, info, _, _ = struct.unpack("<IIQQQQIIQQ", raw[:64])
-        sections.append((kind, offset, size, link, info))
-    versions = []
-    for kind, offset, _size, link, count in sections:
-        if kind != SHT_GNU_VERNEED:
-            continue
-        strtab_offset = sections[link][1]
-        entry = offset
-        for _ in range(count):
-            stream.seek(entry)
-            _, aux_count, _, aux, next_entry = struct.unpack("<HHIII", stream.read(16))
-            aux_at = entry + aux
-            for _ in range(aux_count):
-                stream.seek(aux_at)
-                _, _, _, name, next_aux = struct.unpack("<IHHII", stream.read(16))
-                stream.seek(strtab_offset + name)
-                text = stream.read(64).split(b"\0", 1)[0].decode("ascii", "replace")
-                if match := re.fullmatch(r"GLIBC_(\d+(?:\.\d+)*)", text):
-                    versions.append(tuple(int(p) for p in match[1].split(".")))
-                aux_at += next_aux
-                if not next_aux:
-                    break
-            entry += next_entry
-            if not next_entry:
-                break
-    return versions
-
-
-def check_elf(machine: int, elf_class: int, hard_float: bool) -> dict[str, object]:
-    """Every shipped .so matches the target: ELF machine, class, hard-float, and glibc."""
+def check_elf(spec: str) -> dict[str, object]:
+    """Every shipped .so matches the target (``MACHINE:CLASS[:hf]``): ELF machine, class,
+    hard-float, and no glibc symbol version newer than the image's."""
     libc = os.confstr("CS_GNU_LIBC_VERSION") or "glibc 0"
     have = tuple(int(p) for p in libc.split()[-1].split("."))
     files = sorted(
@@ -102,18 +45,13 @@ def check_elf(machine: int, elf_class: int, hard_float: bool) -> dict[str, objec
     newest: tuple[int, ...] = ()
     for path in files:
         with open(path, "rb") as stream:
-            header = _elf_header(stream)
+            header = elf.stream_header(stream)
             if header is None:
                 continue
-            got_class, got_machine, flags, shoff, shentsize, shnum, _ = header
-            if (got_machine, got_class) != (machine, elf_class):
-                raise SystemExit(
-                    f"verify: {path} is ELF machine {got_machine} class {got_class}, "
-                    f"expected {machine} class {elf_class}"
-                )
-            if hard_float and not flags & EF_ARM_ABI_FLOAT_HARD:
-                raise SystemExit(f"verify: {path} is not hard-float (armhf needs EF_ARM_ABI_FLOAT_HARD)")
-            needed = _glibc_versions(stream, got_class, shoff, shentsize, shnum)
+            problem = elf.spec_mismatch(header, spec)
+            if problem:
+                raise SystemExit(f"verify: {path}: {problem}")
+            needed = elf.glibc_versions(stream, header)
             if needed and max(needed) > have:
                 want = ".".join(map(str, max(needed)))
                 raise SystemExit(f"verify: {path} needs GLIBC_{want}, the image has {libc}")
@@ -221,8 +159,7 @@ def main() -> int:
     report: dict[str, object] = {"python": sys.version.split()[0]}
     report.update(check_machine(args.machine))
     if args.elf:
-        machine, elf_class, *rest = args.elf.split(":")
-        report.update(check_elf(int(machine), int(elf_class), hard_float=rest == ["hf"]))
+        report.update(check_elf(args.elf))
     report.update(check_requirements())
     if args.torch:
         report.update(check_torch())

@@ -21,6 +21,7 @@ from rpibuild.build.base import base_reference
 from rpibuild.config import grammar
 from rpibuild.config.model import Profile
 from rpibuild.errors import ConfigError
+from rpibuild.export import elf
 from rpibuild.host import ca
 from rpibuild.host.build_platform import cross_base_profile
 from rpibuild.planning.keys import CONTEXT_IGNORE
@@ -228,10 +229,12 @@ def _render(
     torch_key: str,
 ) -> Rendered:
     images = resources.images_dir()
-    # op_sweep.py runs beside verify.py in the image (verify --op-sweep finds it there).
+    # op_sweep.py runs beside verify.py in the image (verify --op-sweep finds it there), and
+    # both verify.py and the cross stages' elf_gate.py read binaries with rpibuild's ELF reader.
     files: dict[str, Path] = {
         "rpibuild/verify.py": images / "verify" / "verify.py",
         "rpibuild/op_sweep.py": images / "verify" / "op_sweep.py",
+        "rpibuild/elf.py": Path(elf.__file__),
     }
     cross = plan.cross
     if cross:

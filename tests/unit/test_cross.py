@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from rpibuild.host.build_platform import cross_base_profile
 from rpibuild.planning.render import render, torch_wheel_key
 from rpibuild.planning.stages import check_cross, plan_stages, wants_cross
 from tests.unit.dockerfile import instructions
+from tests.unit.scripts import image_side
 
 VERIFY_DIR = resources.images_dir() / "verify"
 
@@ -134,7 +136,7 @@ WHEEL_INPUT_FILES = (
     "images/torch-debian/patches/series",
     "images/torch-debian/patches/0001-save-for-backward-format-32bit.patch",
     "images/verify/elf_gate.py",
-    "images/verify/verify.py",
+    "rpibuild/export/elf.py",  # the ELF reader elf_gate.py and runtime_packages.py import
 )
 
 
@@ -143,7 +145,14 @@ def test_torch_build_key_follows_everything_that_goes_into_the_wheel(
 ) -> None:
     from rpibuild.planning import render as render_module
 
+    from rpibuild.export import elf
+
     home = _home_copy(tmp_path, monkeypatch)
+    # The ELF reader is part of the package, not of the data folders: the copy's is used.
+    reader = home / "rpibuild" / "export" / "elf.py"
+    reader.parent.mkdir(parents=True)
+    reader.write_bytes(Path(elf.__file__).read_bytes())
+    monkeypatch.setattr(elf, "__file__", str(reader))
 
     def key(*overrides: str) -> str:
         return torch_wheel_key(load_profile("pi3b-armv7", list(overrides), env={}).profile)
@@ -244,13 +253,15 @@ def _compile_shared_object(tmp_path: Path) -> Path:
 
 
 def _elf_gate(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(VERIFY_DIR / "elf_gate.py"), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=VERIFY_DIR,
-    )
+    with tempfile.TemporaryDirectory() as folder:
+        opt = image_side(Path(folder))
+        return subprocess.run(
+            [sys.executable, str(opt / "elf_gate.py"), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=opt,
+        )
 
 
 def test_elf_gate_checks_machine_and_lists_needed_libraries(tmp_path: Path) -> None:

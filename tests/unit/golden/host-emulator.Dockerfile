@@ -52,7 +52,7 @@ RUN QPULIB_PREFIX=/usr/local QPULIB_MODE=emulation pip wheel --no-deps --no-buil
 
 # ---- verify: runs under QEMU as the Pi's own core, so an instruction the Pi lacks fails here.
 FROM extension AS verify
-COPY rpibuild/verify.py rpibuild/op_sweep.py /opt/rpibuild/
+COPY rpibuild/verify.py rpibuild/op_sweep.py rpibuild/elf.py /opt/rpibuild/
 RUN --mount=type=cache,id=rpibuild-pip-amd64,target=/root/.cache/pip pip install pytest hypothesis
 RUN python /opt/rpibuild/verify.py --machine x86_64 --elf 62:2 --torch --op-sweep --extension --emulator-tests /opt/rpibuild/src/torch-qpu/tests \
       --report /opt/rpibuild/verify.json

@@ -30,7 +30,7 @@ RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,shar
 ENV PATH=/usr/lib/ccache:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     CCACHE_DIR=/var/cache/rpibuild/ccache CCACHE_BASEDIR=/var/cache/rpibuild CCACHE_MAXSIZE=8G \
     CROSS_TRIPLET=aarch64-linux-gnu CROSS_DEB_ARCH=arm64
-COPY rpibuild/verify.py rpibuild/elf_gate.py /opt/rpibuild/
+COPY rpibuild/elf.py rpibuild/elf_gate.py /opt/rpibuild/
 
 # ---- system: the base plus what the build stages need (network settings live only here).
 FROM rpibuild/base:trixie-arm64-a7e5871ca9418c0e AS system
@@ -111,7 +111,7 @@ RUN pip install --no-deps /opt/rpibuild/wheels/torch_qpu-*.whl
 
 # ---- verify: runs under QEMU as the Pi's own core (cortex-a53), so an instruction the Pi lacks fails here.
 FROM extension AS verify
-COPY rpibuild/verify.py rpibuild/op_sweep.py /opt/rpibuild/
+COPY rpibuild/verify.py rpibuild/op_sweep.py rpibuild/elf.py /opt/rpibuild/
 ENV QEMU_CPU=cortex-a53
 RUN python /opt/rpibuild/verify.py --machine aarch64 --elf 183:2 --torch --op-sweep --extension \
       --report /opt/rpibuild/verify.json

@@ -32,7 +32,7 @@ RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,shar
 ENV PATH=/usr/lib/ccache:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     CCACHE_DIR=/var/cache/rpibuild/ccache CCACHE_BASEDIR=/var/cache/rpibuild CCACHE_MAXSIZE=8G \
     CROSS_TRIPLET=arm-linux-gnueabihf CROSS_DEB_ARCH=armhf
-COPY rpibuild/verify.py rpibuild/elf_gate.py /opt/rpibuild/
+COPY rpibuild/elf.py rpibuild/elf_gate.py /opt/rpibuild/
 
 # ---- torch-source (build platform): Debian's PyTorch source package 2.6.0+dfsg-7, verified by apt
 # (signed InRelease -> Sources -> .dsc) and dpkg-source (the .dsc's checksums), Debian's patch series,
@@ -56,7 +56,7 @@ COPY torch-debian /opt/rpibuild/src/torch-debian
 FROM torch-source AS torch-c10
 RUN --mount=type=cache,id=rpibuild-torch-c10-build-armhf,target=/var/cache/rpibuild/torch,sharing=locked --mount=type=cache,id=rpibuild-torch-c10-ccache-armhf,target=/var/cache/rpibuild/ccache,sharing=locked \
     MAX_JOBS=2 bash /opt/rpibuild/src/torch-debian/build.sh --only c10 \
-      /opt/rpibuild/src/pytorch /var/cache/rpibuild/torch/cfde667649e640d1947bba43 /opt/rpibuild/c10 \
+      /opt/rpibuild/src/pytorch /var/cache/rpibuild/torch/d923c39c5a2f87c886d05ee7 /opt/rpibuild/c10 \
  && python3 /opt/rpibuild/elf_gate.py --elf 40:1:hf /opt/rpibuild/c10
 
 # ---- system: the base plus what the build stages need (network settings live only here).
@@ -82,8 +82,8 @@ RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,shar
     apt-get update \
  && apt-get install -y --no-install-recommends python3-packaging
 COPY rpibuild/target_site.py /opt/rpibuild/target_site.py
-# No stored wheel for key cfde667649e640d1947bba43: `rpibuild build` compiles it before this build.
-RUN echo "rpibuild: the torch wheel from Debian's source (key cfde667649e640d1947bba43) is not compiled yet" >&2 && false
+# No stored wheel for key d923c39c5a2f87c886d05ee7: `rpibuild build` compiles it before this build.
+RUN echo "rpibuild: the torch wheel from Debian's source (key d923c39c5a2f87c886d05ee7) is not compiled yet" >&2 && false
 # The Debian packages holding the libraries the wheel links, if it carries their list (wheels
 # rpibuild built from Debian's source do: images/torch-debian/wheel_packages.py).
 COPY rpibuild/wheel_packages.py /opt/rpibuild/wheel_packages.py
@@ -150,7 +150,7 @@ RUN pip install --no-deps /opt/rpibuild/wheels/torch_qpu-*.whl
 
 # ---- verify: runs under QEMU as the Pi's own core (cortex-a7), so an instruction the Pi lacks fails here.
 FROM extension AS verify
-COPY rpibuild/verify.py rpibuild/op_sweep.py /opt/rpibuild/
+COPY rpibuild/verify.py rpibuild/op_sweep.py rpibuild/elf.py /opt/rpibuild/
 ENV QEMU_CPU=cortex-a7
 RUN python /opt/rpibuild/verify.py --machine armv7l --elf 40:1:hf --torch --op-sweep --extension \
       --report /opt/rpibuild/verify.json

@@ -25,7 +25,7 @@ from rpibuild.engine import BuildEvent, BuildRequest, BuildResult, Engine, Stage
 from rpibuild.engine.progress import TAIL_LINES, compile_status
 from rpibuild.errors import BuildError, ConfigError
 from rpibuild.host.build_platform import cross_base_profile
-from rpibuild.planning.plan import Plan, make_plan, render_planned
+from rpibuild.planning.plan import BuilderFacts, Plan, make_plan, render_planned
 from rpibuild.planning.render import Rendered
 from rpibuild.planning.stages import TORCH_BUILD_STAGES, check_cross
 from rpibuild.redact import mask_urls
@@ -127,7 +127,8 @@ def build_profile(
     started = time.monotonic()
     engine.builder.require_cache_export(profile.build.cache_to)
     check_cross(profile)
-    plan = make_plan(profile, target=target)
+    facts = BuilderFacts.of(engine.builder)
+    plan = make_plan(profile, target=target, builder=facts)
     if target is not None and target not in plan.stages.targets:
         raise ConfigError(
             f"unknown stage {target!r} (stages: {', '.join(plan.stages.names)})", field="--target"
@@ -148,7 +149,7 @@ def build_profile(
             profile, engine, base.image, plan, no_cache=no_cache, on_event=on_event
         )
         compiled_now = True
-        plan = make_plan(profile, target=target)
+        plan = make_plan(profile, target=target, builder=facts)
     rendered = render_planned(profile, plan, base_ref=base.image, qpulib_src=sources.qpulib)
     platform = plan.stages.platform_of(target)
     names = plan.stages.names

@@ -58,6 +58,12 @@ class Builder:
         return tuple(seen)
 
     @property
+    def native_platforms(self) -> tuple[str, ...]:
+        """The platforms its nodes run without emulation: BuildKit lists a worker's own
+        platform first, then those it runs through binfmt/QEMU."""
+        return tuple(dict.fromkeys(node.platforms[0] for node in self.nodes if node.platforms))
+
+    @property
     def exports_cache(self) -> bool:
         return self.driver in CACHE_EXPORT_DRIVERS
 
@@ -85,6 +91,7 @@ class Builder:
                 {"name": n.name, "endpoint": n.endpoint, "status": n.status, "platforms": list(n.platforms)}
                 for n in self.nodes
             ],
+            "native_platforms": list(self.native_platforms),
             "cache_export": self.exports_cache,
         }
 

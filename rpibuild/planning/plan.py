@@ -14,6 +14,7 @@ from pathlib import Path
 
 from rpibuild.build import base
 from rpibuild.config.model import Profile
+from rpibuild.engine.buildx import Builder
 from rpibuild.host.build_platform import cross_base_profile
 from rpibuild.planning import naming, render
 from rpibuild.planning.stages import TORCH_BUILD_STAGES, StagePlan, plan_stages
@@ -43,6 +44,26 @@ class SourcePlan:
 
 
 @dataclass(frozen=True)
+class BuilderFacts:
+    """The buildx builder the build will use, as far as the plan needs it (where stages run)."""
+
+    name: str
+    driver: str
+    native: tuple[str, ...]  # platforms its nodes run without QEMU
+    platforms: tuple[str, ...]  # every platform it builds, emulated ones included
+    cache_export: bool
+
+    def as_dict(self) -> dict[str, object]:
+        return {**vars(self), "native": list(self.native), "platforms": list(self.platforms)}
+
+    @classmethod
+    def of(cls, builder: Builder) -> BuilderFacts:
+        return cls(
+            builder.name, builder.driver, builder.native_platforms, builder.platforms, builder.exports_cache
+        )
+
+
+@dataclass(frozen=True)
 class Plan:
     profile: str
     platform: str
@@ -54,6 +75,9 @@ class Plan:
     torch_wheel: StoredWheel | None  # torch.source debian: the stored wheel the build reuses
     tags: tuple[str, ...]
     labels: dict[str, str] = field(default_factory=dict)
+    # The builder's facts; None when the plan was made without asking the engine.
+    builder: BuilderFacts | None = None
+    builder_unknown: str = ""  # why the builder was not asked, when it was not
 
     @property
     def torch_key(self) -> str:
@@ -77,6 +101,7 @@ class Plan:
                 for s in plan.stages
             ],
             "verify_cpu": plan.verify_cpu,
+            "builder": self.builder.as_dict() if self.builder else None,
             "bases": [vars(b) for b in self.bases],
             "sources": [vars(s) for s in self.sources],
             "secrets": list(self.secrets),
@@ -101,6 +126,7 @@ class Plan:
             "build     "
             + (f"cross: C++ compiled on {plan.build_platform}" if plan.cross else "everything on the target"),
             f"torch     {torch}",
+            "builder   " + self._builder_line(),
             "stages",
             *(f"  {s.name:<16} {s.place}" for s in plan.stages),
             f"verify    as {plan.verify_cpu or 'the host CPU'}",
@@ -118,18 +144,33 @@ class Plan:
         ]
         return out
 
+    def _builder_line(self) -> str:
+        builder = self.builder
+        if builder is None:
+            return f"not asked ({self.builder_unknown or 'no engine'}): target stages assumed under QEMU"
+        native = ", ".join(builder.native) or "none known"
+        return f"{builder.name} (driver {builder.driver}), native: {native}"
 
-def make_plan(profile: Profile, *, target: str | None = None) -> Plan:
-    """Plan a build of ``profile`` (stopping at ``target``, a stage name, when given).
+
+def make_plan(
+    profile: Profile,
+    *,
+    target: str | None = None,
+    builder: BuilderFacts | None = None,
+    builder_unknown: str = "",
+) -> Plan:
+    """Plan a build of ``profile`` (stopping at ``target``, a stage name, when given) on
+    ``builder`` (whose native platforms decide which stages run under QEMU).
 
     A build that stops at one of torch's compile stages neither reuses a stored wheel nor
     compiles one; any other looks the wheel up in the store by its key.
     """
-    unstored = plan_stages(profile)
+    native = builder.native if builder else ()
+    unstored = plan_stages(profile, native=native)
     torch_key = render.torch_wheel_key(profile, unstored)
     reuses = bool(torch_key) and target not in TORCH_BUILD_STAGES
     wheel = stored_wheel(torch_key) if reuses else None
-    stages = plan_stages(profile, torch_stored=True) if wheel is not None else unstored
+    stages = plan_stages(profile, torch_stored=True, native=native) if wheel is not None else unstored
     bases = [_base("target", profile)]
     if stages.cross:
         bases.append(_base("build platform", cross_base_profile(profile)))
@@ -147,6 +188,8 @@ def make_plan(profile: Profile, *, target: str | None = None) -> Plan:
         torch_wheel=wheel,
         tags=naming.image_tags(profile),
         labels=naming.image_labels(profile),
+        builder=builder,
+        builder_unknown=builder_unknown,
     )
 
 

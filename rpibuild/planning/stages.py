@@ -124,8 +124,9 @@ def check_cross(profile: Profile) -> None:
     cross.build_platform()
 
 
-def plan_stages(profile: Profile, *, torch_stored: bool = False) -> StagePlan:
-    """Decide the stages of ``profile`` (``torch_stored``: its Debian wheel is in the store)."""
+def plan_stages(profile: Profile, *, torch_stored: bool = False, native: tuple[str, ...] = ()) -> StagePlan:
+    """Decide the stages of ``profile`` (``torch_stored``: its Debian wheel is in the store;
+    ``native``: the platforms the builder runs without QEMU, when known)."""
     target = profile.target
     is_cross = wants_cross(profile)
     route = route_of(profile.torch.source)
@@ -148,7 +149,9 @@ def plan_stages(profile: Profile, *, torch_stored: bool = False) -> StagePlan:
     stages = tuple(
         Stage(name, on_build, emulated=False)
         if name in CROSS_STAGES and on_build
-        else Stage(name, profile.platform, emulated=target.binfmt is not None)
+        else Stage(
+            name, profile.platform, emulated=target.binfmt is not None and profile.platform not in native
+        )
         for name in names(torch_stored)
     )
     verify = profile.verify

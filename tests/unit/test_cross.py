@@ -143,9 +143,8 @@ WHEEL_INPUT_FILES = (
 def test_torch_build_key_follows_everything_that_goes_into_the_wheel(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rpibuild.planning import render as render_module
-
     from rpibuild.export import elf
+    from rpibuild.planning import render as render_module
 
     home = _home_copy(tmp_path, monkeypatch)
     # The ELF reader is part of the package, not of the data folders: the copy's is used.

@@ -106,3 +106,52 @@ def test_plan_command_prints_the_plan_and_json() -> None:
     data = json.loads(subprocess.run([*run, "--json"], capture_output=True, text=True, check=True).stdout)
     assert data["torch"]["route"] == "debian" and data["keys"]["torch wheel"]
     assert [s["name"] for s in data["stages"]][-1] == "runtime"
+
+
+def test_a_builder_with_a_native_node_for_the_target_runs_its_stages_without_qemu() -> None:
+    from rpibuild.engine.buildx import Builder, BuilderNode
+    from rpibuild.planning.plan import BuilderFacts
+
+    profile = load_profile("pi3b-arm64", env={}).profile
+    local = Builder(
+        "default", "docker", (BuilderNode("default", "default", "running", ("linux/amd64", "linux/arm64")),)
+    )
+    # A second node whose own platform is arm64 (a Pi or an arm server as a buildx node).
+    arm = Builder(
+        "farm",
+        "remote",
+        (
+            BuilderNode("x86", "tcp://x86:1234", "running", ("linux/amd64", "linux/arm64")),
+            BuilderNode("arm", "tcp://arm:1234", "running", ("linux/arm64", "linux/arm/v7")),
+        ),
+    )
+    assert local.native_platforms == ("linux/amd64",) and arm.native_platforms == (
+        "linux/amd64",
+        "linux/arm64",
+    )
+    emulated = make_plan(profile, builder=BuilderFacts.of(local))
+    native = make_plan(profile, builder=BuilderFacts.of(arm))
+    where = {s.name: s.emulated for s in emulated.stages.stages}
+    assert where["verify"] and where["system"] and not where["cross"]
+    assert not any(s.emulated for s in native.stages.stages)
+    assert native.as_dict()["builder"]["native"] == ["linux/amd64", "linux/arm64"]
+    assert "farm (driver remote), native: linux/amd64, linux/arm64" in "\n".join(native.lines())
+    # Where stages run is not part of what goes into a stored wheel: the keys are the same.
+    assert native.keys == emulated.keys
+    # Without the engine's facts the plan says so, and assumes QEMU.
+    blind = make_plan(profile, builder_unknown="buildx is not installed")
+    assert blind.as_dict()["builder"] is None
+    assert "not asked (buildx is not installed)" in "\n".join(blind.lines())
+    assert {s.name: s.emulated for s in blind.stages.stages} == where
+
+
+def test_plan_names_an_unknown_builder_as_a_usage_error() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "rpibuild", "plan", "-p", "pi3b-arm64", "--builder", "no-such-builder"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "no buildx builder named 'no-such-builder'" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -25,7 +25,7 @@ from rpibuild.engine import BuildEvent, BuildRequest, BuildResult, Engine, Stage
 from rpibuild.engine.progress import TAIL_LINES, compile_status
 from rpibuild.errors import BuildError, ConfigError
 from rpibuild.host.build_platform import cross_base_profile
-from rpibuild.planning.plan import BuilderFacts, Plan, make_plan, render_planned
+from rpibuild.planning.plan import Plan, make_plan, render_planned
 from rpibuild.planning.render import Rendered
 from rpibuild.planning.stages import TORCH_BUILD_STAGES, check_cross
 from rpibuild.redact import mask_urls
@@ -127,7 +127,7 @@ def build_profile(
     started = time.monotonic()
     engine.builder.require_cache_export(profile.build.cache_to)
     check_cross(profile)
-    facts = BuilderFacts.of(engine.builder)
+    facts = engine.builder
     plan = make_plan(profile, target=target, builder=facts)
     if target is not None and target not in plan.stages.targets:
         raise ConfigError(

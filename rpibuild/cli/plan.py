@@ -31,7 +31,7 @@ def plan(profile: str | None, overrides: tuple[str, ...], builder: str | None, a
     from rpibuild.config.checks import check_buildable
     from rpibuild.engine import buildx
     from rpibuild.errors import HostSetupError
-    from rpibuild.planning.plan import BuilderFacts, make_plan
+    from rpibuild.planning.plan import make_plan
     from rpibuild.planning.stages import check_cross
 
     loaded = load_profile(profile, overrides)
@@ -39,7 +39,7 @@ def plan(profile: str | None, overrides: tuple[str, ...], builder: str | None, a
     check_cross(loaded.profile)
     facts, unknown = None, ""
     try:
-        facts = BuilderFacts.of(buildx.select_builder(builder or loaded.profile.build.builder))
+        facts = buildx.select_builder(builder or loaded.profile.build.builder)
     except HostSetupError as exc:  # no buildx or no engine: plan anyway, and say so
         unknown = exc.message
     made = make_plan(loaded.profile, builder=facts, builder_unknown=unknown)

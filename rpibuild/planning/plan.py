@@ -44,26 +44,6 @@ class SourcePlan:
 
 
 @dataclass(frozen=True)
-class BuilderFacts:
-    """The buildx builder the build will use, as far as the plan needs it (where stages run)."""
-
-    name: str
-    driver: str
-    native: tuple[str, ...]  # platforms its nodes run without QEMU
-    platforms: tuple[str, ...]  # every platform it builds, emulated ones included
-    cache_export: bool
-
-    def as_dict(self) -> dict[str, object]:
-        return {**vars(self), "native": list(self.native), "platforms": list(self.platforms)}
-
-    @classmethod
-    def of(cls, builder: Builder) -> BuilderFacts:
-        return cls(
-            builder.name, builder.driver, builder.native_platforms, builder.platforms, builder.exports_cache
-        )
-
-
-@dataclass(frozen=True)
 class Plan:
     profile: str
     platform: str
@@ -76,7 +56,7 @@ class Plan:
     tags: tuple[str, ...]
     labels: dict[str, str] = field(default_factory=dict)
     # The builder's facts; None when the plan was made without asking the engine.
-    builder: BuilderFacts | None = None
+    builder: Builder | None = None
     builder_unknown: str = ""  # why the builder was not asked, when it was not
 
     @property
@@ -148,7 +128,7 @@ class Plan:
         builder = self.builder
         if builder is None:
             return f"not asked ({self.builder_unknown or 'no engine'}): target stages assumed under QEMU"
-        native = ", ".join(builder.native) or "none known"
+        native = ", ".join(builder.native_platforms) or "none known"
         return f"{builder.name} (driver {builder.driver}), native: {native}"
 
 
@@ -156,7 +136,7 @@ def make_plan(
     profile: Profile,
     *,
     target: str | None = None,
-    builder: BuilderFacts | None = None,
+    builder: Builder | None = None,
     builder_unknown: str = "",
 ) -> Plan:
     """Plan a build of ``profile`` (stopping at ``target``, a stage name, when given) on
@@ -165,7 +145,7 @@ def make_plan(
     A build that stops at one of torch's compile stages neither reuses a stored wheel nor
     compiles one; any other looks the wheel up in the store by its key.
     """
-    native = builder.native if builder else ()
+    native = builder.native_platforms if builder else ()
     unstored = plan_stages(profile, native=native)
     torch_key = render.torch_wheel_key(profile, unstored)
     reuses = bool(torch_key) and target not in TORCH_BUILD_STAGES

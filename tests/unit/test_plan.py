@@ -110,7 +110,6 @@ def test_plan_command_prints_the_plan_and_json() -> None:
 
 def test_a_builder_with_a_native_node_for_the_target_runs_its_stages_without_qemu() -> None:
     from rpibuild.engine.buildx import Builder, BuilderNode
-    from rpibuild.planning.plan import BuilderFacts
 
     profile = load_profile("pi3b-arm64", env={}).profile
     local = Builder(
@@ -129,12 +128,12 @@ def test_a_builder_with_a_native_node_for_the_target_runs_its_stages_without_qem
         "linux/amd64",
         "linux/arm64",
     )
-    emulated = make_plan(profile, builder=BuilderFacts.of(local))
-    native = make_plan(profile, builder=BuilderFacts.of(arm))
+    emulated = make_plan(profile, builder=local)
+    native = make_plan(profile, builder=arm)
     where = {s.name: s.emulated for s in emulated.stages.stages}
     assert where["verify"] and where["system"] and not where["cross"]
     assert not any(s.emulated for s in native.stages.stages)
-    assert native.as_dict()["builder"]["native"] == ["linux/amd64", "linux/arm64"]
+    assert native.as_dict()["builder"]["native_platforms"] == ["linux/amd64", "linux/arm64"]
     assert "farm (driver remote), native: linux/amd64, linux/arm64" in "\n".join(native.lines())
     # Where stages run is not part of what goes into a stored wheel: the keys are the same.
     assert native.keys == emulated.keys

@@ -9,7 +9,8 @@ writes the same .pyc files natively. The result is an overlay of the target venv
 
   target_site.py download --machine aarch64 --dest DIR REQUIREMENT...
   target_site.py install --machine aarch64 --venv /opt/rpibuild/venv --overlay DIR \\
-      [--skip NAME]... WHEEL...
+      [--skip NAME]... [--no-deps] WHEEL...
+  target_site.py install --machine aarch64 --venv /opt/rpibuild/venv --overlay DIR REQUIREMENT...
 """
 
 from __future__ import annotations
@@ -166,9 +167,14 @@ def install(args: argparse.Namespace) -> None:
     options = ["--no-compile", "--no-warn-script-location", *target_options(args.machine)]
     with tempfile.TemporaryDirectory(prefix="target-site-") as temp:
         site, dependencies = Path(temp) / "site", Path(temp) / "dependencies"
-        wheels = [Path(wheel) for wheel in args.wheels]
-        pip("install", "--no-deps", "--target", str(site), *options, *map(str, wheels))
-        wanted = list(dict.fromkeys(r for w in wheels for r in target_requirements(w, args.machine)))
+        wheels = [Path(wheel) for wheel in args.wheels if wheel.endswith(".whl")]
+        # Requirements (not wheel files) are resolved by pip from the index, for the target.
+        named = [r for r in args.wheels if not r.endswith(".whl")]
+        if wheels:
+            pip("install", "--no-deps", "--target", str(site), *options, *map(str, wheels))
+        wanted = [] if args.no_deps else [r for w in wheels for r in target_requirements(w, args.machine)]
+        wanted = list(dict.fromkeys([*wanted, *named]))
+        site.mkdir(exist_ok=True)
         if wanted:
             # Their own dependencies' markers are pip's to evaluate (pure Python ones here).
             pip("install", "--target", str(dependencies), *options, *wanted)
@@ -215,7 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     put.add_argument("--venv", required=True, help="the venv's path in the target image")
     put.add_argument("--overlay", required=True, help="where bin/ and lib/pythonX.Y/ go")
     put.add_argument("--skip", action="append", default=[], help="a distribution the venv already has")
-    put.add_argument("wheels", nargs="+", help="wheel files; their dependencies come from the index")
+    put.add_argument("--no-deps", action="store_true", help="the venv has the dependencies already")
+    put.add_argument(
+        "wheels", nargs="+", help="wheel files or requirements; dependencies come from the index"
+    )
     put.set_defaults(run=install)
     args = parser.parse_args(argv)
     try:

@@ -152,11 +152,20 @@ def main() -> int:
     )
     parser.add_argument("--emulator-tests", metavar="DIR", help="run the extension's tests")
     parser.add_argument("--elf", metavar="MACHINE:CLASS[:hf]", help="check shipped .so files' ABI")
+    parser.add_argument(
+        "--merge", metavar="REPORT", help="an earlier stage's report (verify-torch's) to carry into this one"
+    )
     parser.add_argument("--report", required=True, help="where to write the JSON report")
     args = parser.parse_args()
 
     started = time.monotonic()
     report: dict[str, object] = {"python": sys.version.split()[0]}
+    if args.merge:
+        with open(args.merge, encoding="utf-8") as earlier:
+            carried = json.load(earlier)
+        if "seconds" in carried:
+            carried["torch_seconds"] = carried.pop("seconds")
+        report.update(carried)
     report.update(check_machine(args.machine))
     if args.elf:
         report.update(check_elf(args.elf))

@@ -1,7 +1,10 @@
-"""The base image of a profile: pulled, or bootstrapped with debootstrap.
+"""The base image of a profile: pulled, or bootstrapped with mmdebstrap (or debootstrap).
 
 A bootstrapped base is tagged by a hash of everything that produced it, so the same
-profile finds it again in seconds and a changed suite or package list makes a new one.
+profile finds it again in seconds and a changed suite or package list makes a new one. The
+packages every build of a profile installs are folded into its bases (rpibuild.planning.bases),
+so no build stage runs an emulated ``apt-get``: mmdebstrap solves and downloads natively and
+QEMU runs only dpkg and the maintainer scripts.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -32,20 +36,23 @@ if TYPE_CHECKING:
     from rpibuild.engine import Engine, ImageInfo
 
 BASE_REPOSITORY = "rpibuild/base"
-# Where debootstrap runs: "auto" (the host when it has debootstrap, else a helper
+# Where the bootstrap tool runs: "auto" (the host when it has the tool, else a helper
 # container), "host" or "container"; the helper image must be local or pullable.
 DEBOOTSTRAP_MODE_ENV = "RPIBUILD_DEBOOTSTRAP"
 HELPER_IMAGE_ENV = "RPIBUILD_HELPER_IMAGE"
 DEFAULT_HELPER_IMAGE = "debian:bookworm-slim"
 # Bump when the bootstrap recipe itself changes, so old bases are not reused.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
+# mmdebstrap's own hook (shipped with it) that runs dpkg under eatmydata: no fsync, which under
+# QEMU costs most of an install (HOSTS.md); the tree is packed into an image right after.
+EATMYDATA_HOOK = Path("/usr/share/mmdebstrap/hooks/eatmydata")
 
 
 def base_key(profile: Profile) -> str:
     """Content hash of what produces the base (platform, suite, mirror, variant, packages and
     the keyring's bytes: a keyring file replaced in place is another base).
 
-    The recipe (debootstrap's command line, the tidying, the archive's config) is code in this
+    The recipe (the tool's command line, the tidying, the archive's config) is code in this
     module; RECIPE_VERSION stands for it."""
     bootstrap = profile.base.bootstrap
     payload: dict[str, object] = {
@@ -70,13 +77,21 @@ def base_reference(profile: Profile) -> str:
 
 # ---------------------------------------------------------------- producing the base
 
-DEBOOTSTRAP_HINTS = (
+BOOTSTRAP_HINTS = (
     ("Exec format error", "no binfmt handler for this architecture: run `rpibuild qemu install`"),
     ("Failed getting release file", "the suite or mirror is wrong, or the mirror is unreachable"),
     ("Couldn't download", "the mirror is unreachable (check network.http_proxy / base.bootstrap.mirror)"),
+    ("Failed to fetch", "the mirror is unreachable (check network.http_proxy / base.bootstrap.mirror)"),
     ("No space left", "the disk is full: free space or set RPIBUILD_CACHE to a bigger disk"),
     ("Release signed by unknown key", "give base.bootstrap.keyring (Raspbian needs its own keyring)"),
+    ("NO_PUBKEY", "give base.bootstrap.keyring (Raspbian needs its own keyring)"),
     ("No such script", "debootstrap does not know this suite (base.bootstrap.suite)"),
+    ("does not have a Release file", "the suite is not on the mirror (base.bootstrap.suite)"),
+)
+# apt's words for a package the suite does not have (mmdebstrap), and debootstrap's.
+_MISSING_PACKAGE = re.compile(
+    r"E: Unable to locate package (\S+)|E: Package '([^']+)' has no installation candidate"
+    r"|Couldn't find these debs: (\S+)"
 )
 
 
@@ -156,7 +171,33 @@ def log_dir() -> Path:
     return cache_dir() / "logs"
 
 
-def debootstrap_command(profile: Profile, target: Path) -> list[str]:
+def bootstrap_command(profile: Profile, target: Path) -> list[str]:
+    """The bootstrap tool's command line for ``profile``'s base, into the folder ``target``."""
+    bootstrap = profile.base.bootstrap
+    assert bootstrap is not None
+    if bootstrap.tool == "debootstrap":
+        return _debootstrap_command(profile, target)
+    command = [
+        "mmdebstrap",
+        "--mode=root",
+        "--format=directory",
+        f"--architectures={profile.target.debian_arch}",
+        f"--variant={'important' if bootstrap.variant == 'default' else bootstrap.variant}",
+        f"--components={','.join(bootstrap.components)}",
+        '--aptopt=Acquire::Languages "none"',
+    ]
+    if bootstrap.packages:
+        command.append(f"--include={','.join(bootstrap.packages)}")
+    if bootstrap.keyring:
+        command.append(f"--keyring={bootstrap.keyring}")
+    command.append(f"--hook-dir={EATMYDATA_HOOK}")
+    command += [bootstrap.suite, str(target)]
+    if bootstrap.mirror:
+        command.append(bootstrap.mirror)
+    return command
+
+
+def _debootstrap_command(profile: Profile, target: Path) -> list[str]:
     bootstrap = profile.base.bootstrap
     assert bootstrap is not None
     command = [
@@ -175,6 +216,32 @@ def debootstrap_command(profile: Profile, target: Path) -> list[str]:
     return [part for part in command if part]
 
 
+def _bootstrap_failed(profile: Profile, where: str, code: int, tail: list[str], log_path: Path) -> BuildError:
+    """The error of a failed bootstrap: a missing package named (a profile mistake), else the
+    tool's last lines and a hint matched from them."""
+    bootstrap = profile.base.bootstrap
+    assert bootstrap is not None
+    text = "\n".join(tail)
+    missing = next((m for m in map(_MISSING_PACKAGE.search, tail) if m), None)
+    if missing:
+        package = next(group for group in missing.groups() if group)
+        return BuildError(
+            f"package {package!r} is not in {bootstrap.suite} for {profile.target.debian_arch}: "
+            f"the base cannot be bootstrapped",
+            stage="base",
+            log_tail=list(tail),
+            log_file=str(log_path),
+            hint="check the package name in apt.packages, apt.runtime_packages or base.bootstrap.packages",
+        )
+    return BuildError(
+        f"{bootstrap.tool} failed{where} (exit {code})",
+        stage="base",
+        log_tail=list(tail),
+        log_file=str(log_path),
+        hint=next((h for needle, h in BOOTSTRAP_HINTS if needle in text), None),
+    )
+
+
 def bootstrap_base(
     profile: Profile,
     engine: Engine,
@@ -182,10 +249,10 @@ def bootstrap_base(
     *,
     progress: Callable[[str], None] | None = None,
 ) -> str:
-    """debootstrap into a temporary folder, then load it as an image with true metadata.
+    """Bootstrap into a temporary folder, then load it as an image with true metadata.
 
     Nothing is tagged until the image is complete: an interrupted or failed bootstrap leaves
-    no image, and its temporary folder (after unmounting anything debootstrap mounted in it)
+    no image, and its temporary folder (after unmounting anything the tool mounted in it)
     is removed.
     """
     platform = profile.target
@@ -198,9 +265,12 @@ def bootstrap_base(
     mode = os.environ.get(DEBOOTSTRAP_MODE_ENV, "auto")
     if mode not in ("auto", "host", "container"):
         raise HostSetupError(f"{DEBOOTSTRAP_MODE_ENV}={mode}: expected auto, host or container")
-    on_host = mode == "host" or (mode == "auto" and shutil.which("debootstrap") is not None)
-    if mode == "host" and shutil.which("debootstrap") is None:
-        raise HostSetupError("debootstrap is not installed", hint="apt-get install -y debootstrap")
+    bootstrap = profile.base.bootstrap
+    assert bootstrap is not None
+    tool = bootstrap.tool
+    on_host = mode == "host" or (mode == "auto" and shutil.which(tool) is not None)
+    if mode == "host" and shutil.which(tool) is None:
+        raise HostSetupError(f"{tool} is not installed", hint=f"apt-get install -y {tool}")
     log_dir().mkdir(parents=True, exist_ok=True)
     log_path = log_dir() / f"{bootstrap_name(profile)}.log"
     work_parent = cache_dir() / "tmp"
@@ -209,7 +279,7 @@ def bootstrap_base(
     try:
         rootfs = work / "rootfs"
         if on_host:
-            _run_logged(debootstrap_command(profile, rootfs), log_path, progress)
+            _run_logged(profile, bootstrap_command(profile, rootfs), log_path, progress)
         else:
             _bootstrap_in_container(profile, engine, work, log_path, progress)
         _tidy_rootfs(rootfs)
@@ -225,7 +295,9 @@ def bootstrap_base(
     return loaded.id
 
 
-def _run_logged(command: list[str], log_path: Path, progress: Callable[[str], None] | None) -> None:
+def _run_logged(
+    profile: Profile, command: list[str], log_path: Path, progress: Callable[[str], None] | None
+) -> None:
     tail: deque[str] = deque(maxlen=40)
     with log_path.open("w", encoding="utf-8") as log:
         log.write(mask_urls("$ " + " ".join(command)) + "\n")
@@ -253,15 +325,7 @@ def _run_logged(command: list[str], log_path: Path, progress: Callable[[str], No
                     process.kill()
                 raise
     if code != 0:
-        text = "\n".join(tail)
-        hint = next((h for needle, h in DEBOOTSTRAP_HINTS if needle in text), None)
-        raise BuildError(
-            f"debootstrap failed (exit {code})",
-            stage="base",
-            log_tail=list(tail),
-            log_file=str(log_path),
-            hint=hint,
-        )
+        raise _bootstrap_failed(profile, "", code, list(tail), log_path)
 
 
 def _bootstrap_in_container(
@@ -271,7 +335,7 @@ def _bootstrap_in_container(
     log_path: Path,
     progress: Callable[[str], None] | None,
 ) -> None:
-    """Run debootstrap in a helper container (a host without debootstrap).
+    """Run the bootstrap tool in a helper container (a host without it).
 
     It gets CAP_SYS_ADMIN (to mount /proc in the target) rather than --privileged, which
     sandboxed engines refuse.
@@ -280,24 +344,27 @@ def _bootstrap_in_container(
     binaries in its second stage run through the host's binfmt handlers (F flag).
     """
     image = os.environ.get(HELPER_IMAGE_ENV, DEFAULT_HELPER_IMAGE)
+    bootstrap = profile.base.bootstrap
+    assert bootstrap is not None
+    tool = bootstrap.tool
     if engine.image(image) is None:
         try:
             engine.pull(image)
         except EngineError as exc:
             raise HostSetupError(
-                f"debootstrap is not on this host and the helper image {image} cannot be had: {exc.message}",
-                hint=f"apt-get install -y debootstrap, or set {HELPER_IMAGE_ENV} to a local Debian image",
+                f"{tool} is not on this host and the helper image {image} cannot be had: {exc.message}",
+                hint=f"apt-get install -y {tool}, or set {HELPER_IMAGE_ENV} to a local Debian image",
             ) from None
     volumes = {str(work): {"bind": "/bootstrap", "mode": "rw"}}
-    bootstrap = profile.base.bootstrap
-    if bootstrap is not None and bootstrap.keyring:
+    if bootstrap.keyring:
         volumes[bootstrap.keyring] = {"bind": bootstrap.keyring, "mode": "ro"}
-    inner = " ".join(shlex.quote(part) for part in debootstrap_command(profile, Path("/bootstrap/rootfs")))
+    inner = " ".join(shlex.quote(part) for part in bootstrap_command(profile, Path("/bootstrap/rootfs")))
+    # The helper's own tool (the image is Debian: its apt installs it; its hooks come with it).
     script = (
         "set -e; export DEBIAN_FRONTEND=noninteractive; "
-        "command -v debootstrap >/dev/null || "
+        f"command -v {tool} >/dev/null || "
         "{ apt-get update -qq && "
-        "apt-get install -y -qq --no-install-recommends debootstrap ca-certificates; }; " + inner
+        f"apt-get install -y -qq --no-install-recommends {tool} ca-certificates; }}; " + inner
     )
     tail: deque[str] = deque(maxlen=40)
     with log_path.open("w", encoding="utf-8") as log:
@@ -313,14 +380,7 @@ def _bootstrap_in_container(
             image, ["sh", "-c", script], on_line=on_line, volumes=volumes, cap_add=["SYS_ADMIN"]
         )
     if code != 0:
-        text = "\n".join(tail)
-        raise BuildError(
-            f"debootstrap failed in the helper container {image} (exit {code})",
-            stage="base",
-            log_tail=list(tail),
-            log_file=str(log_path),
-            hint=next((h for needle, h in DEBOOTSTRAP_HINTS if needle in text), None),
-        )
+        raise _bootstrap_failed(profile, f" in the helper container {image}", code, list(tail), log_path)
 
 
 def _tidy_rootfs(rootfs: Path) -> None:
@@ -336,7 +396,7 @@ def _tidy_rootfs(rootfs: Path) -> None:
 
 
 def _unmount_below(directory: Path) -> None:
-    """Unmount anything debootstrap left mounted under ``directory`` (deepest first)."""
+    """Unmount anything the bootstrap left mounted under ``directory`` (deepest first)."""
     prefix = str(directory.resolve()) + "/"
     try:
         mounts = Path("/proc/mounts").read_text().splitlines()
@@ -390,7 +450,7 @@ def _docker_archive(profile: Profile, rootfs: Path, work: Path, reference: str) 
         "history": [
             {
                 "created": _EPOCH,
-                "created_by": "rpibuild base: " + " ".join(debootstrap_command(profile, Path("/rootfs"))),
+                "created_by": "rpibuild base: " + mask_urls(" ".join(bootstrap_command(profile, ROOT))),
             }
         ],
     }
@@ -408,6 +468,7 @@ def _docker_archive(profile: Profile, rootfs: Path, work: Path, reference: str) 
 
 
 _EPOCH = "1970-01-01T00:00:00Z"
+ROOT = Path("/rootfs")  # where the history says the tree was bootstrapped
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:

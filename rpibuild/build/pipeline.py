@@ -24,7 +24,6 @@ from rpibuild.config.model import Build, Profile
 from rpibuild.engine import BuildEvent, BuildRequest, BuildResult, Engine, StageTiming
 from rpibuild.engine.progress import TAIL_LINES, compile_status
 from rpibuild.errors import BuildError, ConfigError
-from rpibuild.host.build_platform import cross_base_profile
 from rpibuild.planning.plan import Plan, make_plan, render_planned
 from rpibuild.planning.render import Rendered
 from rpibuild.planning.stages import TORCH_BUILD_STAGES, check_cross
@@ -54,7 +53,9 @@ class BuildOutcome:
     id: str
     tags: list[str]
     platform: str
-    base: BaseImage
+    base: BaseImage  # the target's build stages' base
+    bases: dict[str, dict[str, object]] = field(default_factory=dict)  # every base, by role
+    places: dict[str, str] = field(default_factory=dict)  # where each stage ran
     stages: list[StageTiming] = field(default_factory=list)
     log_file: str = ""
     seconds: float = 0.0
@@ -68,8 +69,15 @@ class BuildOutcome:
             "tags": self.tags,
             "platform": self.platform,
             "base": self.base.as_dict(),
+            "bases": self.bases,
             "stages": [
-                {"name": s.name, "seconds": round(s.seconds, 1), "cached": s.cached} for s in self.stages
+                {
+                    "name": s.name,
+                    "seconds": round(s.seconds, 1),
+                    "cached": s.cached,
+                    "place": self.places.get(s.name, "build platform, native"),
+                }
+                for s in self.stages
             ],
             "seconds": round(self.seconds, 1),
             "log_file": self.log_file,
@@ -136,9 +144,17 @@ def build_profile(
     # Pinned sources first: an unreachable or tampered archive fails in seconds, not after
     # minutes of bootstrapping.
     sources = fetch_sources(profile)
-    base = ensure_base(profile, engine, refresh=refresh_base, progress=on_base_progress)
-    if plan.stages.cross:
-        ensure_base(cross_base_profile(profile), engine, refresh=refresh_base, progress=on_base_progress)
+
+    def ensure_bases(roles: tuple[str, ...]) -> dict[str, BaseImage]:
+        return {
+            role: ensure_base(base_profile, engine, refresh=refresh_base, progress=on_base_progress)
+            for role, base_profile in plan.base_profiles.roles()
+            if role in roles
+        }
+
+    # The build platform's base first: the torch compile needs it; the target's bases after it,
+    # when the wheel's Debian packages (folded into them) are known.
+    bases = ensure_bases(("build platform",))
     torch_stages: list[StageTiming] = []
     torch_wheel = plan.torch_wheel
     compiled_now = False
@@ -146,10 +162,12 @@ def build_profile(
         # The long compile first, on its own: its wheel goes to the store, then the image
         # build below copies it like any stored wheel (and later builds skip the compile).
         torch_wheel, torch_stages = _build_torch_wheel(
-            profile, engine, base.image, plan, no_cache=no_cache, on_event=on_event
+            profile, engine, plan, no_cache=no_cache, on_event=on_event
         )
         compiled_now = True
         plan = make_plan(profile, target=target, builder=facts)
+    bases.update(ensure_bases(("target", "runtime")))
+    base = bases["target"]
     rendered = render_planned(profile, plan, base_ref=base.image, qpulib_src=sources.qpulib)
     platform = plan.stages.platform_of(target)
     names = plan.stages.names
@@ -183,6 +201,8 @@ def build_profile(
         tags=tags,
         platform=profile.platform,
         base=base,
+        bases={role: image.as_dict() for role, image in bases.items()},
+        places={stage.name: stage.place for stage in plan.stages.stages},
         stages=[*torch_stages, *result.stages],
         log_file=str(log_path),
         seconds=time.monotonic() - started,
@@ -235,7 +255,6 @@ def _run_build(
 def _build_torch_wheel(
     profile: Profile,
     engine: Engine,
-    base_image: str,
     plan: Plan,
     *,
     no_cache: bool,
@@ -248,7 +267,7 @@ def _build_torch_wheel(
     like a build, and its wheel and runtime package list land in rpibuild's wheel store.
     """
     key = plan.torch_key
-    rendered = render_planned(profile, plan, base_ref=base_image)
+    rendered = render_planned(profile, plan)
     request = BuildRequest(
         context=Path(),
         platform=plan.stages.platform_of("torch-source"),

@@ -81,10 +81,13 @@ def _unset_if_empty(cls: Any, value: object) -> object:
 
 
 class Bootstrap(_Model):
-    """debootstrap a Debian or Raspbian suite into a fresh base image."""
+    """Bootstrap a Debian or Raspbian suite into a fresh base image."""
 
+    # mmdebstrap: apt runs natively (solving, parallel downloads, signatures), QEMU only runs
+    # dpkg and maintainer scripts; debootstrap stays selectable.
+    tool: Literal["mmdebstrap", "debootstrap"] = "mmdebstrap"
     suite: str = "bookworm"
-    mirror: str | None = Field(None, description="None: debootstrap's own default mirror")
+    mirror: str | None = Field(None, description="None: the bootstrap tool's own default mirror")
     variant: Literal["minbase", "buildd", "default"] = "minbase"
     components: list[DebianComponent] = ["main"]
     packages: list[DebianPackage] = []

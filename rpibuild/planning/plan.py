@@ -15,8 +15,8 @@ from pathlib import Path
 from rpibuild.build import base
 from rpibuild.config.model import Profile
 from rpibuild.engine.buildx import Builder
-from rpibuild.host.build_platform import cross_base_profile
 from rpibuild.planning import naming, render
+from rpibuild.planning.bases import Bases, plan_bases
 from rpibuild.planning.stages import TORCH_BUILD_STAGES, StagePlan, plan_stages
 from rpibuild.redact import mask_urls
 from rpibuild.torch_routes import route_of
@@ -27,10 +27,10 @@ from rpibuild.torch_routes.debian import StoredWheel, stored_wheel
 class BasePlan:
     """A base image the build starts FROM."""
 
-    role: str  # "target" or "build platform"
+    role: str  # "target" (build stages), "runtime" or "build platform"
     reference: str
     platform: str
-    how: str  # "bootstrap" (debootstrap, content-keyed tag) or "pull"
+    how: str  # "bootstrap" (mmdebstrap or debootstrap, content-keyed tag) or "pull"
     key: str  # the bootstrap's content key ("" for a pulled image)
 
 
@@ -54,6 +54,8 @@ class Plan:
     keys: dict[str, str]
     torch_wheel: StoredWheel | None  # torch.source debian: the stored wheel the build reuses
     tags: tuple[str, ...]
+    # The profiles whose bases the build starts from (packages folded in): base.ensure_base takes them.
+    base_profiles: Bases
     labels: dict[str, str] = field(default_factory=dict)
     # The builder's facts; None when the plan was made without asking the engine.
     builder: Builder | None = None
@@ -151,9 +153,9 @@ def make_plan(
     reuses = bool(torch_key) and target not in TORCH_BUILD_STAGES
     wheel = stored_wheel(torch_key) if reuses else None
     stages = plan_stages(profile, torch_stored=True, native=native) if wheel is not None else unstored
-    bases = [_base("target", profile)]
-    if stages.cross:
-        bases.append(_base("build platform", cross_base_profile(profile)))
+    wheel_packages = stages.route.debian_packages(profile, wheel.wheel if wheel else None)
+    base_profiles = plan_bases(profile, stages, wheel_packages)
+    bases = [_base(role, base_profile) for role, base_profile in base_profiles.roles()]
     keys = {f"base {b.role}": b.key for b in bases if b.key}
     if torch_key:
         keys["torch wheel"] = torch_key
@@ -170,6 +172,7 @@ def make_plan(
         labels=naming.image_labels(profile),
         builder=builder,
         builder_unknown=builder_unknown,
+        base_profiles=base_profiles,
     )
 
 
@@ -185,6 +188,7 @@ def render_planned(
         stored_torch=plan.torch_wheel.wheel if plan.torch_wheel else None,
         torch_key=plan.torch_key,
         stage_plan=plan.stages,
+        bases=plan.base_profiles,
     )
 
 

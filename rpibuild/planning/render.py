@@ -24,6 +24,7 @@ from rpibuild.errors import ConfigError
 from rpibuild.export import elf
 from rpibuild.host import ca
 from rpibuild.host.build_platform import cross_base_profile
+from rpibuild.planning.bases import Bases, plan_bases
 from rpibuild.planning.keys import CONTEXT_IGNORE
 from rpibuild.planning.naming import image_labels, image_tags, qpulib_revision
 from rpibuild.planning.stages import StagePlan, plan_stages
@@ -43,6 +44,8 @@ CROSS_PACKAGES = (
     "python3-setuptools",
     "python3-wheel",
     "python3-pip",
+    "python3-venv",  # the target's venv is written here (cross.j2)
+    "python3-packaging",  # target_site.py evaluates wheels' dependency markers for the target
     "libpython3-dev:{arch}",
 )
 # What never goes into a build context from the extension's folder.
@@ -192,6 +195,7 @@ def render(
     stored_torch: Path | None = None,
     torch_key: str | None = None,
     stage_plan: StagePlan | None = None,
+    bases: Bases | None = None,
 ) -> Rendered:
     """Render the Dockerfile and list the context files.
 
@@ -199,12 +203,15 @@ def render(
     context lists none, which is fine for printing the Dockerfile. ``stored_torch`` is the
     stored wheel of ``torch.source: debian``; ``torch_key`` its key when already known
     (else it is computed here: the hash of the stages rendered without it). ``stage_plan``
-    is the build's stage decisions (rpibuild.planning.stages), decided here when not given.
+    is the build's stage decisions (rpibuild.planning.stages) and ``bases`` its bases
+    (rpibuild.planning.bases), decided here when not given.
     """
     plan = stage_plan or plan_stages(profile, torch_stored=stored_torch is not None)
     if torch_key is None:
         torch_key = torch_wheel_key(profile, plan)
-    return _render(profile, plan, base_ref, qpulib_src, stored_torch, torch_key)
+    if bases is None:
+        bases = plan_bases(profile, plan, plan.route.debian_packages(profile, stored_torch))
+    return _render(profile, plan, bases, base_ref, qpulib_src, stored_torch, torch_key)
 
 
 def torch_wheel_key(profile: Profile, plan: StagePlan | None = None) -> str:
@@ -216,13 +223,14 @@ def torch_wheel_key(profile: Profile, plan: StagePlan | None = None) -> str:
     # The wheel's stages exist only while it is not stored; and the key is not in them (only
     # in the torch-c10 check's), so rendering without it gives the text the key hashes.
     unstored = plan if not plan.torch_stored else plan_stages(profile)
-    draft = _render(profile, unstored, None, None, None, "")
+    draft = _render(profile, unstored, plan_bases(profile, unstored, None), None, None, None, "")
     return wheel_key(profile, draft.dockerfile, draft.files, draft.dirs)
 
 
 def _render(
     profile: Profile,
     plan: StagePlan,
+    bases: Bases,
     base_ref: str | None,
     qpulib_src: Path | None,
     stored_torch: Path | None,
@@ -239,7 +247,7 @@ def _render(
     cross = plan.cross
     if cross:
         files["rpibuild/elf_gate.py"] = images / "verify" / "elf_gate.py"
-    if plan.torch_installed_natively:
+    if cross:  # the build platform installs torch and the extension for the target
         files["rpibuild/target_site.py"] = images / "cross" / "target_site.py"
     dirs: dict[str, Path] = {}
     names: dict[str, str | None] = {"ca_bundle": None, "torch_wheel": None}
@@ -280,11 +288,20 @@ def _render(
             rpibuild_version=__version__,
             profile=profile,
             platform=profile.target,
-            base_ref=base_ref or base_reference(profile),
+            base_ref=base_ref or base_reference(bases.build),
+            runtime_base_ref=base_reference(bases.runtime),
+            packages_folded=bases.packages_folded,
+            wheel_packages_folded=bases.wheel_packages_folded,
+            # The target runs pip to build something (only without a cross build): it gets
+            # pip, wheel and setuptools of its own; otherwise nothing is upgraded there.
+            target_builds_wheels=not cross
+            and (compiles_on_target or profile.extension.enabled or plan.route.compiled_on == TARGET),
             network=profile.network,
             apt=profile.apt,
             build_packages=build_packages,
-            torch_compilers=compilers if plan.route.compiled_on == TARGET else [],
+            torch_compilers=compilers
+            if plan.route.compiled_on == TARGET and not bases.packages_folded
+            else [],
             target_compilers=compilers if compiles_on_target and plan.route.compiled_on != TARGET else [],
             runtime_packages=runtime_packages,
             torch=torch,

@@ -17,7 +17,9 @@ from rpibuild.torch_routes import route_of
 from rpibuild.torch_routes.route import BUILD_PLATFORM, TorchRoute
 
 # The target's stages, in build order.
-TARGET_STAGES = ("system", "torch", "qpulib", "extension", "verify", "runtime")
+# verify-torch (torch's checks and op sweep, from the torch stage) is cached apart from the
+# extension: an extension edit reruns only verify.
+TARGET_STAGES = ("system", "torch", "qpulib", "extension", "verify-torch", "verify", "runtime")
 # Stages on the build platform (build.cross): compiled there, installed into a target stage.
 CROSS_STAGES = (
     "cross",

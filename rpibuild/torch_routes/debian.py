@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from rpibuild.build.sources import cache_dir, file_sha256
 from rpibuild.planning import keys
-from rpibuild.torch_routes.route import BUILD_PLATFORM, RouteFiles, TorchRoute
+from rpibuild.torch_routes.route import BUILD_PLATFORM, RouteFiles, TorchRoute, package_list
 
 if TYPE_CHECKING:
     from rpibuild.config.model import Profile, Torch
@@ -101,6 +101,12 @@ class DebianRoute(TorchRoute):
             inside = f"torch/{stored.name}"
             return RouteFiles({**files, inside: stored}, wheel=inside)
         return RouteFiles(files, {"torch-debian": images / "torch-debian"})
+
+    def debian_packages(self, profile: Profile, stored: Path | None) -> tuple[str, ...] | None:
+        """The list stored beside the wheel; unknown until the wheel is compiled."""
+        if stored is None:
+            return None
+        return package_list((stored.parent / RUNTIME_PACKAGES).read_text(encoding="utf-8"))
 
     def cross_values(self, profile: Profile, torch_key: str) -> dict[str, object]:
         arch = profile.target.debian_arch

@@ -15,9 +15,16 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rpibuild.config.model import Profile, Torch
 
+# Inside a wheel that carries its Debian runtime packages (images/torch-debian/wheel_packages.py).
+WHEEL_PACKAGE_LIST = "rpibuild-debian-packages.txt"
 # Where a route compiles torch (``TorchRoute.compiled_on``).
 BUILD_PLATFORM = "build platform"
 TARGET = "target"
+
+
+def package_list(text: str) -> tuple[str, ...]:
+    """One Debian package name a line (as runtime_packages.py writes them)."""
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,11 @@ class TorchRoute:
         """The files the route's stages copy in (``images``: rpibuild's images/ folder;
         ``stored``: the stored wheel of a keyed route)."""
         return RouteFiles()
+
+    def debian_packages(self, profile: Profile, stored: Path | None) -> tuple[str, ...] | None:
+        """The Debian packages its torch's libraries need on the target, folded into the bases
+        (rpibuild.planning.bases); None when they are known only once the build has the wheel."""
+        return ()
 
     def cross_values(self, profile: Profile, torch_key: str) -> dict[str, object]:
         """Template values of the route's build-platform stages in a cross build."""

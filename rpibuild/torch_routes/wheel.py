@@ -4,12 +4,13 @@ pinned by its sha256; it may carry its list of Debian runtime packages."""
 from __future__ import annotations
 
 import re
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rpibuild.config import grammar
 from rpibuild.errors import ConfigError
-from rpibuild.torch_routes.route import RouteFiles, TorchRoute
+from rpibuild.torch_routes.route import WHEEL_PACKAGE_LIST, RouteFiles, TorchRoute, package_list
 
 if TYPE_CHECKING:
     from rpibuild.config.model import Profile, Torch
@@ -35,6 +36,18 @@ class WheelRoute(TorchRoute):
 
     def host_files(self, torch: Torch) -> list[tuple[tuple[str, ...], str]]:
         return [(("torch", "wheel"), torch.wheel)] if torch.wheel else []
+
+    def debian_packages(self, profile: Profile, stored: Path | None) -> tuple[str, ...] | None:
+        """Read from the wheel when it is a file here; a URL's wheel is only seen by the build."""
+        given = profile.torch.wheel or ""
+        if "://" in given or not Path(given).is_file():
+            return None
+        try:
+            with zipfile.ZipFile(given) as wheel:
+                names = [n for n in wheel.namelist() if n.endswith(f".dist-info/{WHEEL_PACKAGE_LIST}")]
+                return package_list(wheel.read(names[0]).decode("utf-8")) if names else ()
+        except (OSError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+            raise ConfigError(f"torch wheel {given} cannot be read: {exc}", field="torch.wheel") from None
 
     def context(self, profile: Profile, images: Path, stored: Path | None) -> RouteFiles:
         files = {"rpibuild/wheel_packages.py": images / "torch-debian" / "wheel_packages.py"}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rpibuild.build.base import base_key, base_reference, debootstrap_command
+from rpibuild.build.base import base_key, base_reference, bootstrap_command
 from rpibuild.config import load_profile
 from rpibuild.host import qemu
 from rpibuild.platforms import get_platform
@@ -40,16 +40,22 @@ def test_base_key_follows_what_produces_the_base() -> None:
     assert base_reference(pulled.profile) == "arm64v8/debian:bookworm"
 
 
-def test_debootstrap_command() -> None:
-    profile = load_profile(
-        "pi3b-armv7",
-        ["base.bootstrap.mirror=http://mirror.example.invalid/raspbian", "torch.source=none"],
-        env={},
-    ).profile
-    command = debootstrap_command(profile, Path("/t"))
+def test_bootstrap_commands() -> None:
+    """mmdebstrap by default (apt natively, QEMU only for dpkg and maintainer scripts, dpkg
+    under eatmydata); debootstrap when the profile asks for it."""
+    overrides = ["base.bootstrap.mirror=http://mirror.example.invalid/raspbian", "torch.source=none"]
+    profile = load_profile("pi3b-armv7", overrides, env={}).profile
+    command = bootstrap_command(profile, Path("/t"))
+    assert command[:4] == ["mmdebstrap", "--mode=root", "--format=directory", "--architectures=armhf"]
+    assert "--variant=minbase" in command
+    assert any(part.startswith("--hook-dir=") and part.endswith("eatmydata") for part in command)
+    assert command[-3:] == ["trixie", "/t", "http://mirror.example.invalid/raspbian"]
+    old = load_profile("pi3b-armv7", [*overrides, "base.bootstrap.tool=debootstrap"], env={}).profile
+    command = bootstrap_command(old, Path("/t"))
     assert command[:2] == ["debootstrap", "--arch=armhf"]
     assert "--variant=minbase" in command
     assert command[-3:] == ["trixie", "/t", "http://mirror.example.invalid/raspbian"]
+    assert base_key(old) != base_key(profile), "the tool is part of the base's key"
 
 
 def test_platform_table() -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from rpibuild.build import base as base_module
 from rpibuild.build.base import base_reference
 from rpibuild.build.pipeline import build_profile, with_build_options
 from rpibuild.config import load_profile
@@ -13,8 +14,7 @@ from rpibuild.config.model import Profile
 from rpibuild.engine import Builder, BuildResult
 from rpibuild.engine.buildx import BuilderNode
 from rpibuild.errors import BuildError, ConfigError
-from rpibuild.host.build_platform import cross_base_profile
-from rpibuild.planning.stages import wants_cross
+from rpibuild.planning.plan import make_plan
 from tests.unit.fake_engine import FakeEngine, failing_build, stage_timings
 
 PASSWORD = "s3ntinel-pa55"
@@ -25,17 +25,30 @@ def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RPIBUILD_CACHE", str(tmp_path / "cache"))
 
 
+@pytest.fixture(autouse=True)
+def _bootstraps(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """A base the fake engine lacks is "bootstrapped" into it (no mmdebstrap in unit tests;
+    tests/integration/test_base.py bootstraps for real); the references are recorded."""
+    made: list[str] = []
+
+    def fake_bootstrap(prof: Profile, engine: FakeEngine, reference: str, **_: object) -> str:
+        made.append(reference)
+        return engine.add_image(reference, prof.platform).id
+
+    monkeypatch.setattr(base_module, "bootstrap_base", fake_bootstrap)
+    return made
+
+
 def profile(*overrides: str) -> Profile:
     return load_profile("pi3b-arm64", ["qpulib.enabled=false", *overrides], env={}).profile
 
 
 def engine_with_base(prof: Profile) -> FakeEngine:
-    """A fake engine holding the profile's base (and the build platform's, for cross builds)."""
+    """A fake engine holding the profile's bases (the target's and, for cross builds, the
+    build platform's) as its plan names them."""
     engine = FakeEngine()
-    engine.add_image(base_reference(prof), prof.platform)
-    if wants_cross(prof):
-        build = cross_base_profile(prof)
-        engine.add_image(base_reference(build), build.platform)
+    for _role, base_profile in make_plan(prof).base_profiles.roles():
+        engine.add_image(base_reference(base_profile), base_profile.platform)
     return engine
 
 

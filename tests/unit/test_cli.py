@@ -56,7 +56,7 @@ def test_render_prints_the_dockerfile() -> None:
     result = CliRunner().invoke(cli, ["render", "-p", "pi3b-arm64"])
     assert result.exit_code == 0
     assert (
-        result.output.count("FROM ") == 10
+        result.output.count("FROM ") == 11
     )  # 6 target stages + cross, torch-install, qpulib-build, extension-build
 
 
@@ -106,7 +106,7 @@ def test_render_output_writes_the_whole_context(tmp_path) -> None:
     out = tmp_path / "ctx"
     result = CliRunner().invoke(cli, ["render", "-o", str(out)], env={"RPIBUILD_QPULIB_SRC": str(src)})
     assert result.exit_code == 0, result.output
-    assert (out / "Dockerfile").read_text().count("FROM ") == 10
+    assert (out / "Dockerfile").read_text().count("FROM ") == 11
     assert (out / "qpulib-src" / "Lib" / "QPULib.h").is_file()
     again = run_main("render", "-o", str(out))
     assert again.returncode == 2 and "not empty" in again.stderr

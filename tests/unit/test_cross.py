@@ -18,7 +18,7 @@ from rpibuild.engine.progress import BuildEvent, BuildProgress, CompileMeter
 from rpibuild.errors import ConfigError
 from rpibuild.host.build_platform import cross_base_profile
 from rpibuild.planning.render import render, torch_wheel_key
-from rpibuild.planning.stages import check_cross, plan_stages, wants_cross
+from rpibuild.planning.stages import TARGET_STAGES, check_cross, plan_stages, wants_cross
 from tests.unit.dockerfile import instructions
 from tests.unit.scripts import image_side
 
@@ -61,7 +61,7 @@ def test_cross_false_keeps_everything_under_qemu() -> None:
     profile = load_profile("pi3b-arm64", ["build.cross=false"], env={}).profile
     text = render(profile).dockerfile
     assert "BUILDPLATFORM" not in text and "qpulib-build" not in text
-    assert plan_stages(profile).names == ("system", "torch", "qpulib", "extension", "verify", "runtime")
+    assert plan_stages(profile).names == TARGET_STAGES
     assert "bash /opt/rpibuild/src/qpulib/build.sh" in text
 
 
@@ -287,13 +287,25 @@ def _system_stage(text: str) -> str:
 
 
 def test_target_stages_get_compilers_only_when_they_compile() -> None:
-    cross = render(load_profile("pi3b-arm64", env={}).profile).dockerfile
-    assert " g++ " not in _system_stage(cross) and "python3-dev" not in _system_stage(cross)
-    qemu = render(load_profile("pi3b-arm64", ["build.cross=false"], env={}).profile).dockerfile
-    # Under QEMU they come after torch, so the system layers are the same in both modes.
-    assert _system_stage(qemu) == _system_stage(cross)
-    qpulib = qemu[qemu.index(" AS qpulib\n") : qemu.index(" AS extension\n")]
-    assert "install -y --no-install-recommends python3-dev g++ make" in qpulib
+    """Compilers are folded into the target's build base only when the target compiles; the
+    runtime base never has them; no target stage installs anything with apt."""
+    from rpibuild.planning.plan import make_plan
+
+    def packages(plan: object, role: str) -> list[str]:
+        profiles = dict(plan.base_profiles.roles())  # type: ignore[attr-defined]
+        return profiles[role].base.bootstrap.packages
+
+    cross_profile = load_profile("pi3b-arm64", env={}).profile
+    cross = make_plan(cross_profile)
+    assert [role for role, _ in cross.base_profiles.roles()] == ["target", "build platform"]
+    assert "g++" not in packages(cross, "target") and "python3-dev" not in packages(cross, "target")
+    assert "apt-get" not in _system_stage(render(cross_profile).dockerfile)
+    qemu_profile = load_profile("pi3b-arm64", ["build.cross=false"], env={}).profile
+    qemu = make_plan(qemu_profile)
+    assert {"g++", "make", "python3-dev"} <= set(packages(qemu, "target"))
+    assert "g++" not in packages(qemu, "runtime") and "libgomp1" in packages(qemu, "runtime")
+    text = render(qemu_profile).dockerfile
+    assert "apt-get" not in text[: text.index(" AS runtime\n")]
     # A target this host runs natively compiles in place: no cross stage at all.
     native = load_profile("host-emulator", env={}).profile
     assert not wants_cross(native) and "AS cross" not in render(native).dockerfile

@@ -14,6 +14,7 @@ from rpibuild.errors import ConfigError
 from rpibuild.planning.naming import image_labels, image_tags
 from rpibuild.planning.render import environment, render
 from rpibuild.planning.stages import TARGET_STAGES
+from tests.unit.dockerfile import instructions
 
 GOLDEN = Path(__file__).parent / "golden"
 # Fixed inputs so the golden files do not depend on who runs the tests.
@@ -72,15 +73,17 @@ def test_index_credentials_are_a_buildkit_secret_not_a_file(tmp_path: Path) -> N
     assert "t0ken" not in rendered.dockerfile
     assert "pip.conf" not in "".join(rendered.files)
     assert all("t0ken" not in value for value in rendered.labels.values())
-    # Every RUN that calls pip mounts the secret; nothing COPYs it.
+    # Every RUN that calls pip (itself or through target_site.py) mounts the secret; nothing COPYs it.
     pip_runs = [
-        line for line in rendered.dockerfile.splitlines() if line.startswith("RUN") and " pip" in line
+        i.arguments
+        for i in instructions(rendered.dockerfile)
+        if i.keyword == "RUN" and (" pip " in i.arguments or "target_site.py" in i.arguments)
     ]
     assert pip_runs
-    for line in pip_runs:
-        if "pip wheel" in line or "pip install --no-deps" in line:
-            continue  # local builds, no index
-        assert "--mount=type=secret,id=pip-conf,target=/etc/pip.conf" in line, line
+    for run in pip_runs:
+        if "pip wheel" in run or "--no-deps" in run:
+            continue  # local builds and local wheels, no index
+        assert "--mount=type=secret,id=pip-conf,target=/etc/pip.conf" in run, run
     written = rendered.write_secrets(tmp_path)
     assert url in written["pip-conf"].read_text()
     assert written["pip-conf"].stat().st_mode & 0o077 == 0
@@ -173,10 +176,11 @@ def test_emulator_tests_of_a_qpu_image_use_an_emulation_build_in_verify_only(cro
     if cross:  # compiled beside the qpu build on the build platform, only installed in verify
         build = text[text.index(" AS extension-build") : text.index(" AS extension\n")]
         assert "QPULIB_MODE=emulation" in build and "QPULIB_MODE=emulation" not in verify
-        assert "COPY --from=extension-build /opt/rpibuild/emulator-wheels/" in verify
+        assert "COPY --from=extension-build /opt/rpibuild/emulator /opt/rpibuild/emulator" in verify
+        assert "--overlay /opt/rpibuild/emulator-overlay --no-deps" in build
     else:
         assert "QPULIB_MODE=emulation" in verify
-    assert "--target /opt/rpibuild/emulator" in verify
+        assert "--target /opt/rpibuild/emulator" in verify
     assert "--emulator-tests /opt/rpibuild/src/torch-qpu/tests" in verify
     assert "emulator" not in text[text.index(" AS runtime") :]
 

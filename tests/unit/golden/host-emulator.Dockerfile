@@ -5,19 +5,18 @@
 #   torch            linux/amd64
 #   qpulib           linux/amd64
 #   extension        linux/amd64
+#   verify-torch     linux/amd64
 #   verify           linux/amd64
 #   runtime          linux/amd64
 # Each stage only COPYs what it needs, so editing the extension reruns extension, verify and
 # runtime while the torch and QPULib layers stay cached. Every stage runs as linux/amd64 (under QEMU on an x86 host; build.cross: false).
 
-# ---- system: the base plus what the build stages need (network settings live only here).
-FROM rpibuild/base:trixie-amd64-0d9db2ab4a272d1b AS system
+# ---- system: the base (the build stages' packages bootstrapped into it) plus the venv (network settings live only here).
+FROM rpibuild/base:trixie-amd64-c0644dfea03dd43e AS system
 ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 PIP_DISABLE_PIP_VERSION_CHECK=1
 
-RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-amd64,target=/var/lib/apt/lists,sharing=locked \
-    apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates python3 python3-venv python3-numpy
-# A venv that also sees Debian's python3-numpy (no numpy wheels exist for armv7l).
+# A venv that also sees Debian's python3-numpy (no numpy wheels exist for armv7l), with
+# the pip, wheel and setuptools the target's own builds need.
 RUN --mount=type=cache,id=rpibuild-pip-amd64,target=/root/.cache/pip \
     python3 -m venv --system-site-packages /opt/rpibuild/venv \
  && /opt/rpibuild/venv/bin/pip install --upgrade 'pip>=23' wheel setuptools \
@@ -33,10 +32,6 @@ RUN --mount=type=cache,id=rpibuild-pip-amd64,target=/root/.cache/pip pip install
 
 # ---- qpulib: libqpu.so in emulation mode, built by images/qpulib/build.sh.
 FROM torch AS qpulib
-# Compilers for QPULib and the extension, compiled here under QEMU (build.cross: false).
-RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-amd64,target=/var/lib/apt/lists,sharing=locked \
-    apt-get update \
- && apt-get install -y --no-install-recommends python3-dev g++ make
 COPY qpulib /opt/rpibuild/src/qpulib
 COPY qpulib-src /opt/rpibuild/src/qpulib-src
 RUN QPULIB_COMMIT=c2658a55f2b21de6f3270c86c227011b10d447c2 bash /opt/rpibuild/src/qpulib/build.sh \
@@ -50,23 +45,27 @@ RUN QPULIB_PREFIX=/usr/local QPULIB_MODE=emulation pip wheel --no-deps --no-buil
       -w /opt/rpibuild/wheels /opt/rpibuild/src/torch-qpu \
  && pip install --no-deps /opt/rpibuild/wheels/torch_qpu-*.whl
 
-# ---- verify: runs under QEMU as the Pi's own core, so an instruction the Pi lacks fails here.
+# ---- verify-torch: torch's own checks and op sweep, under QEMU as the Pi's own core.
+# From the torch stage: cached until torch or the target changes, whatever happens to the extension.
+FROM torch AS verify-torch
+COPY rpibuild/verify.py rpibuild/op_sweep.py rpibuild/elf.py /opt/rpibuild/
+RUN python /opt/rpibuild/verify.py --machine x86_64 --torch --op-sweep --report /opt/rpibuild/verify-torch.json
+
+# ---- verify: the image as a whole (ABI of every shipped library, requirements, the extension), as the Pi's core.
 FROM extension AS verify
 COPY rpibuild/verify.py rpibuild/op_sweep.py rpibuild/elf.py /opt/rpibuild/
+COPY --from=verify-torch /opt/rpibuild/verify-torch.json /opt/rpibuild/verify-torch.json
 RUN --mount=type=cache,id=rpibuild-pip-amd64,target=/root/.cache/pip pip install pytest hypothesis
-RUN python /opt/rpibuild/verify.py --machine x86_64 --elf 62:2 --torch --op-sweep --extension --emulator-tests /opt/rpibuild/src/torch-qpu/tests \
-      --report /opt/rpibuild/verify.json
+RUN python /opt/rpibuild/verify.py --machine x86_64 --elf 62:2 --extension --emulator-tests /opt/rpibuild/src/torch-qpu/tests \
+      --merge /opt/rpibuild/verify-torch.json --report /opt/rpibuild/verify.json
 
-# ---- runtime: a fresh copy of the base with the venv and libqpu; no proxies, mirrors, CA or pip settings.
-FROM rpibuild/base:trixie-amd64-0d9db2ab4a272d1b AS runtime
+# ---- runtime: the runtime base (its packages bootstrapped into it) with the venv and libqpu; no proxies, mirrors, CA or pip settings.
+FROM rpibuild/base:trixie-amd64-f3f6264dd8591601 AS runtime
 ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8
-RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-amd64,target=/var/lib/apt/lists,sharing=locked \
-    apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates python3 python3-numpy libgomp1 python3-venv python3-dev g++ make
 COPY --from=extension /opt/rpibuild/venv /opt/rpibuild/venv
 COPY --from=extension /usr/local/lib /usr/local/lib
 COPY --from=extension /usr/local/include /usr/local/include
-RUN ldconfig
+RUN ["/sbin/ldconfig"]
 COPY --from=verify /opt/rpibuild/verify.json /opt/rpibuild/verify.json
 ENV VIRTUAL_ENV=/opt/rpibuild/venv PATH=/opt/rpibuild/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 LABEL "org.opencontainers.image.title"="rpibuild/host-emulator" "org.opencontainers.image.description"="x86_64 development image, QPULib emulation mode" "org.opencontainers.image.version"="2.9.1" "io.rpibuild.version"="0.1.0" "io.rpibuild.profile"="host-emulator" "io.rpibuild.platform"="linux/amd64" "io.rpibuild.torch.source"="pypi" "io.rpibuild.torch.version"="2.9.1" "io.rpibuild.qpulib.commit"="c2658a55f2b21de6f3270c86c227011b10d447c2" "io.rpibuild.qpulib.mode"="emulation" "io.rpibuild.extension"="torch-qpu"

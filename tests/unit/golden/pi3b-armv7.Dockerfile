@@ -11,6 +11,7 @@
 #   torch            linux/arm/v7 under QEMU
 #   qpulib           linux/arm/v7 under QEMU
 #   extension        linux/arm/v7 under QEMU
+#   verify-torch     linux/arm/v7 under QEMU
 #   verify           linux/arm/v7 under QEMU
 #   runtime          linux/arm/v7 under QEMU
 # Each stage only COPYs what it needs, so editing the extension reruns extension, verify and
@@ -20,14 +21,21 @@
 
 # ---- cross: runs on the build platform ($BUILDPLATFORM, native speed, no QEMU): Debian's cross
 # toolchain for armhf (arm-linux-gnueabihf-g++) and the target's libraries through multiarch.
-FROM --platform=$BUILDPLATFORM rpibuild/base:trixie-amd64-0d9db2ab4a272d1b AS cross
+FROM --platform=$BUILDPLATFORM rpibuild/base:trixie-amd64-b53eb3eacf9cfaff AS cross
 ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 PIP_DISABLE_PIP_VERSION_CHECK=1
 
 RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-amd64,target=/var/lib/apt/lists,sharing=locked \
     dpkg --add-architecture armhf \
  && apt-get update \
- && apt-get install -y --no-install-recommends crossbuild-essential-armhf ccache make python3 python3-setuptools python3-wheel python3-pip libpython3-dev:armhf \
+ && apt-get install -y --no-install-recommends crossbuild-essential-armhf ccache make python3 python3-setuptools python3-wheel python3-pip python3-venv python3-packaging libpython3-dev:armhf \
  && update-ccache-symlinks
+# The target's venv, written here (it is only files: pip is pure Python, bin/python links to
+# /usr/bin/python3, the same version in the same suite) and copied into the target's system
+# stage, so no python runs under QEMU to make it. Before anything else is copied in here: the
+# layer stays cached, and so does every target stage above it.
+RUN python3 -m venv --system-site-packages /opt/rpibuild/venv \
+ && mkdir -p /opt/rpibuild/skeleton/wheels \
+ && mv /opt/rpibuild/venv /opt/rpibuild/skeleton/venv
 # ccache in front of every compiler; its files live in a cache mount (see macros.j2).
 ENV PATH=/usr/lib/ccache:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     CCACHE_DIR=/var/cache/rpibuild/ccache CCACHE_BASEDIR=/var/cache/rpibuild CCACHE_MAXSIZE=8G \
@@ -56,34 +64,25 @@ COPY torch-debian /opt/rpibuild/src/torch-debian
 FROM torch-source AS torch-c10
 RUN --mount=type=cache,id=rpibuild-torch-c10-build-armhf,target=/var/cache/rpibuild/torch,sharing=locked --mount=type=cache,id=rpibuild-torch-c10-ccache-armhf,target=/var/cache/rpibuild/ccache,sharing=locked \
     MAX_JOBS=2 bash /opt/rpibuild/src/torch-debian/build.sh --only c10 \
-      /opt/rpibuild/src/pytorch /var/cache/rpibuild/torch/d923c39c5a2f87c886d05ee7 /opt/rpibuild/c10 \
+      /opt/rpibuild/src/pytorch /var/cache/rpibuild/torch/4d719a19aa4adf910e0c917f /opt/rpibuild/c10 \
  && python3 /opt/rpibuild/elf_gate.py --elf 40:1:hf /opt/rpibuild/c10
 
-# ---- system: the base plus what the build stages need (network settings live only here).
-FROM rpibuild/base:trixie-armv7-9ec9439efe665ae0 AS system
+# ---- system: the base (the build stages' packages bootstrapped into it) plus the venv (network settings live only here).
+FROM rpibuild/base:trixie-armv7-4d4645aa257c7b7a AS system
 ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 PIP_DISABLE_PIP_VERSION_CHECK=1
 
-RUN --mount=type=cache,id=rpibuild-apt-archives-armhf,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-armhf,target=/var/lib/apt/lists,sharing=locked \
-    apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates python3 python3-venv python3-numpy
-# A venv that also sees Debian's python3-numpy (no numpy wheels exist for armv7l).
-RUN --mount=type=cache,id=rpibuild-pip-armhf,target=/root/.cache/pip \
-    python3 -m venv --system-site-packages /opt/rpibuild/venv \
- && /opt/rpibuild/venv/bin/pip install --upgrade 'pip>=23' wheel setuptools \
- && mkdir -p /opt/rpibuild/wheels
+# The venv, written by the build platform's python of the same suite and version (cross stage):
+# only files (pip is pure Python, the interpreter links to /usr/bin/python3); nothing runs here.
+COPY --from=cross /opt/rpibuild/skeleton/ /opt/rpibuild/
 ENV VIRTUAL_ENV=/opt/rpibuild/venv PATH=/opt/rpibuild/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 # ---- torch-install (build platform): the torch wheel checked, and installed
 # with its dependencies into an overlay of the target's venv by the build platform's pip and
 # CPython (images/cross/target_site.py): unzipped and byte-compiled natively, not under QEMU.
 FROM cross AS torch-install
-# packaging: to evaluate the wheel's dependency markers for the target, not for this machine.
-RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-amd64,target=/var/lib/apt/lists,sharing=locked \
-    apt-get update \
- && apt-get install -y --no-install-recommends python3-packaging
 COPY rpibuild/target_site.py /opt/rpibuild/target_site.py
-# No stored wheel for key d923c39c5a2f87c886d05ee7: `rpibuild build` compiles it before this build.
-RUN echo "rpibuild: the torch wheel from Debian's source (key d923c39c5a2f87c886d05ee7) is not compiled yet" >&2 && false
+# No stored wheel for key 4d719a19aa4adf910e0c917f: `rpibuild build` compiles it before this build.
+RUN echo "rpibuild: the torch wheel from Debian's source (key 4d719a19aa4adf910e0c917f) is not compiled yet" >&2 && false
 # The Debian packages holding the libraries the wheel links, if it carries their list (wheels
 # rpibuild built from Debian's source do: images/torch-debian/wheel_packages.py).
 COPY rpibuild/wheel_packages.py /opt/rpibuild/wheel_packages.py
@@ -97,6 +96,7 @@ RUN --mount=type=cache,id=rpibuild-pip-amd64,target=/root/.cache/pip python3 /op
 FROM system AS torch
 COPY --from=torch-install /opt/rpibuild/wheels/ /opt/rpibuild/wheels/
 COPY --from=torch-install /opt/rpibuild/torch-runtime-packages.txt /opt/rpibuild/torch-runtime-packages.txt
+# The wheel's list was not known when planning (a wheel given by URL): installed here.
 RUN --mount=type=cache,id=rpibuild-apt-archives-armhf,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-armhf,target=/var/lib/apt/lists,sharing=locked \
     if [ -s /opt/rpibuild/torch-runtime-packages.txt ]; then apt-get update \
       && xargs -a /opt/rpibuild/torch-runtime-packages.txt apt-get install -y --no-install-recommends; fi
@@ -112,18 +112,19 @@ COPY qpulib-src /opt/rpibuild/src/qpulib-src
 RUN --mount=type=cache,id=rpibuild-ccache-armhf,target=/var/cache/rpibuild/ccache \
     CXX=arm-linux-gnueabihf-g++ QPULIB_COMMIT=c2658a55f2b21de6f3270c86c227011b10d447c2 bash /opt/rpibuild/src/qpulib/build.sh \
       /opt/rpibuild/src/qpulib-src /usr/local qpu \
- && python3 /opt/rpibuild/elf_gate.py --elf 40:1:hf /usr/local/lib/libqpu.so.1.0
+ && python3 /opt/rpibuild/elf_gate.py --elf 40:1:hf /usr/local/lib/libqpu.so.1.0 \
+ && root=/opt/rpibuild/qpulib-root/usr/local && mkdir -p "$root/lib/pkgconfig" "$root/include" "$root/share" \
+ && cp -a /usr/local/lib/libqpu.so.1.0 "$root/lib/" && ln -s libqpu.so.1.0 "$root/lib/libqpu.so.1" \
+ && ln -s libqpu.so.1 "$root/lib/libqpu.so" && cp -a /usr/local/lib/pkgconfig/qpulib.pc "$root/lib/pkgconfig/" \
+ && cp -a /usr/local/include/qpulib "$root/include/" && cp -a /usr/local/share/qpulib "$root/share/"
 
-# ---- qpulib: the cross-compiled libqpu.so installed into the target.
+# ---- qpulib: the cross-compiled libqpu.so (with its links, laid out on the build platform) copied into the target.
 FROM torch AS qpulib
-COPY --from=qpulib-build /usr/local/lib/libqpu.so.1.0 /usr/local/lib/
-COPY --from=qpulib-build /usr/local/lib/pkgconfig/qpulib.pc /usr/local/lib/pkgconfig/
-COPY --from=qpulib-build /usr/local/include/qpulib /usr/local/include/qpulib
-COPY --from=qpulib-build /usr/local/share/qpulib /usr/local/share/qpulib
+COPY --from=qpulib-build /opt/rpibuild/qpulib-root/ /
 # QPULib's build scripts and source, as a non-cross build leaves them (the extension's tests check them).
 COPY qpulib /opt/rpibuild/src/qpulib
 COPY qpulib-src /opt/rpibuild/src/qpulib-src
-RUN ln -sf libqpu.so.1.0 /usr/local/lib/libqpu.so.1 && ln -sf libqpu.so.1 /usr/local/lib/libqpu.so && ldconfig
+RUN ["/sbin/ldconfig"]
 
 # ---- extension-build (build platform): the torch_qpu wheel cross-compiled against the target's own torch
 # (headers and libraries from the torch stage) and Python, tagged for armv7l; ELF checked.
@@ -141,31 +142,45 @@ RUN --mount=type=cache,id=rpibuild-ccache-armhf,target=/var/cache/rpibuild/ccach
     QPULIB_PREFIX=/usr/local QPULIB_MODE=qpu TORCH_QPU_CROSS=/opt/rpibuild/target CXX=arm-linux-gnueabihf-g++ _PYTHON_SYSCONFIGDATA_NAME=_sysconfigdata__linux_arm-linux-gnueabihf _PYTHON_HOST_PLATFORM=linux-armv7l \
     python3 -m pip wheel --no-deps --no-build-isolation -w /opt/rpibuild/wheels /opt/rpibuild/src/torch-qpu \
  && python3 /opt/rpibuild/elf_gate.py --elf 40:1:hf /opt/rpibuild/wheels/torch_qpu-*.whl
+# Installed here into an overlay of the target's venv (unzipped and byte-compiled natively;
+# torch and numpy are the venv's own): the target stage only copies it in.
+COPY rpibuild/target_site.py /opt/rpibuild/target_site.py
+RUN python3 /opt/rpibuild/target_site.py install --machine armv7l --triplet arm-linux-gnueabihf \
+      --venv /opt/rpibuild/venv --overlay /opt/rpibuild/extension-overlay --no-deps /opt/rpibuild/wheels/torch_qpu-*.whl
 
-# ---- extension: the cross-built wheel installed into the target (QEMU runs only pip here).
+# ---- extension: the cross-built wheel, installed on the build platform, copied into the target's venv.
 FROM qpulib AS extension
 COPY torch-qpu /opt/rpibuild/src/torch-qpu
 COPY --from=extension-build /opt/rpibuild/wheels/ /opt/rpibuild/wheels/
-RUN pip install --no-deps /opt/rpibuild/wheels/torch_qpu-*.whl
+COPY --from=extension-build /opt/rpibuild/extension-overlay/ /opt/rpibuild/venv/
 
-# ---- verify: runs under QEMU as the Pi's own core (cortex-a7), so an instruction the Pi lacks fails here.
-FROM extension AS verify
+# ---- verify-torch: torch's own checks and op sweep, under QEMU as the Pi's own core (cortex-a7).
+# From the torch stage: cached until torch or the target changes, whatever happens to the extension.
+FROM torch AS verify-torch
 COPY rpibuild/verify.py rpibuild/op_sweep.py rpibuild/elf.py /opt/rpibuild/
 ENV QEMU_CPU=cortex-a7
-RUN python /opt/rpibuild/verify.py --machine armv7l --elf 40:1:hf --torch --op-sweep --extension \
-      --report /opt/rpibuild/verify.json
+RUN python /opt/rpibuild/verify.py --machine armv7l --torch --op-sweep --report /opt/rpibuild/verify-torch.json
 
-# ---- runtime: a fresh copy of the base with the venv and libqpu; no proxies, mirrors, CA or pip settings.
-FROM rpibuild/base:trixie-armv7-9ec9439efe665ae0 AS runtime
+# ---- verify: the image as a whole (ABI of every shipped library, requirements, the extension), as the Pi's core.
+FROM extension AS verify
+COPY rpibuild/verify.py rpibuild/op_sweep.py rpibuild/elf.py /opt/rpibuild/
+COPY --from=verify-torch /opt/rpibuild/verify-torch.json /opt/rpibuild/verify-torch.json
+ENV QEMU_CPU=cortex-a7
+RUN python /opt/rpibuild/verify.py --machine armv7l --elf 40:1:hf --extension \
+      --merge /opt/rpibuild/verify-torch.json --report /opt/rpibuild/verify.json
+
+# ---- runtime: the runtime base (its packages bootstrapped into it) with the venv and libqpu; no proxies, mirrors, CA or pip settings.
+FROM rpibuild/base:trixie-armv7-4d4645aa257c7b7a AS runtime
 ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8
 COPY --from=torch /opt/rpibuild/torch-runtime-packages.txt /opt/rpibuild/torch-runtime-packages.txt
+# Packages the torch wheel names (its list was not known when planning): installed here
+# (a bootstrapped runtime base has the others already).
 RUN --mount=type=cache,id=rpibuild-apt-archives-armhf,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-armhf,target=/var/lib/apt/lists,sharing=locked \
     apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates python3 python3-numpy libgomp1 \
  && xargs -r -a /opt/rpibuild/torch-runtime-packages.txt apt-get install -y --no-install-recommends
 COPY --from=extension /opt/rpibuild/venv /opt/rpibuild/venv
 COPY --from=extension /usr/local/lib /usr/local/lib
-RUN ldconfig
+RUN ["/sbin/ldconfig"]
 COPY --from=verify /opt/rpibuild/verify.json /opt/rpibuild/verify.json
 ENV VIRTUAL_ENV=/opt/rpibuild/venv PATH=/opt/rpibuild/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 LABEL "org.opencontainers.image.title"="rpibuild/pi3b-armv7" "org.opencontainers.image.description"="Raspberry Pi 3B, 32-bit Debian trixie armhf (armv7), torch cross-compiled from Debian's source" "org.opencontainers.image.version"="2.6.0+dfsg-7" "io.rpibuild.version"="0.1.0" "io.rpibuild.profile"="pi3b-armv7" "io.rpibuild.platform"="linux/arm/v7" "io.rpibuild.torch.source"="debian" "io.rpibuild.torch.version"="2.6.0+dfsg-7" "io.rpibuild.qpulib.commit"="c2658a55f2b21de6f3270c86c227011b10d447c2" "io.rpibuild.qpulib.mode"="qpu" "io.rpibuild.extension"="torch-qpu"

@@ -87,7 +87,8 @@ def push(
     from rpibuild.config import load_profile
     from rpibuild.engine import DockerEngine
     from rpibuild.errors import ConfigError
-    from rpibuild.registry import push_manifest_list, push_profile, target_for
+    from rpibuild.publish.registry import push_manifest_list, push_profile
+    from rpibuild.publish.target import target_for
 
     loaded = [load_profile(p, overrides).profile for p in profiles or (None,)]
     if len(loaded) > 1 and not manifest:

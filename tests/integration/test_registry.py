@@ -36,19 +36,16 @@ from rpibuild.config import load_profile
 from rpibuild.config.model import Profile
 from rpibuild.engine import Engine
 from rpibuild.platforms import get_platform
-from rpibuild.registry import (
-    DOCKER_MANIFEST,
-    LIST_ACCEPT,
-    RegistryAuthError,
-    RegistryTLSError,
-    RegistryUnreachable,
-    push_profile,
-    target_for,
-)
+from rpibuild.publish import oci, tools, transport
+from rpibuild.publish.errors import RegistryAuthError, RegistryNotFound, RegistryTLSError, RegistryUnreachable
+from rpibuild.publish.registry import LIST_TYPES, push_profile
+from rpibuild.publish.registry import login as publish_login
+from rpibuild.publish.target import Target, target_for
 
 USER = "pi-builder"
 PASSWORD = "s3cret-" + uuid.uuid4().hex[:12]  # unique, so a leak is found by grep
 REGISTRY_BIN = "/usr/bin/docker-registry"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 CERTS_D = Path("/etc/docker/certs.d")
 
 
@@ -542,7 +539,7 @@ def test_manifest_list_of_two_platforms(
 
     response = requests.get(
         f"{registry.url}/v2/team/myrasp/manifests/torch",
-        headers={"Accept": ", ".join(LIST_ACCEPT)},
+        headers={"Accept": ", ".join(LIST_TYPES)},
         auth=(USER, PASSWORD),
         timeout=30,
     )
@@ -587,22 +584,18 @@ def test_doctor_checks_the_registry_and_its_stored_credentials(
     assert gone["ok"] is False and "cannot reach" in str(gone["detail"])
 
 
-def test_auth_error_class_for_wrong_credentials_in_process(registry: Registry) -> None:
-    from rpibuild.registry import RegistryClient, Target
-
-    with (
-        RegistryClient(Target(registry.host, insecure=True), (USER, "nope")) as client,
-        pytest.raises(RegistryAuthError),
-    ):
-        client.ping()
+def test_auth_error_class_for_wrong_credentials_in_process(registry: Registry, docker_config: Path) -> None:
+    with pytest.raises(RegistryAuthError):
+        publish_login(Target(registry.host, insecure=True), USER, "nope")
+    assert not (docker_config / "config.json").exists()
 
 
 def test_tls_error_class_in_process(tls_registry: Registry) -> None:
-    from rpibuild.registry import RegistryClient, Target
-
-    with RegistryClient(Target(tls_registry.host), None) as client, pytest.raises(RegistryTLSError) as caught:
-        client.ping()
+    with pytest.raises(RegistryTLSError) as caught:
+        transport.check(Target(tls_registry.host))
     assert "registry.ca_cert" in (caught.value.hint or "")
+    assert tls_registry.ca is not None
+    transport.check(Target(tls_registry.host, ca_cert=str(tls_registry.ca)))  # trusted with its CA
 
 
 @pytest.fixture
@@ -637,16 +630,52 @@ def test_registry_disk_full_is_reported_as_such(
     assert remote_tags(engine, small_registry.host) == []
 
 
-def test_missing_repository_is_reported_as_such(registry: Registry) -> None:
-    from rpibuild.registry import SINGLE_ACCEPT, RegistryClient, RegistryNotFound, Target
-
-    with (
-        RegistryClient(Target(registry.host, insecure=True), (USER, PASSWORD)) as client,
-        pytest.raises(RegistryNotFound) as caught,
-    ):
-        client.get_manifest("team/never-pushed", "t", SINGLE_ACCEPT)
+def test_missing_repository_is_reported_as_such(registry: Registry, docker_config: Path) -> None:
+    login(registry, "--insecure")
+    with pytest.raises(RegistryNotFound) as caught:
+        oci.manifest(Target(registry.host, insecure=True), "team/never-pushed", "t")
     assert "not found" in caught.value.message
     assert "MANIFEST_UNKNOWN" in caught.value.message  # distribution 2.8's answer for an unknown repo
+    assert caught.value.exit_code == 6
+
+
+HELPER = """#!/bin/sh
+# A docker credential helper speaking docker's protocol, storing into $STORE (test only).
+case "$1" in
+  store) cat > "$STORE" ;;
+  get) read -r server; [ -f "$STORE" ] || { echo "credentials not found in native keychain"; exit 1; }
+       python3 -c 'import json,os; d=json.load(open(os.environ["STORE"]));
+print(json.dumps({"ServerURL": d["ServerURL"], "Username": d["Username"], "Secret": d["Secret"]}))' ;;
+  erase) rm -f "$STORE" ;;
+  list) echo "{}" ;;
+  *) exit 1 ;;
+esac
+"""
+
+
+def test_a_configured_credential_store_gets_the_secret_not_the_file(
+    registry: Registry, docker_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docker login (which rpibuild login calls) hands the secret to the helper config.json names."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    helper = bin_dir / "docker-credential-rpibuildtest"
+    helper.write_text(HELPER, encoding="utf-8")
+    helper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("STORE", str(tmp_path / "store.json"))
+    docker_config.mkdir()
+    (docker_config / "config.json").write_text(json.dumps({"credsStore": "rpibuildtest"}))
+
+    result = rpibuild("login", registry.host, "-u", USER, "--password-stdin", "--insecure", stdin=PASSWORD)
+    assert result.returncode == 0, result.stderr
+    assert "docker-credential-rpibuildtest" in result.stderr
+    stored = json.loads((tmp_path / "store.json").read_text())
+    assert (stored["Username"], stored["Secret"]) == (USER, PASSWORD)
+    config_text = (docker_config / "config.json").read_text()
+    assert PASSWORD not in config_text
+    assert base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode() not in config_text
+    tools.login_stored(registry.host)  # docker reads it back through the helper
 
 
 def test_push_prints_references_with_digests(
@@ -685,7 +714,12 @@ class _TokenRegistry:
                     self.send_header(key, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if not getattr(self, "_head", False):
+                    self.wfile.write(body)
+
+            def do_HEAD(self) -> None:  # buildx asks HEAD first; the same answer without a body
+                self._head = True
+                self.do_GET()
 
             def do_GET(self) -> None:
                 from urllib.parse import parse_qs, urlsplit
@@ -702,6 +736,9 @@ class _TokenRegistry:
                 if not auth.startswith("Bearer tok:"):
                     realm = f"http://127.0.0.1:{outer.port}/token"
                     challenge = f'Bearer realm="{realm}",service="test"'
+                    if url.path.startswith("/v2/team/"):
+                        repo = url.path.split("/manifests/")[0].removeprefix("/v2/")
+                        challenge += f',scope="repository:{repo}:pull"'
                     return self._send(401, b"{}", {"WWW-Authenticate": challenge})
                 if url.path == "/v2/":
                     return self._send(200, b"{}")
@@ -733,16 +770,17 @@ def token_registry() -> Iterator[_TokenRegistry]:
     server.close()
 
 
-def test_bearer_token_auth_as_cloud_registries_use(token_registry: _TokenRegistry) -> None:
-    from rpibuild.registry import SINGLE_ACCEPT, RegistryClient, RegistryNotFound, Target
-
-    target = Target(f"127.0.0.1:{token_registry.port}", insecure=True)
-    with RegistryClient(target, (USER, PASSWORD)) as client:
-        assert client.ping() == "credentials accepted"
-        _, media, digest = client.get_manifest("team/app", "t", SINGLE_ACCEPT)
-        assert media == DOCKER_MANIFEST and digest.startswith("sha256:")
-        with pytest.raises(RegistryNotFound):
-            client.get_manifest("team/other", "t", SINGLE_ACCEPT)
+def test_bearer_token_auth_as_cloud_registries_use(
+    token_registry: _TokenRegistry, docker_config: Path
+) -> None:
+    """docker login and oras follow the token flow; rpibuild only classifies what they say."""
+    host = f"127.0.0.1:{token_registry.port}"
+    target = Target(host, insecure=True)
+    with pytest.raises(RegistryAuthError):
+        publish_login(target, USER, "wrong")
+    publish_login(target, USER, PASSWORD)
+    raw = oci.manifest(target, "team/app", "t")
+    assert json.loads(raw)["mediaType"] == DOCKER_MANIFEST
+    with pytest.raises(RegistryNotFound):
+        oci.manifest(target, "team/other", "t")
     assert "repository:team/app:pull" in token_registry.scopes
-    with RegistryClient(target, (USER, "wrong")) as client, pytest.raises(RegistryAuthError):
-        client.ping()

@@ -134,7 +134,7 @@ class FakeEngine:
         assert self.build_result is not None, "script the build: set build_result or build_error"
         return self.build_result
 
-    def login(self, registry: str, username: str, password: str) -> None:
+    def distribution(self, reference: str) -> dict[str, Any]:
         raise AssertionError("not used")
 
     def push(self, repository: str, tag: str, **_: Any) -> tuple[str | None, int | None]:

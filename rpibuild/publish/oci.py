@@ -1,0 +1,123 @@
+"""The few registry reads rpibuild needs that no docker or buildx command gives it, via oras.
+
+The engine and buildx trust registries their own way (certs.d, insecure-registries; buildx
+on the docker driver only the system CAs, and plain HTTP for loopback). Reading a manifest's
+exact bytes as the profile's registry settings say (registry.ca_cert, registry.insecure),
+and sending the upload probe of ``diagnose``, go through the oras library's auth (Basic or
+token, with the credentials docker stored: config.json or its credential helper).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Any
+
+from rpibuild.publish.errors import DigestMismatch, RegistryUnreachable, classify
+from rpibuild.publish.target import Target, docker_config_dir
+from rpibuild.publish.transport import trust_file
+
+if TYPE_CHECKING:
+    import requests
+
+TIMEOUT = 60
+MANIFEST_TYPES = (
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+)
+
+
+class Session:
+    """Requests authenticated by oras's auth backend (Basic or token, from docker's store)."""
+
+    def __init__(self, target: Target, repository: str) -> None:
+        self.target, self.repository = target, repository
+        self.verify: str | bool = trust_file(target) or True
+        self.headers: dict[str, str] = {}
+        self.registry: Any = None
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        data: Any = None,
+        content_type: str | None = None,
+        accept: str | None = None,
+    ) -> requests.Response:
+        import oras.provider
+
+        url = self.target.base_url + path
+        headers = dict(self.headers)
+        if content_type:
+            headers["Content-Type"] = content_type
+        if accept:
+            headers["Accept"] = accept
+        session = self.registry.session if self.registry else None
+        if session is None:
+            import requests
+
+            session = requests.Session()
+        response = session.request(
+            method, url, headers=headers, data=data, timeout=TIMEOUT, verify=self.verify
+        )
+        if response.status_code != 401 or self.registry is not None:
+            return response
+        # First challenge: let oras answer it with the scheme the registry asked for.
+        scheme = response.headers.get("WWW-Authenticate", "").split(" ", 1)[0].lower()
+        self.registry = oras.provider.Registry(
+            self.target.host,
+            insecure=self.target.insecure,
+            tls_verify=self.verify,
+            auth_backend="basic" if scheme == "basic" else "token",
+        )
+        container = self.registry.get_container(f"{self.target.host}/{self.repository}:probe")
+        self.registry.auth.load_configs(container, configs=[str(docker_config_dir() / "config.json")])
+        try:
+            authed, changed = self.registry.auth.authenticate_request(response, headers)
+        except (AttributeError, ValueError):  # no credentials stored for this registry
+            return response
+        if not changed:
+            return response
+        self.headers = {k: v for k, v in authed.items() if k == "Authorization"}
+        return self.registry.session.request(  # type: ignore[no-any-return]
+            method, url, headers={**headers, **self.headers}, data=data, timeout=TIMEOUT, verify=self.verify
+        )
+
+
+def manifest(target: Target, repository: str, reference: str) -> bytes:
+    """The manifest (or list) at ``repository:reference`` exactly as the registry serves it.
+
+    ``repository`` is the name without the host (``team/app``); the bytes are checked
+    against the registry's Docker-Content-Digest header.
+    """
+    import requests
+
+    try:
+        response = Session(target, repository).send(
+            "GET", f"/v2/{repository}/manifests/{reference}", accept=", ".join(MANIFEST_TYPES)
+        )
+    except requests.exceptions.RequestException as exc:
+        raise RegistryUnreachable(f"cannot reach {target.host}: {type(exc).__name__}") from None
+    if response.status_code >= 400:
+        codes = _codes(response)
+        raise classify(f"GET manifest {repository}:{reference}: HTTP {response.status_code} {codes}",
+                       target.host, response.status_code)  # fmt: skip
+    body = response.content
+    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    header = response.headers.get("Docker-Content-Digest")
+    if header and header != digest:
+        raise DigestMismatch(
+            f"{repository}:{reference}: registry says {header}, the content hashes to {digest}"
+        )
+    return body
+
+
+def _codes(response: requests.Response) -> str:
+    """The registry's error codes and messages (``{"errors": [{"code", "message"}]}``)."""
+    try:
+        errors = response.json().get("errors") or []
+    except ValueError:
+        return response.reason or ""
+    return "; ".join(f"{e.get('code', '')}: {e.get('message', '')}" for e in errors) or response.reason

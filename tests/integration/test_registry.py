@@ -784,3 +784,60 @@ def test_bearer_token_auth_as_cloud_registries_use(
     with pytest.raises(RegistryNotFound):
         oci.manifest(target, "team/other", "t")
     assert "repository:team/app:pull" in token_registry.scopes
+
+
+# ---------------------------------------------------------------- build --push / --tag
+
+
+def test_build_push_with_a_tag_pushes_exactly_that_reference(
+    engine: Engine, images: list[str], tmp_path: Path, registry: Registry, docker_config: Path
+) -> None:
+    """What `rpibuild build --push -t myapp:v1` does once its build passed (a NAME without a
+    registry goes to registry.url/namespace)."""
+    from rpibuild.publish.release import publish_built
+
+    _, profile, image_id = make_profile_image(engine, images, tmp_path, registry, "tagimg", "linux/arm64")
+    login(registry, "--insecure")
+    pushed = publish_built(engine, [(profile, "rpibuild-test/tagimg:tagimg")], ["myapp:v1"], retries=0)
+    assert [p.reference for p in pushed] == [f"{registry.host}/team/myapp:v1"]
+    manifest = requests.get(
+        f"{registry.url}/v2/team/myapp/manifests/v1",
+        headers={"Accept": DOCKER_MANIFEST},
+        auth=(USER, PASSWORD),
+        timeout=30,
+    )
+    assert manifest.headers["Docker-Content-Digest"] == pushed[0].digest
+    assert manifest.json()["config"]["digest"] == image_id
+    assert remote_tags(engine, registry.host) == []
+
+
+def test_build_push_of_two_profiles_makes_one_multi_platform_tag(
+    engine: Engine, images: list[str], tmp_path: Path, registry: Registry, docker_config: Path
+) -> None:
+    """`rpibuild build -p armv7 -p arm64 --push --tag REG/NAME:TAG`, after both builds passed."""
+    from rpibuild.publish.release import publish_built
+
+    _, armv7, _ = make_profile_image(engine, images, tmp_path, registry, "bp7", "linux/arm/v7")
+    _, arm64, arm64_id = make_profile_image(engine, images, tmp_path, registry, "bp64", "linux/arm64")
+    login(registry, "--insecure")
+    reference = f"{registry.host}/team/pi:torch"
+    built = [(armv7, "rpibuild-test/bp7:bp7"), (arm64, "rpibuild-test/bp64:bp64")]
+    listed, *members = publish_built(engine, built, [reference], retries=0)
+    assert listed.reference == reference
+    assert listed.platforms == ("linux/arm/v7", "linux/arm64")
+    assert [m.reference for m in members] == [f"{reference}-armv7", f"{reference}-arm64"]
+    body = requests.get(
+        f"{registry.url}/v2/team/pi/manifests/torch",
+        headers={"Accept": ", ".join(LIST_TYPES)},
+        auth=(USER, PASSWORD),
+        timeout=30,
+    )
+    assert body.headers["Docker-Content-Digest"] == listed.digest
+    assert {m["digest"] for m in body.json()["manifests"]} == {m.digest for m in members}
+    pulled = subprocess.run(["docker", "pull", "--platform", "linux/arm64", reference], capture_output=True)
+    assert pulled.returncode == 0, pulled.stderr
+    try:
+        info = engine.image(reference)
+        assert info is not None and info.id == arm64_id
+    finally:
+        engine.untag(reference)

@@ -58,6 +58,12 @@ MOUNT_FLAG = re.compile(r"--mount=\S+\s+")
     "(a NAME without registry goes to registry.url/namespace).",
 )
 @click.option(
+    "--sbom/--no-sbom",
+    default=True,
+    show_default=True,
+    help="With --push: attach each pushed image's SBOM (CycloneDX) as an OCI artifact referring to it.",
+)
+@click.option(
     "--retries",
     type=click.IntRange(0, 10),
     default=3,
@@ -101,6 +107,7 @@ def build(
     as_json: bool,
     push: bool,
     tags: tuple[str, ...],
+    sbom: bool,
     retries: int,
     target: str | None,
     no_cache: bool,
@@ -160,6 +167,8 @@ def build(
                 [(item.profile, outcome.tags[0]) for item, (outcome, _) in built],
                 tags,
                 retries=retries,
+                sbom=sbom,
+                torch_wheel_sha256=[_wheel_sha(o) for o in outcomes],
                 on_progress=progress,
             )
         pushed = [r.as_dict() for r in results]
@@ -239,6 +248,11 @@ def _build_one(
             on_base_progress=lambda line: update(console.escape(f"[base] {line}")),
         )
     return outcome, engine
+
+
+def _wheel_sha(outcome: BuildOutcome) -> str | None:
+    """The sha256 of the torch wheel the build installed, where rpibuild had the wheel."""
+    return str(outcome.torch_wheel["sha256"]) if outcome.torch_wheel else None
 
 
 def _report(outcome: BuildOutcome) -> None:

@@ -46,8 +46,6 @@ class Session:
         content_type: str | None = None,
         accept: str | None = None,
     ) -> requests.Response:
-        import oras.provider
-
         url = self.target.base_url + path
         headers = dict(self.headers)
         if content_type:
@@ -62,20 +60,17 @@ class Session:
         response = session.request(
             method, url, headers=headers, data=data, timeout=TIMEOUT, verify=self.verify
         )
-        if response.status_code != 401 or self.registry is not None:
+        if response.status_code != 401:
             return response
-        # First challenge: let oras answer it with the scheme the registry asked for.
-        scheme = response.headers.get("WWW-Authenticate", "").split(" ", 1)[0].lower()
-        self.registry = oras.provider.Registry(
-            self.target.host,
-            insecure=self.target.insecure,
-            tls_verify=self.verify,
-            auth_backend="basic" if scheme == "basic" else "token",
-        )
-        container = self.registry.get_container(f"{self.target.host}/{self.repository}:probe")
-        self.registry.auth.load_configs(container, configs=[str(docker_config_dir() / "config.json")])
+        if self.registry is None:
+            # First challenge: let oras answer it with the scheme the registry asked for.
+            scheme = response.headers.get("WWW-Authenticate", "").split(" ", 1)[0].lower()
+            self.registry = self._oras("basic" if scheme == "basic" else "token")
         try:
-            authed, changed = self.registry.auth.authenticate_request(response, headers)
+            # A later challenge asks for a wider scope (push after pull): a new token then.
+            authed, changed = self.registry.auth.authenticate_request(
+                response, headers, refresh=bool(self.headers)
+            )
         except (AttributeError, ValueError):  # no credentials stored for this registry
             return response
         if not changed:
@@ -84,6 +79,24 @@ class Session:
         return self.registry.session.request(  # type: ignore[no-any-return]
             method, url, headers={**headers, **self.headers}, data=data, timeout=TIMEOUT, verify=self.verify
         )
+
+    def client(self) -> Any:
+        """An ``oras.provider.Registry`` for this registry, its auth set up as the registry asks."""
+        if self.registry is None:
+            self.send("GET", "/v2/")
+        if self.registry is None:  # the registry asked for no credentials
+            self.registry = self._oras("token")
+        return self.registry
+
+    def _oras(self, backend: str) -> Any:
+        import oras.provider
+
+        registry = oras.provider.Registry(
+            self.target.host, insecure=self.target.insecure, tls_verify=self.verify, auth_backend=backend
+        )
+        container = registry.get_container(f"{self.target.host}/{self.repository}:probe")
+        registry.auth.load_configs(container, configs=[str(docker_config_dir() / "config.json")])
+        return registry
 
 
 def manifest(target: Target, repository: str, reference: str) -> bytes:

@@ -49,6 +49,7 @@ class PushedImage:
     reference: str
     digest: str
     platforms: tuple[str, ...] = field(default=())
+    sbom: str | None = None  # the digest of the SBOM artifact attached to it
 
     @property
     def platform_name(self) -> str:
@@ -56,7 +57,10 @@ class PushedImage:
 
     def as_dict(self) -> dict[str, object]:
         platform: object = self.platforms[0] if len(self.platforms) == 1 else list(self.platforms)
-        return {"reference": self.reference, "digest": self.digest, "platform": platform}
+        data: dict[str, object] = {"reference": self.reference, "digest": self.digest, "platform": platform}
+        if self.sbom:
+            data["sbom"] = self.sbom
+        return data
 
 
 def sha256_digest(data: bytes) -> str:

@@ -9,6 +9,7 @@ one multi-platform tag per REF.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from rpibuild.config import grammar
@@ -52,9 +53,14 @@ def publish_built(
     tags: Sequence[str],
     *,
     retries: int = DEFAULT_RETRIES,
+    sbom: bool = True,
+    torch_wheel_sha256: Sequence[str | None] = (),
     on_progress: Callable[[str], None] | None = None,
 ) -> list[PushedImage]:
-    """Push each (profile, local image) built; returns every reference pushed, lists first."""
+    """Push each (profile, local image) built; returns every reference pushed, lists first.
+
+    With ``sbom`` each pushed image gets its SBOM attached (``attach_sboms``).
+    """
     if not built:
         return []
     first = built[0][0]
@@ -65,23 +71,63 @@ def publish_built(
                 field="--tag",
             )
         target = target_for(first)
-        return push_pairs(engine, push_plan(first, target), target, retries=retries, on_progress=on_progress)
-    pushed: list[PushedImage] = []
+        pushed = push_pairs(
+            engine, push_plan(first, target), target, retries=retries, on_progress=on_progress
+        )
+        return (
+            attach_sboms(engine, target, [(first, built[0][1], pushed)], torch_wheel_sha256)
+            if sbom
+            else pushed
+        )
+    result: list[PushedImage] = []
     for reference in tags:
         target = target_of(first, reference)
         if len(built) == 1:
             repository, tag = manifest_target(reference, target)
-            pushed += push_pairs(
+            pushed = push_pairs(
                 engine,
                 [(built[0][1], f"{repository}:{tag}")],
                 target,
                 retries=retries,
                 on_progress=on_progress,
             )
+            result += (
+                attach_sboms(engine, target, [(first, built[0][1], pushed)], torch_wheel_sha256)
+                if sbom
+                else pushed
+            )
             continue
         images = [(image, profile.target.slug) for profile, image in built]
         listed, members = push_multi_platform(
             engine, images, reference, target, retries=retries, on_progress=on_progress
         )
-        pushed += [listed, *members]
-    return pushed
+        if sbom:
+            groups = [
+                (profile, image, [member]) for (profile, image), member in zip(built, members, strict=True)
+            ]
+            members = attach_sboms(engine, target, groups, torch_wheel_sha256)
+        result += [listed, *members]
+    return result
+
+
+def attach_sboms(
+    engine: Engine,
+    target: Target,
+    groups: Sequence[tuple[Profile, str, Sequence[PushedImage]]],
+    torch_wheel_sha256: Sequence[str | None] = (),
+) -> list[PushedImage]:
+    """Make each local image's SBOM once and attach it to every digest it was pushed as."""
+    from rpibuild.publish import attach, sbom
+
+    out: list[PushedImage] = []
+    attached: dict[str, str] = {}
+    for number, (profile, image, pushed) in enumerate(groups):
+        wheel_sha = torch_wheel_sha256[number] if number < len(torch_wheel_sha256) else None
+        document: dict[str, object] | None = None
+        for item in pushed:
+            if item.digest not in attached:
+                document = document or sbom.make(engine, profile, image, torch_wheel_sha256=wheel_sha)
+                repository = item.reference.rpartition(":")[0].removeprefix(target.host + "/")
+                attached[item.digest] = attach.attach_sbom(target, repository, item.digest, document)
+            out.append(replace(item, sbom=attached[item.digest]))
+    return out

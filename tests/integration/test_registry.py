@@ -211,7 +211,14 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def load_image(engine: Engine, reference: str, platform: str, tmp: Path, payload_mib: int = 0) -> str:
+def load_image(
+    engine: Engine,
+    reference: str,
+    platform: str,
+    tmp: Path,
+    payload_mib: int = 0,
+    files: dict[str, bytes] | None = None,
+) -> str:
     """``docker load`` a one-layer image with the given platform's config; returns its id.
 
     The layer holds a unique marker (so every test pushes new content) and optionally
@@ -223,6 +230,8 @@ def load_image(engine: Engine, reference: str, platform: str, tmp: Path, payload
         _add(layer, "etc/rpibuild-test", f"{reference} {uuid.uuid4()}\n".encode())
         if payload_mib:
             _add(layer, "payload.bin", os.urandom(payload_mib << 20))
+        for name, data in (files or {}).items():
+            _add(layer, name, data)
     layer_bytes = layer_buf.getvalue()
     diff_id = "sha256:" + hashlib.sha256(layer_bytes).hexdigest()
     config = {
@@ -841,3 +850,73 @@ def test_build_push_of_two_profiles_makes_one_multi_platform_tag(
         assert info is not None and info.id == arm64_id
     finally:
         engine.untag(reference)
+
+
+# ---------------------------------------------------------------- SBOM
+
+
+def test_push_attaches_an_sbom_that_lists_every_dpkg_package(
+    engine: Engine, images: list[str], tmp_path: Path, registry: Registry, docker_config: Path
+) -> None:
+    """The image carries this host's real dpkg database and some DEP-5 copyright files; the SBOM
+    read back from the registry (referrers tag schema: distribution 2.8 has no referrers API)
+    lists every package dpkg itself calls installed, with the licences the files declare."""
+    from rpibuild.publish import attach
+
+    status = Path("/var/lib/dpkg/status").read_bytes()
+    docs = sorted(Path("/usr/share/doc").glob("*/copyright"))
+    dep5 = [p for p in docs if p.read_text(errors="replace").startswith("Format:")][:5]
+    assert dep5, "this host has no machine-readable copyright file to test with"
+    files = {"var/lib/dpkg/status": status}
+    files.update({f"usr/share/doc/{p.parent.name}/copyright": p.read_bytes() for p in dep5})
+    path = write_profile(tmp_path, "sbomimg", "linux/arm64", registry)
+    image_id = load_image(engine, "rpibuild-test/sbomimg:sbomimg", "linux/arm64", tmp_path, files=files)
+    images.append(image_id)
+    engine.tag(image_id, "rpibuild-test/sbomimg:t2")
+    login(registry, "--insecure")
+
+    result = rpibuild("push", "-p", str(path), "--json")
+    assert result.returncode == 0, result.stderr
+    pushed = json.loads(result.stdout)
+    assert pushed[0]["sbom"] == pushed[1]["sbom"]  # one SBOM for the one image both tags name
+
+    admin = tmp_path / "dpkg"
+    admin.mkdir()
+    (admin / "status").write_bytes(status)
+    query = subprocess.run(
+        ["dpkg-query", f"--admindir={admin}", "-W", "-f", "${db:Status-Abbrev}|${Package}\\n"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    installed = {
+        name for abbrev, name in (line.split("|") for line in query.stdout.splitlines()) if abbrev[1:2] == "i"
+    }
+    assert len(installed) > 50
+
+    target = Target(registry.host, insecure=True)
+    descriptors = attach.referrers(target, "team/sbomimg", pushed[0]["digest"])
+    assert [d["digest"] for d in descriptors] == [pushed[0]["sbom"]]
+    document = attach.fetch_sbom(target, "team/sbomimg", pushed[0]["digest"])
+    assert document is not None and document["bomFormat"] == "CycloneDX"
+    components = {c["name"]: c for c in document["components"] if c.get("purl", "").startswith("pkg:deb/")}
+    assert installed <= set(components), sorted(installed - set(components))[:10]
+    for doc in dep5:
+        licences = components[doc.parent.name].get("licenses") if doc.parent.name in components else None
+        if doc.parent.name in installed:
+            assert licences, doc.parent.name
+    # The tag-schema fallback is what `oras discover` reads on a registry without the referrers API.
+    index = requests.get(
+        f"{registry.url}/v2/team/sbomimg/manifests/{pushed[0]['digest'].replace(':', '-')}",
+        headers={"Accept": "application/vnd.oci.image.index.v1+json"},
+        auth=(USER, PASSWORD),
+        timeout=30,
+    ).json()
+    assert index["manifests"][0]["artifactType"] == "application/vnd.cyclonedx+json"
+    artifact = requests.get(
+        f"{registry.url}/v2/team/sbomimg/manifests/{pushed[0]['sbom']}",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+        auth=(USER, PASSWORD),
+        timeout=30,
+    ).json()
+    assert artifact["subject"]["digest"] == pushed[0]["digest"]

@@ -21,6 +21,7 @@ import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from email.parser import HeaderParser
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rpibuild import __version__
@@ -293,6 +294,21 @@ def make(
     bom = build_bom(profile, image, image_id, contents, pinned_sources(profile, torch_wheel_sha256))
     data: dict[str, object] = json.loads(to_json(bom))
     return data
+
+
+def write(engine: Engine, profile: Profile, image: str, folder: Path) -> dict[str, object]:
+    """Write ``image``'s SBOM to ``folder/sbom.cdx.json``; returns its entry for manifest.json."""
+    import hashlib
+
+    text = json.dumps(make(engine, profile, image), indent=2) + "\n"
+    path = folder / FILE_NAME
+    path.write_text(text, encoding="utf-8")
+    return {
+        "path": FILE_NAME,
+        "format": "CycloneDX 1.6 JSON",
+        "image": image,
+        "sha256": hashlib.sha256(text.encode()).hexdigest(),
+    }
 
 
 def package_names(document: dict[str, object], kind: str = "deb") -> set[str]:

@@ -119,6 +119,17 @@ class DockerEngine:
             size=int(data.get("Size", 0)),
         )
 
+    def list_images(self, label: str) -> list[ImageInfo]:
+        """Every tagged image carrying ``label`` (a key, or key=value), inspected."""
+        import docker.errors
+
+        try:
+            listed = self.api.images(filters={"label": label, "dangling": False})
+        except docker.errors.APIError as exc:
+            raise EngineError(f"cannot list images: {_reason(exc)}") from None
+        found = (self.image(str(entry["Id"])) for entry in listed)
+        return [info for info in found if info is not None]
+
     def tag(self, image_id: str, reference: str) -> None:
         repository, _, tag = reference.rpartition(":")
         if not repository or "/" in tag:

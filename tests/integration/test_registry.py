@@ -218,6 +218,7 @@ def load_image(
     tmp: Path,
     payload_mib: int = 0,
     files: dict[str, bytes] | None = None,
+    labels: dict[str, str] | None = None,
 ) -> str:
     """``docker load`` a one-layer image with the given platform's config; returns its id.
 
@@ -239,7 +240,7 @@ def load_image(
         "os": target.os,
         **({"variant": target.variant} if target.variant else {}),
         "created": "1970-01-01T00:00:00Z",
-        "config": {"Cmd": ["/bin/true"], "Labels": {"io.rpibuild.test": "registry"}},
+        "config": {"Cmd": ["/bin/true"], "Labels": {"io.rpibuild.test": "registry", **(labels or {})}},
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "history": [{"created": "1970-01-01T00:00:00Z", "created_by": "rpibuild registry test"}],
     }
@@ -920,3 +921,41 @@ def test_push_attaches_an_sbom_that_lists_every_dpkg_package(
         timeout=30,
     ).json()
     assert artifact["subject"]["digest"] == pushed[0]["digest"]
+
+
+# ---------------------------------------------------------------- the image group
+
+
+def test_image_ls_and_rm_see_only_rpibuilds_images(engine: Engine, images: list[str], tmp_path: Path) -> None:
+    """`image ls` lists by the io.rpibuild.profile label with the versions from the labels;
+    `image rm` removes such tags and refuses an image rpibuild did not build."""
+    profile = f"lsprofile-{uuid.uuid4().hex[:8]}"
+    labels = {
+        "io.rpibuild.profile": profile,
+        "io.rpibuild.torch.version": "2.9.1",
+        "io.rpibuild.qpulib.commit": "c2658a55f2b21de6f3270c86c227011b10d447c2",
+    }
+    ours = f"rpibuild-test/{profile}:{profile}"
+    image_id = load_image(engine, ours, "linux/arm/v7", tmp_path, labels=labels)
+    images.append(image_id)
+    engine.tag(image_id, f"rpibuild-test/{profile}:extra")
+    foreign = load_image(engine, f"rpibuild-test/foreign-{profile}:x", "linux/arm64", tmp_path)
+    images.append(foreign)
+
+    listed = rpibuild("image", "ls", "-p", profile, "--json")
+    assert listed.returncode == 0, listed.stderr
+    (row,) = json.loads(listed.stdout)
+    assert row["id"] == image_id and row["platform"] == "linux/arm/v7"
+    assert row["tags"] == [f"rpibuild-test/{profile}:extra", ours]
+    assert (row["torch"], row["qpulib"]) == ("2.9.1", labels["io.rpibuild.qpulib.commit"])
+    assert row["size"] > 0
+    every = json.loads(rpibuild("image", "ls", "--json").stdout)
+    assert image_id in {r["id"] for r in every} and foreign not in {r["id"] for r in every}
+
+    refused = rpibuild("image", "rm", ours, f"rpibuild-test/foreign-{profile}:x")
+    assert refused.returncode == 8 and "not built by rpibuild" in refused.stderr
+    assert engine.image(ours) is not None  # checked first: nothing removed
+    removed = rpibuild("image", "rm", "-p", profile)
+    assert removed.returncode == 0, removed.stderr
+    assert engine.image(ours) is None and engine.image(f"rpibuild-test/{profile}:extra") is None
+    assert engine.image(f"rpibuild-test/foreign-{profile}:x") is not None

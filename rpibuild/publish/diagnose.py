@@ -33,11 +33,9 @@ def upload_failure(target: Target, repository: str, size: int) -> RegistryError 
     ``repository`` is the name without the host (``team/app``). Only a reason more specific
     than a server error is returned: a plain 500 tells the user nothing new.
     """
-    import requests
-
     try:
         error = _probe(target, repository, min(size, PROBE_LIMIT))
-    except requests.exceptions.RequestException:
+    except RegistryError:
         return None  # the registry is gone or broke off: the push's own error says so
     if error is None or isinstance(error, RegistryServerError):
         return None

@@ -52,14 +52,7 @@ class Session:
             headers["Content-Type"] = content_type
         if accept:
             headers["Accept"] = accept
-        session = self.registry.session if self.registry else None
-        if session is None:
-            import requests
-
-            session = requests.Session()
-        response = session.request(
-            method, url, headers=headers, data=data, timeout=TIMEOUT, verify=self.verify
-        )
+        response = self._request(method, url, headers, data)
         if response.status_code != 401:
             return response
         if self.registry is None:
@@ -76,9 +69,25 @@ class Session:
         if not changed:
             return response
         self.headers = {k: v for k, v in authed.items() if k == "Authorization"}
-        return self.registry.session.request(  # type: ignore[no-any-return]
-            method, url, headers={**headers, **self.headers}, data=data, timeout=TIMEOUT, verify=self.verify
-        )
+        return self._request(method, url, {**headers, **self.headers}, data)
+
+    def _request(self, method: str, url: str, headers: dict[str, str], data: Any) -> requests.Response:
+        """One request; a connection or TLS failure becomes the RegistryError that says so."""
+        import requests
+
+        session = self.registry.session if self.registry is not None else requests.Session()
+        try:
+            response: requests.Response = session.request(
+                method, url, headers=headers, data=data, timeout=TIMEOUT, verify=self.verify
+            )
+        except requests.exceptions.SSLError as exc:
+            raise classify(f"TLS: {type(exc).__name__}: {exc}", self.target.host) from None
+        except requests.exceptions.RequestException as exc:
+            raise RegistryUnreachable(
+                f"cannot reach {self.target.host}: {type(exc).__name__}",
+                hint="check registry.url (host:port), that the registry is running, and proxies",
+            ) from None
+        return response
 
     def client(self) -> Any:
         """An ``oras.provider.Registry`` for this registry, its auth set up as the registry asks."""
@@ -105,14 +114,9 @@ def manifest(target: Target, repository: str, reference: str) -> bytes:
     ``repository`` is the name without the host (``team/app``); the bytes are checked
     against the registry's Docker-Content-Digest header.
     """
-    import requests
-
-    try:
-        response = Session(target, repository).send(
-            "GET", f"/v2/{repository}/manifests/{reference}", accept=", ".join(MANIFEST_TYPES)
-        )
-    except requests.exceptions.RequestException as exc:
-        raise RegistryUnreachable(f"cannot reach {target.host}: {type(exc).__name__}") from None
+    response = Session(target, repository).send(
+        "GET", f"/v2/{repository}/manifests/{reference}", accept=", ".join(MANIFEST_TYPES)
+    )
     if response.status_code >= 400:
         codes = _codes(response)
         raise classify(f"GET manifest {repository}:{reference}: HTTP {response.status_code} {codes}",

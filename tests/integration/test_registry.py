@@ -649,6 +649,16 @@ def test_missing_repository_is_reported_as_such(registry: Registry, docker_confi
     assert caught.value.exit_code == 6
 
 
+def test_oras_reads_fail_as_registry_errors(tls_registry: Registry) -> None:
+    """A read through the oras session names the cause (exit 6), never a raw requests error."""
+    with pytest.raises(RegistryUnreachable) as gone:
+        oci.manifest(Target(f"127.0.0.1:{free_port()}", insecure=True), "team/x", "t")
+    assert gone.value.exit_code == 6
+    with pytest.raises(RegistryTLSError) as untrusted:
+        oci.manifest(Target(tls_registry.host), "team/x", "t")
+    assert "registry.ca_cert" in (untrusted.value.hint or "")
+
+
 HELPER = """#!/bin/sh
 # A docker credential helper speaking docker's protocol, storing into $STORE (test only).
 case "$1" in

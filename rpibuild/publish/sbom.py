@@ -198,11 +198,33 @@ def pinned_sources(profile: Profile, torch_wheel_sha256: str | None = None) -> l
         )
     torch = profile.torch
     if torch.source == "debian":
-        out.append({"name": "pytorch (Debian source)", "version": torch.version or ""})
+        entry = {"name": "pytorch (Debian source)", "version": torch.version or ""}
+        entry.update(rpibuild_patches())
+        out.append(entry)
     if torch.source in ("pypi", "wheel", "debian", "source"):
         sha = torch_wheel_sha256 or torch.sha256 or ""
         out.append({"name": "torch wheel", "version": torch.version or "", "sha256": sha})
     return out
+
+
+def rpibuild_patches() -> dict[str, str]:
+    """rpibuild's own patches on Debian's pytorch source (applied after Debian's series), each
+    with its sha256, from images/torch-debian/patches/series."""
+    import hashlib
+
+    from rpibuild.resources import images_dir
+
+    folder = images_dir() / "torch-debian" / "patches"
+    try:
+        lines = (folder / "series").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return {}
+    names = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    return {
+        f"patch {name}": hashlib.sha256((folder / name).read_bytes()).hexdigest()
+        for name in names
+        if (folder / name).is_file()
+    }
 
 
 def build_bom(

@@ -18,6 +18,7 @@ from rpibuild.cli import base as base_cmd
 from rpibuild.cli import build as build_cmd
 from rpibuild.cli import config as config_cmd
 from rpibuild.cli import doctor as doctor_cmd
+from rpibuild.cli import image as image_cmd
 from rpibuild.cli import login as login_cmd
 from rpibuild.cli import plan as plan_cmd
 from rpibuild.cli import push as push_cmd
@@ -52,6 +53,7 @@ cli.add_command(base_cmd.base)
 cli.add_command(build_cmd.build)
 cli.add_command(login_cmd.login)
 cli.add_command(push_cmd.push)
+cli.add_command(image_cmd.image)
 cli.add_command(rootfs_cmd.rootfs)
 cli.add_command(artifacts_cmd.artifacts)
 cli.add_command(sources_cmd.sources)

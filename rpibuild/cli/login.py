@@ -36,16 +36,18 @@ def login(
 ) -> None:
     """Log in to REGISTRY (host[:port]; default: the profile's registry.url).
 
-    The credentials are checked against the registry, then stored the way `docker login`
-    stores them: $DOCKER_CONFIG/config.json (default ~/.docker) or the credential helper
-    it names; never in rpibuild's files or logs. There is no password option, so a password
-    never shows up in the process list or shell history.
+    rpibuild checks that the registry is reachable and speaks TLS as configured, then hands
+    the credentials to `docker login --password-stdin`, which checks them through the engine
+    and stores them in docker's own store: $DOCKER_CONFIG/config.json (default ~/.docker) or
+    the credential helper it names; never in rpibuild's files or logs. There is no password
+    option, so a password never shows up in the process list or shell history.
     """
     from rpibuild import console
     from rpibuild.config import load_profile
-    from rpibuild.engine import DockerEngine
     from rpibuild.errors import RegistryError
-    from rpibuild.registry import RegistryAuthError, login, profile_password, target_for
+    from rpibuild.publish.errors import RegistryAuthError
+    from rpibuild.publish.registry import login
+    from rpibuild.publish.target import profile_password, target_for
 
     loaded = load_profile(profile, overrides) if (profile or overrides or not registry) else None
     prof = loaded.profile if loaded else None
@@ -59,9 +61,8 @@ def login(
             "no password",
             hint="pipe it to --password-stdin, or name an environment variable in registry.password_env",
         )
-    engine = DockerEngine.connect()
     try:
-        where = login(engine, target, user, password)
+        where = login(target, user, password)
     except RegistryError as exc:
         # Belt and braces: no message may carry the password, whoever built it.
         exc.message = exc.message.replace(password, "***")

@@ -60,6 +60,15 @@ def manifest_name(ctx: click.Context, param: click.Parameter, value: Any) -> Any
     return _grammar_callback(check)(ctx, param, value)
 
 
+def image_tag_reference(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """``-t/--tag [REGISTRY/]NAME:TAG`` (repeatable): each checked like a profile's tags."""
+    from rpibuild.publish.release import check_tag
+
+    for item in value or ():
+        _grammar_callback(check_tag)(ctx, param, item)
+    return value
+
+
 def output_path(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     """An output path that cannot be created is a usage error now, not a traceback later.
 

@@ -56,6 +56,12 @@ from rpibuild.cli.options import (
     help="Push one multi-platform tag: each profile as NAME:TAG-<platform>, then a manifest list.",
 )
 @click.option(
+    "--sbom/--no-sbom",
+    default=True,
+    show_default=True,
+    help="Attach each pushed image's SBOM (CycloneDX) as an OCI artifact referring to it.",
+)
+@click.option(
     "--retries",
     type=click.IntRange(0, 10),
     default=3,
@@ -71,6 +77,7 @@ def push(
     insecure: bool | None,
     ca_cert: str | None,
     manifest: str | None,
+    sbom: bool,
     retries: int,
 ) -> None:
     """Push every tag of the profile's image to its registry, verified.
@@ -78,7 +85,8 @@ def push(
     Tags are pushed as REGISTRY/NAMESPACE/REPO:TAG (a namespace replaces the first part of
     image.repository). Transient failures are retried with backoff; afterwards the manifest is
     read back from the registry and its digest and platform compared with the local image.
-    Temporary tags are removed, success or not. Log in first: `rpibuild login`.
+    Temporary tags are removed, success or not. Log in first: `rpibuild login`. Each pushed
+    image gets its SBOM attached (tag sha256-<hex>.sbom; `oras discover` lists it).
 
     With --manifest NAME:TAG and several -p (e.g. armv7 and arm64), one tag serves every
     platform: a Pi pulls the image of its own architecture.
@@ -87,7 +95,10 @@ def push(
     from rpibuild.config import load_profile
     from rpibuild.engine import DockerEngine
     from rpibuild.errors import ConfigError
-    from rpibuild.registry import push_manifest_list, push_profile, target_for
+    from rpibuild.planning.naming import image_tags
+    from rpibuild.publish.registry import push_manifest_list, push_profile
+    from rpibuild.publish.release import attach_sboms
+    from rpibuild.publish.target import target_for
 
     loaded = [load_profile(p, overrides).profile for p in profiles or (None,)]
     if len(loaded) > 1 and not manifest:
@@ -105,6 +116,9 @@ def push(
             listed, members = push_manifest_list(
                 engine, loaded, manifest, target, retries=retries, on_progress=progress
             )
+            if sbom:
+                groups = [(p, image_tags(p)[0], [m]) for p, m in zip(loaded, members, strict=True)]
+                members = attach_sboms(engine, target, groups)
             pushed = [*members]
             results: list[dict[str, object]] = [
                 {
@@ -117,7 +131,8 @@ def push(
         else:
             pushed = []
             for prof in loaded:
-                pushed += push_profile(engine, prof, target, retries=retries, on_progress=progress)
+                done = push_profile(engine, prof, target, retries=retries, on_progress=progress)
+                pushed += attach_sboms(engine, target, [(prof, image_tags(prof)[0], done)]) if sbom else done
             results = [p.as_dict() for p in pushed]
     if as_json:
         emit_json(results)

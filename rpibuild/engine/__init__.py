@@ -1,11 +1,11 @@
 """The container engine behind one interface: everything else sees ``Engine`` and typed results.
 
-- ``docker.py``: the real engine through docker-py (images, containers, tags, credentials,
-  pushes); its ``build`` hands over to
+- ``docker.py``: the real engine through docker-py (images, containers, tags, pushes,
+  registry read-back); its ``build`` hands over to
 - ``buildx.py``: builds through BuildKit (``docker buildx build``), builders, and
 - ``progress.py``: BuildKit's rawjson progress folded into per-stage timings (pure).
 
-The pipeline (build.py, artifacts.py, base.py, rootfs.py, registry.py) is typed against the
+The pipeline (build.py, artifacts.py, base.py, rootfs.py, publish/) is typed against the
 ``Engine`` protocol, so it can be exercised against a fake in unit tests.
 """
 
@@ -45,6 +45,7 @@ class Engine(Protocol):
 
     # images
     def image(self, ref: str) -> ImageInfo | None: ...
+    def list_images(self, label: str) -> list[ImageInfo]: ...
     def tag(self, image_id: str, reference: str) -> None: ...
     def untag(self, reference: str) -> None: ...
     def remove_image(self, ref: str, *, force: bool = False) -> None: ...
@@ -62,7 +63,7 @@ class Engine(Protocol):
     ) -> BuildResult: ...
 
     # registries
-    def login(self, registry: str, username: str, password: str) -> None: ...
+    def distribution(self, reference: str) -> dict[str, Any]: ...
     def push(
         self,
         repository: str,

@@ -1,4 +1,4 @@
-"""The engine through docker-py: images, containers, tags, credentials, pushes.
+"""The engine through docker-py: images, containers, tags, pushes and what a registry serves.
 
 Builds go through BuildKit (``buildx.py``); this is everything else. Streams (pushes) are
 checked chunk by chunk for an ``error``, because the engine answers 200 and reports
@@ -119,6 +119,17 @@ class DockerEngine:
             size=int(data.get("Size", 0)),
         )
 
+    def list_images(self, label: str) -> list[ImageInfo]:
+        """Every tagged image carrying ``label`` (a key, or key=value), inspected."""
+        import docker.errors
+
+        try:
+            listed = self.api.images(filters={"label": label, "dangling": False})
+        except docker.errors.APIError as exc:
+            raise EngineError(f"cannot list images: {_reason(exc)}") from None
+        found = (self.image(str(entry["Id"])) for entry in listed)
+        return [info for info in found if info is not None]
+
     def tag(self, image_id: str, reference: str) -> None:
         repository, _, tag = reference.rpartition(":")
         if not repository or "/" in tag:
@@ -168,18 +179,17 @@ class DockerEngine:
 
     # -------------------------------------------------------------- registries
 
-    def login(self, registry: str, username: str, password: str) -> None:
-        """Let the engine authenticate against ``registry`` (it does the /v2/ auth dance).
-
-        ``reauth`` so a stale cached login cannot pass for a good one. The password goes
-        only into the request body; errors carry the engine's message, which never holds it.
-        """
+    def distribution(self, reference: str) -> dict[str, Any]:
+        """What the registry serves at ``reference``, asked through the engine (its trust
+        settings, docker's stored credentials): ``{"Descriptor": {digest, mediaType, size},
+        "Platforms": [{os, architecture, variant}]}``."""
         import docker.errors
 
+        self.api.reload_config()  # a login since connect() is in docker's store, not our copy
         try:
-            self.client.login(username=username, password=password, registry=registry, reauth=True)
+            return dict(self.api.inspect_distribution(reference))
         except docker.errors.APIError as exc:
-            raise RegistryError(_reason(exc).replace(password, "***")) from None
+            raise RegistryError(_reason(exc)) from None
 
     def push(
         self,
@@ -200,6 +210,9 @@ class DockerEngine:
 
         digest: str | None = None
         size: int | None = None
+        # Without auth_config docker-py sends what docker's store holds for the registry
+        # (config.json or its credential helper); re-read it: a login may have come since.
+        self.api.reload_config()
         try:
             stream = self.api.push(repository, tag=tag, stream=True, decode=True, auth_config=auth_config)
             try:

@@ -6,7 +6,8 @@ hits when the full image was built), read from a created, never started containe
 made or downloaded. ``manifest.json`` records the profile, the platform, the images, the
 versions (from the image labels), and the sha256, size and ELF machine of every file (for
 wheels: of every shared object inside), and the check that every ELF file is for the
-profile's platform. A mismatch fails the command *after* the manifest is written, so CI can
+profile's platform. Beside them, ``sbom.cdx.json``: the software bill of materials of the
+image that ships (``publish.sbom``). A mismatch fails the command *after* the manifest is written, so CI can
 still upload it and show what went wrong.
 """
 
@@ -364,6 +365,11 @@ def collect_from_image(
             "--target extension",
         )
     manifest = build_manifest(profile, engine, out, image=image, runtime_image=runtime_image, files=files)
+    # The SBOM describes the image that ships (the runtime one) when it is here, else this one.
+    from rpibuild.publish import sbom
+
+    shipped = runtime_image if runtime_image and engine.image(runtime_image) is not None else image
+    manifest["sbom"] = sbom.write(engine, profile, shipped, out)
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     result = ArtifactsResult(out, manifest, files)
     if result.mismatches:

@@ -132,8 +132,8 @@ def check_root() -> Check:
 
 
 def check_registry(profile: Profile) -> Check:
-    """The profile's registry answers /v2/ and takes the credentials docker has stored for it."""
-    from rpibuild import registry
+    """The profile's registry is reachable and takes the login docker has stored for it."""
+    from rpibuild.publish import registry
 
     ok, detail, fix = registry.check_registry(profile)
     return Check("registry", ok, detail, fix)

@@ -13,6 +13,7 @@ where an interrupted compile resumes; a changed key recompiles through ccache.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from rpibuild.build.sources import cache_dir, file_sha256
 from rpibuild.planning import keys
+from rpibuild.resources import images_dir
 from rpibuild.torch_routes.route import BUILD_PLATFORM, RouteFiles, TorchRoute, package_list
 
 if TYPE_CHECKING:
@@ -75,6 +77,22 @@ TORCH_BUILD_PACKAGES = (
 )
 
 
+def rpibuild_patches() -> dict[str, str]:
+    """rpibuild's own patches on Debian's pytorch source (applied after Debian's series), each
+    with its sha256, from images/torch-debian/patches/series."""
+    folder = images_dir() / "torch-debian" / "patches"
+    try:
+        lines = (folder / "series").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return {}
+    names = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    return {
+        f"patch {name}": hashlib.sha256((folder / name).read_bytes()).hexdigest()
+        for name in names
+        if (folder / name).is_file()
+    }
+
+
 class DebianRoute(TorchRoute):
     """Debian's pytorch source, cross-compiled once on the build platform into a wheel that
     carries its runtime package list; stored by its content key and reused."""
@@ -91,6 +109,11 @@ class DebianRoute(TorchRoute):
 
     def origin(self, torch: Torch) -> tuple[str, str]:
         return f"Debian's pytorch {torch.version} source", "the archive's signatures"
+
+    def pinned_sources(self, torch: Torch) -> list[dict[str, str]]:
+        entry = {"name": "pytorch (Debian source)", "version": torch.version or ""}
+        entry.update(rpibuild_patches())
+        return [entry]
 
     def build_platform_stages(self, *, stored: bool) -> tuple[str, ...]:
         return () if stored else COMPILE_STAGES

@@ -63,6 +63,10 @@ class TorchRoute:
         given (the plan masks their credentials)."""
         return None
 
+    def pinned_sources(self, torch: Torch) -> list[dict[str, str]]:
+        """What the SBOM lists for the route's own sources, besides the torch wheel itself."""
+        return []
+
     def label(self, torch: Torch) -> str:
         """The torch version the image's tags and labels name."""
         return torch.version or ""

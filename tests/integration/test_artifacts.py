@@ -162,6 +162,12 @@ def test_manifest_describes_every_file(engine: Engine, images: Images, tmp_path:
     assert manifest["qpulib"] == {"enabled": True, "mode": "qpu", "library": "lib/libqpu.so.1"}
     assert manifest["labels"]["io.rpibuild.profile"] == "good"
     assert manifest["labels_source"] == "profile"  # no runtime image here
+    # The SBOM of the image (no runtime image here: the extension one) lists its Debian packages.
+    assert manifest["sbom"]["path"] == "sbom.cdx.json" and manifest["sbom"]["image"] == images.good
+    sbom = json.loads((out / "sbom.cdx.json").read_text())
+    assert sbom["bomFormat"] == "CycloneDX"
+    debs = {c["name"] for c in sbom["components"] if c.get("purl", "").startswith("pkg:deb/")}
+    assert {"dpkg", "libc6", "base-files"} <= debs
 
 
 def test_disabled_qpulib_is_said_not_failed(engine: Engine, images: Images, tmp_path: Path) -> None:

@@ -36,19 +36,16 @@ from rpibuild.config import load_profile
 from rpibuild.config.model import Profile
 from rpibuild.engine import Engine
 from rpibuild.platforms import get_platform
-from rpibuild.registry import (
-    DOCKER_MANIFEST,
-    LIST_ACCEPT,
-    RegistryAuthError,
-    RegistryTLSError,
-    RegistryUnreachable,
-    push_profile,
-    target_for,
-)
+from rpibuild.publish import oci, tools, transport
+from rpibuild.publish.errors import RegistryAuthError, RegistryNotFound, RegistryTLSError, RegistryUnreachable
+from rpibuild.publish.registry import LIST_TYPES, push_profile
+from rpibuild.publish.registry import login as publish_login
+from rpibuild.publish.target import Target, target_for
 
 USER = "pi-builder"
 PASSWORD = "s3cret-" + uuid.uuid4().hex[:12]  # unique, so a leak is found by grep
 REGISTRY_BIN = "/usr/bin/docker-registry"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 CERTS_D = Path("/etc/docker/certs.d")
 
 
@@ -214,7 +211,15 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def load_image(engine: Engine, reference: str, platform: str, tmp: Path, payload_mib: int = 0) -> str:
+def load_image(
+    engine: Engine,
+    reference: str,
+    platform: str,
+    tmp: Path,
+    payload_mib: int = 0,
+    files: dict[str, bytes] | None = None,
+    labels: dict[str, str] | None = None,
+) -> str:
     """``docker load`` a one-layer image with the given platform's config; returns its id.
 
     The layer holds a unique marker (so every test pushes new content) and optionally
@@ -226,6 +231,8 @@ def load_image(engine: Engine, reference: str, platform: str, tmp: Path, payload
         _add(layer, "etc/rpibuild-test", f"{reference} {uuid.uuid4()}\n".encode())
         if payload_mib:
             _add(layer, "payload.bin", os.urandom(payload_mib << 20))
+        for name, data in (files or {}).items():
+            _add(layer, name, data)
     layer_bytes = layer_buf.getvalue()
     diff_id = "sha256:" + hashlib.sha256(layer_bytes).hexdigest()
     config = {
@@ -233,7 +240,7 @@ def load_image(engine: Engine, reference: str, platform: str, tmp: Path, payload
         "os": target.os,
         **({"variant": target.variant} if target.variant else {}),
         "created": "1970-01-01T00:00:00Z",
-        "config": {"Cmd": ["/bin/true"], "Labels": {"io.rpibuild.test": "registry"}},
+        "config": {"Cmd": ["/bin/true"], "Labels": {"io.rpibuild.test": "registry", **(labels or {})}},
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "history": [{"created": "1970-01-01T00:00:00Z", "created_by": "rpibuild registry test"}],
     }
@@ -542,7 +549,7 @@ def test_manifest_list_of_two_platforms(
 
     response = requests.get(
         f"{registry.url}/v2/team/myrasp/manifests/torch",
-        headers={"Accept": ", ".join(LIST_ACCEPT)},
+        headers={"Accept": ", ".join(LIST_TYPES)},
         auth=(USER, PASSWORD),
         timeout=30,
     )
@@ -587,22 +594,18 @@ def test_doctor_checks_the_registry_and_its_stored_credentials(
     assert gone["ok"] is False and "cannot reach" in str(gone["detail"])
 
 
-def test_auth_error_class_for_wrong_credentials_in_process(registry: Registry) -> None:
-    from rpibuild.registry import RegistryClient, Target
-
-    with (
-        RegistryClient(Target(registry.host, insecure=True), (USER, "nope")) as client,
-        pytest.raises(RegistryAuthError),
-    ):
-        client.ping()
+def test_auth_error_class_for_wrong_credentials_in_process(registry: Registry, docker_config: Path) -> None:
+    with pytest.raises(RegistryAuthError):
+        publish_login(Target(registry.host, insecure=True), USER, "nope")
+    assert not (docker_config / "config.json").exists()
 
 
 def test_tls_error_class_in_process(tls_registry: Registry) -> None:
-    from rpibuild.registry import RegistryClient, Target
-
-    with RegistryClient(Target(tls_registry.host), None) as client, pytest.raises(RegistryTLSError) as caught:
-        client.ping()
+    with pytest.raises(RegistryTLSError) as caught:
+        transport.check(Target(tls_registry.host))
     assert "registry.ca_cert" in (caught.value.hint or "")
+    assert tls_registry.ca is not None
+    transport.check(Target(tls_registry.host, ca_cert=str(tls_registry.ca)))  # trusted with its CA
 
 
 @pytest.fixture
@@ -637,16 +640,62 @@ def test_registry_disk_full_is_reported_as_such(
     assert remote_tags(engine, small_registry.host) == []
 
 
-def test_missing_repository_is_reported_as_such(registry: Registry) -> None:
-    from rpibuild.registry import SINGLE_ACCEPT, RegistryClient, RegistryNotFound, Target
-
-    with (
-        RegistryClient(Target(registry.host, insecure=True), (USER, PASSWORD)) as client,
-        pytest.raises(RegistryNotFound) as caught,
-    ):
-        client.get_manifest("team/never-pushed", "t", SINGLE_ACCEPT)
+def test_missing_repository_is_reported_as_such(registry: Registry, docker_config: Path) -> None:
+    login(registry, "--insecure")
+    with pytest.raises(RegistryNotFound) as caught:
+        oci.manifest(Target(registry.host, insecure=True), "team/never-pushed", "t")
     assert "not found" in caught.value.message
     assert "MANIFEST_UNKNOWN" in caught.value.message  # distribution 2.8's answer for an unknown repo
+    assert caught.value.exit_code == 6
+
+
+def test_oras_reads_fail_as_registry_errors(tls_registry: Registry) -> None:
+    """A read through the oras session names the cause (exit 6), never a raw requests error."""
+    with pytest.raises(RegistryUnreachable) as gone:
+        oci.manifest(Target(f"127.0.0.1:{free_port()}", insecure=True), "team/x", "t")
+    assert gone.value.exit_code == 6
+    with pytest.raises(RegistryTLSError) as untrusted:
+        oci.manifest(Target(tls_registry.host), "team/x", "t")
+    assert "registry.ca_cert" in (untrusted.value.hint or "")
+
+
+HELPER = """#!/bin/sh
+# A docker credential helper speaking docker's protocol, storing into $STORE (test only).
+case "$1" in
+  store) cat > "$STORE" ;;
+  get) read -r server; [ -f "$STORE" ] || { echo "credentials not found in native keychain"; exit 1; }
+       python3 -c 'import json,os; d=json.load(open(os.environ["STORE"]));
+print(json.dumps({"ServerURL": d["ServerURL"], "Username": d["Username"], "Secret": d["Secret"]}))' ;;
+  erase) rm -f "$STORE" ;;
+  list) echo "{}" ;;
+  *) exit 1 ;;
+esac
+"""
+
+
+def test_a_configured_credential_store_gets_the_secret_not_the_file(
+    registry: Registry, docker_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docker login (which rpibuild login calls) hands the secret to the helper config.json names."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    helper = bin_dir / "docker-credential-rpibuildtest"
+    helper.write_text(HELPER, encoding="utf-8")
+    helper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("STORE", str(tmp_path / "store.json"))
+    docker_config.mkdir()
+    (docker_config / "config.json").write_text(json.dumps({"credsStore": "rpibuildtest"}))
+
+    result = rpibuild("login", registry.host, "-u", USER, "--password-stdin", "--insecure", stdin=PASSWORD)
+    assert result.returncode == 0, result.stderr
+    assert "docker-credential-rpibuildtest" in result.stderr
+    stored = json.loads((tmp_path / "store.json").read_text())
+    assert (stored["Username"], stored["Secret"]) == (USER, PASSWORD)
+    config_text = (docker_config / "config.json").read_text()
+    assert PASSWORD not in config_text
+    assert base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode() not in config_text
+    tools.login_stored(registry.host)  # docker reads it back through the helper
 
 
 def test_push_prints_references_with_digests(
@@ -685,7 +734,12 @@ class _TokenRegistry:
                     self.send_header(key, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if not getattr(self, "_head", False):
+                    self.wfile.write(body)
+
+            def do_HEAD(self) -> None:  # buildx asks HEAD first; the same answer without a body
+                self._head = True
+                self.do_GET()
 
             def do_GET(self) -> None:
                 from urllib.parse import parse_qs, urlsplit
@@ -702,6 +756,9 @@ class _TokenRegistry:
                 if not auth.startswith("Bearer tok:"):
                     realm = f"http://127.0.0.1:{outer.port}/token"
                     challenge = f'Bearer realm="{realm}",service="test"'
+                    if url.path.startswith("/v2/team/"):
+                        repo = url.path.split("/manifests/")[0].removeprefix("/v2/")
+                        challenge += f',scope="repository:{repo}:pull"'
                     return self._send(401, b"{}", {"WWW-Authenticate": challenge})
                 if url.path == "/v2/":
                     return self._send(200, b"{}")
@@ -733,16 +790,182 @@ def token_registry() -> Iterator[_TokenRegistry]:
     server.close()
 
 
-def test_bearer_token_auth_as_cloud_registries_use(token_registry: _TokenRegistry) -> None:
-    from rpibuild.registry import SINGLE_ACCEPT, RegistryClient, RegistryNotFound, Target
-
-    target = Target(f"127.0.0.1:{token_registry.port}", insecure=True)
-    with RegistryClient(target, (USER, PASSWORD)) as client:
-        assert client.ping() == "credentials accepted"
-        _, media, digest = client.get_manifest("team/app", "t", SINGLE_ACCEPT)
-        assert media == DOCKER_MANIFEST and digest.startswith("sha256:")
-        with pytest.raises(RegistryNotFound):
-            client.get_manifest("team/other", "t", SINGLE_ACCEPT)
+def test_bearer_token_auth_as_cloud_registries_use(
+    token_registry: _TokenRegistry, docker_config: Path
+) -> None:
+    """docker login and oras follow the token flow; rpibuild only classifies what they say."""
+    host = f"127.0.0.1:{token_registry.port}"
+    target = Target(host, insecure=True)
+    with pytest.raises(RegistryAuthError):
+        publish_login(target, USER, "wrong")
+    publish_login(target, USER, PASSWORD)
+    raw = oci.manifest(target, "team/app", "t")
+    assert json.loads(raw)["mediaType"] == DOCKER_MANIFEST
+    with pytest.raises(RegistryNotFound):
+        oci.manifest(target, "team/other", "t")
     assert "repository:team/app:pull" in token_registry.scopes
-    with RegistryClient(target, (USER, "wrong")) as client, pytest.raises(RegistryAuthError):
-        client.ping()
+
+
+# ---------------------------------------------------------------- build --push / --tag
+
+
+def test_build_push_with_a_tag_pushes_exactly_that_reference(
+    engine: Engine, images: list[str], tmp_path: Path, registry: Registry, docker_config: Path
+) -> None:
+    """What `rpibuild build --push -t myapp:v1` does once its build passed (a NAME without a
+    registry goes to registry.url/namespace)."""
+    from rpibuild.publish.release import publish_built
+
+    _, profile, image_id = make_profile_image(engine, images, tmp_path, registry, "tagimg", "linux/arm64")
+    login(registry, "--insecure")
+    pushed = publish_built(engine, [(profile, "rpibuild-test/tagimg:tagimg")], ["myapp:v1"], retries=0)
+    assert [p.reference for p in pushed] == [f"{registry.host}/team/myapp:v1"]
+    manifest = requests.get(
+        f"{registry.url}/v2/team/myapp/manifests/v1",
+        headers={"Accept": DOCKER_MANIFEST},
+        auth=(USER, PASSWORD),
+        timeout=30,
+    )
+    assert manifest.headers["Docker-Content-Digest"] == pushed[0].digest
+    assert manifest.json()["config"]["digest"] == image_id
+    assert remote_tags(engine, registry.host) == []
+
+
+def test_build_push_of_two_profiles_makes_one_multi_platform_tag(
+    engine: Engine, images: list[str], tmp_path: Path, registry: Registry, docker_config: Path
+) -> None:
+    """`rpibuild build -p armv7 -p arm64 --push --tag REG/NAME:TAG`, after both builds passed."""
+    from rpibuild.publish.release import publish_built
+
+    _, armv7, _ = make_profile_image(engine, images, tmp_path, registry, "bp7", "linux/arm/v7")
+    _, arm64, arm64_id = make_profile_image(engine, images, tmp_path, registry, "bp64", "linux/arm64")
+    login(registry, "--insecure")
+    reference = f"{registry.host}/team/pi:torch"
+    built = [(armv7, "rpibuild-test/bp7:bp7"), (arm64, "rpibuild-test/bp64:bp64")]
+    listed, *members = publish_built(engine, built, [reference], retries=0)
+    assert listed.reference == reference
+    assert listed.platforms == ("linux/arm/v7", "linux/arm64")
+    assert [m.reference for m in members] == [f"{reference}-armv7", f"{reference}-arm64"]
+    body = requests.get(
+        f"{registry.url}/v2/team/pi/manifests/torch",
+        headers={"Accept": ", ".join(LIST_TYPES)},
+        auth=(USER, PASSWORD),
+        timeout=30,
+    )
+    assert body.headers["Docker-Content-Digest"] == listed.digest
+    assert {m["digest"] for m in body.json()["manifests"]} == {m.digest for m in members}
+    pulled = subprocess.run(["docker", "pull", "--platform", "linux/arm64", reference], capture_output=True)
+    assert pulled.returncode == 0, pulled.stderr
+    try:
+        info = engine.image(reference)
+        assert info is not None and info.id == arm64_id
+    finally:
+        engine.untag(reference)
+
+
+# ---------------------------------------------------------------- SBOM
+
+
+def test_push_attaches_an_sbom_that_lists_every_dpkg_package(
+    engine: Engine, images: list[str], tmp_path: Path, registry: Registry, docker_config: Path
+) -> None:
+    """The image carries this host's real dpkg database and some DEP-5 copyright files; the SBOM
+    read back from the registry (referrers tag schema: distribution 2.8 has no referrers API)
+    lists every package dpkg itself calls installed, with the licences the files declare."""
+    from rpibuild.publish import attach
+
+    status = Path("/var/lib/dpkg/status").read_bytes()
+    docs = sorted(Path("/usr/share/doc").glob("*/copyright"))
+    dep5 = [p for p in docs if p.read_text(errors="replace").startswith("Format:")][:5]
+    assert dep5, "this host has no machine-readable copyright file to test with"
+    files = {"var/lib/dpkg/status": status}
+    files.update({f"usr/share/doc/{p.parent.name}/copyright": p.read_bytes() for p in dep5})
+    path = write_profile(tmp_path, "sbomimg", "linux/arm64", registry)
+    image_id = load_image(engine, "rpibuild-test/sbomimg:sbomimg", "linux/arm64", tmp_path, files=files)
+    images.append(image_id)
+    engine.tag(image_id, "rpibuild-test/sbomimg:t2")
+    login(registry, "--insecure")
+
+    result = rpibuild("push", "-p", str(path), "--json")
+    assert result.returncode == 0, result.stderr
+    pushed = json.loads(result.stdout)
+    assert pushed[0]["sbom"] == pushed[1]["sbom"]  # one SBOM for the one image both tags name
+
+    admin = tmp_path / "dpkg"
+    admin.mkdir()
+    (admin / "status").write_bytes(status)
+    query = subprocess.run(
+        ["dpkg-query", f"--admindir={admin}", "-W", "-f", "${db:Status-Abbrev}|${Package}\\n"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    installed = {
+        name for abbrev, name in (line.split("|") for line in query.stdout.splitlines()) if abbrev[1:2] == "i"
+    }
+    assert len(installed) > 50
+
+    target = Target(registry.host, insecure=True)
+    descriptors = attach.referrers(target, "team/sbomimg", pushed[0]["digest"])
+    assert [d["digest"] for d in descriptors] == [pushed[0]["sbom"]]
+    document = attach.fetch_sbom(target, "team/sbomimg", pushed[0]["digest"])
+    assert document is not None and document["bomFormat"] == "CycloneDX"
+    components = {c["name"]: c for c in document["components"] if c.get("purl", "").startswith("pkg:deb/")}
+    assert installed <= set(components), sorted(installed - set(components))[:10]
+    for doc in dep5:
+        licences = components[doc.parent.name].get("licenses") if doc.parent.name in components else None
+        if doc.parent.name in installed:
+            assert licences, doc.parent.name
+    # The tag-schema fallback is what `oras discover` reads on a registry without the referrers API.
+    index = requests.get(
+        f"{registry.url}/v2/team/sbomimg/manifests/{pushed[0]['digest'].replace(':', '-')}",
+        headers={"Accept": "application/vnd.oci.image.index.v1+json"},
+        auth=(USER, PASSWORD),
+        timeout=30,
+    ).json()
+    assert index["manifests"][0]["artifactType"] == "application/vnd.cyclonedx+json"
+    artifact = requests.get(
+        f"{registry.url}/v2/team/sbomimg/manifests/{pushed[0]['sbom']}",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+        auth=(USER, PASSWORD),
+        timeout=30,
+    ).json()
+    assert artifact["subject"]["digest"] == pushed[0]["digest"]
+
+
+# ---------------------------------------------------------------- the image group
+
+
+def test_image_ls_and_rm_see_only_rpibuilds_images(engine: Engine, images: list[str], tmp_path: Path) -> None:
+    """`image ls` lists by the io.rpibuild.profile label with the versions from the labels;
+    `image rm` removes such tags and refuses an image rpibuild did not build."""
+    profile = f"lsprofile-{uuid.uuid4().hex[:8]}"
+    labels = {
+        "io.rpibuild.profile": profile,
+        "io.rpibuild.torch.version": "2.9.1",
+        "io.rpibuild.qpulib.commit": "c2658a55f2b21de6f3270c86c227011b10d447c2",
+    }
+    ours = f"rpibuild-test/{profile}:{profile}"
+    image_id = load_image(engine, ours, "linux/arm/v7", tmp_path, labels=labels)
+    images.append(image_id)
+    engine.tag(image_id, f"rpibuild-test/{profile}:extra")
+    foreign = load_image(engine, f"rpibuild-test/foreign-{profile}:x", "linux/arm64", tmp_path)
+    images.append(foreign)
+
+    listed = rpibuild("image", "ls", "-p", profile, "--json")
+    assert listed.returncode == 0, listed.stderr
+    (row,) = json.loads(listed.stdout)
+    assert row["id"] == image_id and row["platform"] == "linux/arm/v7"
+    assert row["tags"] == [f"rpibuild-test/{profile}:extra", ours]
+    assert (row["torch"], row["qpulib"]) == ("2.9.1", labels["io.rpibuild.qpulib.commit"])
+    assert row["size"] > 0
+    every = json.loads(rpibuild("image", "ls", "--json").stdout)
+    assert image_id in {r["id"] for r in every} and foreign not in {r["id"] for r in every}
+
+    refused = rpibuild("image", "rm", ours, f"rpibuild-test/foreign-{profile}:x")
+    assert refused.returncode == 8 and "not built by rpibuild" in refused.stderr
+    assert engine.image(ours) is not None  # checked first: nothing removed
+    removed = rpibuild("image", "rm", "-p", profile)
+    assert removed.returncode == 0, removed.stderr
+    assert engine.image(ours) is None and engine.image(f"rpibuild-test/{profile}:extra") is None
+    assert engine.image(f"rpibuild-test/foreign-{profile}:x") is not None

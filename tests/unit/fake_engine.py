@@ -58,7 +58,9 @@ class FakeEngine:
     run_code: int = 0
     runs: list[dict[str, Any]] = field(default_factory=list)
 
-    def add_image(self, ref: str, platform: str, image_id: str | None = None) -> ImageInfo:
+    def add_image(
+        self, ref: str, platform: str, image_id: str | None = None, labels: dict[str, str] | None = None
+    ) -> ImageInfo:
         os_, arch, *variant = platform.split("/")
         info = ImageInfo(
             id=image_id or f"sha256:{abs(hash(ref)):064x}"[:71],
@@ -66,7 +68,7 @@ class FakeEngine:
             os=os_,
             architecture=arch,
             variant=variant[0] if variant else None,
-            labels={},
+            labels=dict(labels or {}),
             size=1,
         )
         self.images[ref] = info
@@ -85,6 +87,19 @@ class FakeEngine:
         if ref in self.tags:
             return self.images.get(self.tags[ref])
         return self.images.get(ref)
+
+    def list_images(self, label: str) -> list[ImageInfo]:
+        key, _, value = label.partition("=")
+        self.calls.append(f"list_images {label}")
+        tagged = set(self.tags.values())
+        return [
+            info
+            for info in self.images_by_id()
+            if info.id in tagged and key in info.labels and (not value or info.labels[key] == value)
+        ]
+
+    def images_by_id(self) -> list[ImageInfo]:
+        return list({info.id: info for info in self.images.values()}.values())
 
     def tag(self, image_id: str, reference: str) -> None:
         self.calls.append(f"tag {reference}")
@@ -134,7 +149,7 @@ class FakeEngine:
         assert self.build_result is not None, "script the build: set build_result or build_error"
         return self.build_result
 
-    def login(self, registry: str, username: str, password: str) -> None:
+    def distribution(self, reference: str) -> dict[str, Any]:
         raise AssertionError("not used")
 
     def push(self, repository: str, tag: str, **_: Any) -> tuple[str | None, int | None]:

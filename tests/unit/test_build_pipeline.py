@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from rpibuild.build import base as base_module
 from rpibuild.build.base import base_reference
 from rpibuild.build.pipeline import build_profile, with_build_options
 from rpibuild.config import load_profile
@@ -23,20 +22,6 @@ PASSWORD = "s3ntinel-pa55"
 @pytest.fixture(autouse=True)
 def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RPIBUILD_CACHE", str(tmp_path / "cache"))
-
-
-@pytest.fixture(autouse=True)
-def _bootstraps(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """A base the fake engine lacks is "bootstrapped" into it (no mmdebstrap in unit tests;
-    tests/integration/test_base.py bootstraps for real); the references are recorded."""
-    made: list[str] = []
-
-    def fake_bootstrap(prof: Profile, engine: FakeEngine, reference: str, **_: object) -> str:
-        made.append(reference)
-        return engine.add_image(reference, prof.platform).id
-
-    monkeypatch.setattr(base_module, "bootstrap_base", fake_bootstrap)
-    return made
 
 
 def profile(*overrides: str) -> Profile:

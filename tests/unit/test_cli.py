@@ -24,6 +24,13 @@ COMMANDS = [
     ["render"],
     ["base"],
     ["build"],
+    ["image"],
+    ["image", "build"],
+    ["image", "push"],
+    ["image", "ls"],
+    ["image", "rm"],
+    ["push"],
+    ["login"],
 ]
 
 

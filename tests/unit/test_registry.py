@@ -1,10 +1,7 @@
-"""The pure parts of rpibuild.registry: references, error classes, manifest lists, backoff."""
+"""The pure parts of rpibuild.publish: references, error classes, backoff, the JSON shape of results."""
 
 from __future__ import annotations
 
-import base64
-import json
-import os
 from pathlib import Path
 
 import pytest
@@ -13,31 +10,28 @@ from click.testing import CliRunner
 from rpibuild.cli import cli
 from rpibuild.config import Profile, load_profile
 from rpibuild.errors import ConfigError, RegistryError
-from rpibuild.registry import (
-    DOCKER_MANIFEST,
-    DOCKER_MANIFEST_LIST,
-    PushedImage,
+from rpibuild.publish.errors import (
     RegistryAuthError,
     RegistryNotFound,
     RegistryServerError,
     RegistryStorageFull,
     RegistryTLSError,
     RegistryUnreachable,
-    Target,
     backoff_delays,
     classify,
     engine_side,
-    load_credentials,
-    manifest_list,
+    with_retries,
+)
+from rpibuild.publish.registry import PushedImage
+from rpibuild.publish.target import (
+    Target,
     manifest_target,
     parse_host,
     profile_password,
     push_plan,
     remote_repository,
     split_reference,
-    store_credentials,
     target_for,
-    with_retries,
 )
 
 PROFILE = """\
@@ -222,69 +216,20 @@ def test_permanent_failures_are_not_retried() -> None:
     assert calls == [1]
 
 
-# ---------------------------------------------------------------- manifest lists
-
-
-def _pushed(arch: str, variant: str | None, digest: str) -> PushedImage:
-    platform = {"os": "linux", "architecture": arch, **({"variant": variant} if variant else {})}
-    return PushedImage(f"r/x:t-{arch}", digest, 525, platform)
-
-
-def test_manifest_list_json() -> None:
-    body = manifest_list(
-        [_pushed("arm", "v7", "sha256:" + "a" * 64), _pushed("arm64", None, "sha256:" + "b" * 64)]
-    )
-    assert body == {
-        "schemaVersion": 2,
-        "mediaType": DOCKER_MANIFEST_LIST,
-        "manifests": [
-            {
-                "mediaType": DOCKER_MANIFEST,
-                "size": 525,
-                "digest": "sha256:" + "a" * 64,
-                "platform": {"os": "linux", "architecture": "arm", "variant": "v7"},
-            },
-            {
-                "mediaType": DOCKER_MANIFEST,
-                "size": 525,
-                "digest": "sha256:" + "b" * 64,
-                "platform": {"os": "linux", "architecture": "arm64"},
-            },
-        ],
-    }
-    assert json.loads(json.dumps(body)) == body
-
-
-def test_manifest_list_rejects_duplicates_and_empty() -> None:
-    with pytest.raises(RegistryError, match="two images"):
-        manifest_list([_pushed("arm64", None, "sha256:1"), _pushed("arm64", None, "sha256:2")])
-    with pytest.raises(RegistryError, match="at least one"):
-        manifest_list([])
+# ---------------------------------------------------------------- results
 
 
 def test_pushed_image_json_shape() -> None:
-    assert _pushed("arm", "v7", "sha256:x").as_dict() == {
+    assert PushedImage("r/x:t-arm", "sha256:x", ("linux/arm/v7",)).as_dict() == {
         "reference": "r/x:t-arm",
         "digest": "sha256:x",
         "platform": "linux/arm/v7",
     }
+    listed = PushedImage("r/x:t", "sha256:y", ("linux/arm/v7", "linux/arm64"))
+    assert listed.as_dict()["platform"] == ["linux/arm/v7", "linux/arm64"]
 
 
 # ---------------------------------------------------------------- credentials
-
-
-def test_credentials_are_stored_as_docker_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "dc"))
-    (tmp_path / "dc").mkdir()
-    (tmp_path / "dc" / "config.json").write_text(json.dumps({"auths": {"other:1": {"auth": "eDp5"}}, "x": 1}))
-    where = store_credentials("r:5000", "user", "pa:ss")
-    assert where == str(tmp_path / "dc" / "config.json")
-    data = json.loads((tmp_path / "dc" / "config.json").read_text())
-    assert data["x"] == 1 and "other:1" in data["auths"]  # the rest of the file is kept
-    assert base64.b64decode(data["auths"]["r:5000"]["auth"]).decode() == "user:pa:ss"
-    assert (tmp_path / "dc" / "config.json").stat().st_mode & 0o077 == 0
-    assert load_credentials("r:5000") == ("user", "pa:ss")
-    assert load_credentials("nowhere:1") is None
 
 
 def test_password_from_the_env_var_the_profile_names(tmp_path: Path) -> None:
@@ -314,69 +259,36 @@ def test_several_profiles_need_manifest() -> None:
     assert "--manifest" in str(result.exception)
 
 
-HELPER = """#!/bin/sh
-# A docker credential helper speaking docker's protocol, storing into $STORE (test only).
-case "$1" in
-  store) cat > "$STORE" ;;
-  get) read -r server; python3 -c 'import json,os,sys; d=json.load(open(os.environ["STORE"]));
-print(json.dumps({"ServerURL": d["ServerURL"], "Username": d["Username"], "Secret": d["Secret"]}))' ;;
-  *) exit 1 ;;
-esac
-"""
-
-
-def test_a_configured_credential_store_gets_the_secret_not_the_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    helper = bin_dir / "docker-credential-rpibuildtest"
-    helper.write_text(HELPER, encoding="utf-8")
-    helper.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    monkeypatch.setenv("STORE", str(tmp_path / "store.json"))
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "dc"))
-    (tmp_path / "dc").mkdir()
-    (tmp_path / "dc" / "config.json").write_text(json.dumps({"credsStore": "rpibuildtest"}))
-
-    assert store_credentials("r:5000", "user", "hunter2") == "docker-credential-rpibuildtest"
-    stored = json.loads((tmp_path / "store.json").read_text())
-    assert (stored["ServerURL"], stored["Username"], stored["Secret"]) == ("r:5000", "user", "hunter2")
-    config_text = (tmp_path / "dc" / "config.json").read_text()
-    assert "hunter2" not in config_text and "aHVudGVyMg" not in config_text  # nor its base64
-    assert json.loads(config_text)["auths"] == {"r:5000": {}}
-    assert load_credentials("r:5000") == ("user", "hunter2")
-
-
 def test_engine_side_tls_hints_point_at_the_engines_config() -> None:
-    plain = engine_side(
-        classify("http: server gave HTTP response to HTTPS client", "r:1"), Target("r:1", insecure=True)
-    )
+    plain = engine_side(classify("http: server gave HTTP response to HTTPS client", "r:1"), True, "r:1")
     assert "insecure-registries" in (plain.hint or "")
-    untrusted = engine_side(classify("x509: certificate signed by unknown authority", "r:1"), Target("r:1"))
+    untrusted = engine_side(classify("x509: certificate signed by unknown authority", "r:1"), False, "r:1")
     assert "/etc/docker/certs.d/r:1/ca.crt" in (untrusted.hint or "")
-    other = engine_side(classify("unauthorized", "r:1"), Target("r:1"))
+    other = engine_side(classify("unauthorized", "r:1"), False, "r:1")
     assert isinstance(other, RegistryAuthError)
 
 
-def test_requests_errors_are_cut_to_their_cause() -> None:
-    from rpibuild.registry import _requests_reason
-
-    ssl = Exception(
-        "HTTPSConnectionPool(host='127.0.0.1', port=1): Max retries exceeded with url: /v2/ (Caused by "
-        "SSLError(SSLError(1, '[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)')))"
+def test_tool_messages_are_cut_to_their_cause() -> None:
+    """docker and buildx wrap the cause in prefixes and advice lines; the message keeps the cause."""
+    daemon = classify(
+        "Error response from daemon: login attempt to http://r:1/v2/ failed with status: 401 Unauthorized",
+        "r:1",
     )
-    assert _requests_reason(ssl) == "[SSL: WRONG_VERSION_NUMBER] wrong version number"
-    verify = Exception(
-        "Max retries exceeded (Caused by SSLError(SSLCertVerificationError(1, '[SSL: "
-        "CERTIFICATE_VERIFY_FAILED] certificate verify failed: unable to get local issuer certificate "
-        "(_ssl.c:1006)')))"
+    assert isinstance(daemon, RegistryAuthError)
+    assert (
+        daemon.message
+        == "r:1 refused the credentials: login attempt to http://r:1/v2/ failed with status: 401 Unauthorized"
     )
-    assert _requests_reason(verify) == "certificate verify failed: unable to get local issuer certificate"
-    refused = Exception(
-        "HTTPConnectionPool(host='127.0.0.1', port=1): Max retries exceeded with url: /v2/ (Caused by "
-        "NewConnectionError('<urllib3.connection.HTTPConnection object at 0x7f>: Failed to establish a new "
-        "connection: [Errno 111] Connection refused'))"
+    buildx = classify("ERROR: r:1/team/nope:t: not found", "r:1")
+    assert (
+        isinstance(buildx, RegistryNotFound)
+        and buildx.message == "r:1: not found: r:1/team/nope:t: not found"
     )
-    assert _requests_reason(refused) == "[Errno 111] Connection refused"
-    assert type(classify(_requests_reason(refused))) is RegistryUnreachable
+    no_tty = classify(
+        "Authenticating with existing credentials...\n"
+        "Error: Cannot perform an interactive login from a non TTY device",
+        "r:1",
+    )
+    assert isinstance(no_tty, RegistryAuthError) and "needs a login" in no_tty.message
+    no_auth = classify("ERROR: pull access denied ... authorization failed: no basic auth credentials", "r:1")
+    assert isinstance(no_auth, RegistryAuthError) and "needs a login" in no_auth.message

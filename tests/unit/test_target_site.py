@@ -106,7 +106,7 @@ def test_cross_builds_install_torch_on_the_build_platform() -> None:
     assert "COPY --from=torch-install /opt/rpibuild/venv-overlay/ /opt/rpibuild/venv/" in torch_stage
     install = text[text.index(" AS torch-install\n") : text.index(" AS torch\n")]
     assert "target_site.py download --machine aarch64" in install
-    assert "--skip pip --skip setuptools --skip wheel" in install
+    assert "--skip pip /opt" in install  # torch's dependencies (setuptools...) come with it
 
 
 def test_without_cross_torch_is_pip_installed_on_the_target() -> None:

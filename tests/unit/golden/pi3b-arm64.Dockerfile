@@ -57,10 +57,11 @@ COPY rpibuild/target_site.py /opt/rpibuild/target_site.py
 RUN --mount=type=cache,id=rpibuild-pip-amd64,target=/root/.cache/pip python3 /opt/rpibuild/target_site.py download --machine aarch64 \
       --dest /opt/rpibuild/wheels torch==2.9.1
 RUN cd /opt/rpibuild/wheels && echo 'c29455d2b910b98738131990394da3e50eea8291dfeb4b12de71ecf1fdeb21cb  '"$(ls torch-*.whl)" | sha256sum -c -
-# The venv has its own pip, setuptools and wheel: the overlay leaves them alone.
+# The venv has its own pip: the overlay leaves it alone (torch's other dependencies, setuptools
+# among them, come with it).
 RUN --mount=type=cache,id=rpibuild-pip-amd64,target=/root/.cache/pip python3 /opt/rpibuild/target_site.py install --machine aarch64 \
       --triplet aarch64-linux-gnu --venv /opt/rpibuild/venv --overlay /opt/rpibuild/venv-overlay \
-      --skip pip --skip setuptools --skip wheel /opt/rpibuild/wheels/torch-*.whl
+      --skip pip /opt/rpibuild/wheels/torch-*.whl
 
 # ---- torch: the installed torch copied into the venv; QEMU only imports it (a smoke test).
 FROM system AS torch

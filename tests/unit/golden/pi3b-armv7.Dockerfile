@@ -87,10 +87,11 @@ RUN echo "rpibuild: the torch wheel from Debian's source (key 4d719a19aa4adf910e
 # rpibuild built from Debian's source do: images/torch-debian/wheel_packages.py).
 COPY rpibuild/wheel_packages.py /opt/rpibuild/wheel_packages.py
 RUN python3 /opt/rpibuild/wheel_packages.py extract /opt/rpibuild/wheels/torch-*.whl /opt/rpibuild/torch-runtime-packages.txt
-# The venv has its own pip, setuptools and wheel: the overlay leaves them alone.
+# The venv has its own pip: the overlay leaves it alone (torch's other dependencies, setuptools
+# among them, come with it).
 RUN --mount=type=cache,id=rpibuild-pip-amd64,target=/root/.cache/pip python3 /opt/rpibuild/target_site.py install --machine armv7l \
       --triplet arm-linux-gnueabihf --venv /opt/rpibuild/venv --overlay /opt/rpibuild/venv-overlay \
-      --skip pip --skip setuptools --skip wheel /opt/rpibuild/wheels/torch-*.whl
+      --skip pip /opt/rpibuild/wheels/torch-*.whl
 
 # ---- torch: the installed torch copied into the venv; QEMU only imports it (a smoke test).
 FROM system AS torch

@@ -26,7 +26,7 @@ from rpibuild.cli import render as render_cmd
 from rpibuild.cli import rootfs as rootfs_cmd
 from rpibuild.cli import sources as sources_cmd
 from rpibuild.errors import BuildError, ExitCode, HostSetupError, InternalError, RpibuildError
-from rpibuild.redact import printable
+from rpibuild.redact import printable, remember_credentials
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -69,6 +69,11 @@ def main() -> None:
     # A shell starts background jobs with SIGINT ignored; rpibuild still wants Ctrl-C's meaning.
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    # A URL with credentials in any RPIBUILD_* setting: its password masked in every message,
+    # whichever library quotes it (profile URLs are remembered when the profile is loaded).
+    for name, value in os.environ.items():
+        if name.startswith("RPIBUILD_") and "://" in value:
+            remember_credentials(value)
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:

@@ -116,6 +116,9 @@ def json_option(func: F) -> F:
 
 
 def emit_json(data: object) -> None:
+    """Machine output on stdout, URL credentials masked as everywhere else."""
     import json
 
-    click.echo(json.dumps(data, indent=2, sort_keys=False))
+    from rpibuild.redact import mask_data
+
+    click.echo(json.dumps(mask_data(data), indent=2, sort_keys=False))

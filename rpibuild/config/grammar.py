@@ -144,12 +144,17 @@ def namespace(value: str) -> str:
     return _full(_NAMESPACE, value, "a registry namespace such as 'team' (lowercase)")
 
 
-def url(value: str, schemes: Iterable[str], plain: bool = False) -> str:
+def url(value: str, schemes: Iterable[str], plain: bool = False, credentials: bool = True) -> str:
     """A URL parsed with its scheme; it must name a host (``file:`` excepted).
 
     ``plain``: no query or fragment either (a mirror is a host and a path).
+    ``credentials=False``: no ``user:password@`` either, for a URL that would land on a
+    command line, in a Dockerfile or in a file of an image layer (nothing could hide it there).
     """
+    from rpibuild.redact import remember_credentials  # redact imports this module
+
     allowed = tuple(schemes)
+    remember_credentials(value)
     _full(_URL_CHARS, value, "a URL")
     parts = urlsplit(value)
     if plain and ("?" in value or "#" in value):
@@ -162,6 +167,12 @@ def url(value: str, schemes: Iterable[str], plain: bool = False) -> str:
         raise ValueError("is not a URL: its port is not a number from 0 to 65535") from None
     if parts.scheme.lower() != "file" and not parts.hostname:
         raise ValueError("is not a URL: it names no host")
+    if not credentials and "@" in parts.netloc:
+        raise ValueError(
+            "carries credentials (user:password@), which this setting would put on a command line "
+            "or into an image layer: give a URL without them (pip index URLs and "
+            "RPIBUILD_SOURCE_MIRROR do take credentials)"
+        )
     return value
 
 
@@ -185,6 +196,8 @@ def wheel_name(value: str) -> str:
 def wheel(value: str) -> str:
     """A wheel given by http(s) URL or path; its file name follows the wheel naming rules."""
     check_text(value)
+    if "://" in value:  # fetched by a RUN line of the Dockerfile: no credentials in it
+        url(value, ("http", "https"), credentials=False)
     wheel_name(value)
     return value
 

@@ -91,7 +91,7 @@ class Bootstrap(_Model):
 
     _suite = field_validator("suite")(classmethod(_optional(grammar.debian_suite)))
     _mirror = field_validator("mirror")(
-        classmethod(_optional(lambda v: grammar.url(v, INDEX_SCHEMES, plain=True)))
+        classmethod(_optional(lambda v: grammar.url(v, INDEX_SCHEMES, plain=True, credentials=False)))
     )
     _empty = field_validator("mirror", "keyring", mode="before")(classmethod(_unset_if_empty))
     _keyring = field_validator("keyring")(classmethod(_optional(grammar.host_path)))
@@ -144,7 +144,7 @@ class Network(_Model):
     _no_proxy = field_validator("no_proxy")(classmethod(_optional(grammar.no_proxy)))
     _ca = field_validator("ca_bundle")(classmethod(_optional(grammar.host_path)))
     _mirror = field_validator("apt_mirror")(
-        classmethod(_optional(lambda v: grammar.url(v, ("http", "https"), plain=True)))
+        classmethod(_optional(lambda v: grammar.url(v, ("http", "https"), plain=True, credentials=False)))
     )
     _index = field_validator("pip_index_url", "pip_extra_index_url")(
         classmethod(_optional(lambda v: grammar.url(v, INDEX_SCHEMES)))
@@ -173,7 +173,7 @@ class Torch(_Model):
     _version = field_validator("version")(classmethod(_optional(grammar.version)))
     _wheel = field_validator("wheel")(classmethod(_optional(grammar.wheel)))
     _git_url = field_validator("git_url")(
-        classmethod(_optional(lambda v: grammar.url(v, ("https", "http", "git", "ssh", "file"))))
+        classmethod(_optional(lambda v: grammar.url(v, ("https", "http", "git", "ssh", "file"), credentials=False)))
     )
     _git_ref = field_validator("git_ref")(classmethod(_optional(grammar.git_ref)))
 

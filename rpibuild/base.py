@@ -99,6 +99,7 @@ def ensure_base(
     *,
     refresh: bool = False,
     progress: Callable[[str], None] | None = None,
+    on_log: Callable[[str], None] | None = None,
 ) -> BaseImage:
     """Reuse, pull or bootstrap the profile's base image and return it."""
     reference = base_reference(profile)
@@ -126,7 +127,7 @@ def ensure_base(
         found = None if refresh else _existing(profile, engine, reference)
         if found is not None:
             return found
-        image_id = bootstrap_base(profile, engine, reference, progress=progress)
+        image_id = bootstrap_base(profile, engine, reference, progress=progress, on_log=on_log)
     return BaseImage(reference, image_id, platform.name, cached=False)
 
 
@@ -181,6 +182,7 @@ def bootstrap_base(
     reference: str,
     *,
     progress: Callable[[str], None] | None = None,
+    on_log: Callable[[str], None] | None = None,
 ) -> str:
     """debootstrap into a temporary folder, then load it as an image with true metadata.
 
@@ -203,6 +205,8 @@ def bootstrap_base(
         raise HostSetupError("debootstrap is not installed", hint="apt-get install -y debootstrap")
     log_dir().mkdir(parents=True, exist_ok=True)
     log_path = log_dir() / f"{bootstrap_name(profile)}.log"
+    if on_log is not None:
+        on_log(str(log_path))
     work_parent = cache_dir() / "tmp"
     work_parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="base-", dir=work_parent))

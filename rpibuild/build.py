@@ -122,6 +122,7 @@ def build_profile(
     refresh_base: bool = False,
     on_event: Callable[[BuildEvent], None] | None = None,
     on_base_progress: Callable[[str], None] | None = None,
+    on_log: Callable[[str], None] | None = None,
 ) -> BuildOutcome:
     """Build (and verify) the profile's image; tag it only when everything passed."""
     started = time.monotonic()
@@ -135,9 +136,10 @@ def build_profile(
     # Pinned sources first: an unreachable or tampered archive fails in seconds, not after
     # minutes of bootstrapping.
     sources = fetch_sources(profile)
-    base = ensure_base(profile, engine, refresh=refresh_base, progress=on_base_progress)
+    base = ensure_base(profile, engine, refresh=refresh_base, progress=on_base_progress, on_log=on_log)
     if plan.stages.cross:
-        ensure_base(cross_base_profile(profile), engine, refresh=refresh_base, progress=on_base_progress)
+        cross = cross_base_profile(profile)
+        ensure_base(cross, engine, refresh=refresh_base, progress=on_base_progress, on_log=on_log)
     torch_stages: list[StageTiming] = []
     torch_wheel = plan.torch_wheel
     compiled_now = False
@@ -145,7 +147,7 @@ def build_profile(
         # The long compile first, on its own: its wheel goes to the store, then the image
         # build below copies it like any stored wheel (and later builds skip the compile).
         torch_wheel, torch_stages = _build_torch_wheel(
-            profile, engine, base.image, plan, no_cache=no_cache, on_event=on_event
+            profile, engine, base.image, plan, no_cache=no_cache, on_event=on_event, on_log=on_log
         )
         compiled_now = True
         plan = make_plan(profile, target=target)
@@ -162,7 +164,7 @@ def build_profile(
         cache_to=tuple(profile.build.cache_to),
         stages=names[: names.index(target) + 1] if target in names else names,
     )
-    result, log_path = _run_build(profile, engine, rendered, request, on_event)
+    result, log_path = _run_build(profile, engine, rendered, request, on_event, on_log)
     image = engine.image(result.image_id)
     if image is None or image.platform.removesuffix("/v8") != platform:
         got = image.platform if image else "nothing"
@@ -208,9 +210,12 @@ def _run_build(
     rendered: Rendered,
     request: BuildRequest,
     on_event: Callable[[BuildEvent], None] | None,
+    on_log: Callable[[str], None] | None = None,
 ) -> tuple[BuildResult, Path]:
     """One buildx run of a rendered context: logged (credentials masked), failures hinted."""
     log_path = _log_path(profile, request.target or "image")
+    if on_log is not None:
+        on_log(str(log_path))
     with (
         tempfile.TemporaryDirectory(prefix="rpibuild-context-") as tmp,
         log_path.open("w", encoding="utf-8") as log,
@@ -239,6 +244,7 @@ def _build_torch_wheel(
     *,
     no_cache: bool,
     on_event: Callable[[BuildEvent], None] | None,
+    on_log: Callable[[str], None] | None = None,
 ) -> tuple[StoredWheel, list[StageTiming]]:
     """Compile torch from Debian's source (hours; resumes from its host folders) into the store.
 
@@ -258,8 +264,10 @@ def _build_torch_wheel(
         cache_to=tuple(profile.build.cache_to),
         stages=("cross", "torch-source"),
     )
-    source, _ = _run_build(profile, engine, rendered, request, on_event)
+    source, _ = _run_build(profile, engine, rendered, request, on_event, on_log)
     log_path = _log_path(profile, "torch-build")
+    if on_log is not None:
+        on_log(str(log_path))
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     started = time.monotonic()
     cache_dir().mkdir(parents=True, exist_ok=True)
@@ -276,7 +284,7 @@ def _build_torch_wheel(
                 on_event(BuildEvent("torch-build", 1, 1, line, False, compile_status(line)))
 
         def on_wait() -> None:
-            on_line("compile: another rpibuild is compiling torch in the same folder; waiting for it")
+            on_line("waiting: another rpibuild is compiling torch in the same folder")
 
         out = Path(tmp) / "out"
         code = compile_wheel(

@@ -18,6 +18,7 @@ from rpibuild.cli import base as base_cmd
 from rpibuild.cli import build as build_cmd
 from rpibuild.cli import config as config_cmd
 from rpibuild.cli import doctor as doctor_cmd
+from rpibuild.cli import failure
 from rpibuild.cli import login as login_cmd
 from rpibuild.cli import plan as plan_cmd
 from rpibuild.cli import push as push_cmd
@@ -57,6 +58,37 @@ cli.add_command(artifacts_cmd.artifacts)
 cli.add_command(sources_cmd.sources)
 
 
+def _louder(ctx: click.Context, param: click.Parameter, value: int) -> None:
+    console.set_verbosity(console.verbosity() + value)
+
+
+def _quieter(ctx: click.Context, param: click.Parameter, value: int) -> None:
+    console.set_verbosity(console.verbosity() - value)
+
+
+def _accept_verbosity_everywhere(group: click.Group) -> None:
+    """``rpibuild build -v`` as well as ``rpibuild -v build``: as other tools take it. Counts
+    add up (``-v build -v`` is -vv); a command's own callback runs after the group's."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            _accept_verbosity_everywhere(command)
+            continue
+        names = {opt for param in command.params for opt in getattr(param, "opts", ())}
+        if "-v" in names or "-q" in names:
+            continue
+        command.params += [
+            click.Option(
+                ["-v", "--verbose"], count=True, expose_value=False, callback=_louder, help="More output."
+            ),
+            click.Option(
+                ["-q", "--quiet"], count=True, expose_value=False, callback=_quieter, help="Less output."
+            ),
+        ]
+
+
+_accept_verbosity_everywhere(cli)
+
+
 def _stop_like_ctrl_c(signum: int, frame: object) -> None:
     """SIGTERM (a CI job cancelled, `kill`) and SIGHUP wind down like Ctrl-C: the build is
     cancelled in BuildKit and nothing is left running or tagged."""
@@ -81,6 +113,7 @@ def main() -> None:
         sys.exit(ExitCode.INTERRUPTED)
     except click.ClickException as exc:
         exc.show()
+        failure.report_usage(exc.format_message(), exc.exit_code)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
@@ -108,7 +141,15 @@ def main() -> None:
 
 
 def report(exc: RpibuildError) -> None:
-    """Print an rpibuild error for a person: the log tail first, then what failed and the fix."""
+    """Print an rpibuild error for a person: the log tail first, then what failed and the fix.
+
+    With --json, also a JSON error object on stdout; under GitHub Actions, an error annotation.
+    """
+    _report_text(exc)
+    failure.report_machine(exc)
+
+
+def _report_text(exc: RpibuildError) -> None:
     if isinstance(exc, BuildError) and exc.log_tail:
         console.err.rule(console.escape(f"last {len(exc.log_tail)} lines of {exc.stage or 'the build'}"))
         for line in exc.log_tail:

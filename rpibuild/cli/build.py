@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import re
-import time
+from contextlib import nullcontext
 
 import click
 
 from rpibuild.cli.options import emit_json, json_option, profile_options
+from rpibuild.cli.reporter import progress_option
 from rpibuild.stages import CROSS_STAGES, TARGET_STAGES
-
-# BuildKit mount flags (caches, secrets) are noise in a one-line progress view.
-MOUNT_FLAG = re.compile(r"--mount=\S+\s+")
 
 
 @click.command()
 @profile_options
 @json_option
+@progress_option
 @click.option(
     "--target",
     type=click.Choice((*TARGET_STAGES, *CROSS_STAGES)),
@@ -52,6 +50,7 @@ def build(
     profile: str | None,
     overrides: tuple[str, ...],
     as_json: bool,
+    progress: str,
     target: str | None,
     no_cache: bool,
     refresh_base: bool,
@@ -69,10 +68,11 @@ def build(
     """
     from rpibuild import console
     from rpibuild.build import build_profile, with_build_options
+    from rpibuild.cli.reporter import Reporter
     from rpibuild.config import load_profile
     from rpibuild.config.checks import check_buildable
-    from rpibuild.engine import BuildEvent, DockerEngine
-    from rpibuild.engine.progress import CompileMeter
+    from rpibuild.engine import DockerEngine
+    from rpibuild.errors import RpibuildError
 
     loaded = load_profile(profile, overrides)
     check_buildable(loaded)
@@ -82,47 +82,23 @@ def build(
     engine = DockerEngine.connect(builder=prof.build.builder)
     console.info(f"[bold]building {prof.name}[/bold] ({prof.platform}) from {console.escape(loaded.path)}")
 
-    meter = CompileMeter()
-    reported: list[float | None] = [None]  # when a plain compile progress line was last printed
-    with console.status(f"{prof.name}") as update:
-
-        def on_event(event: BuildEvent) -> None:
-            if event.compiled:
-                done, total = event.compiled
-                elapsed, left = meter.update(time.monotonic(), done, total)
-                eta = f", about {_minutes(left)} left" if left is not None else ""
-                message = (
-                    f"[{event.stage}] compiling {done}/{total} ({100 * done // max(total, 1)}%), "
-                    f"{_minutes(elapsed)} elapsed{eta}"
-                )
-                update(message)
-                now = time.monotonic()
-                if not console.is_live() and (
-                    reported[0] is None or now - reported[0] >= PLAIN_PROGRESS_EVERY
-                ):
-                    reported[0] = now  # a CI log gets a plain line now and then, never silence
-                    console.info(console.escape(message))
-                console.detail(console.escape(event.line))
-            elif event.is_step:
-                shown = MOUNT_FLAG.sub("", event.line)
-                update(console.escape(f"[{event.stage}] step {event.step}/{event.total}: {shown}"))
-                line = console.escape(shown[:110])
-                console.info(f"[cyan]{event.stage:>9}[/cyan] {event.step:>2}/{event.total} {line}")
-            else:
-                console.detail(console.escape(event.line))
-
-        outcome = build_profile(
-            prof,
-            engine,
-            target=target,
-            no_cache=no_cache,
-            refresh_base=refresh_base,
-            on_event=on_event,
-            on_base_progress=lambda line: update(console.escape(f"[base] {line}")),
-        )
-    if as_json:
-        emit_json(outcome.as_dict())
-        return
+    live = progress == "auto" and console.is_live()
+    status = console.status(prof.name) if live else nullcontext(None)
+    with status as update, Reporter(progress, prof.name, update).running() as report:
+        try:
+            outcome = build_profile(
+                prof,
+                engine,
+                target=target,
+                no_cache=no_cache,
+                refresh_base=refresh_base,
+                on_event=report.event,
+                on_base_progress=report.line,
+                on_log=report.log_file,
+            )
+        except RpibuildError as exc:
+            report.failed(getattr(exc, "stage", None))
+            raise
     state = "reused" if outcome.base.cached else "built"
     console.info(f"{'base':>9}  {state} {outcome.base.image}")
     for stage in outcome.stages:
@@ -134,17 +110,7 @@ def build(
         console.info(f"{'':>9}  sha256 {outcome.torch_wheel['sha256']}")
     console.info(f"[green]done[/green] in {outcome.seconds:.0f}s: {', '.join(outcome.tags)}")
     console.info(f"log: {console.escape(outcome.log_file)}")
-    click.echo(outcome.image)
-
-
-# Without a live status line (a CI log, a redirected stderr), a compile's progress is printed
-# as a plain line at most this often: hours of compiling are never silent.
-PLAIN_PROGRESS_EVERY = 60.0
-
-
-def _minutes(seconds: float) -> str:
-    """``42s``, ``7m``, ``2h05m``: compact enough for a status line."""
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    minutes = int(seconds // 60)
-    return f"{minutes}m" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+    if as_json:
+        emit_json(outcome.as_dict())
+    else:
+        click.echo(outcome.image)

@@ -110,9 +110,15 @@ def profile_options(func: F) -> F:
 
 
 def json_option(func: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")(
-        func
-    )
+    from rpibuild.cli.failure import want_json
+
+    return click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        callback=want_json,
+        help="Print machine-readable JSON on stdout (on failure: an error object).",
+    )(func)
 
 
 def emit_json(data: object) -> None:

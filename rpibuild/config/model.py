@@ -21,6 +21,7 @@ QPULIB_UPSTREAM_COMMIT = "c2658a55f2b21de6f3270c86c227011b10d447c2"
 TAG_PLACEHOLDERS = ("profile", "platform", "torch", "qpulib", "version")
 PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
 INDEX_SCHEMES = ("http", "https", "file")
+GIT_SCHEMES = ("https", "http", "git", "ssh", "file")
 
 
 class FieldProblem(ValueError):
@@ -173,7 +174,7 @@ class Torch(_Model):
     _version = field_validator("version")(classmethod(_optional(grammar.version)))
     _wheel = field_validator("wheel")(classmethod(_optional(grammar.wheel)))
     _git_url = field_validator("git_url")(
-        classmethod(_optional(lambda v: grammar.url(v, ("https", "http", "git", "ssh", "file"), credentials=False)))
+        classmethod(_optional(lambda v: grammar.url(v, GIT_SCHEMES, credentials=False)))
     )
     _git_ref = field_validator("git_ref")(classmethod(_optional(grammar.git_ref)))
 

@@ -41,7 +41,7 @@ class _Server(http.server.ThreadingHTTPServer):
 class _Handler(http.server.BaseHTTPRequestHandler):
     server: _Server
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_GET(self) -> None:
         auth = self.headers.get("Authorization")
         self.server.requests.append((self.path, auth))
         expected = "Basic " + base64.b64encode(f"{USER}:{SECRET}".encode()).decode()
@@ -59,7 +59,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(self.server.archive)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's name
+    def log_message(self, format: str, *args: object) -> None:
         """Quiet: the test reads ``requests`` instead."""
 
 
@@ -91,12 +91,11 @@ def _url(server: _Server, path: str = "") -> str:
 
 
 def _run(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "RPIBUILD_CACHE": str(tmp_path / "cache"), **(env or {})}
+    environment = {**os.environ, "RPIBUILD_CACHE": str(tmp_path / "cache")}
     environment.pop("RPIBUILD_SOURCE_MIRROR", None)
     environment.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "rpibuild", *args], capture_output=True, text=True, env=environment, check=False
-    )
+    command = [sys.executable, "-m", "rpibuild", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=environment, check=False)
 
 
 def _assert_hidden(tmp_path: Path, *runs: subprocess.CompletedProcess[str]) -> None:

@@ -118,16 +118,19 @@ def test_render_output_without_qpulib_source_says_how_to_fix(tmp_path) -> None:
     assert "RPIBUILD_QPULIB_SRC" in result.stderr
 
 
-class _Outcome:
-    def as_dict(self) -> dict:
-        return {"image": "rpibuild/x:y"}
+def _outcome() -> object:
+    from rpibuild.base import BaseImage
+    from rpibuild.build import BuildOutcome
+
+    base = BaseImage("rpibuild/base:x", "sha256:0", "linux/arm/v7", cached=True)
+    return BuildOutcome("rpibuild/x:y", "sha256:1", ["rpibuild/x:y"], "linux/arm/v7", base)
 
 
 def _build_with_compile_events(monkeypatch: pytest.MonkeyPatch, capsys, every: float) -> list[str]:
     """`rpibuild build` (stderr not a terminal, as in CI) with a build that reports three
     compile progress lines; returns the plain progress lines it printed."""
     import rpibuild.build
-    import rpibuild.cli.build
+    import rpibuild.cli.reporter
     import rpibuild.engine
     from rpibuild.cli import main
     from rpibuild.engine import BuildEvent
@@ -139,11 +142,11 @@ def _build_with_compile_events(monkeypatch: pytest.MonkeyPatch, capsys, every: f
                     "torch-build", 1, 2, f"[rpibuild-ninja {done}/1240] g++ x.cpp", False, (done, 1240)
                 )
             )
-        return _Outcome()
+        return _outcome()
 
     monkeypatch.setattr(rpibuild.build, "build_profile", fake_build)
     monkeypatch.setattr(rpibuild.engine.DockerEngine, "connect", classmethod(lambda cls, **kw: object()))
-    monkeypatch.setattr(rpibuild.cli.build, "PLAIN_PROGRESS_EVERY", every)
+    monkeypatch.setattr(rpibuild.cli.reporter, "PLAIN_PROGRESS_EVERY", every)
     monkeypatch.setattr(sys, "argv", ["rpibuild", "build", "-p", "pi3b-armv7", "--json"])
     try:
         main()

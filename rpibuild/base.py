@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     from rpibuild.engine import Engine, ImageInfo
 
 BASE_REPOSITORY = "rpibuild/base"
-# Where debootstrap runs: "auto" (the host when it has debootstrap, else a helper
-# container), "host" or "container"; the helper image must be local or pullable.
+# Where debootstrap runs: "auto" (the host when it has debootstrap and rpibuild runs as
+# root, else a helper container), "host" or "container"; the helper image must be local or pullable.
 DEBOOTSTRAP_MODE_ENV = "RPIBUILD_DEBOOTSTRAP"
 HELPER_IMAGE_ENV = "RPIBUILD_HELPER_IMAGE"
 DEFAULT_HELPER_IMAGE = "debian:bookworm-slim"
@@ -200,7 +200,10 @@ def bootstrap_base(
     mode = os.environ.get(DEBOOTSTRAP_MODE_ENV, "auto")
     if mode not in ("auto", "host", "container"):
         raise HostSetupError(f"{DEBOOTSTRAP_MODE_ENV}={mode}: expected auto, host or container")
-    on_host = mode == "host" or (mode == "auto" and shutil.which("debootstrap") is not None)
+    # debootstrap on the host needs root (mknod, chroot); without it, auto uses the container.
+    on_host = mode == "host" or (
+        mode == "auto" and shutil.which("debootstrap") is not None and os.geteuid() == 0
+    )
     if mode == "host" and shutil.which("debootstrap") is None:
         raise HostSetupError("debootstrap is not installed", hint="apt-get install -y debootstrap")
     log_dir().mkdir(parents=True, exist_ok=True)

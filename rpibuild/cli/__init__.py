@@ -37,7 +37,8 @@ from rpibuild.redact import printable, remember_credentials
 def cli(verbose: int, quiet: int) -> None:
     """Build GPU-accelerated PyTorch images for the Raspberry Pi on an x86 host.
 
-    C++ is cross-compiled natively; QEMU runs only what must execute Pi code. Profiles
+    BuildKit builds each image: C++ is cross-compiled natively on this host, and QEMU
+    runs only the steps that must execute Pi code (installing, verify). Profiles
     (configs/*.yaml) describe a target; start with `rpibuild doctor`, see what a build will
     do with `rpibuild plan`, then `rpibuild build`. Every -p/--profile option also reads RPIBUILD_PROFILE.
     """

@@ -60,11 +60,20 @@ def build(
 ) -> None:
     """Build, verify and tag the image of PROFILE (default pi3b-arm64).
 
-    Stages: base -> system -> torch -> qpulib -> extension -> verify -> runtime, built by
-    BuildKit for the profile's platform; C++ is cross-compiled on the build platform and only
-    the target's stages run under QEMU (unless the builder has a native node for it); verify
-    runs as the Pi's own core (QEMU_CPU). `rpibuild plan` shows the stages first. Tags move
-    only when every stage passed. The full log is kept; --json prints a summary for CI.
+    \b
+    Stages (a cross build, the default; `rpibuild plan` shows a profile's own):
+      base                                  bootstrapped or pulled first, then reused
+      cross, torch-source, torch-c10        build platform: Debian's cross toolchain, torch's source
+      torch-install, qpulib-build,          build platform, native: C++ cross-compiled,
+        extension-build                       wheels for the target
+      system, torch, qpulib, extension      the target platform: installs (under QEMU on x86)
+      verify                                the target, as the Pi's own core (QEMU_CPU)
+      runtime                               the image that is tagged
+
+    BuildKit builds them for the profile's platform (a native node of the builder runs
+    the target's stages without QEMU). Tags move only when every stage passed. The log is
+    named when it opens; --progress picks how progress shows; --json prints a summary
+    (an error object on failure) on stdout for CI.
     """
     from rpibuild import console
     from rpibuild.build import build_profile, with_build_options

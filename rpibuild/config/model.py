@@ -185,7 +185,7 @@ class Torch(_Model):
         if self.source == "wheel" and not (self.wheel and self.sha256):
             raise ValueError(
                 "torch.source 'wheel' needs torch.wheel and torch.sha256 "
-                "(the armv7 profile reads RPIBUILD_TORCH_WHEEL and RPIBUILD_TORCH_WHEEL_SHA256)"
+                "(e.g. --set torch.wheel=URL_OR_PATH --set torch.sha256=SHA256)"
             )
         if self.source == "debian" and not self.version:
             raise ValueError(

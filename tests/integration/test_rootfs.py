@@ -195,9 +195,7 @@ def test_folder_strips_what_must_not_reach_the_pi(exported_folder: tuple[Path, o
     assert "localhost" in (out / "etc/hosts").read_text()
     stripped = {path for path, _why in result.stats.stripped}  # type: ignore[attr-defined]
     assert STRIPPED | (REWRITTEN - {"etc/hosts"}) <= stripped | {"etc/hosts"}
-    assert result.nfs.cmdline == (  # type: ignore[attr-defined]
-        f"root=/dev/nfs nfsroot=192.0.2.10:{out.resolve()},vers=3,tcp rw ip=dhcp rootwait"
-    )
+    assert result.nfs.chroot == f"sudo scripts/pi-chroot.sh 192.0.2.10:{out.resolve()}"  # type: ignore[attr-defined]
     assert result.nfs.exports.startswith(f"{out.resolve()} *(rw,")  # type: ignore[attr-defined]
 
 

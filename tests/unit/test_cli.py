@@ -160,3 +160,26 @@ def test_a_compile_is_never_silent_in_a_ci_log(monkeypatch: pytest.MonkeyPatch, 
     assert len(lines) == 1 and "compiling 10/1240 (0%)" in lines[0]  # then at most once a minute
     lines = _build_with_compile_events(monkeypatch, capsys, every=0.0)
     assert [line.split("compiling ")[1].split(" ")[0] for line in lines] == ["10/1240", "20/1240", "30/1240"]
+
+
+def test_help_names_every_stage_and_no_stale_qemu_claims() -> None:
+    from rpibuild.config import load_profile
+    from rpibuild.plan import make_plan, render_planned
+    from rpibuild.stages import CROSS_STAGES, TARGET_STAGES
+
+    build_help = CliRunner().invoke(cli, ["build", "--help"]).output
+    for stage in (*CROSS_STAGES, *TARGET_STAGES):
+        assert stage in build_help, f"build --help does not name the {stage} stage"
+    top = CliRunner().invoke(cli, ["--help"]).output
+    assert "cross-compiled natively" in top and "builds run under QEMU" not in top
+    native = render_planned(
+        load_profile("host-emulator").profile, make_plan(load_profile("host-emulator").profile)
+    )
+    header = native.dockerfile.split("\nFROM ", 1)[0]
+    assert "QEMU" not in header and "natively" in header
+
+
+def test_the_wheel_hint_names_options_not_a_variable_no_profile_reads() -> None:
+    result = run_main("config", "validate", "-p", "pi3b-armv7", "--set", "torch.source=wheel")
+    assert result.returncode == 2
+    assert "--set torch.wheel=" in result.stderr and "RPIBUILD_TORCH_WHEEL" not in result.stderr

@@ -140,6 +140,26 @@ def registry_host(value: str) -> str:
     return _full(_REGISTRY, value, "a registry host[:port] such as 'registry.example:5000'")
 
 
+_REPOSITORY = re.compile(rf"(?:{_HOST}/)?{_REPOSITORY_PART}(?:/{_REPOSITORY_PART})*")
+
+
+def repository(value: str) -> str:
+    """An image repository without tag or digest, optionally on a registry host[:port]
+    (``rpibuild/pi3b``, ``localhost:5000/team/pi``, ``registry.example/team/pi``)."""
+    check_text(value)
+    # docker's rule: a first part with '.' or ':' is a registry host (which may have capitals);
+    # anything else is part of the repository path, which is lowercase.
+    first, _, rest = value.partition("/")
+    if not _REPOSITORY.fullmatch(value) or (
+        rest and first != first.lower() and "." not in first and ":" not in first
+    ):
+        raise ValueError(
+            "is not a lowercase image repository such as 'rpibuild/pi3b' "
+            "(a registry host[:port]/ may come first: 'localhost:5000/team/pi')"
+        )
+    return value
+
+
 def namespace(value: str) -> str:
     return _full(_NAMESPACE, value, "a registry namespace such as 'team' (lowercase)")
 

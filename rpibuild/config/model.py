@@ -245,12 +245,7 @@ class Image(_Model):
     labels: dict[LabelKey, str] = {}
     keep_build_tools: bool = False
 
-    @field_validator("repository")
-    @classmethod
-    def _repository(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z0-9]+([._\-/][a-z0-9]+)*", value):
-            raise ValueError("must be a lowercase image repository such as 'rpibuild/pi3b'")
-        return value
+    _repository = field_validator("repository")(classmethod(_optional(grammar.repository)))
 
 
 class Registry(_Model):

@@ -108,7 +108,7 @@ def main() -> None:
         if name.startswith("RPIBUILD_") and "://" in value:
             remember_credentials(value)
     try:
-        cli.main(standalone_mode=False)
+        cli.main(prog_name="rpibuild", standalone_mode=False)
     except click.exceptions.Abort:
         console.err.print("[red]interrupted[/red]")
         sys.exit(ExitCode.INTERRUPTED)

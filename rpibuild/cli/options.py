@@ -87,6 +87,17 @@ def output_path(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     return value
 
 
+def complete_profiles(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion of -p: the profile names in configs/, or files once a path is typed."""
+    from click.shell_completion import CompletionItem
+
+    if "/" in incomplete or incomplete.startswith("."):
+        return [CompletionItem(incomplete, type="file")]
+    from rpibuild.config import available_profiles
+
+    return [CompletionItem(name) for name in available_profiles() if name.startswith(incomplete)]
+
+
 def profile_options(func: F) -> F:
     """-p/--profile (name in configs/ or a YAML path) and repeatable --set FIELD=VALUE."""
     func = click.option(
@@ -103,6 +114,7 @@ def profile_options(func: F) -> F:
         show_envvar=True,
         default=None,
         callback=profile_name_callback,
+        shell_complete=complete_profiles,
         metavar="NAME|PATH",
         help="Profile name from configs/ or a path to a YAML file [default: pi3b-arm64].",
     )(func)

@@ -183,3 +183,42 @@ def test_the_wheel_hint_names_options_not_a_variable_no_profile_reads() -> None:
     result = run_main("config", "validate", "-p", "pi3b-armv7", "--set", "torch.source=wheel")
     assert result.returncode == 2
     assert "--set torch.wheel=" in result.stderr and "RPIBUILD_TORCH_WHEEL" not in result.stderr
+
+
+def test_every_environment_variable_is_in_the_readme_table() -> None:
+    """The README's table of RPIBUILD_* variables equals the names rpibuild and its scripts read."""
+    import re
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    used: set[str] = set()
+    for path in [*(repo / "rpibuild").rglob("*.py"), *(repo / "scripts").glob("*.sh")]:
+        used |= set(re.findall(r"\bRPIBUILD_[A-Z][A-Z0-9_]*\b", path.read_text(encoding="utf-8")))
+    readme = (repo / "README.md").read_text(encoding="utf-8")
+    table = set(re.findall(r"^\| `(RPIBUILD_[A-Z0-9_]+)` \|", readme, flags=re.M))
+    assert used - table == set(), "read by the code but not in the README's table"
+    assert table - used == set(), "in the README's table but read by nothing"
+
+
+def test_shell_completion_offers_profile_names() -> None:
+    import os
+
+    env = {
+        **os.environ,
+        "_RPIBUILD_COMPLETE": "bash_complete",
+        "COMP_WORDS": "rpibuild build -p pi3",
+        "COMP_CWORD": "3",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "rpibuild"], capture_output=True, text=True, env=env, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["plain,pi3b-arm64", "plain,pi3b-armv7"]
+    source = subprocess.run(
+        [sys.executable, "-m", "rpibuild"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "_RPIBUILD_COMPLETE": "bash_source"},
+        check=False,
+    )
+    assert "_rpibuild_completion()" in source.stdout

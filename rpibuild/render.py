@@ -16,7 +16,7 @@ from pathlib import Path
 
 import jinja2
 
-from rpibuild import __version__, host, resources
+from rpibuild import __version__, host, resources, sources
 from rpibuild.base import base_reference
 from rpibuild.config import grammar
 from rpibuild.config.model import Profile
@@ -205,7 +205,15 @@ def cross_values(profile: Profile, plan: StagePlan, torch_key: str) -> dict[str,
     return values
 
 
+# Where a build's pip steps see the pip/ folder of a local source mirror (a bind mount).
+PIP_MIRROR_TARGET = "/opt/rpibuild/pip-mirror"
+
+
 def pip_conf(profile: Profile) -> str | None:
+    """pip's settings for the build: the profile's index, or, with a local source mirror that
+    holds a pip/ folder (``rpibuild sources fetch --all``), that folder and no index at all."""
+    if sources.pip_mirror() is not None:
+        return f"[global]\nfind-links = {PIP_MIRROR_TARGET}\nno-index = true\n"
     lines = []
     if profile.network.pip_index_url:
         lines.append(f"index-url = {profile.network.pip_index_url}")
@@ -282,7 +290,7 @@ def _render(
     if plan.torch_installed_natively:
         files["rpibuild/target_site.py"] = images / "cross" / "target_site.py"
     dirs: dict[str, Path] = {}
-    names: dict[str, str | None] = {"ca_bundle": None, "torch_wheel": None}
+    names: dict[str, str | None] = {"ca_bundle": None, "torch_wheel": None, "pip_mirror": None}
     ca = _ca_bundle(profile)
     if ca is not None:
         names["ca_bundle"] = "rpibuild/ca-bundle.pem"
@@ -310,6 +318,10 @@ def _render(
             dirs["qpulib-src"] = qpulib_src
     if profile.extension.enabled:
         dirs["torch-qpu"] = Path(profile.extension.path or images / "torch-qpu")
+    pip_mirror = sources.pip_mirror()
+    if pip_mirror is not None:
+        dirs["pip-mirror"] = pip_mirror
+        names["pip_mirror"] = "pip-mirror"
 
     build_packages = list(profile.apt.packages)
     # Compilers go into the first target stage that compiles (after system and torch, so the

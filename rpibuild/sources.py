@@ -141,41 +141,61 @@ def fetch_tree(url: str, expected_sha256: str | None, name: str, archive_name: s
     cached.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cached.parent) as tmp:
         archive = Path(tmp, "archive")
-        try:
-            with open_url(url) as response, archive.open("wb") as out:
-                shutil.copyfileobj(response, out)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            # ValueError: urllib's InvalidURL and friends; their text may quote the userinfo.
-            raise DownloadError(
-                mask_urls(f"cannot download {url}: {getattr(exc, 'reason', exc)}"),
-                stage="sources",
-                hint=f"without network access to it, set {MIRROR_ENV} to a folder holding "
-                "the pinned archives, point qpulib.path (or RPIBUILD_QPULIB_SRC) at a local "
-                "checkout, or --set qpulib.enabled=false",
-            ) from None
-        unpacked = Path(tmp, "tree")
-        try:
-            with tarfile.open(archive) as tar:
-                tar.extractall(unpacked, filter="data")
-        except (tarfile.TarError, OSError) as exc:
-            raise DownloadError(
-                mask_urls(f"{url} is not a readable tar archive: {exc}"),
-                stage="sources",
-                hint="the download was truncated or is not the pinned archive; check the URL or mirror",
-            ) from None
-        entries = list(unpacked.iterdir())
-        top = entries[0] if len(entries) == 1 and entries[0].is_dir() else unpacked
-        actual = tree_sha256(top)
-        if expected_sha256 is not None and actual != expected_sha256:
-            raise DownloadError(
-                mask_urls(f"{url} unpacked to a tree with sha256 {actual}, expected {expected_sha256}"),
-                stage="sources",
-                hint="the upstream archive changed or was tampered with; check the pin",
-            )
+        download(url, archive)
+        top = unpack_checked(archive, Path(tmp, "tree"), url, expected_sha256)
         if cached.exists():
             shutil.rmtree(cached)
         top.rename(cached)
     return cached
+
+
+def download(url: str, dest: Path) -> None:
+    """``url`` into the file ``dest`` (credentials in the URL sent as a header, see ``open_url``)."""
+    try:
+        with open_url(url) as response, dest.open("wb") as out:
+            shutil.copyfileobj(response, out)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        # ValueError: urllib's InvalidURL and friends; their text may quote the userinfo.
+        raise DownloadError(
+            mask_urls(f"cannot download {url}: {getattr(exc, 'reason', exc)}"),
+            stage="sources",
+            hint=f"without network access to it, set {MIRROR_ENV} to a folder holding "
+            "the pinned archives, point qpulib.path (or RPIBUILD_QPULIB_SRC) at a local "
+            "checkout, or --set qpulib.enabled=false",
+        ) from None
+
+
+def unpack_checked(archive: Path, into: Path, url: str, expected_sha256: str | None) -> Path:
+    """Unpack ``archive`` into the new folder ``into``; the top folder of the tree, checked."""
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(into, filter="data")
+    except (tarfile.TarError, OSError) as exc:
+        raise DownloadError(
+            mask_urls(f"{url} is not a readable tar archive: {exc}"),
+            stage="sources",
+            hint="the download was truncated or is not the pinned archive; check the URL or mirror",
+        ) from None
+    entries = list(into.iterdir())
+    top = entries[0] if len(entries) == 1 and entries[0].is_dir() else into
+    actual = tree_sha256(top)
+    if expected_sha256 is not None and actual != expected_sha256:
+        raise DownloadError(
+            mask_urls(f"{url} unpacked to a tree with sha256 {actual}, expected {expected_sha256}"),
+            stage="sources",
+            hint="the upstream archive changed or was tampered with; check the pin",
+        )
+    return top
+
+
+def pip_mirror() -> Path | None:
+    """The ``pip/`` folder of a local source mirror (``rpibuild sources fetch --all``), if any:
+    a build then installs every Python package from it, without a package index."""
+    mirror = source_mirror()
+    if not mirror or not mirror.startswith("file://"):
+        return None
+    folder = Path(urllib.request.url2pathname(urlsplit(mirror).path)) / "pip"
+    return folder if folder.is_dir() else None
 
 
 def local_tree(path: str, field: str) -> Path:

@@ -29,6 +29,8 @@ USER = "ci-bot"
 COMMIT = "c2658a55f2b21de6f3270c86c227011b10d447c2"
 # Fields that take credentials (sent as a header, or as a BuildKit secret to pip).
 SUPPORTED = ("network.pip_index_url", "network.pip_extra_index_url", "qpulib.url")
+# Proxies with credentials are accepted (masked everywhere; they reach the build as the
+# engine's predefined proxy build args).
 # Fields whose URL would sit in a command line, the Dockerfile or an image layer.
 REFUSED = ("network.apt_mirror", "base.bootstrap.mirror", "torch.git_url", "torch.wheel")
 
@@ -116,6 +118,8 @@ def _profile(tmp_path: Path, server: _Server, tree_hash: str, **overrides: str) 
         "network.pip_index_url": _url(server, "/simple"),
         "network.pip_extra_index_url": _url(server, "/extra/simple"),
         "qpulib.url": _url(server, "/{commit}.tar.gz"),
+        "network.http_proxy": _url(server, ""),
+        "network.https_proxy": _url(server, ""),
         "qpulib.tree_sha256": tree_hash,
         **overrides,
     }

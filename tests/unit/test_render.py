@@ -216,3 +216,21 @@ def test_templates_do_not_branch_on_the_torch_route() -> None:
     for template in [folder / "Dockerfile.j2", *(folder / "stages").glob("*.j2")]:
         text = template.read_text(encoding="utf-8")
         assert not re.search(r"torch\.source\s*(==|!=|in\b|not in\b)", text), template.name
+
+
+def test_a_local_mirror_with_pip_packages_replaces_the_index(tmp_path, monkeypatch) -> None:
+    from rpibuild.config import load_profile
+    from rpibuild.plan import make_plan, render_planned
+    from rpibuild.render import secrets
+
+    (tmp_path / "pip").mkdir()
+    monkeypatch.setenv("RPIBUILD_SOURCE_MIRROR", str(tmp_path))
+    profile = load_profile("pi3b-arm64", ["network.pip_index_url=https://idx.example/simple"]).profile
+    rendered = render_planned(profile, make_plan(profile))
+    assert "--mount=type=bind,source=pip-mirror,target=/opt/rpibuild/pip-mirror" in rendered.dockerfile
+    assert rendered.dirs["pip-mirror"] == tmp_path / "pip"
+    conf = secrets(profile)["pip-conf"]
+    assert "find-links = /opt/rpibuild/pip-mirror" in conf and "no-index = true" in conf
+    assert "idx.example" not in conf
+    monkeypatch.setenv("RPIBUILD_SOURCE_MIRROR", str(tmp_path / "elsewhere"))
+    assert "pip-mirror" not in render_planned(profile, make_plan(profile)).dockerfile

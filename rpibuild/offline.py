@@ -14,13 +14,17 @@ The wheels are chosen on this host by the target's tags (``pip download --platfo
 
 from __future__ import annotations
 
+import email.parser
 import os
-import shutil
+import re
 import subprocess
 import sys
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from packaging.requirements import Requirement
 
 from rpibuild import sources
 from rpibuild.config.model import Profile
@@ -109,7 +113,7 @@ def gather(profile: Profile, folder: Path) -> Gathered:
     if folder.exists() and any(folder.iterdir()):
         raise ConfigError(f"output folder {folder} is not empty", field="--output")
     folder.mkdir(parents=True, exist_ok=True)
-    result = Gathered(folder=str(folder))
+    result = Gathered(folder=str(folder.resolve()))
     _archives(profile, folder, result)
     _wheels(profile, folder / "pip", result)
     if profile.torch.source == "debian":
@@ -141,34 +145,19 @@ def _archives(profile: Profile, folder: Path, result: Gathered) -> None:
 
 
 def _wheels(profile: Profile, pip_folder: Path, result: Gathered) -> None:
-    """``pip download`` of every requirement, with its dependencies, for the target's tags."""
+    """The requirements' wheels for the target's tags, then their dependencies.
+
+    pip evaluates a requirement's markers for the interpreter running it (this x86_64 host):
+    torch's CUDA dependencies (``platform_machine == "x86_64"``) would be fetched for an ARM
+    target. So the requirements come without dependencies first, and their dependencies
+    follow with the markers evaluated for the target, as the build's target_site.py does.
+    """
     pip_folder.mkdir()
     wanted = requirements(profile)
-    command = [sys.executable, "-m", "pip", "download", "--dest", str(pip_folder)]
-    command += pip_download_options(profile)
-    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    with tempfile.TemporaryDirectory(prefix="rpibuild-pip-") as tmp:
-        # The profile's index settings may carry credentials: a private config file, never argv.
-        config = Path(tmp, "pip.conf")
-        lines = ["[global]"]
-        if profile.network.pip_index_url:
-            lines.append(f"index-url = {profile.network.pip_index_url}")
-        if profile.network.pip_extra_index_url:
-            lines.append(f"extra-index-url = {profile.network.pip_extra_index_url}")
-        config.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        config.chmod(0o600)
-        if len(lines) > 1:
-            env["PIP_CONFIG_FILE"] = str(config)
-        done = subprocess.run([*command, *wanted], capture_output=True, text=True, env=env, check=False)
-    if done.returncode != 0:
-        tail = [mask_urls(line) for line in (done.stdout + done.stderr).splitlines()[-15:]]
-        raise DownloadError(
-            f"pip could not download the target's packages ({', '.join(wanted)})",
-            stage="sources",
-            log_tail=tail,
-            hint="check the package index (network.pip_index_url) and that the versions exist "
-            f"for {profile.platform}",
-        )
+    _pip_download(profile, pip_folder, ["--no-deps", *wanted])
+    dependencies = target_dependencies(profile, sorted(pip_folder.glob("*.whl")))
+    if dependencies:
+        _pip_download(profile, pip_folder, dependencies)
     torch = profile.torch
     if torch.source == "pypi" and torch.sha256:
         found = [p for p in pip_folder.glob("torch-*.whl") if sources.file_sha256(p) == torch.sha256]
@@ -179,6 +168,58 @@ def _wheels(profile: Profile, pip_folder: Path, result: Gathered) -> None:
                 hint="the index served another build of the wheel: check torch.sha256",
             )
     result.wheels = sorted(p.name for p in pip_folder.iterdir() if p.is_file())
-    for stray in pip_folder.iterdir():
-        if stray.is_dir():
-            shutil.rmtree(stray)
+
+
+def target_dependencies(profile: Profile, wheels: list[Path]) -> list[str]:
+    """The wheels' dependencies that apply on the profile's target (no extras asked for)."""
+    version, _ = target_python(profile)
+    environment = {"platform_machine": profile.target.uname, "python_version": version, "extra": ""}
+    found: list[str] = []
+    for wheel in wheels:
+        for requirement in _requires(wheel):
+            if requirement.marker is None or requirement.marker.evaluate(environment):
+                requirement.marker = None
+                found.append(str(requirement))
+    return list(dict.fromkeys(found))
+
+
+def _requires(wheel: Path) -> list[Requirement]:
+    """A wheel's Requires-Dist, from its METADATA."""
+    with zipfile.ZipFile(wheel) as archive:
+        name = next((n for n in archive.namelist() if re.fullmatch(r"[^/]+\.dist-info/METADATA", n)), None)
+        if name is None:
+            raise DownloadError(
+                f"{wheel.name} is not a wheel: it has no .dist-info/METADATA", stage="sources"
+            )
+        metadata = email.parser.BytesHeaderParser().parsebytes(archive.read(name))
+    return [Requirement(line) for line in metadata.get_all("Requires-Dist") or []]
+
+
+def _pip_download(profile: Profile, pip_folder: Path, arguments: list[str]) -> None:
+    """``pip download`` into ``pip_folder`` for the target's tags, with the profile's index."""
+    command = [sys.executable, "-m", "pip", "download", "--dest", str(pip_folder)]
+    command += pip_download_options(profile)
+    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    with tempfile.TemporaryDirectory(prefix="rpibuild-pip-") as tmp:
+        # The profile's index settings may carry credentials: a private config file, never argv.
+        lines = []
+        if profile.network.pip_index_url:
+            lines.append(f"index-url = {profile.network.pip_index_url}")
+        if profile.network.pip_extra_index_url:
+            lines.append(f"extra-index-url = {profile.network.pip_extra_index_url}")
+        if lines:
+            config = Path(tmp, "pip.conf")
+            config.touch(mode=0o600)
+            config.write_text("[global]\n" + "\n".join(lines) + "\n", encoding="utf-8")
+            env["PIP_CONFIG_FILE"] = str(config)
+        done = subprocess.run([*command, *arguments], capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        tail = [mask_urls(line) for line in (done.stdout + done.stderr).splitlines()[-15:]]
+        wanted = [a for a in arguments if not a.startswith("-")]
+        raise DownloadError(
+            f"pip could not download the target's packages ({', '.join(wanted)})",
+            stage="sources",
+            log_tail=tail,
+            hint="check the package index (network.pip_index_url) and that the versions exist "
+            f"for {profile.platform}",
+        )

@@ -88,3 +88,27 @@ def test_what_is_gathered_follows_the_profile() -> None:
     assert default[:3] == ["pip>=23", "wheel", "setuptools"] and "torch==2.9.1" in default
     bare = requirements(load_profile("pi3b-arm64", ["torch.source=none", "verify.enabled=false"]).profile)
     assert bare == ["pip>=23", "wheel", "setuptools"]
+
+
+def test_dependencies_are_chosen_for_the_target_not_this_host(tmp_path: Path) -> None:
+    import zipfile
+
+    from rpibuild.offline import target_dependencies
+
+    wheel = tmp_path / "demo-1.0-py3-none-any.whl"
+    metadata = "\n".join(
+        [
+            "Metadata-Version: 2.1",
+            "Name: demo",
+            "Version: 1.0",
+            'Requires-Dist: nvidia-cublas; platform_system == "Linux" and platform_machine == "x86_64"',
+            "Requires-Dist: sympy>=1.13",
+            'Requires-Dist: tomli; python_version < "3.11"',
+            'Requires-Dist: opt-einsum; extra == "opt"',
+            "",
+        ]
+    )
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("demo-1.0.dist-info/METADATA", metadata)
+    arm64 = load_profile("pi3b-arm64").profile  # trixie: Python 3.13, aarch64
+    assert target_dependencies(arm64, [wheel]) == ["sympy>=1.13"]

@@ -167,6 +167,9 @@ def test_a_build_that_fails_at_its_sources_shows_no_secret(
         run = _run(tmp_path, "build", "-p", str(profile), *extra)
         assert run.returncode == 7, run.stderr
         assert "***" in run.stdout + run.stderr
+        if "--json" in extra:  # the failure as a JSON object on stdout, masked like the rest
+            error = json.loads(run.stdout)["error"]
+            assert error["exit_code"] == 7 and error["stage"] == "sources" and "***@" in error["message"]
         _assert_hidden(tmp_path, run)
 
 

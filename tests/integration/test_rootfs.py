@@ -328,7 +328,8 @@ def test_cli_exports_the_profile_image(
             text=True,
             check=True,
         )
-        assert "nfsroot=10.0.0.2:/srv/rpibuild/root,vers=3,tcp" in cli.stdout
+        assert "sudo scripts/pi-chroot.sh 10.0.0.2:/srv/rpibuild/root" in cli.stdout
+        assert "nfsroot=" not in cli.stdout and "cmdline" not in cli.stdout  # not a boot root
         assert "/srv/rpibuild/root *(rw,sync,no_subtree_check,no_root_squash)" in cli.stdout
         assert "stripped /usr/bin/qemu-arm-static" in cli.stderr
         data = json.loads(

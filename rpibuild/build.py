@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from rpibuild.base import BaseImage, ensure_base
+from rpibuild.base import BaseImage, base_reference, ensure_base
 from rpibuild.config.model import Build, Profile
 from rpibuild.context import fetch_sources
 from rpibuild.cross import cross_base_profile
@@ -136,10 +136,18 @@ def build_profile(
     # Pinned sources first: an unreachable or tampered archive fails in seconds, not after
     # minutes of bootstrapping.
     sources = fetch_sources(profile)
+    announce = on_event or (lambda _event: None)
+    base_started = time.monotonic()
+    announce(BuildEvent("base", 1, 1, f"reuse or bootstrap {base_reference(profile)}", True))
     base = ensure_base(profile, engine, refresh=refresh_base, progress=on_base_progress, on_log=on_log)
+    cached = base.cached
     if plan.stages.cross:
         cross = cross_base_profile(profile)
-        ensure_base(cross, engine, refresh=refresh_base, progress=on_base_progress, on_log=on_log)
+        built = ensure_base(cross, engine, refresh=refresh_base, progress=on_base_progress, on_log=on_log)
+        cached = cached and built.cached
+    # A stage line like BuildKit's: bootstraps take minutes, and a CI log says when they end.
+    timing = StageTiming("base", time.monotonic() - base_started, steps=1, cached_steps=int(cached))
+    announce(BuildEvent("base", 0, 0, "", False, finished=timing))
     torch_stages: list[StageTiming] = []
     torch_wheel = plan.torch_wheel
     compiled_now = False
@@ -304,4 +312,6 @@ def _build_torch_wheel(
             raise BuildError(f"the torch wheel could not be stored: {exc}", stage="torch-build") from None
     discard_build_folder(profile, key)
     timing = StageTiming("torch-build", time.monotonic() - started, steps=1)
+    if on_event is not None:
+        on_event(BuildEvent("torch-build", 0, 0, "", False, finished=timing))
     return stored, [*source.stages, timing]

@@ -23,6 +23,8 @@ _CREDENTIALS = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)[^/\s?#@'\"
 # masking every "ab" in a log would hide more than it protects.
 _REMEMBERED: set[str] = set()
 _SHORTEST_REMEMBERED = 4
+# A user name alone is remembered only when it looks like a token (GitHub's are 40 characters).
+_SHORTEST_TOKEN = 16
 
 
 def remember_credentials(url: str) -> None:
@@ -32,7 +34,11 @@ def remember_credentials(url: str) -> None:
     except ValueError:
         password = None
     userinfo = url.split("://", 1)[-1].split("/", 1)[0].rpartition("@")[0] if "://" in url else ""
-    for secret in (password, unquote(password) if password else None, userinfo.partition(":")[2]):
+    user, colon, raw_password = userinfo.partition(":")
+    found = [password, unquote(password) if password else None, raw_password]
+    if not colon and len(user) >= _SHORTEST_TOKEN:  # https://TOKEN@host: the token is the user
+        found += [user, unquote(user)]
+    for secret in found:
         if secret and len(secret) >= _SHORTEST_REMEMBERED:
             _REMEMBERED.add(secret)
 

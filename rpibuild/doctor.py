@@ -113,6 +113,13 @@ def check_builder(name: str | None, platform: str | None) -> Check:
 
 
 def check_debootstrap() -> Check:
+    """debootstrap on the host, where a bootstrap will use it (root, mode auto or host)."""
+    from rpibuild.base import DEBOOTSTRAP_MODE_ENV
+
+    mode = os.environ.get(DEBOOTSTRAP_MODE_ENV, "auto")
+    if mode == "container" or (mode == "auto" and os.geteuid() != 0):
+        why = f"{DEBOOTSTRAP_MODE_ENV}=container" if mode == "container" else "not root"
+        return Check("debootstrap", True, f"not used ({why}): bases are bootstrapped in a helper container")
     path = shutil.which("debootstrap")
     if path is None:
         return Check(

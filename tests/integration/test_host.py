@@ -135,6 +135,7 @@ def test_the_ci_examples_doctor_step_passes_as_a_non_root_user(monkeypatch: pyte
     failed = [(c.name, c.detail) for c in checks if not c.ok]
     assert failed == []
     assert "not root" in next(c.detail for c in checks if c.name == "privileges")
+    assert "helper container" in next(c.detail for c in checks if c.name == "debootstrap")
 
 
 def rpibuild_env(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -176,6 +176,20 @@ def debootstrap_command(profile: Profile, target: Path) -> list[str]:
     return [part for part in command if part]
 
 
+def bootstrap_on_host() -> bool:
+    """Whether debootstrap runs on this host (else in a helper container), by
+    ``RPIBUILD_DEBOOTSTRAP``: auto takes the host when it has debootstrap and rpibuild runs
+    as root (debootstrap needs mknod and chroot); a CI job's non-root user gets the container."""
+    mode = os.environ.get(DEBOOTSTRAP_MODE_ENV, "auto")
+    if mode not in ("auto", "host", "container"):
+        raise HostSetupError(f"{DEBOOTSTRAP_MODE_ENV}={mode}: expected auto, host or container")
+    if mode == "host" and shutil.which("debootstrap") is None:
+        raise HostSetupError("debootstrap is not installed", hint="apt-get install -y debootstrap")
+    return mode == "host" or (
+        mode == "auto" and shutil.which("debootstrap") is not None and os.geteuid() == 0
+    )
+
+
 def bootstrap_base(
     profile: Profile,
     engine: Engine,
@@ -197,15 +211,7 @@ def bootstrap_base(
             f"{qemu.status(platform.binfmt).problem()}",
             hint="rpibuild qemu install",
         )
-    mode = os.environ.get(DEBOOTSTRAP_MODE_ENV, "auto")
-    if mode not in ("auto", "host", "container"):
-        raise HostSetupError(f"{DEBOOTSTRAP_MODE_ENV}={mode}: expected auto, host or container")
-    # debootstrap on the host needs root (mknod, chroot); without it, auto uses the container.
-    on_host = mode == "host" or (
-        mode == "auto" and shutil.which("debootstrap") is not None and os.geteuid() == 0
-    )
-    if mode == "host" and shutil.which("debootstrap") is None:
-        raise HostSetupError("debootstrap is not installed", hint="apt-get install -y debootstrap")
+    on_host = bootstrap_on_host()
     log_dir().mkdir(parents=True, exist_ok=True)
     log_path = log_dir() / f"{bootstrap_name(profile)}.log"
     if on_log is not None:

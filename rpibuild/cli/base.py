@@ -41,6 +41,8 @@ def base(
     from rpibuild.engine import DockerEngine
     from rpibuild.stages import check_cross
 
+    if progress == "rawjson":  # stderr holds JSON events only (and a failure's message)
+        console.set_verbosity(min(console.verbosity(), -1))
     loaded = load_profile(profile, overrides)
     target = loaded.profile
     if build_platform:

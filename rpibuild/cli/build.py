@@ -83,6 +83,8 @@ def build(
     from rpibuild.engine import DockerEngine
     from rpibuild.errors import RpibuildError
 
+    if progress == "rawjson":  # stderr holds JSON events only (and a failure's message)
+        console.set_verbosity(min(console.verbosity(), -1))
     loaded = load_profile(profile, overrides)
     check_buildable(loaded)
     prof = with_build_options(loaded.profile, builder, cache_from, cache_to)

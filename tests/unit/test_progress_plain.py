@@ -144,3 +144,33 @@ def test_verbosity_is_taken_after_the_subcommand_too(flag: str) -> None:
     assert ("ok" in after.stderr) == (flag == "-v")
     before = run(flag, "config", "validate", "-p", "pi3b-arm64")
     assert before.stderr == after.stderr
+
+
+def test_rawjson_builds_print_json_lines_only(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """The whole `build --progress rawjson` on stderr: every line is a JSON event."""
+    import rpibuild.build
+    import rpibuild.engine
+    from rpibuild.base import BaseImage
+    from rpibuild.build import BuildOutcome
+    from rpibuild.cli import main
+
+    def fake_build(profile, engine, *, on_event, on_log, **kwargs):
+        on_log("/logs/build.log")
+        on_event(BuildEvent("system", 1, 1, "RUN true", True))
+        base = BaseImage("rpibuild/base:x", "sha256:0", "linux/arm/v7", cached=True)
+        return BuildOutcome("rpibuild/x:y", "sha256:1", ["rpibuild/x:y"], "linux/arm/v7", base)
+
+    from rpibuild import console
+
+    monkeypatch.setattr(console, "_verbosity", 0)  # restored after: rawjson lowers it
+    monkeypatch.setattr(rpibuild.build, "build_profile", fake_build)
+    monkeypatch.setattr(rpibuild.engine.DockerEngine, "connect", classmethod(lambda cls, **kw: object()))
+    monkeypatch.setattr(sys, "argv", ["rpibuild", "build", "-p", "pi3b-armv7", "--progress", "rawjson"])
+    try:
+        main()
+    except SystemExit as exited:
+        assert exited.code in (0, None)
+    out, err = capsys.readouterr()
+    events = [json.loads(line)["event"] for line in err.splitlines()]
+    assert events[:3] == ["log", "stage-start", "step"]
+    assert out.strip() == "rpibuild/x:y"

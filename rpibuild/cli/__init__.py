@@ -43,6 +43,7 @@ def cli(verbose: int, quiet: int) -> None:
     do with `rpibuild plan`, then `rpibuild build`. Every -p/--profile option also reads RPIBUILD_PROFILE.
     """
     console.set_verbosity(verbose - quiet)
+    failure.reset()
 
 
 cli.add_command(doctor_cmd.doctor)
@@ -107,6 +108,7 @@ def main() -> None:
     for name, value in os.environ.items():
         if name.startswith("RPIBUILD_") and "://" in value:
             remember_credentials(value)
+    failure.reset()
     try:
         cli.main(prog_name="rpibuild", standalone_mode=False)
     except click.exceptions.Abort:

@@ -31,6 +31,12 @@ def wants_json() -> bool:
     return _wants_json
 
 
+def reset() -> None:
+    """A new command line (tests run several in one process): no --json seen yet."""
+    global _wants_json
+    _wants_json = False
+
+
 def error_object(exc: RpibuildError) -> dict[str, Any]:
     """What a script needs to branch on and to show: the JSON ``--json`` prints on failure."""
     return {

@@ -88,6 +88,7 @@ def _accept_verbosity_everywhere(group: click.Group) -> None:
         ]
 
 
+# After every cli.add_command above: commands added later would not take -v/-q.
 _accept_verbosity_everywhere(cli)
 
 

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -222,3 +223,18 @@ def test_shell_completion_offers_profile_names() -> None:
         check=False,
     )
     assert "_rpibuild_completion()" in source.stdout
+
+
+def test_every_command_takes_verbosity_after_its_name() -> None:
+    def leaves(group: click.Group, path: list[str]) -> list[tuple[list[str], click.Command]]:
+        found = []
+        for name, command in group.commands.items():
+            if isinstance(command, click.Group):
+                found += leaves(command, [*path, name])
+            else:
+                found.append(([*path, name], command))
+        return found
+
+    for path, command in leaves(cli, []):
+        options = {opt for param in command.params for opt in getattr(param, "opts", ())}
+        assert {"-v", "-q"} <= options, f"rpibuild {' '.join(path)} does not take -v/-q"

@@ -114,6 +114,7 @@ def ensure_base(
     *,
     refresh: bool = False,
     progress: Callable[[str], None] | None = None,
+    on_log: Callable[[str], None] | None = None,
 ) -> BaseImage:
     """Reuse, pull or bootstrap the profile's base image and return it."""
     reference = base_reference(profile)
@@ -141,7 +142,7 @@ def ensure_base(
         found = None if refresh else _existing(profile, engine, reference)
         if found is not None:
             return found
-        image_id = bootstrap_base(profile, engine, reference, progress=progress)
+        image_id = bootstrap_base(profile, engine, reference, progress=progress, on_log=on_log)
     return BaseImage(reference, image_id, platform.name, cached=False)
 
 
@@ -242,12 +243,25 @@ def _bootstrap_failed(profile: Profile, where: str, code: int, tail: list[str], 
     )
 
 
+def bootstrap_on_host(tool: str = "mmdebstrap") -> bool:
+    """Whether the bootstrap tool runs on this host (else in a helper container), by
+    ``RPIBUILD_DEBOOTSTRAP``: auto takes the host when it has the tool and rpibuild runs as
+    root (bootstrapping needs mknod and chroot); a CI job's non-root user gets the container."""
+    mode = os.environ.get(DEBOOTSTRAP_MODE_ENV, "auto")
+    if mode not in ("auto", "host", "container"):
+        raise HostSetupError(f"{DEBOOTSTRAP_MODE_ENV}={mode}: expected auto, host or container")
+    if mode == "host" and shutil.which(tool) is None:
+        raise HostSetupError(f"{tool} is not installed", hint=f"apt-get install -y {tool}")
+    return mode == "host" or (mode == "auto" and shutil.which(tool) is not None and os.geteuid() == 0)
+
+
 def bootstrap_base(
     profile: Profile,
     engine: Engine,
     reference: str,
     *,
     progress: Callable[[str], None] | None = None,
+    on_log: Callable[[str], None] | None = None,
 ) -> str:
     """Bootstrap into a temporary folder, then load it as an image with true metadata.
 
@@ -273,6 +287,8 @@ def bootstrap_base(
         raise HostSetupError(f"{tool} is not installed", hint=f"apt-get install -y {tool}")
     log_dir().mkdir(parents=True, exist_ok=True)
     log_path = log_dir() / f"{bootstrap_name(profile)}.log"
+    if on_log is not None:
+        on_log(str(log_path))
     work_parent = cache_dir() / "tmp"
     work_parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="base-", dir=work_parent))

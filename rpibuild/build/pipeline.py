@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from rpibuild.build.base import BaseImage, ensure_base
+from rpibuild.build.base import BaseImage, base_reference, ensure_base
 from rpibuild.build.context import fetch_sources
 from rpibuild.build.sources import cache_dir
 from rpibuild.config.model import Build, Profile
@@ -130,6 +130,7 @@ def build_profile(
     refresh_base: bool = False,
     on_event: Callable[[BuildEvent], None] | None = None,
     on_base_progress: Callable[[str], None] | None = None,
+    on_log: Callable[[str], None] | None = None,
 ) -> BuildOutcome:
     """Build (and verify) the profile's image; tag it only when everything passed."""
     started = time.monotonic()
@@ -145,12 +146,25 @@ def build_profile(
     # minutes of bootstrapping.
     sources = fetch_sources(profile)
 
+    announce = on_event or (lambda _event: None)
+
     def ensure_bases(roles: tuple[str, ...]) -> dict[str, BaseImage]:
-        return {
-            role: ensure_base(base_profile, engine, refresh=refresh_base, progress=on_base_progress)
-            for role, base_profile in plan.base_profiles.roles()
-            if role in roles
+        """Reuse or bootstrap these bases, announced as a stage like BuildKit's (bootstraps take
+        minutes, and a CI log says when they end)."""
+        wanted = [(role, p) for role, p in plan.base_profiles.roles() if role in roles]
+        if not wanted:
+            return {}
+        started = time.monotonic()
+        names = ", ".join(base_reference(p) for _, p in wanted)
+        announce(BuildEvent("base", 1, 1, f"reuse or bootstrap {names}", True))
+        made = {
+            role: ensure_base(p, engine, refresh=refresh_base, progress=on_base_progress, on_log=on_log)
+            for role, p in wanted
         }
+        cached = all(image.cached for image in made.values())
+        timing = StageTiming("base", time.monotonic() - started, steps=1, cached_steps=int(cached))
+        announce(BuildEvent("base", 0, 0, "", False, finished=timing))
+        return made
 
     # The build platform's base first: the torch compile needs it; the target's bases after it,
     # when the wheel's Debian packages (folded into them) are known.
@@ -162,7 +176,7 @@ def build_profile(
         # The long compile first, on its own: its wheel goes to the store, then the image
         # build below copies it like any stored wheel (and later builds skip the compile).
         torch_wheel, torch_stages = _build_torch_wheel(
-            profile, engine, plan, no_cache=no_cache, on_event=on_event
+            profile, engine, plan, no_cache=no_cache, on_event=on_event, on_log=on_log
         )
         compiled_now = True
         plan = make_plan(profile, target=target, builder=facts)
@@ -181,7 +195,7 @@ def build_profile(
         cache_to=tuple(profile.build.cache_to),
         stages=names[: names.index(target) + 1] if target in names else names,
     )
-    result, log_path = _run_build(profile, engine, rendered, request, on_event)
+    result, log_path = _run_build(profile, engine, rendered, request, on_event, on_log)
     image = engine.image(result.image_id)
     if image is None or image.platform.removesuffix("/v8") != platform:
         got = image.platform if image else "nothing"
@@ -229,9 +243,12 @@ def _run_build(
     rendered: Rendered,
     request: BuildRequest,
     on_event: Callable[[BuildEvent], None] | None,
+    on_log: Callable[[str], None] | None = None,
 ) -> tuple[BuildResult, Path]:
     """One buildx run of a rendered context: logged (credentials masked), failures hinted."""
     log_path = _log_path(profile, request.target or "image")
+    if on_log is not None:
+        on_log(str(log_path))
     with (
         tempfile.TemporaryDirectory(prefix="rpibuild-context-") as tmp,
         log_path.open("w", encoding="utf-8") as log,
@@ -259,6 +276,7 @@ def _build_torch_wheel(
     *,
     no_cache: bool,
     on_event: Callable[[BuildEvent], None] | None,
+    on_log: Callable[[str], None] | None = None,
 ) -> tuple[StoredWheel, list[StageTiming]]:
     """Compile torch from Debian's source (hours; resumes from its host folders) into the store.
 
@@ -278,8 +296,10 @@ def _build_torch_wheel(
         cache_to=tuple(profile.build.cache_to),
         stages=("cross", "torch-source"),
     )
-    source, _ = _run_build(profile, engine, rendered, request, on_event)
+    source, _ = _run_build(profile, engine, rendered, request, on_event, on_log)
     log_path = _log_path(profile, "torch-build")
+    if on_log is not None:
+        on_log(str(log_path))
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     started = time.monotonic()
     cache_dir().mkdir(parents=True, exist_ok=True)
@@ -296,7 +316,7 @@ def _build_torch_wheel(
                 on_event(BuildEvent("torch-build", 1, 1, line, False, compile_status(line)))
 
         def on_wait() -> None:
-            on_line("compile: another rpibuild is compiling torch in the same folder; waiting for it")
+            on_line("waiting: another rpibuild is compiling torch in the same folder")
 
         out = Path(tmp) / "out"
         code = compile_wheel(
@@ -316,4 +336,6 @@ def _build_torch_wheel(
             raise BuildError(f"the torch wheel could not be stored: {exc}", stage="torch-build") from None
     discard_build_folder(profile, key)
     timing = StageTiming("torch-build", time.monotonic() - started, steps=1)
+    if on_event is not None:
+        on_event(BuildEvent("torch-build", 0, 0, "", False, finished=timing))
     return stored, [*source.stages, timing]

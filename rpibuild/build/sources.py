@@ -7,6 +7,7 @@ when a forge regenerates its tarballs, and it equally checks a local checkout.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import shutil
@@ -16,8 +17,12 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
+from urllib.parse import unquote, urlsplit, urlunsplit
 
+from rpibuild.config import grammar
 from rpibuild.errors import ConfigError, DownloadError
+from rpibuild.redact import mask_urls, remember_credentials
 
 _SKIP = {".git"}
 
@@ -69,12 +74,58 @@ def mirrored_url(url: str, archive_name: str) -> str:
     holding archives under their forge download names (``QPULib-<commit>.tar.gz``): what a
     host without GitHub uses. The content hash is checked the same either way.
     """
-    mirror = os.environ.get(MIRROR_ENV, "").strip()
+    mirror = source_mirror()
     if not mirror:
         return url
-    if "://" not in mirror:  # a plain folder path
-        mirror = Path(mirror).resolve().as_uri()
     return f"{mirror.rstrip('/')}/{archive_name}"
+
+
+MIRROR_SCHEMES = ("http", "https", "file")
+
+
+def source_mirror() -> str | None:
+    """``$RPIBUILD_SOURCE_MIRROR`` as a URL (a folder path made a ``file://`` URL), checked.
+
+    A web mirror may carry ``user:password@``: it is sent as a Basic authorization header
+    (``open_url``), never shown. A malformed value is a usage error (exit 2), before any download.
+    """
+    mirror = os.environ.get(MIRROR_ENV, "").strip()
+    if not mirror:
+        return None
+    if "://" not in mirror:  # a plain folder path
+        return Path(mirror).resolve().as_uri()
+    remember_credentials(mirror)
+    try:
+        grammar.url(mirror, MIRROR_SCHEMES, plain=True)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{mask_urls(mirror)} {exc}",
+            file="environment",
+            field=MIRROR_ENV,
+            hint="a folder path or a file://, http:// or https:// URL of a folder "
+            "(credentials before the host are sent as Basic authorization)",
+        ) from None
+    return mirror
+
+
+def open_url(url: str, timeout: float = 60) -> IO[bytes]:
+    """Open ``url`` for reading; ``user:password@`` in it becomes a Basic authorization header.
+
+    urllib reads userinfo as part of the host (``nonnumeric port``); the header is added as
+    unredirected, so a redirect to another host never carries the credentials along.
+    """
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        response: IO[bytes] = urllib.request.urlopen(url, timeout=timeout)
+        return response
+    remember_credentials(url)
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    request = urllib.request.Request(urlunsplit(parts._replace(netloc=host)))
+    token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode()
+    request.add_unredirected_header("Authorization", f"Basic {token}")
+    response = urllib.request.urlopen(request, timeout=timeout)
+    return response
 
 
 def fetch_tree(url: str, expected_sha256: str | None, name: str, archive_name: str | None = None) -> Path:
@@ -90,40 +141,61 @@ def fetch_tree(url: str, expected_sha256: str | None, name: str, archive_name: s
     cached.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cached.parent) as tmp:
         archive = Path(tmp, "archive")
-        try:
-            with urllib.request.urlopen(url, timeout=60) as response, archive.open("wb") as out:
-                shutil.copyfileobj(response, out)
-        except (urllib.error.URLError, OSError) as exc:
-            raise DownloadError(
-                f"cannot download {url}: {getattr(exc, 'reason', exc)}",
-                stage="sources",
-                hint=f"without network access to it, set {MIRROR_ENV} to a folder holding "
-                "the pinned archives, point qpulib.path (or RPIBUILD_QPULIB_SRC) at a local "
-                "checkout, or --set qpulib.enabled=false",
-            ) from None
-        unpacked = Path(tmp, "tree")
-        try:
-            with tarfile.open(archive) as tar:
-                tar.extractall(unpacked, filter="data")
-        except (tarfile.TarError, OSError) as exc:
-            raise DownloadError(
-                f"{url} is not a readable tar archive: {exc}",
-                stage="sources",
-                hint="the download was truncated or is not the pinned archive; check the URL or mirror",
-            ) from None
-        entries = list(unpacked.iterdir())
-        top = entries[0] if len(entries) == 1 and entries[0].is_dir() else unpacked
-        actual = tree_sha256(top)
-        if expected_sha256 is not None and actual != expected_sha256:
-            raise DownloadError(
-                f"{url} unpacked to a tree with sha256 {actual}, expected {expected_sha256}",
-                stage="sources",
-                hint="the upstream archive changed or was tampered with; check the pin",
-            )
+        download(url, archive)
+        top = unpack_checked(archive, Path(tmp, "tree"), url, expected_sha256)
         if cached.exists():
             shutil.rmtree(cached)
         top.rename(cached)
     return cached
+
+
+def download(url: str, dest: Path) -> None:
+    """``url`` into the file ``dest`` (credentials in the URL sent as a header, see ``open_url``)."""
+    try:
+        with open_url(url) as response, dest.open("wb") as out:
+            shutil.copyfileobj(response, out)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        # ValueError: urllib's InvalidURL and friends; their text may quote the userinfo.
+        raise DownloadError(
+            mask_urls(f"cannot download {url}: {getattr(exc, 'reason', exc)}"),
+            stage="sources",
+            hint=f"without network access to it, set {MIRROR_ENV} to a folder holding "
+            "the pinned archives, point qpulib.path (or RPIBUILD_QPULIB_SRC) at a local "
+            "checkout, or --set qpulib.enabled=false",
+        ) from None
+
+
+def unpack_checked(archive: Path, into: Path, url: str, expected_sha256: str | None) -> Path:
+    """Unpack ``archive`` into the new folder ``into``; the top folder of the tree, checked."""
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(into, filter="data")
+    except (tarfile.TarError, OSError) as exc:
+        raise DownloadError(
+            mask_urls(f"{url} is not a readable tar archive: {exc}"),
+            stage="sources",
+            hint="the download was truncated or is not the pinned archive; check the URL or mirror",
+        ) from None
+    entries = list(into.iterdir())
+    top = entries[0] if len(entries) == 1 and entries[0].is_dir() else into
+    actual = tree_sha256(top)
+    if expected_sha256 is not None and actual != expected_sha256:
+        raise DownloadError(
+            mask_urls(f"{url} unpacked to a tree with sha256 {actual}, expected {expected_sha256}"),
+            stage="sources",
+            hint="the upstream archive changed or was tampered with; check the pin",
+        )
+    return top
+
+
+def pip_mirror() -> Path | None:
+    """The ``pip/`` folder of a local source mirror (``rpibuild sources fetch --all``), if any:
+    a build then installs every Python package from it, without a package index."""
+    mirror = source_mirror()
+    if not mirror or not mirror.startswith("file://"):
+        return None
+    folder = Path(urllib.request.url2pathname(urlsplit(mirror).path)) / "pip"
+    return folder if folder.is_dir() else None
 
 
 def local_tree(path: str, field: str) -> Path:

@@ -18,6 +18,7 @@ from rpibuild.cli import base as base_cmd
 from rpibuild.cli import build as build_cmd
 from rpibuild.cli import config as config_cmd
 from rpibuild.cli import doctor as doctor_cmd
+from rpibuild.cli import failure
 from rpibuild.cli import image as image_cmd
 from rpibuild.cli import login as login_cmd
 from rpibuild.cli import plan as plan_cmd
@@ -27,7 +28,7 @@ from rpibuild.cli import render as render_cmd
 from rpibuild.cli import rootfs as rootfs_cmd
 from rpibuild.cli import sources as sources_cmd
 from rpibuild.errors import BuildError, ExitCode, HostSetupError, InternalError, RpibuildError
-from rpibuild.redact import printable
+from rpibuild.redact import printable, remember_credentials
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -37,11 +38,13 @@ from rpibuild.redact import printable
 def cli(verbose: int, quiet: int) -> None:
     """Build GPU-accelerated PyTorch images for the Raspberry Pi on an x86 host.
 
-    C++ is cross-compiled natively; QEMU runs only what must execute Pi code. Profiles
+    BuildKit builds each image: C++ is cross-compiled natively on this host, and QEMU
+    runs only the steps that must execute Pi code (installing, verify). Profiles
     (configs/*.yaml) describe a target; start with `rpibuild doctor`, see what a build will
     do with `rpibuild plan`, then `rpibuild build`. Every -p/--profile option also reads RPIBUILD_PROFILE.
     """
     console.set_verbosity(verbose - quiet)
+    failure.reset()
 
 
 cli.add_command(doctor_cmd.doctor)
@@ -59,6 +62,38 @@ cli.add_command(artifacts_cmd.artifacts)
 cli.add_command(sources_cmd.sources)
 
 
+def _louder(ctx: click.Context, param: click.Parameter, value: int) -> None:
+    console.set_verbosity(console.verbosity() + value)
+
+
+def _quieter(ctx: click.Context, param: click.Parameter, value: int) -> None:
+    console.set_verbosity(console.verbosity() - value)
+
+
+def _accept_verbosity_everywhere(group: click.Group) -> None:
+    """``rpibuild build -v`` as well as ``rpibuild -v build``: as other tools take it. Counts
+    add up (``-v build -v`` is -vv); a command's own callback runs after the group's."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            _accept_verbosity_everywhere(command)
+            continue
+        names = {opt for param in command.params for opt in getattr(param, "opts", ())}
+        if "-v" in names or "-q" in names:
+            continue
+        command.params += [
+            click.Option(
+                ["-v", "--verbose"], count=True, expose_value=False, callback=_louder, help="More output."
+            ),
+            click.Option(
+                ["-q", "--quiet"], count=True, expose_value=False, callback=_quieter, help="Less output."
+            ),
+        ]
+
+
+# After every cli.add_command above: commands added later would not take -v/-q.
+_accept_verbosity_everywhere(cli)
+
+
 def _stop_like_ctrl_c(signum: int, frame: object) -> None:
     """SIGTERM (a CI job cancelled, `kill`) and SIGHUP wind down like Ctrl-C: the build is
     cancelled in BuildKit and nothing is left running or tagged."""
@@ -71,13 +106,20 @@ def main() -> None:
     # A shell starts background jobs with SIGINT ignored; rpibuild still wants Ctrl-C's meaning.
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    # A URL with credentials in any RPIBUILD_* setting: its password masked in every message,
+    # whichever library quotes it (profile URLs are remembered when the profile is loaded).
+    for name, value in os.environ.items():
+        if name.startswith("RPIBUILD_") and "://" in value:
+            remember_credentials(value)
+    failure.reset()
     try:
-        cli.main(standalone_mode=False)
+        cli.main(prog_name="rpibuild", standalone_mode=False)
     except click.exceptions.Abort:
         console.err.print("[red]interrupted[/red]")
         sys.exit(ExitCode.INTERRUPTED)
     except click.ClickException as exc:
         exc.show()
+        failure.report_usage(exc.format_message(), exc.exit_code)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
@@ -105,7 +147,15 @@ def main() -> None:
 
 
 def report(exc: RpibuildError) -> None:
-    """Print an rpibuild error for a person: the log tail first, then what failed and the fix."""
+    """Print an rpibuild error for a person: the log tail first, then what failed and the fix.
+
+    With --json, also a JSON error object on stdout; under GitHub Actions, an error annotation.
+    """
+    _report_text(exc)
+    failure.report_machine(exc)
+
+
+def _report_text(exc: RpibuildError) -> None:
     if isinstance(exc, BuildError) and exc.log_tail:
         console.err.rule(console.escape(f"last {len(exc.log_tail)} lines of {exc.stage or 'the build'}"))
         for line in exc.log_tail:

@@ -38,35 +38,34 @@ def artifacts(
     the manifest) when an ELF file is not for the profile's platform. Builds the image up to
     the extension stage first; cache hits make that quick after `rpibuild build`.
     """
-    from rich.markup import escape
+    from contextlib import nullcontext
 
     from rpibuild import console
+    from rpibuild.cli.reporter import Reporter
     from rpibuild.cli.rootfs import human_bytes
     from rpibuild.config import load_profile
-    from rpibuild.engine import BuildEvent, DockerEngine
+    from rpibuild.engine import DockerEngine
     from rpibuild.export.artifacts import collect
 
     prof = load_profile(profile, overrides).profile
     if not prof.qpulib.enabled:
         console.warn("QPULib is disabled in this profile: no libqpu (the manifest says so)")
     engine = DockerEngine.connect()
-    with console.status(f"artifacts of {prof.name}") as update:
-
-        def on_event(event: BuildEvent) -> None:
-            if event.is_step:
-                update(f"{event.stage}: step {event.step}/{event.total}")
-                instruction = escape(event.line.split(" : ", 1)[-1])  # Dockerfile text is not markup
-                console.detail(f"{event.stage:>9} {event.step:>2}/{event.total} {instruction}")
-
+    live = console.is_live()
+    status = console.status(f"artifacts of {prof.name}") if live else nullcontext(None)
+    # The rebuild up to the extension stage reports as `build` does (stage lines, heartbeat in CI).
+    with status as update, Reporter("auto", prof.name, update).running() as report:
         result = collect(
             prof,
             engine,
             out,
             build=not no_build,
             rootfs=with_rootfs,
-            on_event=on_event,
+            on_event=report.event,
             on_step=console.info,
-            on_rootfs_progress=lambda read, written: update(f"rootfs: {human_bytes(written)} written"),
+            on_rootfs_progress=lambda read, written: (update or (lambda _m: None))(
+                f"rootfs: {human_bytes(written)} written"
+            ),
         )
     if as_json:
         emit_json(result.manifest)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import click
 
 from rpibuild.cli.options import emit_json, json_option, profile_options
+from rpibuild.cli.reporter import progress_option
 
 
 @click.command()
 @profile_options
 @json_option
+@progress_option
 @click.option("--refresh", is_flag=True, help="Rebuild (or re-pull) even if a matching base exists.")
 @click.option(
     "--build-platform",
@@ -17,7 +21,12 @@ from rpibuild.cli.options import emit_json, json_option, profile_options
     help="The base of the cross build's build-platform stages (same suite, this host's architecture).",
 )
 def base(
-    profile: str | None, overrides: tuple[str, ...], as_json: bool, refresh: bool, build_platform: bool
+    profile: str | None,
+    overrides: tuple[str, ...],
+    as_json: bool,
+    progress: str,
+    refresh: bool,
+    build_platform: bool,
 ) -> None:
     """Produce the profile's base image: debootstrapped (default) or pulled.
 
@@ -26,11 +35,14 @@ def base(
     """
     from rpibuild import console
     from rpibuild.build.base import ensure_base
+    from rpibuild.cli.reporter import Reporter
     from rpibuild.config import load_profile
     from rpibuild.engine import DockerEngine
     from rpibuild.host.build_platform import cross_base_profile
     from rpibuild.planning.stages import check_cross
 
+    if progress == "rawjson":  # stderr holds JSON events only (and a failure's message)
+        console.set_verbosity(min(console.verbosity(), -1))
     loaded = load_profile(profile, overrides)
     target = loaded.profile
     if build_platform:
@@ -38,10 +50,13 @@ def base(
         target = cross_base_profile(target)
     engine = DockerEngine.connect()
     title = f"base image for {loaded.profile.name} ({target.platform})"
-    with console.step(title), console.status("bootstrapping") as update:
-        result = ensure_base(
-            target, engine, refresh=refresh, progress=lambda line: update(console.escape(line))
-        )
+    live = progress == "auto" and console.is_live()
+    with (
+        console.step(title),
+        console.status("bootstrapping") if live else nullcontext(None) as update,
+        Reporter(progress, title, update).running() as report,
+    ):
+        result = ensure_base(target, engine, refresh=refresh, progress=report.line, on_log=report.log_file)
     if as_json:
         emit_json(result.as_dict())
     else:

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-import re
-import time
+from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
 import click
 
-from rpibuild.cli.options import emit_json, image_tag_reference, json_option, profile_name_callback
+from rpibuild.cli.options import (
+    complete_profiles,
+    emit_json,
+    image_tag_reference,
+    json_option,
+    profile_name_callback,
+)
+from rpibuild.cli.reporter import progress_option
 from rpibuild.planning.stages import CROSS_STAGES, TARGET_STAGES
 
 if TYPE_CHECKING:
     from rpibuild.build.pipeline import BuildOutcome
     from rpibuild.config.loader import LoadedProfile
-    from rpibuild.engine import BuildEvent, DockerEngine
-
-# BuildKit mount flags (caches, secrets) are noise in a one-line progress view.
-MOUNT_FLAG = re.compile(r"--mount=\S+\s+")
+    from rpibuild.engine import DockerEngine
 
 
 @click.command()
@@ -29,6 +32,7 @@ MOUNT_FLAG = re.compile(r"--mount=\S+\s+")
     envvar="RPIBUILD_PROFILE",
     show_envvar=True,
     callback=profile_name_callback,
+    shell_complete=complete_profiles,
     metavar="NAME|PATH",
     help="Profile name from configs/ or a path to a YAML file; repeat with --push --tag for one "
     "multi-platform tag [default: pi3b-arm64].",
@@ -41,6 +45,7 @@ MOUNT_FLAG = re.compile(r"--mount=\S+\s+")
     help="Override a profile field, e.g. --set torch.version=2.6.0 (repeatable).",
 )
 @json_option
+@progress_option
 @click.option(
     "--push",
     is_flag=True,
@@ -105,6 +110,7 @@ def build(
     profiles: tuple[str, ...],
     overrides: tuple[str, ...],
     as_json: bool,
+    progress: str,
     push: bool,
     tags: tuple[str, ...],
     sbom: bool,
@@ -118,11 +124,20 @@ def build(
 ) -> None:
     """Build, verify and tag the image of PROFILE (default pi3b-arm64); optionally push it.
 
-    Stages: base -> system -> torch -> qpulib -> extension -> verify -> runtime, built by
-    BuildKit for the profile's platform; C++ is cross-compiled on the build platform and only
-    the target's stages run under QEMU (unless the builder has a native node for it); verify
-    runs as the Pi's own core (QEMU_CPU). `rpibuild plan` shows the stages first. Tags move
-    only when every stage passed. The full log is kept; --json prints a summary for CI.
+    \b
+    Stages (a cross build, the default; `rpibuild plan` shows a profile's own):
+      base                                  bootstrapped (the target's packages in it) or pulled
+      cross, torch-source, torch-c10        build platform: Debian's cross toolchain, torch's source
+      torch-install, qpulib-build,          build platform, native: C++ cross-compiled,
+        extension-build                       wheels installed for the target
+      system, torch, qpulib, extension      the target platform: files copied in
+      verify-torch, verify                  the target, as the Pi's own core (QEMU_CPU)
+      runtime                               the image that is tagged
+
+    BuildKit builds them for the profile's platform (a native node of the builder runs
+    the target's stages without QEMU). Tags move only when every stage passed. The log is
+    named when it opens; --progress picks how progress shows; --json prints a summary
+    (an error object on failure) on stdout for CI.
 
     --push pushes only after every build passed (a failed verify pushes nothing), like
     `rpibuild push`; several -p with --push --tag REG/NAME:TAG make one multi-platform tag.
@@ -132,6 +147,8 @@ def build(
     from rpibuild.config.checks import check_buildable
     from rpibuild.errors import ConfigError
 
+    if progress == "rawjson":  # stderr holds JSON events only (and a failure's message)
+        console.set_verbosity(min(console.verbosity(), -1))
     loaded = [load_profile(p, overrides) for p in profiles or (None,)]
     for item in loaded:
         check_buildable(item)
@@ -142,7 +159,7 @@ def build(
     if len(loaded) > 1 and push and not tags:
         raise ConfigError("several profiles make one multi-platform tag: give --tag REGISTRY/NAME:TAG",
                           field="--tag")  # fmt: skip
-    options = (target, no_cache, refresh_base, builder, cache_from, cache_to)
+    options = (progress, target, no_cache, refresh_base, builder, cache_from, cache_to)
     built = [(item, _build_one(item, *options)) for item in loaded]
     outcomes = [outcome for _, (outcome, _) in built]
     if tags and not push:
@@ -157,7 +174,7 @@ def build(
         engine = built[-1][1][1]
         with console.status("pushing") as update:
 
-            def progress(line: str) -> None:
+            def push_progress(line: str) -> None:
                 update(console.escape(line))
                 if "retry" in line:
                     console.warn(console.escape(line))
@@ -169,7 +186,7 @@ def build(
                 retries=retries,
                 sbom=sbom,
                 torch_wheel_sha256=[_wheel_sha(o) for o in outcomes],
-                on_progress=progress,
+                on_progress=push_progress,
             )
         pushed = [r.as_dict() for r in results]
     if as_json:
@@ -190,6 +207,7 @@ def build(
 
 def _build_one(
     loaded: LoadedProfile,
+    progress: str,
     target: str | None,
     no_cache: bool,
     refresh_base: bool,
@@ -197,56 +215,35 @@ def _build_one(
     cache_from: tuple[str, ...],
     cache_to: tuple[str, ...],
 ) -> tuple[BuildOutcome, DockerEngine]:
-    """One profile's build with live progress; returns its outcome and the engine holding it."""
+    """One profile's build with its progress; returns its outcome and the engine holding it."""
     from rpibuild import console
     from rpibuild.build.pipeline import build_profile, with_build_options
+    from rpibuild.cli.reporter import Reporter
     from rpibuild.engine import DockerEngine
-    from rpibuild.engine.progress import CompileMeter
+    from rpibuild.errors import RpibuildError
 
     prof = with_build_options(loaded.profile, builder, cache_from, cache_to)
     if prof.qpulib.enabled is False:
         console.warn("QPULib is disabled: the extension gets only its cpu backend")
     engine = DockerEngine.connect(builder=prof.build.builder)
     console.info(f"[bold]building {prof.name}[/bold] ({prof.platform}) from {console.escape(loaded.path)}")
-
-    meter = CompileMeter()
-    reported: list[float | None] = [None]  # when a plain compile progress line was last printed
-    with console.status(f"{prof.name}") as update:
-
-        def on_event(event: BuildEvent) -> None:
-            if event.compiled:
-                done, total = event.compiled
-                elapsed, left = meter.update(time.monotonic(), done, total)
-                eta = f", about {_minutes(left)} left" if left is not None else ""
-                message = (
-                    f"[{event.stage}] compiling {done}/{total} ({100 * done // max(total, 1)}%), "
-                    f"{_minutes(elapsed)} elapsed{eta}"
-                )
-                update(message)
-                now = time.monotonic()
-                if not console.is_live() and (
-                    reported[0] is None or now - reported[0] >= PLAIN_PROGRESS_EVERY
-                ):
-                    reported[0] = now  # a CI log gets a plain line now and then, never silence
-                    console.info(console.escape(message))
-                console.detail(console.escape(event.line))
-            elif event.is_step:
-                shown = MOUNT_FLAG.sub("", event.line)
-                update(console.escape(f"[{event.stage}] step {event.step}/{event.total}: {shown}"))
-                line = console.escape(shown[:110])
-                console.info(f"[cyan]{event.stage:>9}[/cyan] {event.step:>2}/{event.total} {line}")
-            else:
-                console.detail(console.escape(event.line))
-
-        outcome = build_profile(
-            prof,
-            engine,
-            target=target,
-            no_cache=no_cache,
-            refresh_base=refresh_base,
-            on_event=on_event,
-            on_base_progress=lambda line: update(console.escape(f"[base] {line}")),
-        )
+    live = progress == "auto" and console.is_live()
+    status = console.status(prof.name) if live else nullcontext(None)
+    with status as update, Reporter(progress, prof.name, update).running() as report:
+        try:
+            outcome = build_profile(
+                prof,
+                engine,
+                target=target,
+                no_cache=no_cache,
+                refresh_base=refresh_base,
+                on_event=report.event,
+                on_base_progress=report.line,
+                on_log=report.log_file,
+            )
+        except RpibuildError as exc:
+            report.failed(getattr(exc, "stage", None))
+            raise
     return outcome, engine
 
 
@@ -258,8 +255,9 @@ def _wheel_sha(outcome: BuildOutcome) -> str | None:
 def _report(outcome: BuildOutcome) -> None:
     from rpibuild import console
 
-    state = "reused" if outcome.base.cached else "built"
-    console.info(f"{'base':>9}  {state} {outcome.base.image}")
+    for role, base in outcome.bases.items():
+        state = "reused" if base["cached"] else "built"
+        console.info(f"{'base':>9}  {state} {base['image']} ({role})")
     for stage in outcome.stages:
         cached = " [dim](cached)[/dim]" if stage.cached else ""
         console.info(f"{stage.name:>9}  {stage.seconds:7.1f}s{cached}")
@@ -270,16 +268,3 @@ def _report(outcome: BuildOutcome) -> None:
     console.info(f"[green]done[/green] in {outcome.seconds:.0f}s: {', '.join(outcome.tags)}")
     console.info(f"log: {console.escape(outcome.log_file)}")
     click.echo(outcome.image)
-
-
-# Without a live status line (a CI log, a redirected stderr), a compile's progress is printed
-# as a plain line at most this often: hours of compiling are never silent.
-PLAIN_PROGRESS_EVERY = 60.0
-
-
-def _minutes(seconds: float) -> str:
-    """``42s``, ``7m``, ``2h05m``: compact enough for a status line."""
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    minutes = int(seconds // 60)
-    return f"{minutes}m" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"

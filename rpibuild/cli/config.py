@@ -1,4 +1,4 @@
-"""``rpibuild config show|validate|list``."""
+"""``rpibuild config show|validate|list|schema``."""
 
 from __future__ import annotations
 
@@ -61,3 +61,16 @@ def validate(profile: str | None, overrides: tuple[str, ...]) -> None:
     check_buildable(loaded)
     prof = loaded.profile
     console.info(f"[green]ok[/green] {console.escape(loaded.path)} ({prof.name}, {prof.platform})")
+
+
+@config.command()
+def schema() -> None:
+    """Print the JSON Schema of a profile file (the same as docs/profile.schema.json).
+
+    Point your editor's YAML language server at it, e.g. a first line
+    `# yaml-language-server: $schema=../docs/profile.schema.json` in a profile. It checks
+    field names and types as you type; `rpibuild config validate` checks everything.
+    """
+    from rpibuild.config.schema import schema_text
+
+    click.echo(schema_text(), nl=False)

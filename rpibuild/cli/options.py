@@ -80,8 +80,8 @@ def output_path(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 
     if value is None:
         return value
-    from rpibuild.config.grammar import forbidden_character
     from rpibuild.redact import printable
+    from rpibuild.text import forbidden_character
 
     path = Path(value)
     if not str(value).strip() or forbidden_character(str(value)):
@@ -94,6 +94,17 @@ def output_path(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     if not os.access(ancestor if ancestor.is_dir() else ancestor.parent, os.W_OK | os.X_OK):
         raise click.BadParameter(f"cannot be created: {printable(str(ancestor))} is not writable")
     return value
+
+
+def complete_profiles(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion of -p: the profile names in configs/, or files once a path is typed."""
+    from click.shell_completion import CompletionItem
+
+    if "/" in incomplete or incomplete.startswith("."):
+        return [CompletionItem(incomplete, type="file")]
+    from rpibuild.config import available_profiles
+
+    return [CompletionItem(name) for name in available_profiles() if name.startswith(incomplete)]
 
 
 def profile_options(func: F) -> F:
@@ -112,6 +123,7 @@ def profile_options(func: F) -> F:
         show_envvar=True,
         default=None,
         callback=profile_name_callback,
+        shell_complete=complete_profiles,
         metavar="NAME|PATH",
         help="Profile name from configs/ or a path to a YAML file [default: pi3b-arm64].",
     )(func)
@@ -119,12 +131,21 @@ def profile_options(func: F) -> F:
 
 
 def json_option(func: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")(
-        func
-    )
+    from rpibuild.cli.failure import want_json
+
+    return click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        callback=want_json,
+        help="Print machine-readable JSON on stdout (on failure: an error object).",
+    )(func)
 
 
 def emit_json(data: object) -> None:
+    """Machine output on stdout, URL credentials masked as everywhere else."""
     import json
 
-    click.echo(json.dumps(data, indent=2, sort_keys=False))
+    from rpibuild.redact import mask_data
+
+    click.echo(json.dumps(mask_data(data), indent=2, sort_keys=False))

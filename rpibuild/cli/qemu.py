@@ -19,8 +19,8 @@ def qemu() -> None:
 @json_option
 def status(as_json: bool) -> None:
     """Show the arm and aarch64 binfmt handlers; exit 1 if one is unusable."""
-    from rpibuild import console
     from rpibuild.host import qemu as binfmt
+    from rpibuild.redact import printable
 
     handlers = [binfmt.status(arch) for arch in binfmt.HANDLERS]
     if as_json:
@@ -38,11 +38,12 @@ def status(as_json: bool) -> None:
             ]
         )
     else:
+        # A table of results: stdout, as `config list` (progress and errors go to stderr).
         for h in handlers:
             problem = h.problem()
-            mark = "[red]FAIL[/red]" if problem else "[green]OK  [/green]"
+            mark = "FAIL" if problem else "OK  "
             text = problem or f"flags {h.flags}, {h.interpreter}"
-            console.err.print(f"{mark} {h.name:<14} {text}", highlight=False, soft_wrap=True)
+            click.echo(f"{mark} {h.name:<14} {printable(text)}")
     if not all(h.usable for h in handlers):
         sys.exit(ExitCode.CHECK_FAILED)
 

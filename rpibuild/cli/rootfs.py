@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from rpibuild.cli.options import emit_json, json_option, output_path, profile_options
+
+if TYPE_CHECKING:
+    from rpibuild.export.rootfs import NfsInstructions
 
 
 def human_bytes(count: float) -> str:
@@ -49,8 +53,9 @@ def rootfs(
     capabilities) or a tarball named *.tar, *.tar.gz or *.tar.zst. Numeric owners, modes,
     hard links, symlinks and xattrs are kept; QEMU binaries, build proxies, the host's
     resolv.conf and docker's placeholders are stripped (listed in the summary). Prints the
-    /etc/exports line, the Pi's mount and chroot commands, and the cmdline.txt entries
-    for booting the Pi with this root over NFS.
+    /etc/exports line and the chroot workflow: a Pi running its own OS from its SD card
+    mounts the tree over NFS and chroots into it (the image has no init, kernel or modules
+    to boot from).
     """
     from rich.markup import escape
 
@@ -80,24 +85,23 @@ def rootfs(
     )
     for path, why in stats.stripped:
         console.info(f"  [dim]stripped[/dim] /{escape(path)}: {why}")
-    nfs = result.nfs
+    click.echo(pi_usage(result.nfs))
+
+
+def pi_usage(nfs: NfsInstructions) -> str:
+    """How the exported tree is used: served over NFS to a Pi that booted its own OS from its
+    SD card, which mounts it and chroots in (the image has no init, kernel or modules to boot)."""
     lines = ["# On the NFS server:"]
     if nfs.extract:
         lines.append(f"#   unpack the tarball (as root, keeping owners and capabilities):\n{nfs.extract}")
     lines += [
         f"#   /etc/exports (then: sudo exportfs -ra):\n{nfs.exports}",
-        "# On the Pi (Raspberry Pi OS from its SD card): mount, bind /dev /proc /sys, chroot in,",
-        "# and unmount it all on exit (the checks: scripts/pi-check.sh with the same argument):",
+        "# On the Pi, running Raspberry Pi OS from its SD card: mount the tree, bind /dev (the",
+        "# GPU's /dev/vcio and /dev/mem), /proc and /sys, chroot in, and undo it all on exit",
+        "# (scripts/pi-chroot.sh from this repository; scripts/pi-check.sh runs the checks):",
         nfs.chroot,
-        "#   or just mount it by hand:",
+        "#   or mount it by hand, then bind /dev, /proc and /sys under it and chroot:",
         nfs.mount,
-        "# Or boot the Pi with it as its root: in cmdline.txt on the SD card's boot partition,",
-        "# replace root=... and rootfstype=... with (one line):",
-        nfs.cmdline,
+        "# The tree is not a boot root: it has no init, no kernel and no kernel modules.",
     ]
-    if not stats.has_init:
-        lines.append(
-            "# note: this root has no init (systemd-sysv) and no kernel modules for the Pi's kernel;"
-            " use the chroot way, or add them before booting from it"
-        )
-    click.echo("\n".join(lines))
+    return "\n".join(lines)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from rpibuild.cli.options import emit_json, json_option, profile_options
+from rpibuild.cli.options import emit_json, json_option, output_path, profile_options
 
 
 @click.group()
@@ -12,20 +14,60 @@ def sources() -> None:
     """Third-party sources (QPULib): fetched once, checked by content hash, cached.
 
     Set RPIBUILD_SOURCE_MIRROR to a folder or URL holding the pinned archives under their
-    forge names (QPULib-<commit>.tar.gz) on hosts that cannot reach GitHub.
+    forge names (QPULib-<commit>.tar.gz) on hosts that cannot reach GitHub; `fetch --all -o
+    DIR` makes such a folder, with the target's pip packages in DIR/pip/.
     """
 
 
 @sources.command()
 @profile_options
 @json_option
-def fetch(profile: str | None, overrides: tuple[str, ...], as_json: bool) -> None:
-    """Fetch and check PROFILE's sources; print the path of each checked tree."""
+@click.option(
+    "--all",
+    "gather_all",
+    is_flag=True,
+    help="Gather every third-party file a build downloads (archives, the pip packages of the "
+    "target's venv) into -o DIR, a mirror for hosts without GitHub or the package index.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    callback=output_path,
+    help="With --all: the new (or empty) folder to fill.",
+)
+def fetch(
+    profile: str | None, overrides: tuple[str, ...], as_json: bool, gather_all: bool, output: Path | None
+) -> None:
+    """Fetch and check PROFILE's sources; print the path of each checked tree.
+
+    With --all -o DIR: gather the pinned archives and, in DIR/pip/, the wheels the target's
+    venv installs (chosen by the target's tags); then build anywhere with
+    RPIBUILD_SOURCE_MIRROR=DIR: pip steps use DIR/pip and no package index. Debian packages
+    (and Debian's pytorch source) still come from the apt mirror.
+    """
     from rpibuild import console
     from rpibuild.build.context import qpulib_tree
     from rpibuild.config import load_profile
 
+    if gather_all != (output is not None):
+        raise click.UsageError("--all and -o/--output go together")
     loaded = load_profile(profile, overrides)
+    if gather_all and output is not None:
+        from rpibuild.build.offline import gather
+
+        with console.step(f"gathering what a build of {loaded.profile.name} downloads"):
+            gathered = gather(loaded.profile, output)
+        if as_json:
+            emit_json(gathered.as_dict())
+            return
+        for name in gathered.archives:
+            console.info(f"archive  {console.escape(name)}")
+        console.info(f"pip/     {len(gathered.wheels)} wheels")
+        for where in gathered.elsewhere:
+            console.info(f"[dim]not in the folder:[/dim] {console.escape(where)}")
+        click.echo(str(output))
+        return
     tree = qpulib_tree(loaded.profile)
     found = {"qpulib": str(tree) if tree else None}
     if as_json:

@@ -10,14 +10,11 @@ package name, an image reference, a CPU model, a URL with a known scheme. Each c
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable
 from string import Formatter
 from urllib.parse import unquote, urlsplit
 
-# Unicode categories no profile value may hold: controls (newline, NUL, U+0085), format
-# characters (bidi overrides), surrogates, private use, line and paragraph separators.
-_FORBIDDEN = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
+from rpibuild.text import forbidden_character
 
 _SUITE = re.compile(r"[a-z][a-z0-9.\-]{0,63}")
 _COMPONENT = re.compile(r"[a-z][a-z0-9\-]{0,63}")
@@ -52,14 +49,6 @@ _GIT_REF = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/+\-]{0,199}")
 _WHEEL_FILE = re.compile(r"[A-Za-z0-9_.+!\-]+\.whl")
 _URL_CHARS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
 _NO_PROXY_ITEM = re.compile(r"[A-Za-z0-9.*:_\[\]/\-]+")
-
-
-def forbidden_character(text: str) -> str | None:
-    """The first character no value may hold, as ``U+000A``; None when the text is clean."""
-    for char in text:
-        if unicodedata.category(char) in _FORBIDDEN:
-            return f"U+{ord(char):04X}"
-    return None
 
 
 def check_text(text: str) -> str:
@@ -140,16 +129,41 @@ def registry_host(value: str) -> str:
     return _full(_REGISTRY, value, "a registry host[:port] such as 'registry.example:5000'")
 
 
+_REPOSITORY = re.compile(rf"(?:{_HOST}/)?{_REPOSITORY_PART}(?:/{_REPOSITORY_PART})*")
+
+
+def repository(value: str) -> str:
+    """An image repository without tag or digest, optionally on a registry host[:port]
+    (``rpibuild/pi3b``, ``localhost:5000/team/pi``, ``registry.example/team/pi``)."""
+    check_text(value)
+    # docker's rule: a first part with '.' or ':' is a registry host (which may have capitals);
+    # anything else is part of the repository path, which is lowercase.
+    first, _, rest = value.partition("/")
+    if not _REPOSITORY.fullmatch(value) or (
+        rest and first != first.lower() and "." not in first and ":" not in first
+    ):
+        raise ValueError(
+            "is not a lowercase image repository such as 'rpibuild/pi3b' "
+            "(a registry host[:port]/ may come first: 'localhost:5000/team/pi')"
+        )
+    return value
+
+
 def namespace(value: str) -> str:
     return _full(_NAMESPACE, value, "a registry namespace such as 'team' (lowercase)")
 
 
-def url(value: str, schemes: Iterable[str], plain: bool = False) -> str:
+def url(value: str, schemes: Iterable[str], plain: bool = False, credentials: bool = True) -> str:
     """A URL parsed with its scheme; it must name a host (``file:`` excepted).
 
     ``plain``: no query or fragment either (a mirror is a host and a path).
+    ``credentials=False``: no ``user:password@`` either, for a URL that would land on a
+    command line, in a Dockerfile or in a file of an image layer (nothing could hide it there).
     """
+    from rpibuild.redact import remember_credentials  # redact imports this module
+
     allowed = tuple(schemes)
+    remember_credentials(value)
     _full(_URL_CHARS, value, "a URL")
     parts = urlsplit(value)
     if plain and ("?" in value or "#" in value):
@@ -162,6 +176,12 @@ def url(value: str, schemes: Iterable[str], plain: bool = False) -> str:
         raise ValueError("is not a URL: its port is not a number from 0 to 65535") from None
     if parts.scheme.lower() != "file" and not parts.hostname:
         raise ValueError("is not a URL: it names no host")
+    if not credentials and "@" in parts.netloc:
+        raise ValueError(
+            "carries credentials (user:password@), which this setting would put on a command line "
+            "or into an image layer: give a URL without them (pip index URLs and "
+            "RPIBUILD_SOURCE_MIRROR do take credentials)"
+        )
     return value
 
 
@@ -185,6 +205,8 @@ def wheel_name(value: str) -> str:
 def wheel(value: str) -> str:
     """A wheel given by http(s) URL or path; its file name follows the wheel naming rules."""
     check_text(value)
+    if "://" in value:  # fetched by a RUN line of the Dockerfile: no credentials in it
+        url(value, ("http", "https"), credentials=False)
     wheel_name(value)
     return value
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import types
+import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +22,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from rpibuild import redact, resources
-from rpibuild.config import grammar
 from rpibuild.config.model import FieldProblem, Profile
 from rpibuild.errors import ConfigError
+from rpibuild.text import forbidden_character
 
 KeyPath = tuple[str | int, ...]
 DEFAULT_PROFILE = "pi3b-arm64"
@@ -99,7 +101,7 @@ def resolve_profile(
         raise ConfigError(
             "the profile name is empty", field="--profile", hint="give a name from configs/ or a path"
         )
-    if grammar.forbidden_character(text):
+    if forbidden_character(text):
         raise ConfigError(
             f"the profile name {redact.printable(text)} holds a control character", field="--profile"
         )
@@ -119,6 +121,12 @@ def resolve_profile(
     for suffix in PROFILE_SUFFIXES:
         path = resources.configs_dir() / f"{text}{suffix}"
         if path.is_file():
+            if text.startswith("_") and not parents:
+                raise ConfigError(
+                    f"{text!r} holds settings other profiles extend (parents only): it is not a build target",
+                    field="--profile",
+                    hint=f"give one of: {', '.join(available_profiles())}, or a file that extends {text}",
+                )
             return path.resolve()
     known = available_profiles(parents=parents)
     close = difflib.get_close_matches(text, known, n=1)
@@ -369,10 +377,48 @@ def parse_override(text: str) -> tuple[KeyPath, Any]:
         if "invalid YAML" not in exc.message:
             raise ConfigError(exc.reason, file=f"--set {redact.printable(text)}") from None
         value = raw
-    # A scalar YAML would change ("000123" -> 123, "1.10" -> 1.1) stays the string typed.
-    if isinstance(value, bool | int | float) and str(value).lower() != raw.strip().lower():
+    path = tuple(key.strip().split("."))
+    # A scalar YAML would change ("000123" -> 123, "1.10" -> 1.1) stays the string typed, and
+    # so does any scalar for a text field: --set torch.version=2.9 means "2.9", not a float.
+    if isinstance(value, bool | int | float) and (
+        str(value).lower() != raw.strip().lower() or _takes_text(path)
+    ):
         value = raw.strip()
-    return tuple(key.strip().split(".")), value
+    return path, value
+
+
+def _takes_text(path: KeyPath) -> bool:
+    """Whether the profile field at ``path`` holds text (str, str | None, a Literal of
+    strings), read from the pydantic models' declared fields. Unknown paths: False (the
+    validation that follows names them)."""
+    model: type[BaseModel] = Profile
+    for depth, key in enumerate(path):
+        field = model.model_fields.get(str(key))
+        if field is None:
+            return False
+        kinds = _plain_types(field.annotation)
+        if depth == len(path) - 1:
+            return bool(kinds) and all(kind is str for kind in kinds)
+        nested = [k for k in kinds if isinstance(k, type) and issubclass(k, BaseModel)]
+        if len(nested) != 1:
+            return False
+        model = nested[0]
+    return False
+
+
+def _plain_types(annotation: Any) -> list[Any]:
+    """The types a field's annotation allows, None left out: ``str | None`` -> [str];
+    ``Literal["a", "b"]`` -> [str, str]; ``Annotated[str, ...]`` -> [str]."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _plain_types(typing.get_args(annotation)[0])
+    if origin is typing.Literal:
+        return [type(arg) for arg in typing.get_args(annotation)]
+    if origin in (typing.Union, types.UnionType):
+        return [t for arg in typing.get_args(annotation) for t in _plain_types(arg)]
+    if annotation is type(None):
+        return []
+    return [annotation]
 
 
 def _apply_override(
@@ -528,7 +574,12 @@ def _config_error(
         problems.append((origin, loc, message, hint))
     origin, loc, message, hint = problems[0]
     if len(problems) > 1:
-        rest = "; ".join(f"{_dotted(loc_) or '<top>'} (line {o.line}): {m}" for o, loc_, m, _ in problems[1:])
+        # Each further problem keeps its own place and its own did-you-mean.
+        rest = "; ".join(
+            f"{_dotted(loc_) or '<top>'}{f' (line {o.line})' if o.line is not None else ''}: {m}"
+            + (f" ({h})" if h else "")
+            for o, loc_, m, h in problems[1:]
+        )
         hint = (hint + "; " if hint else "") + f"also: {rest}"
     return ConfigError(message, file=origin.file, line=origin.line, field=_dotted(loc) or None, hint=hint)
 
@@ -561,14 +612,14 @@ def _check_characters(value: Any, path: KeyPath, origins: Mapping[KeyPath, Origi
     """
     if isinstance(value, dict):
         for key, item in value.items():
-            if isinstance(key, str) and grammar.forbidden_character(key):
-                _raise_character((*path, key), origins, grammar.forbidden_character(key), "the key")
+            if isinstance(key, str) and forbidden_character(key):
+                _raise_character((*path, key), origins, forbidden_character(key), "the key")
             _check_characters(item, (*path, key), origins)
     elif isinstance(value, list):
         for index, item in enumerate(value):
             _check_characters(item, (*path, index), origins)
-    elif isinstance(value, str) and grammar.forbidden_character(value):
-        _raise_character(path, origins, grammar.forbidden_character(value), "the value")
+    elif isinstance(value, str) and forbidden_character(value):
+        _raise_character(path, origins, forbidden_character(value), "the value")
 
 
 def _raise_character(path: KeyPath, origins: Mapping[KeyPath, Origin], char: str | None, what: str) -> None:

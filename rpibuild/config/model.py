@@ -22,6 +22,7 @@ QPULIB_UPSTREAM_COMMIT = "c2658a55f2b21de6f3270c86c227011b10d447c2"
 TAG_PLACEHOLDERS = ("profile", "platform", "torch", "qpulib", "version")
 PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
 INDEX_SCHEMES = ("http", "https", "file")
+GIT_SCHEMES = ("https", "http", "git", "ssh", "file")
 
 
 class FieldProblem(ValueError):
@@ -95,7 +96,7 @@ class Bootstrap(_Model):
 
     _suite = field_validator("suite")(classmethod(_optional(grammar.debian_suite)))
     _mirror = field_validator("mirror")(
-        classmethod(_optional(lambda v: grammar.url(v, INDEX_SCHEMES, plain=True)))
+        classmethod(_optional(lambda v: grammar.url(v, INDEX_SCHEMES, plain=True, credentials=False)))
     )
     _empty = field_validator("mirror", "keyring", mode="before")(classmethod(_unset_if_empty))
     _keyring = field_validator("keyring")(classmethod(_optional(grammar.host_path)))
@@ -148,7 +149,7 @@ class Network(_Model):
     _no_proxy = field_validator("no_proxy")(classmethod(_optional(grammar.no_proxy)))
     _ca = field_validator("ca_bundle")(classmethod(_optional(grammar.host_path)))
     _mirror = field_validator("apt_mirror")(
-        classmethod(_optional(lambda v: grammar.url(v, ("http", "https"), plain=True)))
+        classmethod(_optional(lambda v: grammar.url(v, ("http", "https"), plain=True, credentials=False)))
     )
     _index = field_validator("pip_index_url", "pip_extra_index_url")(
         classmethod(_optional(lambda v: grammar.url(v, INDEX_SCHEMES)))
@@ -177,7 +178,7 @@ class Torch(_Model):
     _version = field_validator("version")(classmethod(_optional(grammar.version)))
     _wheel = field_validator("wheel")(classmethod(_optional(grammar.wheel)))
     _git_url = field_validator("git_url")(
-        classmethod(_optional(lambda v: grammar.url(v, ("https", "http", "git", "ssh", "file"))))
+        classmethod(_optional(lambda v: grammar.url(v, GIT_SCHEMES, credentials=False)))
     )
     _git_ref = field_validator("git_ref")(classmethod(_optional(grammar.git_ref)))
 
@@ -239,12 +240,7 @@ class Image(_Model):
     labels: dict[LabelKey, str] = {}
     keep_build_tools: bool = False
 
-    @field_validator("repository")
-    @classmethod
-    def _repository(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z0-9]+([._\-/][a-z0-9]+)*", value):
-            raise ValueError("must be a lowercase image repository such as 'rpibuild/pi3b'")
-        return value
+    _repository = field_validator("repository")(classmethod(_optional(grammar.repository)))
 
 
 class Registry(_Model):

@@ -59,6 +59,8 @@ class BuildEvent:
     is_step: bool
     # (steps done, steps in all) when the line is a compile's progress line
     compiled: tuple[int, int] | None = None
+    # Set on the one event that says a stage is over: every step of it ran or was cached.
+    finished: StageTiming | None = None
 
 
 class CompileMeter:
@@ -121,6 +123,7 @@ class BuildProgress:
         self._log = log
         self._vertices: dict[str, _Vertex] = {}
         self._order: list[str] = list(stages)
+        self._finished: set[str] = set()
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
 
     def feed(self, status: dict[str, Any]) -> None:
@@ -128,6 +131,25 @@ class BuildProgress:
             self._vertex(raw)
         for entry in status.get("logs") or ():
             self._logs(entry)
+        self._announce_finished()
+
+    def _announce_finished(self) -> None:
+        """A stage is over when each of its steps completed or came from the cache, none failed.
+
+        BuildKit lists every step of the solve (not started yet) before it runs the first, so
+        a stage's steps are all known by the time one of them finishes."""
+        if self._on_event is None:
+            return
+        for timing in self.stages():
+            steps = [v for v in self._vertices.values() if v.stage == timing.name]
+            if (
+                timing.name in self._finished
+                or not steps
+                or any(v.error or not (v.completed or v.cached) for v in steps)
+            ):
+                continue
+            self._finished.add(timing.name)
+            self._on_event(BuildEvent(timing.name, 0, 0, "", False, finished=timing))
 
     def _vertex(self, raw: dict[str, Any]) -> None:
         digest = str(raw.get("digest", ""))

@@ -105,7 +105,6 @@ class NfsInstructions:
     extract: str | None
     mount: str
     chroot: str
-    cmdline: str
 
     def as_dict(self) -> dict[str, str | None]:
         return {
@@ -115,7 +114,6 @@ class NfsInstructions:
             "extract": self.extract,
             "mount": self.mount,
             "chroot": self.chroot,
-            "cmdline": self.cmdline,
         }
 
 
@@ -501,7 +499,11 @@ def default_host() -> str:
 def nfs_instructions(
     out: Path, fmt: str, host: str, client: str, served: str | None = None
 ) -> NfsInstructions:
-    """The /etc/exports line, the Pi's mount and chroot commands and the cmdline.txt for a full NFS root.
+    """The /etc/exports line and the Pi's mount and chroot commands.
+
+    No cmdline.txt for booting from it: an rpibuild image has no init, no kernel and no
+    modules for the Pi's kernel. A Pi runs its own OS from the SD card and chroots into the
+    served tree (the GPU's device nodes bound in), which needs none of them.
 
     A tarball is served once unpacked; ``served`` (default /srv/rpibuild/<name>) says where.
     """
@@ -523,7 +525,6 @@ def nfs_instructions(
         extract=extract,
         mount=f"sudo mkdir -p /mnt/rpibuild && sudo mount -t nfs -o vers=3,nolock {source} /mnt/rpibuild",
         chroot=f"sudo scripts/pi-chroot.sh {source}",
-        cmdline=f"root=/dev/nfs nfsroot={source},vers=3,tcp rw ip=dhcp rootwait",
     )
 
 

@@ -17,13 +17,21 @@ MIN_FREE_GIB = 10
 
 @dataclass(frozen=True)
 class Check:
+    """One check's result. ``skipped``: it could not run (the engine is down): not a failure
+    of its own, and never shown as OK with empty details."""
+
     name: str
     ok: bool
     detail: str
     fix: str | None = None
+    skipped: bool = False
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+def skipped(name: str, why: str) -> Check:
+    return Check(name, True, why, skipped=True)
 
 
 def check_engine() -> tuple[Check, str | None]:
@@ -52,14 +60,15 @@ def check_binfmt(arch: str) -> Check:
 
 
 def check_qemu_user_static(arch: str) -> Check:
+    name = f"qemu-{arch}-static"  # one per architecture: names are unique in --json
     try:
         line = qemu.handler_line(arch)
     except HostSetupError as exc:
-        return Check("qemu-user-static", False, exc.message, qemu.INSTALL_HINT)
+        return Check(name, False, exc.message, qemu.INSTALL_HINT)
     interpreter = line.split(":")[6]
     if not Path(interpreter).exists():
-        return Check("qemu-user-static", False, f"{interpreter} is missing", qemu.INSTALL_HINT)
-    return Check("qemu-user-static", True, interpreter)
+        return Check(name, False, f"{interpreter} is missing", qemu.INSTALL_HINT)
+    return Check(name, True, interpreter)
 
 
 def check_buildx() -> Check:
@@ -103,32 +112,55 @@ def check_builder(name: str | None, platform: str | None) -> Check:
     return Check("builder", True, detail)
 
 
-def check_debootstrap() -> Check:
-    path = shutil.which("debootstrap")
+def check_bootstrap_tool(tool: str = "mmdebstrap") -> Check:
+    """The bootstrap tool on the host, where a bootstrap will use it (root, mode auto or host)."""
+    from rpibuild.build.base import DEBOOTSTRAP_MODE_ENV
+
+    mode = os.environ.get(DEBOOTSTRAP_MODE_ENV, "auto")
+    if mode == "container" or (mode == "auto" and os.geteuid() != 0):
+        why = f"{DEBOOTSTRAP_MODE_ENV}=container" if mode == "container" else "not root"
+        return Check(tool, True, f"not used ({why}): bases are bootstrapped in a helper container")
+    path = shutil.which(tool)
     if path is None:
         return Check(
-            "debootstrap",
-            False,
-            "not installed (a helper container would be needed)",
-            "apt-get install -y debootstrap",
+            tool, False, "not installed (a helper container would be needed)", f"apt-get install -y {tool}"
         )
-    return Check("debootstrap", True, path)
+    return Check(tool, True, path)
 
 
-def check_disk(path: str | None) -> Check:
-    target = Path(path) if path and Path(path).exists() else Path.cwd()
-    usage = shutil.disk_usage(target)
+def check_disk(root: str | None) -> Check:
+    """Free space where the engine keeps images and build caches (its data root), which is
+    what a build fills; not the working directory, often another file system."""
+    if root is None:
+        return skipped("disk", "the engine is unreachable, so its data root is unknown")
+    target = Path(root)
+    try:
+        usage = shutil.disk_usage(target)
+    except OSError:
+        return skipped("disk", f"the engine's data root {root} is not on this host (a remote engine)")
     free_gib = usage.free / 2**30
-    detail = f"{free_gib:.1f} GiB free on {target}"
+    detail = f"{free_gib:.1f} GiB free on {target} (the engine's data root)"
     if free_gib < MIN_FREE_GIB:
-        return Check("disk", False, detail + f" (a build wants {MIN_FREE_GIB} GiB)", "free some space")
+        return Check(
+            "disk",
+            False,
+            detail + f" (a build wants {MIN_FREE_GIB} GiB)",
+            "free some space (docker system df shows what the engine holds)",
+        )
     return Check("disk", True, detail)
 
 
 def check_root() -> Check:
+    """Root is needed only to register binfmt handlers (``sudo rpibuild qemu install``) and
+    to debootstrap on the host; without it a base is bootstrapped in a helper container."""
     if os.geteuid() == 0:
         return Check("privileges", True, "root")
-    return Check("privileges", False, "not root: binfmt and debootstrap need root", "run rpibuild as root")
+    return Check(
+        "privileges",
+        True,
+        "not root: bases are bootstrapped in a helper container; binfmt handlers are "
+        "registered with `sudo rpibuild qemu install`",
+    )
 
 
 def check_registry(profile: Profile) -> Check:
@@ -142,12 +174,20 @@ def check_registry(profile: Profile) -> Check:
 def check_torch_wheel(profile: Profile, plan: Plan) -> Check:
     """torch.source debian: whether the compiled wheel is in the store, or the next build
     compiles it (hours). Information, never a failure."""
-    from rpibuild.torch_routes.debian_compile import compile_folders
+    from rpibuild.host.locks import is_held
+    from rpibuild.torch_routes.debian_compile import compile_folders, compile_lock_name
 
     key = plan.torch_key
     if plan.torch_wheel is not None:
         return Check("torch wheel", True, f"stored: {plan.torch_wheel.wheel}")
     started = compile_folders(profile).build / key
+    if is_held(compile_lock_name(profile)):
+        return Check(
+            "torch wheel",
+            True,
+            f"not compiled yet (key {key}): a compile is running now in {compile_folders(profile).root}; "
+            "a build started meanwhile waits for it",
+        )
     if started.is_dir():
         return Check(
             "torch wheel",
@@ -163,17 +203,22 @@ def check_torch_wheel(profile: Profile, plan: Plan) -> Check:
     )
 
 
-def run_checks(profile: Profile | None) -> list[Check]:
-    """Every check that matters for ``profile`` (all ARM handlers when no profile is given)."""
+def run_checks(profile: Profile | None, builder: str | None = None) -> list[Check]:
+    """Every check that matters for ``profile`` (all ARM handlers when no profile is given).
+
+    ``builder``: the --builder option or RPIBUILD_BUILDER, as build takes them; else the
+    profile's build.builder; else the current builder.
+    """
     checks = [check_root()]
     engine, root = check_engine()
     checks.append(engine)
     buildx_check = check_buildx()
     checks.append(buildx_check)
-    if buildx_check.ok:
-        checks.append(
-            check_builder(profile.build.builder if profile else None, profile.platform if profile else None)
-        )
+    if not engine.ok:
+        checks.append(skipped("builder", "the engine is unreachable"))
+    elif buildx_check.ok:
+        chosen = builder or (profile.build.builder if profile else None)
+        checks.append(check_builder(chosen, profile.platform if profile else None))
     arches = (
         [profile.target.binfmt]
         if profile and profile.target.binfmt
@@ -186,7 +231,8 @@ def run_checks(profile: Profile | None) -> list[Check]:
         checks.append(check_qemu_user_static(arch))
         checks.append(check_binfmt(arch))
     if profile is None or profile.base.bootstrap is not None:
-        checks.append(check_debootstrap())
+        tool = profile.base.bootstrap.tool if profile and profile.base.bootstrap else "mmdebstrap"
+        checks.append(check_bootstrap_tool(tool))
     checks.append(check_disk(root))
     plan = None
     if profile is not None:

@@ -43,3 +43,19 @@ def host_lock(name: str, *, on_wait: Callable[[], None] | None = None) -> Iterat
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+def is_held(name: str) -> bool:
+    """Whether another process holds the lock ``name`` now (a look, never a wait: the lock is
+    taken and released at once when it is free)."""
+    path = lock_dir() / f"{name}.lock"
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False

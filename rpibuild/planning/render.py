@@ -17,6 +17,7 @@ from pathlib import Path
 import jinja2
 
 from rpibuild import __version__, resources
+from rpibuild.build import sources
 from rpibuild.build.base import base_reference
 from rpibuild.config import grammar
 from rpibuild.config.model import Profile
@@ -29,6 +30,7 @@ from rpibuild.planning.keys import CONTEXT_IGNORE
 from rpibuild.planning.naming import image_labels, image_tags, qpulib_revision
 from rpibuild.planning.stages import StagePlan, plan_stages
 from rpibuild.platforms import get_platform
+from rpibuild.text import forbidden_character
 from rpibuild.torch_routes.debian import wheel_key
 from rpibuild.torch_routes.route import TARGET
 
@@ -124,7 +126,7 @@ def dockerfile_string(value: object) -> str:
     ``"`` and ``$`` are escaped; values are one line (checked when the profile is loaded).
     """
     text = str(value)
-    if grammar.forbidden_character(text):
+    if forbidden_character(text):
         raise ConfigError("a label holds a control character", field="image.labels")
     return '"' + re.sub(r'(["\\$])', r"\\\1", text) + '"'
 
@@ -166,7 +168,15 @@ def cross_values(profile: Profile, plan: StagePlan, torch_key: str) -> dict[str,
     return values
 
 
+# Where a build's pip steps see the pip/ folder of a local source mirror (a bind mount).
+PIP_MIRROR_TARGET = "/opt/rpibuild/pip-mirror"
+
+
 def pip_conf(profile: Profile) -> str | None:
+    """pip's settings for the build: the profile's index, or, with a local source mirror that
+    holds a pip/ folder (``rpibuild sources fetch --all``), that folder and no index at all."""
+    if sources.pip_mirror() is not None:
+        return f"[global]\nfind-links = {PIP_MIRROR_TARGET}\nno-index = true\n"
     lines = []
     if profile.network.pip_index_url:
         lines.append(f"index-url = {profile.network.pip_index_url}")
@@ -250,7 +260,7 @@ def _render(
     if cross:  # the build platform installs torch and the extension for the target
         files["rpibuild/target_site.py"] = images / "cross" / "target_site.py"
     dirs: dict[str, Path] = {}
-    names: dict[str, str | None] = {"ca_bundle": None, "torch_wheel": None}
+    names: dict[str, str | None] = {"ca_bundle": None, "torch_wheel": None, "pip_mirror": None}
     ca = _ca_bundle(profile)
     if ca is not None:
         names["ca_bundle"] = "rpibuild/ca-bundle.pem"
@@ -269,6 +279,10 @@ def _render(
             dirs["qpulib-src"] = qpulib_src
     if profile.extension.enabled:
         dirs["torch-qpu"] = Path(profile.extension.path or images / "torch-qpu")
+    pip_mirror = sources.pip_mirror()
+    if pip_mirror is not None:
+        dirs["pip-mirror"] = pip_mirror
+        names["pip_mirror"] = "pip-mirror"
 
     build_packages = list(profile.apt.packages)
     # Compilers go into the first target stage that compiles (after system and torch, so the

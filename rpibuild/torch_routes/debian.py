@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rpibuild.build.sources import cache_dir, file_sha256
+from rpibuild.build import sources  # a module: config -> torch_routes -> here -> sources -> config
 from rpibuild.planning import keys
 from rpibuild.resources import images_dir
 from rpibuild.torch_routes.route import BUILD_PLATFORM, RouteFiles, TorchRoute, package_list
@@ -110,6 +110,9 @@ class DebianRoute(TorchRoute):
     def origin(self, torch: Torch) -> tuple[str, str]:
         return f"Debian's pytorch {torch.version} source", "the archive's signatures"
 
+    def fetched_elsewhere(self, torch: Torch) -> str | None:
+        return "Debian's pytorch source: apt-get source from the apt mirror (deb-src)"
+
     def pinned_sources(self, torch: Torch) -> list[dict[str, str]]:
         entry = {"name": "pytorch (Debian source)", "version": torch.version or ""}
         entry.update(rpibuild_patches())
@@ -173,7 +176,7 @@ def wheel_key(profile: Profile, dockerfile: str, files: Mapping[str, Path], dirs
 
 
 def store_dir() -> Path:
-    return cache_dir() / "torch"
+    return sources.cache_dir() / "torch"
 
 
 @dataclass(frozen=True)
@@ -185,7 +188,7 @@ class StoredWheel:
 
     @property
     def sha256(self) -> str:
-        return file_sha256(self.wheel)
+        return sources.file_sha256(self.wheel)
 
 
 def stored_wheel(key: str) -> StoredWheel | None:

@@ -58,6 +58,11 @@ def compile_folders(profile: Profile) -> CompileFolders:
     return CompileFolders(cache_dir() / "torch-compile" / profile.target.debian_arch)
 
 
+def compile_lock_name(profile: Profile) -> str:
+    """The host lock a compile into the profile's folders holds while it runs."""
+    return f"torch-compile-{compile_folders(profile).tag}"
+
+
 def compile_wheel(
     engine: Engine,
     image: str,
@@ -78,7 +83,7 @@ def compile_wheel(
     rpibuild process is removed before a new one starts.
     """
     folders = compile_folders(profile)
-    with host_lock(f"torch-compile-{folders.tag}", on_wait=on_wait):
+    with host_lock(compile_lock_name(profile), on_wait=on_wait):
         stale = engine.remove_labelled_containers(f"{LABEL}={folders.tag}")
         if stale:
             on_line(f"compile: removed {len(stale)} compile container(s) an earlier rpibuild left running")
@@ -115,5 +120,5 @@ def discard_build_folder(profile: Profile, key: str) -> None:
     a build with this key takes the stored wheel, another key gets a folder of its own);
     ccache stays, so a changed key recompiles only what changed."""
     folders = compile_folders(profile)
-    with host_lock(f"torch-compile-{folders.tag}"):
+    with host_lock(compile_lock_name(profile)):
         shutil.rmtree(folders.build / key, ignore_errors=True)

@@ -17,6 +17,9 @@ class PypiRoute(TorchRoute):
     def required(self, torch: Torch) -> str | None:
         return None if torch.version else "torch.source 'pypi' needs torch.version (pin it)"
 
+    def index_requirements(self, torch: Torch) -> list[str]:
+        return [f"torch=={torch.version}"] if torch.version else []
+
     def origin(self, torch: Torch) -> tuple[str, str]:
         return f"torch=={torch.version} from the package index", "version"
 

@@ -63,6 +63,15 @@ class TorchRoute:
         given (the plan masks their credentials)."""
         return None
 
+    def index_requirements(self, torch: Torch) -> list[str]:
+        """What the route pip-installs from the package index (an offline mirror gathers them)."""
+        return []
+
+    def fetched_elsewhere(self, torch: Torch) -> str | None:
+        """What the route fetches that an offline mirror folder cannot hold (None: nothing);
+        URLs as given (the caller masks their credentials)."""
+        return None
+
     def pinned_sources(self, torch: Torch) -> list[dict[str, str]]:
         """What the SBOM lists for the route's own sources, besides the torch wheel itself."""
         return []

@@ -11,6 +11,10 @@ if TYPE_CHECKING:
     from rpibuild.config.model import Torch
 
 
+# What torch's setup.py needs before it builds (dockerfiles/torch/source.j2 installs them).
+SOURCE_BUILD_REQUIREMENTS = ("cython", "pyyaml", "typing_extensions", "cffi", "pillow")
+
+
 class SourceRoute(TorchRoute):
     name = "source"
     wheel_before_target = False
@@ -18,6 +22,12 @@ class SourceRoute(TorchRoute):
 
     def required(self, torch: Torch) -> str | None:
         return None if torch.git_ref else "torch.source 'source' needs torch.git_ref (a tag or commit)"
+
+    def index_requirements(self, torch: Torch) -> list[str]:
+        return list(SOURCE_BUILD_REQUIREMENTS)
+
+    def fetched_elsewhere(self, torch: Torch) -> str | None:
+        return f"torch from git: {torch.git_url}"
 
     def origin(self, torch: Torch) -> tuple[str, str]:
         return f"{torch.git_url} {torch.git_ref}", "git ref"

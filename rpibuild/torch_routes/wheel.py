@@ -23,7 +23,13 @@ class WheelRoute(TorchRoute):
     def required(self, torch: Torch) -> str | None:
         if torch.wheel and torch.sha256:
             return None
-        return "torch.source 'wheel' needs torch.wheel and torch.sha256 (a file or URL, and its hash)"
+        return (
+            "torch.source 'wheel' needs torch.wheel and torch.sha256 "
+            "(e.g. --set torch.wheel=URL_OR_PATH --set torch.sha256=SHA256)"
+        )
+
+    def fetched_elsewhere(self, torch: Torch) -> str | None:
+        return "torch.wheel: the file or URL the profile names"
 
     def origin(self, torch: Torch) -> tuple[str, str]:
         return torch.wheel or "", f"sha256 {torch.sha256}"

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import docker.errors
+import pytest
 
 from rpibuild.build.base import BaseImage
 from rpibuild.engine import Engine
@@ -52,9 +54,98 @@ def test_doctor_passes_on_the_set_up_host() -> None:
     result = rpibuild("doctor", "-p", "pi3b-armv7", "--set", "torch.source=none", "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     checks = {c["name"]: c for c in json.loads(result.stdout)}
-    assert {"engine", "binfmt qemu-arm", "qemu-user-static", "debootstrap", "disk"} <= set(checks)
+    assert {"engine", "binfmt qemu-arm", "qemu-arm-static", "debootstrap", "disk"} <= set(checks)
     assert all(c["ok"] for c in checks.values())
     assert "binfmt qemu-aarch64" not in checks  # only what the armv7 profile needs
+
+
+def _doctor_json(*args: str, env: dict[str, str] | None = None) -> tuple[int, dict[str, dict[str, object]]]:
+    result = subprocess.run(
+        [sys.executable, "-m", "rpibuild", "doctor", *args, "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+    checks = json.loads(result.stdout)
+    names = [c["name"] for c in checks]
+    assert len(names) == len(set(names)), f"check names repeat: {names}"
+    return result.returncode, {c["name"]: c for c in checks}
+
+
+def test_doctor_check_names_are_unique_and_disk_is_the_engines_data_root(engine: Engine) -> None:
+    code, checks = _doctor_json()
+    assert code == 0, checks
+    assert {"qemu-arm-static", "qemu-aarch64-static"} <= set(checks)
+    root = engine.info()["DockerRootDir"]
+    assert f"on {root} (the engine's data root)" in str(checks["disk"]["detail"])
+
+
+@pytest.mark.parametrize("how", ["flag", "env", "profile"])
+def test_doctor_checks_the_builder_build_would_use(how: str) -> None:
+    args: list[str] = ["-p", "pi3b-armv7"]
+    env = {"RPIBUILD_BUILDER": ""}
+    if how == "flag":
+        args += ["--builder", "no-such-builder"]
+    elif how == "env":
+        env["RPIBUILD_BUILDER"] = "no-such-builder"
+    else:
+        args += ["--set", "build.builder=no-such-builder"]
+    code, checks = _doctor_json(*args, env=env)
+    assert code == 1
+    assert checks["builder"]["ok"] is False and "no-such-builder" in str(checks["builder"]["detail"])
+
+
+def test_doctor_with_the_engine_down_skips_what_needs_it() -> None:
+    code, checks = _doctor_json("-p", "pi3b-armv7", env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert code == 1
+    assert checks["engine"]["ok"] is False
+    for name in ("builder", "disk"):
+        assert checks[name]["skipped"] is True and "unreachable" in str(checks[name]["detail"])
+    human = rpibuild_env(["doctor", "-p", "pi3b-armv7"], {"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert "SKIP builder" in human.stdout and "driver ," not in human.stdout
+
+
+def test_doctor_says_a_compile_is_running_while_one_holds_its_lock(tmp_path: Path) -> None:
+    from rpibuild.config import load_profile
+    from rpibuild.host.locks import host_lock
+    from rpibuild.torch_routes.debian_compile import compile_lock_name
+
+    env = {"RPIBUILD_CACHE": str(tmp_path / "cache"), "RPIBUILD_LOCK_DIR": str(tmp_path / "locks")}
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        name = compile_lock_name(load_profile("pi3b-armv7").profile)
+        with host_lock(name):
+            _, checks = _doctor_json("-p", "pi3b-armv7", env=env)
+    assert "a compile is running now" in str(checks["torch wheel"]["detail"])
+    _, checks = _doctor_json("-p", "pi3b-armv7", env=env)
+    assert "the next build compiles torch" in str(checks["torch wheel"]["detail"])
+
+
+def test_the_ci_examples_doctor_step_passes_as_a_non_root_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/ci/github-actions.yml runs `rpibuild doctor -p pi3b-armv7` without sudo (the
+    runner's user, in the docker group). Being root is not something a test can drop here,
+    so the effective user id is the one faked part."""
+    from rpibuild.config import load_profile
+    from rpibuild.host.doctor import run_checks
+
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    checks = run_checks(load_profile("pi3b-armv7").profile)
+    failed = [(c.name, c.detail) for c in checks if not c.ok]
+    assert failed == []
+    assert "not root" in next(c.detail for c in checks if c.name == "privileges")
+    assert "helper container" in next(c.detail for c in checks if c.name == "debootstrap")
+
+
+def rpibuild_env(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rpibuild", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **env},
+    )
 
 
 def test_doctor_reports_a_missing_handler_with_its_fix() -> None:
@@ -62,8 +153,8 @@ def test_doctor_reports_a_missing_handler_with_its_fix() -> None:
     try:
         result = rpibuild("doctor", "-p", "pi3b-arm64")
         assert result.returncode == 1
-        assert "FAIL binfmt qemu-aarch64" in result.stderr
-        assert "fix: rpibuild qemu install" in result.stderr
+        assert "FAIL binfmt qemu-aarch64" in result.stdout  # a result: stdout
+        assert "fix: rpibuild qemu install" in result.stdout
     finally:
         qemu.install()
 

@@ -195,9 +195,7 @@ def test_folder_strips_what_must_not_reach_the_pi(exported_folder: tuple[Path, o
     assert "localhost" in (out / "etc/hosts").read_text()
     stripped = {path for path, _why in result.stats.stripped}  # type: ignore[attr-defined]
     assert STRIPPED | (REWRITTEN - {"etc/hosts"}) <= stripped | {"etc/hosts"}
-    assert result.nfs.cmdline == (  # type: ignore[attr-defined]
-        f"root=/dev/nfs nfsroot=192.0.2.10:{out.resolve()},vers=3,tcp rw ip=dhcp rootwait"
-    )
+    assert result.nfs.chroot == f"sudo scripts/pi-chroot.sh 192.0.2.10:{out.resolve()}"  # type: ignore[attr-defined]
     assert result.nfs.exports.startswith(f"{out.resolve()} *(rw,")  # type: ignore[attr-defined]
 
 
@@ -330,7 +328,8 @@ def test_cli_exports_the_profile_image(
             text=True,
             check=True,
         )
-        assert "nfsroot=10.0.0.2:/srv/rpibuild/root,vers=3,tcp" in cli.stdout
+        assert "sudo scripts/pi-chroot.sh 10.0.0.2:/srv/rpibuild/root" in cli.stdout
+        assert "nfsroot=" not in cli.stdout and "cmdline" not in cli.stdout  # not a boot root
         assert "/srv/rpibuild/root *(rw,sync,no_subtree_check,no_root_squash)" in cli.stdout
         assert "stripped /usr/bin/qemu-arm-static" in cli.stderr
         data = json.loads(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -118,3 +120,18 @@ def test_lock_names_are_plain() -> None:
 
     with pytest.raises(ValueError), host_lock("../etc/passwd"):
         pass
+
+
+def test_a_non_root_user_bootstraps_in_a_container(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bootstrapping needs root; a CI job's user gets the helper container (the uid is faked:
+    a test cannot drop root here; the tool is "installed" for the same reason)."""
+    from rpibuild.build.base import DEBOOTSTRAP_MODE_ENV, bootstrap_on_host
+
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.delenv(DEBOOTSTRAP_MODE_ENV, raising=False)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert bootstrap_on_host()
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert not bootstrap_on_host()
+    monkeypatch.setenv(DEBOOTSTRAP_MODE_ENV, "host")
+    assert bootstrap_on_host()  # asked for explicitly: the user's call

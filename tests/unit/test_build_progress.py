@@ -124,7 +124,23 @@ def test_rebuild_from_cache_marks_every_stage_cached() -> None:
     assert [(s.name, s.steps, s.cached) for s in stages] == [(name, 1, True) for name in STAGES]
     steps = [e for e in events if e.is_step]
     assert steps and all(e.line.endswith("(cached)") for e in steps)
-    assert not [e for e in events if not e.is_step]  # nothing ran, so nothing printed
+    assert not [e for e in events if not e.is_step and not e.finished]  # nothing ran, nothing printed
+    assert [(e.stage, e.finished.cached) for e in events if e.finished] == [(n, True) for n in STAGES]
+
+
+def test_each_stage_is_reported_finished_once_when_its_last_step_ends() -> None:
+    _, events, _ = replay("fresh")
+    order = [(e.stage, "end" if e.finished else "step") for e in events if e.is_step or e.finished]
+    assert order == [(name, kind) for name in STAGES for kind in ("step", "end")]
+    ended = [e.finished for e in events if e.finished]
+    assert all(t is not None and t.seconds > 0 and not t.cached for t in ended)
+
+
+def test_a_failed_stage_is_never_reported_finished() -> None:
+    progress, events, _ = replay("failed")
+    failure = progress.failure()
+    assert failure is not None
+    assert failure.stage not in [e.stage for e in events if e.finished]
 
 
 def test_a_step_cancelled_because_another_failed_is_not_the_failure() -> None:

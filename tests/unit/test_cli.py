@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -125,9 +126,12 @@ def test_render_output_without_qpulib_source_says_how_to_fix(tmp_path) -> None:
     assert "RPIBUILD_QPULIB_SRC" in result.stderr
 
 
-class _Outcome:
-    def as_dict(self) -> dict:
-        return {"image": "rpibuild/x:y"}
+def _outcome() -> object:
+    from rpibuild.build.base import BaseImage
+    from rpibuild.build.pipeline import BuildOutcome
+
+    base = BaseImage("rpibuild/base:x", "sha256:0", "linux/arm/v7", cached=True)
+    return BuildOutcome("rpibuild/x:y", "sha256:1", ["rpibuild/x:y"], "linux/arm/v7", base)
 
 
 def _build_with_compile_events(monkeypatch: pytest.MonkeyPatch, capsys, every: float) -> list[str]:
@@ -135,6 +139,7 @@ def _build_with_compile_events(monkeypatch: pytest.MonkeyPatch, capsys, every: f
     compile progress lines; returns the plain progress lines it printed."""
     import rpibuild.build.pipeline
     import rpibuild.cli.build
+    import rpibuild.cli.reporter
     import rpibuild.engine
     from rpibuild.cli import main
     from rpibuild.engine import BuildEvent
@@ -146,11 +151,11 @@ def _build_with_compile_events(monkeypatch: pytest.MonkeyPatch, capsys, every: f
                     "torch-build", 1, 2, f"[rpibuild-ninja {done}/1240] g++ x.cpp", False, (done, 1240)
                 )
             )
-        return _Outcome()
+        return _outcome()
 
     monkeypatch.setattr(rpibuild.build.pipeline, "build_profile", fake_build)
     monkeypatch.setattr(rpibuild.engine.DockerEngine, "connect", classmethod(lambda cls, **kw: object()))
-    monkeypatch.setattr(rpibuild.cli.build, "PLAIN_PROGRESS_EVERY", every)
+    monkeypatch.setattr(rpibuild.cli.reporter, "PLAIN_PROGRESS_EVERY", every)
     monkeypatch.setattr(sys, "argv", ["rpibuild", "build", "-p", "pi3b-armv7", "--json"])
     try:
         main()
@@ -164,3 +169,80 @@ def test_a_compile_is_never_silent_in_a_ci_log(monkeypatch: pytest.MonkeyPatch, 
     assert len(lines) == 1 and "compiling 10/1240 (0%)" in lines[0]  # then at most once a minute
     lines = _build_with_compile_events(monkeypatch, capsys, every=0.0)
     assert [line.split("compiling ")[1].split(" ")[0] for line in lines] == ["10/1240", "20/1240", "30/1240"]
+
+
+def test_help_names_every_stage_and_no_stale_qemu_claims() -> None:
+    from rpibuild.config import load_profile
+    from rpibuild.planning.plan import make_plan, render_planned
+    from rpibuild.planning.stages import CROSS_STAGES, TARGET_STAGES
+
+    build_help = CliRunner().invoke(cli, ["build", "--help"]).output
+    for stage in (*CROSS_STAGES, *TARGET_STAGES):
+        assert stage in build_help, f"build --help does not name the {stage} stage"
+    top = CliRunner().invoke(cli, ["--help"]).output
+    assert "cross-compiled natively" in top and "builds run under QEMU" not in top
+    native = render_planned(
+        load_profile("host-emulator").profile, make_plan(load_profile("host-emulator").profile)
+    )
+    header = native.dockerfile.split("\nFROM ", 1)[0]
+    assert "QEMU" not in header and "natively" in header
+
+
+def test_the_wheel_hint_names_options_not_a_variable_no_profile_reads() -> None:
+    result = run_main("config", "validate", "-p", "pi3b-armv7", "--set", "torch.source=wheel")
+    assert result.returncode == 2
+    assert "--set torch.wheel=" in result.stderr and "RPIBUILD_TORCH_WHEEL" not in result.stderr
+
+
+def test_every_environment_variable_is_in_the_readme_table() -> None:
+    """The README's table of RPIBUILD_* variables equals the names rpibuild and its scripts read."""
+    import re
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    used: set[str] = set()
+    for path in [*(repo / "rpibuild").rglob("*.py"), *(repo / "scripts").glob("*.sh")]:
+        used |= set(re.findall(r"\bRPIBUILD_[A-Z][A-Z0-9_]*\b", path.read_text(encoding="utf-8")))
+    readme = (repo / "README.md").read_text(encoding="utf-8")
+    table = set(re.findall(r"^\| `(RPIBUILD_[A-Z0-9_]+)` \|", readme, flags=re.M))
+    assert used - table == set(), "read by the code but not in the README's table"
+    assert table - used == set(), "in the README's table but read by nothing"
+
+
+def test_shell_completion_offers_profile_names() -> None:
+    import os
+
+    env = {
+        **os.environ,
+        "_RPIBUILD_COMPLETE": "bash_complete",
+        "COMP_WORDS": "rpibuild build -p pi3",
+        "COMP_CWORD": "3",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "rpibuild"], capture_output=True, text=True, env=env, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["plain,pi3b-arm64", "plain,pi3b-armv7"]
+    source = subprocess.run(
+        [sys.executable, "-m", "rpibuild"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "_RPIBUILD_COMPLETE": "bash_source"},
+        check=False,
+    )
+    assert "_rpibuild_completion()" in source.stdout
+
+
+def test_every_command_takes_verbosity_after_its_name() -> None:
+    def leaves(group: click.Group, path: list[str]) -> list[tuple[list[str], click.Command]]:
+        found = []
+        for name, command in group.commands.items():
+            if isinstance(command, click.Group):
+                found += leaves(command, [*path, name])
+            else:
+                found.append(([*path, name], command))
+        return found
+
+    for path, command in leaves(cli, []):
+        options = {opt for param in command.params for opt in getattr(param, "opts", ())}
+        assert {"-v", "-q"} <= options, f"rpibuild {' '.join(path)} does not take -v/-q"

@@ -267,3 +267,53 @@ def test_an_injected_unknown_key_is_named(write_profile, section, key) -> None:
     assert info.value.field == f"{section}.{key}"
     assert info.value.line is not None and info.value.line > 1
     assert Path(info.value.file).name == "profile.yaml"
+
+
+@pytest.mark.parametrize(
+    ("override", "field", "value"),
+    [
+        ("torch.version=2.9", ("torch", "version"), "2.9"),  # text field: the text typed
+        ("torch.version=2", ("torch", "version"), "2"),
+        ("image.repository=123", ("image", "repository"), "123"),
+        ("torch.max_jobs=4", ("torch", "max_jobs"), 4),  # numeric field: a number
+        ("verify.emulator=true", ("verify", "emulator"), True),
+        ("image.tags=[dev, '{profile}']", ("image", "tags"), ["dev", "{profile}"]),
+    ],
+)
+def test_set_values_are_typed_by_the_field_they_set(
+    override: str, field: tuple[str, str], value: object
+) -> None:
+    profile = load_profile("pi3b-arm64", [override]).profile
+    assert getattr(getattr(profile, field[0]), field[1]) == value
+
+
+@pytest.mark.parametrize(
+    "repository", ["localhost:5000/team/pi", "registry.example/team/pi", "Reg.Example:443/pi"]
+)
+def test_image_repository_may_name_a_registry_host_with_a_port(repository: str) -> None:
+    assert (
+        load_profile("pi3b-arm64", [f"image.repository={repository}"]).profile.image.repository == repository
+    )
+
+
+@pytest.mark.parametrize("repository", ["Team/pi", "host:port/pi", "a b", "pi:tag"])
+def test_image_repository_refuses_what_is_no_repository(repository: str) -> None:
+    with pytest.raises(ConfigError, match=r"image\.repository"):
+        load_profile("pi3b-arm64", [f"image.repository={repository}"])
+
+
+def test_a_parent_profile_is_named_parents_only() -> None:
+    with pytest.raises(ConfigError, match="parents only") as caught:
+        load_profile("_common")
+    assert caught.value.hint and "pi3b-arm64" in caught.value.hint
+
+
+def test_every_error_keeps_its_did_you_mean(write_profile) -> None:
+    path = write_profile("extends: pi3b-arm64\ntorch:\n  verison: 1\n  sorce: pypi\n", "two.yaml")
+    with pytest.raises(ConfigError) as caught:
+        load_profile(path)
+    hint = caught.value.hint or ""
+    assert (
+        "did you mean 'version'?" in hint
+        and "torch.sorce (line 4): unknown field (did you mean 'source'?)" in hint
+    )

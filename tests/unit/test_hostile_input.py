@@ -271,14 +271,23 @@ def _list_and_key_cases() -> Iterator[Case]:
 
 def _secret_cases() -> Iterator[Case]:
     """URL credentials never shown; errors about secret fields never echo the value."""
+    # Fields whose URL would land on a command line or in a layer refuse credentials at load.
+    for path in ("network.apt_mirror", "base.bootstrap.mirror", "torch.git_url"):
+        url = f"https://bob:{SECRET}@host.example/simple"
+        for args in (["config", "show"], ["config", "show", "--json"]):
+            yield Case(
+                id=f"secret-refused-{' '.join(args[1:])}-{path}",
+                files={"s.yaml": nested(path, q(url))},
+                args=[*args, "-p", "{dir}/s.yaml"],
+                exit=2,
+                parts=[f"{path}:", "carries credentials"],
+                absent=[SECRET, "bob:"],
+            )
     for path in (
         "network.http_proxy",
         "network.https_proxy",
         "network.pip_index_url",
         "network.pip_extra_index_url",
-        "network.apt_mirror",
-        "base.bootstrap.mirror",
-        "torch.git_url",
     ):
         url = f"https://bob:{SECRET}@host.example/simple"
         for args in (["config", "show"], ["config", "show", "--json"]):

@@ -34,3 +34,14 @@ def test_console_escape_makes_markup_text(capsys) -> None:
     console.info(f"[green]ok[/green] {console.escape('[/red] http://u:p@h/ [bold]')}")
     err = capsys.readouterr().err
     assert "[/red] http://***@h/ [bold]" in err
+
+
+def test_a_remembered_password_is_masked_even_without_its_url() -> None:
+    from rpibuild.redact import remember_credentials
+
+    remember_credentials("https://ci:Pa55-w0rd-x@mirror.example/x")
+    remember_credentials("https://ghp0123456789abcdefTOKEN@github.example/r.git")
+    remember_credentials("https://user@host.example/")  # a plain user name: not a secret
+    text = "InvalidURL: nonnumeric port: 'Pa55-w0rd-x@mirror.example' ghp0123456789abcdefTOKEN"
+    assert mask_urls(text) == "InvalidURL: nonnumeric port: '***@mirror.example' ***"
+    assert mask_urls("the user said") == "the user said"

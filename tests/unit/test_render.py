@@ -241,3 +241,21 @@ def test_no_code_outside_the_route_modules_branches_on_a_route_name() -> None:
         if comparison.search(line)
     ]
     assert offenders == []
+
+
+def test_a_local_mirror_with_pip_packages_replaces_the_index(tmp_path, monkeypatch) -> None:
+    from rpibuild.config import load_profile
+    from rpibuild.planning.plan import make_plan, render_planned
+    from rpibuild.planning.render import secrets
+
+    (tmp_path / "pip").mkdir()
+    monkeypatch.setenv("RPIBUILD_SOURCE_MIRROR", str(tmp_path))
+    profile = load_profile("pi3b-arm64", ["network.pip_index_url=https://idx.example/simple"]).profile
+    rendered = render_planned(profile, make_plan(profile))
+    assert "--mount=type=bind,source=pip-mirror,target=/opt/rpibuild/pip-mirror" in rendered.dockerfile
+    assert rendered.dirs["pip-mirror"] == tmp_path / "pip"
+    conf = secrets(profile)["pip-conf"]
+    assert "find-links = /opt/rpibuild/pip-mirror" in conf and "no-index = true" in conf
+    assert "idx.example" not in conf
+    monkeypatch.setenv("RPIBUILD_SOURCE_MIRROR", str(tmp_path / "elsewhere"))
+    assert "pip-mirror" not in render_planned(profile, make_plan(profile)).dockerfile

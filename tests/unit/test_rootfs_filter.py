@@ -201,7 +201,7 @@ def test_nfs_instructions(tmp_path: Path) -> None:
     folder = nfs_instructions(tmp_path / "root", "folder", "192.168.1.5", "192.168.1.0/24")
     served = str((tmp_path / "root").resolve())
     assert folder.exports == f"{served} 192.168.1.0/24(rw,sync,no_subtree_check,no_root_squash)"
-    assert folder.cmdline == f"root=/dev/nfs nfsroot=192.168.1.5:{served},vers=3,tcp rw ip=dhcp rootwait"
+    assert "cmdline" not in folder.as_dict()  # not a boot root: no init, kernel or modules
     assert folder.extract is None
     assert "nolock" in folder.mount and f"192.168.1.5:{served}" in folder.mount
     tarball = nfs_instructions(tmp_path / "pi3b.tar.zst", ".tar.zst", "h", "*")
@@ -209,3 +209,12 @@ def test_nfs_instructions(tmp_path: Path) -> None:
     assert (
         tarball.extract and "--xattrs-include='*'" in tarball.extract and "--numeric-owner" in tarball.extract
     )
+
+
+def test_rootfs_prints_the_chroot_workflow_and_no_boot_line(tmp_path: Path) -> None:
+    from rpibuild.cli.rootfs import pi_usage
+
+    text = pi_usage(nfs_instructions(tmp_path / "r.tar.zst", ".tar.zst", "192.168.1.5", "*"))
+    assert "scripts/pi-chroot.sh 192.168.1.5:/srv/rpibuild/r" in text
+    assert "chroot" in text and "mount -t nfs" in text and "tar --extract" in text
+    assert "cmdline" not in text and "root=/dev/nfs" not in text and "nfsroot=" not in text

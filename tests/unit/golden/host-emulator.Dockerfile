@@ -9,7 +9,7 @@
 #   verify           linux/amd64
 #   runtime          linux/amd64
 # Each stage only COPYs what it needs, so editing the extension reruns extension, verify and
-# runtime while the torch and QPULib layers stay cached. Every stage runs as linux/amd64 (under QEMU on an x86 host; build.cross: false).
+# runtime while the torch and QPULib layers stay cached. Every stage runs natively as linux/amd64: no emulation, nothing to cross-compile.
 
 # ---- system: the base (the build stages' packages bootstrapped into it) plus the venv (network settings live only here).
 FROM rpibuild/base:trixie-amd64-c0644dfea03dd43e AS system

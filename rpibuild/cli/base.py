@@ -28,10 +28,13 @@ def base(
     refresh: bool,
     build_platform: bool,
 ) -> None:
-    """Produce the profile's base image: debootstrapped (default) or pulled.
+    """Produce the profile's base image: bootstrapped (mmdebstrap by default) or pulled.
 
-    A bootstrapped base is tagged by a hash of what produced it (platform, suite, mirror,
-    variant, packages, the keyring's bytes), so the next run reuses it. Prints the image reference.
+    A bootstrapped base holds the packages every build of the profile installs on the target
+    (`rpibuild plan` lists them under bases) and is tagged by a hash of what produced it
+    (platform, suite, mirror, variant, tool, packages, the keyring's bytes), so the next run
+    reuses it. A profile whose target compiles also gets a runtime base (without the
+    compilers). Prints the image reference of the build stages' base.
     """
     from rpibuild import console
     from rpibuild.build.base import ensure_base
@@ -39,15 +42,21 @@ def base(
     from rpibuild.config import load_profile
     from rpibuild.engine import DockerEngine
     from rpibuild.host.build_platform import cross_base_profile
+    from rpibuild.planning.plan import make_plan
     from rpibuild.planning.stages import check_cross
 
     if progress == "rawjson":  # stderr holds JSON events only (and a failure's message)
         console.set_verbosity(min(console.verbosity(), -1))
     loaded = load_profile(profile, overrides)
     target = loaded.profile
+    extra = []
     if build_platform:
         check_cross(target.model_copy(update={"build": target.build.model_copy(update={"cross": True})}))
         target = cross_base_profile(target)
+    else:
+        bases = make_plan(target).base_profiles
+        target = bases.build
+        extra = [bases.runtime] if bases.runtime is not bases.build else []
     engine = DockerEngine.connect()
     title = f"base image for {loaded.profile.name} ({target.platform})"
     live = progress == "auto" and console.is_live()
@@ -57,6 +66,9 @@ def base(
         Reporter(progress, title, update).running() as report,
     ):
         result = ensure_base(target, engine, refresh=refresh, progress=report.line, on_log=report.log_file)
+        for other in extra:  # the runtime base of a target that compiles
+            made = ensure_base(other, engine, refresh=refresh, progress=report.line, on_log=report.log_file)
+            console.info(f"runtime base {'reused' if made.cached else 'built'}: {made.image}")
     if as_json:
         emit_json(result.as_dict())
     else:

@@ -13,6 +13,7 @@ from rpibuild.build.base import BaseImage, base_reference, ensure_base
 from rpibuild.config import LoadedProfile, load_profile
 from rpibuild.engine import DockerEngine, Engine
 from rpibuild.errors import BuildError
+from rpibuild.planning.plan import make_plan
 
 
 def test_bootstrapped_base_has_true_platform_metadata(engine: Engine, armhf_base: BaseImage) -> None:
@@ -86,9 +87,33 @@ def test_bad_suite_from_the_cli_shows_the_log_tail(armhf_profile: LoadedProfile)
         check=False,
     )
     assert result.returncode == 5
-    assert "debootstrap failed" in result.stderr
+    assert "mmdebstrap failed" in result.stderr
     assert "hint:" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_package_the_suite_does_not_have_fails_the_bootstrap_naming_it(
+    engine: Engine, armhf_profile: LoadedProfile
+) -> None:
+    """apt.packages are folded into the base: a name the suite lacks fails there (apt solves
+    natively, in seconds), named, exit 5 as the README's table says, and nothing is tagged."""
+    overrides = ["apt.packages=[python3,no-such-package-rpibuild]"]
+    folded = make_plan(load_profile(armhf_profile.path, overrides, env={}).profile).base_profiles.build
+    result = subprocess.run(
+        [sys.executable, "-m", "rpibuild", "build", "-p", str(armhf_profile.path), "--set", overrides[0]],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 5, result.stderr
+    assert "package 'no-such-package-rpibuild' is not in bookworm" in result.stderr
+    assert "apt.packages" in result.stderr  # where to fix it
+    assert "Traceback" not in result.stderr
+    assert engine.image(base_reference(folded)) is None, "no base was tagged"
+    tags = subprocess.run(
+        ["docker", "images", "-q", "rpibuild-test/armhf-minimal"], capture_output=True, text=True
+    )
+    assert tags.stdout.strip() == "", "no image was tagged"
 
 
 def test_bootstrap_in_a_helper_container_when_the_host_has_no_debootstrap(

@@ -92,9 +92,15 @@ def test_image_is_built_tagged_and_labelled(engine: Engine, first: dict) -> None
         "torch",
         "qpulib",
         "extension",
+        "verify-torch",
         "verify",
         "runtime",
     ]
+    # Where each ran: C++ and every install on the build platform; the target only copies
+    # files in and runs what must execute Pi code (the torch import, ldconfig, verify).
+    places = {s["name"]: s["place"] for s in first["stages"]}
+    assert places["extension-build"] == "build platform, native"
+    assert places["verify"] == "linux/arm64 under QEMU"
     assert first["platform"] == "linux/arm64"
     for tag in first["tags"]:
         info = engine.image(tag)
@@ -182,6 +188,8 @@ def test_extension_change_reruns_only_extension_and_later(
     cached = {s["name"]: s["cached"] for s in changed["stages"]}
     assert cached["system"] and cached["torch"] and cached["qpulib"] and cached["qpulib-build"]
     assert cached["torch-install"] and cached["cross"]
+    # torch's checks and op sweep do not depend on the extension: not run again.
+    assert cached["verify-torch"]
     assert not cached["extension-build"] and not cached["extension"] and not cached["verify"]
     assert changed["id"] != first["id"]
     assert engine.image(changed["tags"][0]).id == changed["id"]

@@ -2,10 +2,10 @@
 # Set up an x86_64 Debian/Ubuntu host for rpibuild; safe to run again (idempotent).
 #
 # Installs (only what is missing): a Docker engine and its buildx plugin, qemu-user-static,
-# mmdebstrap (bases; debootstrap stays selectable), a registry server for the tests (Debian's
-# docker-registry), htpasswd, zstd, the toolchain of QPULib's qpusim tests (cmake, LLVM 14, clang 14); starts the
-# engine (systemd when it runs, else dockerd in the background: containers and CI hosts
-# have no systemd); installs rpibuild with its test dependencies; registers the arm and
+# mmdebstrap and arch-test (bases of foreign architectures; debootstrap stays selectable), a
+# registry server for the tests (Debian's docker-registry), htpasswd, zstd, the toolchain of
+# QPULib's qpusim tests (cmake, LLVM 14, clang 14); starts the engine (systemd when it runs,
+# else dockerd in the background: containers and CI hosts have no systemd); installs rpibuild with its test dependencies; registers the arm and
 # aarch64 binfmt handlers. Needs root. (shellcheck is for the tests.)
 #
 # Environment:
@@ -22,7 +22,7 @@ die() { printf 'setup-host: error: %s\n' "$*" >&2; exit 1; }
 command -v apt-get >/dev/null || die "needs a Debian-based host (apt-get)"
 
 # 1. Debian packages, installed only when one is missing.
-packages=(qemu-user-static mmdebstrap debootstrap docker-registry apache2-utils zstd ca-certificates tar shellcheck)
+packages=(qemu-user-static mmdebstrap arch-test debootstrap docker-registry apache2-utils zstd ca-certificates tar shellcheck)
 # openssl: the registry tests make a CA and a server certificate for their TLS registry.
 packages+=(openssl)
 # libcap2-bin (setcap/getcap): the rootfs tests give a file a capability and check the export keeps it.

@@ -9,6 +9,7 @@ QEMU runs only dpkg and the maintainer scripts.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -16,6 +17,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import tarfile
 import tempfile
@@ -318,12 +320,15 @@ def _run_logged(
     with log_path.open("w", encoding="utf-8") as log:
         log.write(mask_urls("$ " + " ".join(command)) + "\n")
         log.flush()
+        # Its own process group: on an interrupt the tool and everything it started (apt,
+        # dpkg, maintainer scripts) stop before the temporary folder is removed.
         with subprocess.Popen(
             command,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             errors="replace",
+            start_new_session=True,
         ) as process:
             try:
                 assert process.stdout is not None
@@ -334,14 +339,22 @@ def _run_logged(
                         progress(line[3:].strip())
                 code = process.wait()
             except BaseException:
-                process.terminate()
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+                _stop_group(process)
                 raise
     if code != 0:
         raise _bootstrap_failed(profile, "", code, list(tail), log_path)
+
+
+def _stop_group(process: subprocess.Popen[str]) -> None:
+    """Stop a process and its whole group: politely, then for good; wait until it is gone."""
+    for sig, grace in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 10.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _bootstrap_in_container(
@@ -372,15 +385,23 @@ def _bootstrap_in_container(
                 hint=f"apt-get install -y {tool}, or set {HELPER_IMAGE_ENV} to a local Debian image",
             ) from None
     volumes = {str(work): {"bind": "/bootstrap", "mode": "rw"}}
+    binfmt = profile.target.binfmt
+    emulator = Path(f"/usr/bin/qemu-{binfmt}-static") if binfmt else None
+    if tool == "mmdebstrap" and emulator is not None and emulator.is_file():
+        # mmdebstrap looks for the emulator by path for a foreign architecture (the binfmt
+        # handler runs it either way): the host's, statically linked, read-only.
+        volumes[str(emulator)] = {"bind": str(emulator), "mode": "ro"}
     if bootstrap.keyring:
         volumes[bootstrap.keyring] = {"bind": bootstrap.keyring, "mode": "ro"}
     inner = " ".join(shlex.quote(part) for part in bootstrap_command(profile, Path("/bootstrap/rootfs")))
-    # The helper's own tool (the image is Debian: its apt installs it; its hooks come with it).
+    # The helper's own tool (the image is Debian: its apt installs it; its hooks come with it;
+    # mmdebstrap wants arch-test for a foreign architecture, its eatmydata hook dpkg-architecture).
+    needs = f"{tool} arch-test dpkg-dev" if tool == "mmdebstrap" else tool
     script = (
         "set -e; export DEBIAN_FRONTEND=noninteractive; "
         f"command -v {tool} >/dev/null || "
         "{ apt-get update -qq && "
-        f"apt-get install -y -qq --no-install-recommends {tool} ca-certificates; }}; " + inner
+        f"apt-get install -y -qq --no-install-recommends {needs} ca-certificates; }}; " + inner
     )
     tail: deque[str] = deque(maxlen=40)
     with log_path.open("w", encoding="utf-8") as log:

@@ -156,7 +156,8 @@ def test_ctrl_c_during_bootstrap_leaves_no_image_and_no_temporary_folder(
     )
     assert process.stderr is not None
     for line in process.stderr:
-        if "Retrieving" in line or "Validating" in line:
+        # mmdebstrap's phases (debootstrap said "Retrieving"/"Validating"): downloading has begun.
+        if "downloading packages" in line or "Retrieving" in line:
             break
     process.send_signal(signal.SIGINT)
     _, rest = process.communicate(timeout=120)

@@ -1,7 +1,8 @@
 """BuildKit for real: secrets in no layer, cache export refused up front, a second engine as builder.
 
-The profile is the smallest that still runs pip (the step a package-index secret is for):
-armv7, no torch, no QPULib, no extension, on the session's bootstrapped armhf base.
+The profile is the smallest that still runs pip on the target (the step a package-index secret
+is for): armv7, no torch, no QPULib, the extension as a pure-Python wheel built on the target
+(so its venv gets pip, wheel and setuptools from the index).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ torch:
 qpulib:
   enabled: false
 extension:
-  enabled: false
+  enabled: true
 image:
   repository: rpibuild-test/buildkit
   tags: ["{{profile}}"]

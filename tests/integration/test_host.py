@@ -54,7 +54,7 @@ def test_doctor_passes_on_the_set_up_host() -> None:
     result = rpibuild("doctor", "-p", "pi3b-armv7", "--set", "torch.source=none", "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     checks = {c["name"]: c for c in json.loads(result.stdout)}
-    assert {"engine", "binfmt qemu-arm", "qemu-arm-static", "debootstrap", "disk"} <= set(checks)
+    assert {"engine", "binfmt qemu-arm", "qemu-arm-static", "mmdebstrap", "disk"} <= set(checks)
     assert all(c["ok"] for c in checks.values())
     assert "binfmt qemu-aarch64" not in checks  # only what the armv7 profile needs
 
@@ -135,7 +135,7 @@ def test_the_ci_examples_doctor_step_passes_as_a_non_root_user(monkeypatch: pyte
     failed = [(c.name, c.detail) for c in checks if not c.ok]
     assert failed == []
     assert "not root" in next(c.detail for c in checks if c.name == "privileges")
-    assert "helper container" in next(c.detail for c in checks if c.name == "debootstrap")
+    assert "helper container" in next(c.detail for c in checks if c.name == "mmdebstrap")
 
 
 def rpibuild_env(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -2,7 +2,8 @@
 index builds from: gathered here, then a real build with the index unreachable.
 
 The profile is the smallest that still runs pip in the target (the venv's pip, wheel and
-setuptools): armv7 on the pi3b-armv7 base, no torch, no QPULib, no extension.
+setuptools, which a target that builds wheels gets): armv7 on the pi3b-armv7 base, no torch,
+no QPULib, the extension as a pure-Python wheel built on the target.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ torch:
 qpulib:
   enabled: false
 extension:
-  enabled: false
+  enabled: true
 image:
   repository: rpibuild-test/offline
 """

@@ -95,6 +95,8 @@ def _url(server: _Server, path: str = "") -> str:
 def _run(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     environment = {**os.environ, "RPIBUILD_CACHE": str(tmp_path / "cache")}
     environment.pop("RPIBUILD_SOURCE_MIRROR", None)
+    # The test command's own QPULib tree (scripts/test.sh exports it) would replace the URL.
+    environment.pop("RPIBUILD_QPULIB_SRC", None)
     environment.update(env or {})
     command = [sys.executable, "-m", "rpibuild", *args]
     return subprocess.run(command, capture_output=True, text=True, env=environment, check=False)

@@ -13,6 +13,7 @@ from rpibuild.cli.options import (
     image_tag_reference,
     json_option,
     profile_name_callback,
+    push_options,
 )
 from rpibuild.cli.reporter import progress_option
 from rpibuild.planning.stages import CROSS_STAGES, TARGET_STAGES
@@ -62,19 +63,7 @@ if TYPE_CHECKING:
     help="Extra tag (repeatable). Locally without --push; with --push the reference pushed "
     "(a NAME without registry goes to registry.url/namespace).",
 )
-@click.option(
-    "--sbom/--no-sbom",
-    default=True,
-    show_default=True,
-    help="With --push: attach each pushed image's SBOM (CycloneDX) as an OCI artifact referring to it.",
-)
-@click.option(
-    "--retries",
-    type=click.IntRange(0, 10),
-    default=3,
-    show_default=True,
-    help="With --push: retries of transient registry failures (backoff 2, 4, 8... s).",
-)
+@push_options("With --push: ")
 @click.option(
     "--target",
     type=click.Choice((*TARGET_STAGES, *CROSS_STAGES)),

@@ -149,3 +149,28 @@ def emit_json(data: object) -> None:
     from rpibuild.redact import mask_data
 
     click.echo(json.dumps(mask_data(data), indent=2, sort_keys=False))
+
+
+def push_options(prefix: str = "") -> Callable[[F], F]:
+    """--sbom/--no-sbom and --retries, for every command that pushes (``prefix`` says when they
+    apply, e.g. "With --push: ")."""
+
+    def said(text: str) -> str:
+        return prefix + text if prefix else text[0].upper() + text[1:]
+
+    def decorate(func: F) -> F:
+        func = click.option(
+            "--retries",
+            type=click.IntRange(0, 10),
+            default=3,
+            show_default=True,
+            help=said("retries of transient registry failures (backoff 2, 4, 8... s)."),
+        )(func)
+        return click.option(
+            "--sbom/--no-sbom",
+            default=True,
+            show_default=True,
+            help=said("attach each pushed image's SBOM (CycloneDX) as an OCI artifact referring to it."),
+        )(func)
+
+    return decorate

@@ -9,6 +9,7 @@ from rpibuild.cli.options import (
     json_option,
     manifest_name,
     profile_name_callback,
+    push_options,
     registry_host,
     registry_namespace,
 )
@@ -55,19 +56,7 @@ from rpibuild.cli.options import (
     callback=manifest_name,
     help="Push one multi-platform tag: each profile as NAME:TAG-<platform>, then a manifest list.",
 )
-@click.option(
-    "--sbom/--no-sbom",
-    default=True,
-    show_default=True,
-    help="Attach each pushed image's SBOM (CycloneDX) as an OCI artifact referring to it.",
-)
-@click.option(
-    "--retries",
-    type=click.IntRange(0, 10),
-    default=3,
-    show_default=True,
-    help="Retries of transient failures (backoff 2, 4, 8... s).",
-)
+@push_options("")
 def push(
     profiles: tuple[str, ...],
     overrides: tuple[str, ...],

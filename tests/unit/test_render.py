@@ -259,3 +259,14 @@ def test_a_local_mirror_with_pip_packages_replaces_the_index(tmp_path, monkeypat
     assert "idx.example" not in conf
     monkeypatch.setenv("RPIBUILD_SOURCE_MIRROR", str(tmp_path / "elsewhere"))
     assert "pip-mirror" not in render_planned(profile, make_plan(profile)).dockerfile
+
+
+def test_an_extension_without_torch_is_not_checked_by_importing_it() -> None:
+    """torch.source none: the extension is a pure-Python wheel that cannot be imported without
+    torch, so verify runs its other checks only (a build of such a profile once failed there)."""
+    overrides = ["torch.source=none", "qpulib.enabled=false"]
+    text = render(load_profile("pi3b-armv7", overrides, env={}).profile).dockerfile
+    verify = text[text.index(" AS verify\n") : text.index(" AS runtime")]
+    assert "verify.py --machine armv7l" in verify and "--extension" not in verify
+    with_torch = render(load_profile("pi3b-arm64", env={}).profile).dockerfile
+    assert "--extension" in with_torch[with_torch.index(" AS verify\n") :]

@@ -8,11 +8,10 @@ from typing import TYPE_CHECKING
 import click
 
 from rpibuild.cli.options import (
-    complete_profiles,
     emit_json,
     image_tag_reference,
     json_option,
-    profile_name_callback,
+    profiles_option,
     push_options,
 )
 from rpibuild.cli.reporter import progress_option
@@ -25,18 +24,9 @@ if TYPE_CHECKING:
 
 
 @click.command()
-@click.option(
-    "-p",
-    "--profile",
-    "profiles",
-    multiple=True,
-    envvar="RPIBUILD_PROFILE",
-    show_envvar=True,
-    callback=profile_name_callback,
-    shell_complete=complete_profiles,
-    metavar="NAME|PATH",
-    help="Profile name from configs/ or a path to a YAML file; repeat with --push --tag for one "
-    "multi-platform tag [default: pi3b-arm64].",
+@profiles_option(
+    "Profile name from configs/ or a path to a YAML file; repeat with --push --tag for one "
+    "multi-platform tag [default: pi3b-arm64]."
 )
 @click.option(
     "--set",

@@ -174,3 +174,19 @@ def push_options(prefix: str = "") -> Callable[[F], F]:
         )(func)
 
     return decorate
+
+
+def profiles_option(help_text: str) -> Callable[[F], F]:
+    """A repeatable -p/--profile (commands that take several profiles: build, push)."""
+    return click.option(
+        "-p",
+        "--profile",
+        "profiles",
+        multiple=True,
+        envvar="RPIBUILD_PROFILE",
+        show_envvar=True,
+        callback=profile_name_callback,
+        shell_complete=complete_profiles,
+        metavar="NAME|PATH",
+        help=help_text,
+    )

@@ -8,7 +8,7 @@ from rpibuild.cli.options import (
     emit_json,
     json_option,
     manifest_name,
-    profile_name_callback,
+    profiles_option,
     push_options,
     registry_host,
     registry_namespace,
@@ -16,17 +16,7 @@ from rpibuild.cli.options import (
 
 
 @click.command()
-@click.option(
-    "-p",
-    "--profile",
-    "profiles",
-    multiple=True,
-    envvar="RPIBUILD_PROFILE",
-    show_envvar=True,
-    callback=profile_name_callback,
-    metavar="NAME|PATH",
-    help="Profile whose image to push (repeat with --manifest) [default: pi3b-arm64].",
-)
+@profiles_option("Profile whose image to push (repeat with --manifest) [default: pi3b-arm64].")
 @click.option(
     "--set",
     "overrides",

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rpibuild.build import base_finish
 from rpibuild.build.sources import cache_dir, file_sha256
 from rpibuild.config.model import Profile
 from rpibuild.errors import BuildError, EngineError, HostSetupError
@@ -55,13 +56,16 @@ def base_key(profile: Profile) -> str:
     the keyring's bytes: a keyring file replaced in place is another base).
 
     The recipe (the tool's command line, the tidying, the archive's config) is code in this
-    module; RECIPE_VERSION stands for it."""
+    module; RECIPE_VERSION stands for it. A base whose bootstrap defers work to the build
+    platform (rpibuild.build.base_finish) is also keyed by that hook's and finisher's bytes."""
     bootstrap = profile.base.bootstrap
     payload: dict[str, object] = {
         "recipe": RECIPE_VERSION,
         "platform": profile.platform,
         "bootstrap": bootstrap.model_dump() if bootstrap else None,
     }
+    if base_finish.defers(profile):
+        payload["deferred"] = base_finish.recipe_digest()
     keyring = Path(bootstrap.keyring) if bootstrap and bootstrap.keyring else None
     if keyring is not None and keyring.is_file():  # a missing one is refused by config.checks
         payload["keyring_sha256"] = file_sha256(keyring)
@@ -117,8 +121,14 @@ def ensure_base(
     refresh: bool = False,
     progress: Callable[[str], None] | None = None,
     on_log: Callable[[str], None] | None = None,
+    finisher: Profile | None = None,
 ) -> BaseImage:
-    """Reuse, pull or bootstrap the profile's base image and return it."""
+    """Reuse, pull or bootstrap the profile's base image and return it.
+
+    ``finisher``: the profile whose base does a foreign bootstrap's deferred work
+    (rpibuild.build.base_finish; default: the build platform's base of ``profile``). A caller
+    whose ``profile`` has the target's packages folded in passes the unfolded profile's, so
+    the build platform's own base is reused rather than another one made."""
     reference = base_reference(profile)
     platform = profile.target
     found = None if refresh else _existing(profile, engine, reference)
@@ -144,7 +154,9 @@ def ensure_base(
         found = None if refresh else _existing(profile, engine, reference)
         if found is not None:
             return found
-        image_id = bootstrap_base(profile, engine, reference, progress=progress, on_log=on_log)
+        image_id = bootstrap_base(
+            profile, engine, reference, progress=progress, on_log=on_log, finisher=finisher
+        )
     return BaseImage(reference, image_id, platform.name, cached=False)
 
 
@@ -174,8 +186,9 @@ def log_dir() -> Path:
     return cache_dir() / "logs"
 
 
-def bootstrap_command(profile: Profile, target: Path) -> list[str]:
-    """The bootstrap tool's command line for ``profile``'s base, into the folder ``target``."""
+def bootstrap_command(profile: Profile, target: Path, recipe: Path | None = None) -> list[str]:
+    """The bootstrap tool's command line for ``profile``'s base, into the folder ``target``;
+    ``recipe``: where the tool sees rpibuild's hooks (default: this host's copy)."""
     bootstrap = profile.base.bootstrap
     assert bootstrap is not None
     if bootstrap.tool == "debootstrap":
@@ -194,6 +207,8 @@ def bootstrap_command(profile: Profile, target: Path) -> list[str]:
     if bootstrap.keyring:
         command.append(f"--keyring={bootstrap.keyring}")
     command.append(f"--hook-dir={EATMYDATA_HOOK}")
+    if base_finish.defers(profile):
+        command += base_finish.hook_options(recipe or base_finish.recipe_dir())
     command += [bootstrap.suite, str(target)]
     if bootstrap.mirror:
         command.append(bootstrap.mirror)
@@ -264,6 +279,7 @@ def bootstrap_base(
     *,
     progress: Callable[[str], None] | None = None,
     on_log: Callable[[str], None] | None = None,
+    finisher: Profile | None = None,
 ) -> str:
     """Bootstrap into a temporary folder, then load it as an image with true metadata.
 
@@ -300,6 +316,9 @@ def bootstrap_base(
             _run_logged(profile, bootstrap_command(profile, rootfs), log_path, progress)
         else:
             _bootstrap_in_container(profile, engine, work, log_path, progress)
+        if base_finish.defers(profile) and base_finish.has_deferred_work(rootfs):
+            finishing = finisher or base_finish.finishing_profile(profile)
+            _finish(finishing, engine, rootfs, log_path, progress)
         _tidy_rootfs(rootfs)
         archive = _docker_archive(profile, rootfs, work, reference)
         shutil.rmtree(rootfs, ignore_errors=True)
@@ -345,6 +364,25 @@ def _run_logged(
         raise _bootstrap_failed(profile, "", code, list(tail), log_path)
 
 
+def _finish(
+    finishing: Profile, engine: Engine, rootfs: Path, log_path: Path, progress: Callable[[str], None] | None
+) -> None:
+    """The work the bootstrap deferred, done on the build platform (rpibuild.build.base_finish)
+    in the base of ``finishing``, which is reused or bootstrapped (natively, in seconds) first."""
+    finisher = ensure_base(finishing, engine, progress=progress)
+    if progress:
+        progress(f"finishing on the build platform in {finisher.image}")
+    with log_path.open("a", encoding="utf-8") as log:
+        log.write(f"$ (in {finisher.image}) python3 finish.py /target\n")
+
+        def to_log(line: str) -> None:
+            log.write(line + "\n")
+
+        base_finish.finish_on_build_platform(
+            engine, finisher.image, rootfs, on_line=to_log, progress=progress
+        )
+
+
 def _stop_group(process: subprocess.Popen[str]) -> None:
     """Stop a process and its whole group: politely, then for good; wait until it is gone."""
     for sig, grace in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 10.0)):
@@ -384,7 +422,10 @@ def _bootstrap_in_container(
                 f"{tool} is not on this host and the helper image {image} cannot be had: {exc.message}",
                 hint=f"apt-get install -y {tool}, or set {HELPER_IMAGE_ENV} to a local Debian image",
             ) from None
-    volumes = {str(work): {"bind": "/bootstrap", "mode": "rw"}}
+    volumes = {
+        str(work): {"bind": "/bootstrap", "mode": "rw"},
+        str(base_finish.recipe_dir()): {"bind": str(base_finish.MOUNTED), "mode": "ro"},
+    }
     binfmt = profile.target.binfmt
     emulator = Path(f"/usr/bin/qemu-{binfmt}-static") if binfmt else None
     if tool == "mmdebstrap" and emulator is not None and emulator.is_file():
@@ -393,7 +434,8 @@ def _bootstrap_in_container(
         volumes[str(emulator)] = {"bind": str(emulator), "mode": "ro"}
     if bootstrap.keyring:
         volumes[bootstrap.keyring] = {"bind": bootstrap.keyring, "mode": "ro"}
-    inner = " ".join(shlex.quote(part) for part in bootstrap_command(profile, Path("/bootstrap/rootfs")))
+    command = bootstrap_command(profile, Path("/bootstrap/rootfs"), base_finish.MOUNTED)
+    inner = " ".join(shlex.quote(part) for part in command)
     # The helper's own tool (the image is Debian: its apt installs it; its hooks come with it;
     # mmdebstrap wants arch-test for a foreign architecture, its eatmydata hook dpkg-architecture).
     needs = f"{tool} arch-test dpkg-dev" if tool == "mmdebstrap" else tool
@@ -487,7 +529,8 @@ def _docker_archive(profile: Profile, rootfs: Path, work: Path, reference: str) 
         "history": [
             {
                 "created": _EPOCH,
-                "created_by": "rpibuild base: " + mask_urls(" ".join(bootstrap_command(profile, ROOT))),
+                "created_by": "rpibuild base: "
+                + mask_urls(" ".join(bootstrap_command(profile, ROOT, base_finish.MOUNTED))),
             }
         ],
     }

@@ -18,6 +18,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from rpibuild.build.base import BaseImage, base_reference, ensure_base
+from rpibuild.build.base_finish import finishing_profile
 from rpibuild.build.context import fetch_sources
 from rpibuild.build.sources import cache_dir
 from rpibuild.config.model import Build, Profile
@@ -147,6 +148,9 @@ def build_profile(
     sources = fetch_sources(profile)
 
     announce = on_event or (lambda _event: None)
+    # A foreign base's deferred work runs in the build platform's own base (not one with the
+    # target's folded packages).
+    finisher = finishing_profile(profile)
 
     def ensure_bases(roles: tuple[str, ...]) -> dict[str, BaseImage]:
         """Reuse or bootstrap these bases, announced as a stage like BuildKit's (bootstraps take
@@ -158,7 +162,14 @@ def build_profile(
         names = ", ".join(base_reference(p) for _, p in wanted)
         announce(BuildEvent("base", 1, 1, f"reuse or bootstrap {names}", True))
         made = {
-            role: ensure_base(p, engine, refresh=refresh_base, progress=on_base_progress, on_log=on_log)
+            role: ensure_base(
+                p,
+                engine,
+                refresh=refresh_base,
+                progress=on_base_progress,
+                on_log=on_log,
+                finisher=finisher,
+            )
             for role, p in wanted
         }
         cached = all(image.cached for image in made.values())

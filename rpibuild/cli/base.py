@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import nullcontext
+from functools import partial
 
 import click
 
@@ -38,6 +39,7 @@ def base(
     """
     from rpibuild import console
     from rpibuild.build.base import ensure_base
+    from rpibuild.build.base_finish import finishing_profile
     from rpibuild.cli.reporter import Reporter
     from rpibuild.config import load_profile
     from rpibuild.engine import DockerEngine
@@ -49,6 +51,7 @@ def base(
         console.set_verbosity(min(console.verbosity(), -1))
     loaded = load_profile(profile, overrides)
     target = loaded.profile
+    finisher = finishing_profile(target) if not build_platform else None
     extra = []
     if build_platform:
         check_cross(target.model_copy(update={"build": target.build.model_copy(update={"cross": True})}))
@@ -65,9 +68,12 @@ def base(
         console.status("bootstrapping") if live else nullcontext(None) as update,
         Reporter(progress, title, update).running() as report,
     ):
-        result = ensure_base(target, engine, refresh=refresh, progress=report.line, on_log=report.log_file)
+        ensure = partial(
+            ensure_base, refresh=refresh, progress=report.line, on_log=report.log_file, finisher=finisher
+        )
+        result = ensure(target, engine)
         for other in extra:  # the runtime base of a target that compiles
-            made = ensure_base(other, engine, refresh=refresh, progress=report.line, on_log=report.log_file)
+            made = ensure(other, engine)
             console.info(f"runtime base {'reused' if made.cached else 'built'}: {made.image}")
     if as_json:
         emit_json(result.as_dict())

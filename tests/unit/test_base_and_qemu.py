@@ -60,6 +60,37 @@ def test_bootstrap_commands() -> None:
     assert base_key(old) != base_key(profile), "the tool is part of the base's key"
 
 
+def test_a_foreign_mmdebstrap_base_defers_byte_compiling_and_the_ca_bundle_to_the_build_platform() -> None:
+    """The defer hook runs as an essential and a customize hook for a foreign architecture
+    only: a native base (and debootstrap, which has no hooks) bootstrap as before."""
+    arm = load_profile("pi3b-arm64", env={}).profile
+    command = bootstrap_command(arm, Path("/t"), Path("/recipe"))
+    assert 'sh /recipe/defer.sh divert "$1"' in [p.removeprefix("--essential-hook=") for p in command]
+    assert 'sh /recipe/defer.sh restore "$1"' in [p.removeprefix("--customize-hook=") for p in command]
+    native = load_profile("pi3b-arm64", ["platform=linux/amd64", "verify.qemu_cpu=null"], env={}).profile
+    old = load_profile("pi3b-arm64", ["base.bootstrap.tool=debootstrap"], env={}).profile
+    for profile in (native, old):
+        assert not any("defer.sh" in part for part in bootstrap_command(profile, Path("/t")))
+
+
+def test_the_base_key_follows_the_defer_hooks_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Editing the hook or the finisher is another base (for a foreign base; a native one,
+    which does not run them, keeps its key)."""
+    home = Path(__file__).resolve().parents[2]
+    arm = load_profile("pi3b-arm64", env={}).profile
+    native = load_profile("pi3b-arm64", ["platform=linux/amd64", "verify.qemu_cpu=null"], env={}).profile
+    before = base_key(arm), base_key(native)
+    copy = tmp_path / "home"
+    for folder in ("configs", "dockerfiles", "images/base"):
+        shutil.copytree(home / folder, copy / folder)
+    monkeypatch.setenv("RPIBUILD_HOME", str(copy))
+    assert (base_key(arm), base_key(native)) == before, "same bytes, same keys"
+    with (copy / "images/base/finish.py").open("a") as finish:
+        finish.write("# edited\n")
+    assert base_key(arm) != before[0]
+    assert base_key(native) == before[1]
+
+
 def test_platform_table() -> None:
     assert get_platform("linux/arm64/v8").name == "linux/arm64"
     v7 = get_platform("linux/arm/v7")

@@ -68,7 +68,7 @@ RUN --mount=type=cache,id=rpibuild-torch-c10-build-armhf,target=/var/cache/rpibu
  && python3 /opt/rpibuild/elf_gate.py --elf 40:1:hf /opt/rpibuild/c10
 
 # ---- system: the base (the build stages' packages bootstrapped into it) plus the venv (network settings live only here).
-FROM rpibuild/base:trixie-armv7-4d4645aa257c7b7a AS system
+FROM rpibuild/base:trixie-armv7-3d09b322df755b8b AS system
 ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # The venv, written by the build platform's python of the same suite and version (cross stage):
@@ -171,7 +171,7 @@ RUN python /opt/rpibuild/verify.py --machine armv7l --elf 40:1:hf --extension \
       --merge /opt/rpibuild/verify-torch.json --report /opt/rpibuild/verify.json
 
 # ---- runtime: the runtime base (its packages bootstrapped into it) with the venv and libqpu; no proxies, mirrors, CA or pip settings.
-FROM rpibuild/base:trixie-armv7-4d4645aa257c7b7a AS runtime
+FROM rpibuild/base:trixie-armv7-3d09b322df755b8b AS runtime
 ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8
 COPY --from=torch /opt/rpibuild/torch-runtime-packages.txt /opt/rpibuild/torch-runtime-packages.txt
 # Packages the torch wheel names (its list was not known when planning): installed here

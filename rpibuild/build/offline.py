@@ -4,9 +4,11 @@ A host without GitHub or the package index builds from that folder, given as
 ``RPIBUILD_SOURCE_MIRROR``: the pinned archives lie at its top under their forge names
 (``QPULib-<commit>.tar.gz``), as ``sources.mirrored_url`` looks them up, and the Python
 packages the target's venv gets lie in ``pip/``, which a build mounts for its pip steps
-with no package index at all (``render.pip_conf``). Debian packages, and Debian's pytorch
-source (``torch.source: debian``, fetched with ``apt-get source`` from the same archive),
-keep coming from the apt mirror settings.
+with no package index at all (``render.pip_conf``). Debian's pytorch source (``torch.source:
+debian``) lies in ``debian/`` as a small Debian archive: the source package and the suite's
+signed InRelease and Sources index, so the build's apt checks it offline exactly as it checks
+the mirror (``images/torch-debian/fetch.sh``). Debian's binary packages keep coming from the
+apt mirror settings.
 
 The wheels are chosen on this host by the target's tags (``pip download --platform ...
 --only-binary=:all:``): the target's CPython version and glibc follow from its Debian suite.
@@ -23,14 +25,19 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from packaging.requirements import Requirement
 
+from rpibuild import resources
 from rpibuild.build import sources
 from rpibuild.config.model import Profile
 from rpibuild.errors import ConfigError, DownloadError
 from rpibuild.redact import mask_urls
 from rpibuild.torch_routes import route_of
+
+if TYPE_CHECKING:
+    from rpibuild.engine import Engine
 
 # What each Debian suite's python3 is, and its glibc minor: the tags of the wheels it takes.
 SUITE_PYTHON: dict[str, tuple[str, int]] = {
@@ -103,14 +110,17 @@ def pip_download_options(profile: Profile) -> list[str]:
     return options
 
 
-def gather(profile: Profile, folder: Path) -> Gathered:
-    """Fill ``folder`` (new or empty) with the profile's archives and its wheels in ``pip/``."""
+def gather(profile: Profile, folder: Path, engine: Engine | None = None) -> Gathered:
+    """Fill ``folder`` (new or empty) with the profile's archives, its wheels in ``pip/`` and
+    its Debian source package in ``debian/`` (fetched by ``engine``, in the build platform's
+    base: apt of the target's suite)."""
     if folder.exists() and any(folder.iterdir()):
         raise ConfigError(f"output folder {folder} is not empty", field="--output")
     folder.mkdir(parents=True, exist_ok=True)
     result = Gathered(folder=str(folder.resolve()))
     _archives(profile, folder, result)
     _wheels(profile, folder / "pip", result)
+    _debian_source(profile, folder, result, engine)
     elsewhere = route_of(profile.torch.source).fetched_elsewhere(profile.torch)
     if elsewhere:
         result.elsewhere.append(mask_urls(elsewhere))
@@ -134,6 +144,68 @@ def _archives(profile: Profile, folder: Path, result: Gathered) -> None:
         sources.unpack_checked(archive, Path(tmp, "tree"), url, qpulib.tree_sha256)
         archive.rename(folder / name)
     result.archives.append(name)
+
+
+def _debian_source(profile: Profile, folder: Path, result: Gathered, engine: Engine | None) -> None:
+    """The route's Debian source package, with the signed indexes of its suite, as the small
+    archive ``debian/`` (``fetch.sh --gather``, run by apt of the suite in the build platform's
+    base, which it checks as it downloads)."""
+    wanted = route_of(profile.torch.source).debian_source(profile.torch)
+    if wanted is None:
+        return
+    package, version = wanted
+    bootstrap = profile.base.bootstrap
+    if bootstrap is None or engine is None:
+        raise ConfigError(
+            f"Debian's {package} source is gathered with apt of the target's suite in a bootstrapped base",
+            field="base.bootstrap",
+        )
+    from rpibuild.build.base import ensure_base
+    from rpibuild.host.build_platform import cross_base_profile
+
+    helper = ensure_base(cross_base_profile(profile), engine)
+    scripts = resources.images_dir() / "torch-debian"
+    lines: list[str] = []
+    owner = f"{os.getuid()}:{os.getgid()}"
+    command = [
+        "sh",
+        "-c",
+        'bash /opt/rpibuild/torch-debian/fetch.sh --gather "$@" && chown -R "$OWNER" /out/debian',
+        "gather",
+        package,
+        version,
+        bootstrap.suite,
+        "/out/debian",
+    ]
+    code = engine.run_streaming(
+        helper.image,
+        command,
+        on_line=lines.append,
+        volumes={
+            str(folder.resolve()): {"bind": "/out", "mode": "rw"},
+            str(scripts): {"bind": "/opt/rpibuild/torch-debian", "mode": "ro"},
+        },
+        environment={"OWNER": owner, **_proxy_environment(profile)},
+    )
+    if code != 0:
+        raise DownloadError(
+            f"Debian's {package} {version} source could not be gathered (exit {code})",
+            stage="sources",
+            log_tail=[mask_urls(line) for line in lines[-20:]],
+            hint="check torch.version against the suite's archive and the apt mirror setting",
+        )
+    result.archives.append(f"debian/ ({package} {version} source, signed indexes of {bootstrap.suite})")
+
+
+def _proxy_environment(profile: Profile) -> dict[str, str]:
+    """The profile's proxies for apt in the gathering container (as a build passes them)."""
+    network = profile.network
+    found = {
+        "http_proxy": network.http_proxy,
+        "https_proxy": network.https_proxy,
+        "no_proxy": network.no_proxy,
+    }
+    return {name: value for name, value in found.items() if value}
 
 
 def _wheels(profile: Profile, pip_folder: Path, result: Gathered) -> None:

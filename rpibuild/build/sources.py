@@ -198,6 +198,17 @@ def pip_mirror() -> Path | None:
     return folder if folder.is_dir() else None
 
 
+def debian_archive() -> Path | None:
+    """The ``debian/`` folder of a local source mirror (``rpibuild sources fetch --all`` for a
+    profile that compiles Debian's pytorch source), if any: a small signed Debian archive the
+    build's apt fetches the source package from instead of the network."""
+    mirror = source_mirror()
+    if not mirror or not mirror.startswith("file://"):
+        return None
+    folder = Path(urllib.request.url2pathname(urlsplit(mirror).path)) / "debian"
+    return folder if (folder / "dists").is_dir() else None
+
+
 def local_tree(path: str, field: str) -> Path:
     """A local source folder (e.g. ``$RPIBUILD_QPULIB_SRC``): the user's own tree, often
     modified, so it is not held to the upstream pin; its hash goes into the image labels."""

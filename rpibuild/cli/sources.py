@@ -41,10 +41,12 @@ def fetch(
 ) -> None:
     """Fetch and check PROFILE's sources; print the path of each checked tree.
 
-    With --all -o DIR: gather the pinned archives and, in DIR/pip/, the wheels the target's
-    venv installs (chosen by the target's tags); then build anywhere with
-    RPIBUILD_SOURCE_MIRROR=DIR: pip steps use DIR/pip and no package index. Debian packages
-    (and Debian's pytorch source) still come from the apt mirror.
+    With --all -o DIR: gather the pinned archives, in DIR/pip/ the wheels the target's venv
+    installs (chosen by the target's tags), and in DIR/debian/ Debian's pytorch source with the
+    signed indexes that vouch for it (torch.source debian); then build anywhere with
+    RPIBUILD_SOURCE_MIRROR=DIR: pip steps use DIR/pip and no package index, apt takes the
+    source package from DIR/debian and checks it as it would the mirror. Debian's binary
+    packages still come from the apt mirror.
     """
     from rpibuild import console
     from rpibuild.build.context import qpulib_tree
@@ -55,9 +57,14 @@ def fetch(
     loaded = load_profile(profile, overrides)
     if gather_all and output is not None:
         from rpibuild.build.offline import gather
+        from rpibuild.engine import DockerEngine
+        from rpibuild.torch_routes import route_of
 
+        # An engine only for a Debian source package (apt of the target's suite runs in a base).
+        torch = loaded.profile.torch
+        engine = DockerEngine.connect() if route_of(torch.source).debian_source(torch) else None
         with console.step(f"gathering what a build of {loaded.profile.name} downloads"):
-            gathered = gather(loaded.profile, output)
+            gathered = gather(loaded.profile, output, engine)
         if as_json:
             emit_json(gathered.as_dict())
             return

@@ -260,7 +260,12 @@ def _render(
     if cross:  # the build platform installs torch and the extension for the target
         files["rpibuild/target_site.py"] = images / "cross" / "target_site.py"
     dirs: dict[str, Path] = {}
-    names: dict[str, str | None] = {"ca_bundle": None, "torch_wheel": None, "pip_mirror": None}
+    names: dict[str, str | None] = {
+        "ca_bundle": None,
+        "torch_wheel": None,
+        "pip_mirror": None,
+        "debian_archive": None,
+    }
     ca = _ca_bundle(profile)
     if ca is not None:
         names["ca_bundle"] = "rpibuild/ca-bundle.pem"
@@ -283,6 +288,10 @@ def _render(
     if pip_mirror is not None:
         dirs["pip-mirror"] = pip_mirror
         names["pip_mirror"] = "pip-mirror"
+    debian_archive = sources.debian_archive()
+    if debian_archive is not None and "torch-debian" in dirs:  # the source is fetched in this build
+        dirs["debian-archive"] = debian_archive
+        names["debian_archive"] = "debian-archive"
 
     build_packages = list(profile.apt.packages)
     # Compilers go into the first target stage that compiles (after system and torch, so the

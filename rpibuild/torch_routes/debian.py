@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,6 +38,10 @@ WHEEL_STAGE = "torch-source"
 # signatures and checksums), and with `ca_bundle: host` it changes with every update of the
 # host's ca-certificates, which must not throw away hours of compiling.
 TRANSPORT_ONLY = frozenset({"rpibuild/ca-bundle.pem"})
+# Bind mounts of a local source mirror (its pip/ and debian/ folders): how files arrive, not
+# what is built (left out of the wheel's key, so a host building from a gathered mirror folder
+# has the same key as the host that gathered it).
+TRANSPORT_MOUNT = re.compile(r"\s*--mount=type=bind,source=(?:pip-mirror|debian-archive),target=\S+")
 # Bump when what the compile does changes in a way neither the stages nor their files show
 # (the compile container's command line is built in rpibuild.torch_routes.debian_compile).
 RECIPE_VERSION = 2
@@ -110,8 +115,8 @@ class DebianRoute(TorchRoute):
     def origin(self, torch: Torch) -> tuple[str, str]:
         return f"Debian's pytorch {torch.version} source", "the archive's signatures"
 
-    def fetched_elsewhere(self, torch: Torch) -> str | None:
-        return "Debian's pytorch source: apt-get source from the apt mirror (deb-src)"
+    def debian_source(self, torch: Torch) -> tuple[str, str] | None:
+        return ("pytorch", torch.version or "")
 
     def pinned_sources(self, torch: Torch) -> list[dict[str, str]]:
         entry = {"name": "pytorch (Debian source)", "version": torch.version or ""}
@@ -159,7 +164,12 @@ ROUTE = DebianRoute()
 def wheel_key(profile: Profile, dockerfile: str, files: Mapping[str, Path], dirs: Mapping[str, Path]) -> str:
     """The wheel's content key, from the rendered Dockerfile and its context (not from how fast
     it is compiled: MAX_JOBS is left out)."""
-    chain = keys.stage_chain(dockerfile, WHEEL_STAGE)
+    # Where the source package comes from (the mirror, or a gathered archive mounted into the
+    # fetch) is transport: apt checks it against the same signed index either way.
+    chain = {
+        name: [TRANSPORT_MOUNT.sub("", text) for text in texts]
+        for name, texts in keys.stage_chain(dockerfile, WHEEL_STAGE).items()
+    }
     copied = keys.copied_sources(i for texts in chain.values() for i in texts)
     inputs = keys.context_inputs([s for s in copied if s not in TRANSPORT_ONLY], files, dirs)
     bootstrap = profile.base.bootstrap

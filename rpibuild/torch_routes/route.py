@@ -67,6 +67,11 @@ class TorchRoute:
         """What the route pip-installs from the package index (an offline mirror gathers them)."""
         return []
 
+    def debian_source(self, torch: Torch) -> tuple[str, str] | None:
+        """(package, version) of a Debian source package the route fetches with apt (an offline
+        mirror gathers it with the signed indexes that vouch for it); None: none."""
+        return None
+
     def fetched_elsewhere(self, torch: Torch) -> str | None:
         """What the route fetches that an offline mirror folder cannot hold (None: nothing);
         URLs as given (the caller masks their credentials)."""

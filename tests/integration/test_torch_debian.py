@@ -119,3 +119,46 @@ def test_runtime_packages_come_from_elf_needed_with_the_cross_runtime_mapped(
     code, output = engine.run(c10_image, ["sh", "-c", script])
     assert code == 0, output
     assert output.split() == ["libc6", "libgomp1"]
+
+
+def test_a_gathered_mirror_folder_supplies_the_source_and_a_tampered_one_is_refused(
+    engine: Engine, c10_image: str, tmp_path: Path
+) -> None:
+    """`sources fetch --all` puts Debian's pytorch source in DIR/debian/ with the suite's signed
+    InRelease and Sources index; a build with RPIBUILD_SOURCE_MIRROR=DIR fetches it from there
+    (apt sees no other source), and a .dsc changed in the folder fails apt's checks."""
+    import os
+    import shutil
+
+    folder = tmp_path / "mirror"
+    gathered = rpibuild("sources", "fetch", "--all", *ARMV7, "-o", str(folder), "--json")
+    assert gathered.returncode == 0, gathered.stderr[-3000:]
+    archive = folder / "debian"
+    assert (archive / "dists/trixie/InRelease").read_text().startswith("-----BEGIN PGP SIGNED MESSAGE")
+    assert (archive / "dists/trixie/main/source/Sources.xz").is_file()
+    (dsc,) = (archive / "pool/main/p/pytorch").glob("pytorch_*.dsc")
+    assert any(name.startswith("debian/") for name in json.loads(gathered.stdout)["archives"])
+
+    def build_source(mirror: Path) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "RPIBUILD_SOURCE_MIRROR": f"file://{mirror}"}
+        return subprocess.run(
+            [sys.executable, "-m", "rpibuild", "build", *ARMV7, "--target", "torch-source", "--json"],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=env,
+        )
+
+    built = build_source(folder)
+    assert built.returncode == 0, built.stderr[-4000:]
+    log = Path(json.loads(built.stdout)["log_file"]).read_text()
+    assert "fetch: source packages from the gathered archive" in log
+    assert "fetch: /opt/rpibuild/src/pytorch ready" in log
+
+    tampered = tmp_path / "tampered"
+    shutil.copytree(folder, tampered)
+    bad = tampered / "debian/pool/main/p/pytorch" / dsc.name
+    bad.write_text(bad.read_text() + "\n")
+    refused = build_source(tampered)
+    assert refused.returncode == 5, refused.stderr[-3000:]
+    assert "Hash Sum mismatch" in refused.stderr or "Size mismatch" in refused.stderr, refused.stderr[-3000:]

@@ -270,3 +270,29 @@ def test_an_extension_without_torch_is_not_checked_by_importing_it() -> None:
     assert "verify.py --machine armv7l" in verify and "--extension" not in verify
     with_torch = render(load_profile("pi3b-arm64", env={}).profile).dockerfile
     assert "--extension" in with_torch[with_torch.index(" AS verify\n") :]
+
+
+def test_a_gathered_debian_archive_feeds_the_source_fetch_without_changing_the_wheels_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mirror folder's debian/ (sources fetch --all) is mounted into the torch-source fetch,
+    and the wheel's key stays the one of a build from the network: a host building from the
+    folder finds (and shares) the wheel the gathering host compiled."""
+    from rpibuild.planning.plan import make_plan, render_planned
+    from rpibuild.planning.render import torch_wheel_key
+
+    profile = load_profile("pi3b-armv7", env={}).profile
+    monkeypatch.delenv("RPIBUILD_SOURCE_MIRROR", raising=False)
+    plain = render_planned(profile, make_plan(profile))
+    plain_key = torch_wheel_key(profile)
+    (tmp_path / "debian" / "dists" / "trixie").mkdir(parents=True)
+    monkeypatch.setenv("RPIBUILD_SOURCE_MIRROR", str(tmp_path))
+    mirrored = render_planned(profile, make_plan(profile))
+    mount = "--mount=type=bind,source=debian-archive,target=/opt/rpibuild/debian-archive"
+    fetch = [i.arguments for i in instructions(mirrored.dockerfile) if "fetch.sh pytorch" in i.arguments]
+    assert len(fetch) == 1 and mount in fetch[0]
+    assert mount not in plain.dockerfile
+    assert mirrored.dirs["debian-archive"] == tmp_path / "debian"
+    assert torch_wheel_key(profile) == plain_key
+    arm64 = load_profile("pi3b-arm64", env={}).profile  # a profile that fetches no Debian source
+    assert "debian-archive" not in render_planned(arm64, make_plan(arm64)).dockerfile

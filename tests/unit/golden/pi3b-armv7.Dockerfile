@@ -64,7 +64,7 @@ COPY torch-debian /opt/rpibuild/src/torch-debian
 FROM torch-source AS torch-c10
 RUN --mount=type=cache,id=rpibuild-torch-c10-build-armhf,target=/var/cache/rpibuild/torch,sharing=locked --mount=type=cache,id=rpibuild-torch-c10-ccache-armhf,target=/var/cache/rpibuild/ccache,sharing=locked \
     MAX_JOBS=2 bash /opt/rpibuild/src/torch-debian/build.sh --only c10 \
-      /opt/rpibuild/src/pytorch /var/cache/rpibuild/torch/4d719a19aa4adf910e0c917f /opt/rpibuild/c10 \
+      /opt/rpibuild/src/pytorch /var/cache/rpibuild/torch/c8bee2d640f5f4569660762b /opt/rpibuild/c10 \
  && python3 /opt/rpibuild/elf_gate.py --elf 40:1:hf /opt/rpibuild/c10
 
 # ---- system: the base (the build stages' packages bootstrapped into it) plus the venv (network settings live only here).
@@ -81,8 +81,8 @@ ENV VIRTUAL_ENV=/opt/rpibuild/venv PATH=/opt/rpibuild/venv/bin:/usr/local/sbin:/
 # CPython (images/cross/target_site.py): unzipped and byte-compiled natively, not under QEMU.
 FROM cross AS torch-install
 COPY rpibuild/target_site.py /opt/rpibuild/target_site.py
-# No stored wheel for key 4d719a19aa4adf910e0c917f: `rpibuild build` compiles it before this build.
-RUN echo "rpibuild: the torch wheel from Debian's source (key 4d719a19aa4adf910e0c917f) is not compiled yet" >&2 && false
+# No stored wheel for key c8bee2d640f5f4569660762b: `rpibuild build` compiles it before this build.
+RUN echo "rpibuild: the torch wheel from Debian's source (key c8bee2d640f5f4569660762b) is not compiled yet" >&2 && false
 # The Debian packages holding the libraries the wheel links, if it carries their list (wheels
 # rpibuild built from Debian's source do: images/torch-debian/wheel_packages.py).
 COPY rpibuild/wheel_packages.py /opt/rpibuild/wheel_packages.py

@@ -45,10 +45,22 @@ DEBOOTSTRAP_MODE_ENV = "RPIBUILD_DEBOOTSTRAP"
 HELPER_IMAGE_ENV = "RPIBUILD_HELPER_IMAGE"
 DEFAULT_HELPER_IMAGE = "debian:bookworm-slim"
 # Bump when the bootstrap recipe itself changes, so old bases are not reused.
-RECIPE_VERSION = 2
+RECIPE_VERSION = 3
 # mmdebstrap's own hook (shipped with it) that runs dpkg under eatmydata: no fsync, which under
 # QEMU costs most of an install (HOSTS.md); the tree is packed into an image right after.
 EATMYDATA_HOOK = Path("/usr/share/mmdebstrap/hooks/eatmydata")
+# What dpkg leaves out of an mmdebstrap base (and of packages installed in it later: the
+# options stay in /etc/dpkg/dpkg.cfg.d), as Debian's slim container images do: documentation,
+# manual pages, translations. Copyright files stay (the SBOM reads their licences). Less for
+# the emulated dpkg to write, and a leaner runtime image.
+DPKG_EXCLUDES = (
+    "path-exclude=/usr/share/doc/*",
+    "path-include=/usr/share/doc/*/copyright",
+    "path-exclude=/usr/share/man/*",
+    "path-exclude=/usr/share/info/*",
+    "path-exclude=/usr/share/locale/*",
+    "path-exclude=/usr/share/lintian/*",
+)
 
 
 def base_key(profile: Profile) -> str:
@@ -201,6 +213,7 @@ def bootstrap_command(profile: Profile, target: Path, recipe: Path | None = None
         f"--variant={'important' if bootstrap.variant == 'default' else bootstrap.variant}",
         f"--components={','.join(bootstrap.components)}",
         '--aptopt=Acquire::Languages "none"',
+        *(f"--dpkgopt={option}" for option in DPKG_EXCLUDES),
     ]
     if bootstrap.packages:
         command.append(f"--include={','.join(bootstrap.packages)}")

@@ -12,7 +12,7 @@
 # runtime while the torch and QPULib layers stay cached. Every stage runs natively as linux/amd64: no emulation, nothing to cross-compile.
 
 # ---- system: the base (the build stages' packages bootstrapped into it) plus the venv (network settings live only here).
-FROM rpibuild/base:trixie-amd64-c0644dfea03dd43e AS system
+FROM rpibuild/base:trixie-amd64-b1230cbca914e937 AS system
 ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # A venv that also sees Debian's python3-numpy (no numpy wheels exist for armv7l), with
@@ -60,7 +60,7 @@ RUN python /opt/rpibuild/verify.py --machine x86_64 --elf 62:2 --extension --emu
       --merge /opt/rpibuild/verify-torch.json --report /opt/rpibuild/verify.json
 
 # ---- runtime: the runtime base (its packages bootstrapped into it) with the venv and libqpu; no proxies, mirrors, CA or pip settings.
-FROM rpibuild/base:trixie-amd64-f3f6264dd8591601 AS runtime
+FROM rpibuild/base:trixie-amd64-1f9cbf6af0a31b63 AS runtime
 ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8
 COPY --from=extension /opt/rpibuild/venv /opt/rpibuild/venv
 COPY --from=extension /usr/local/lib /usr/local/lib

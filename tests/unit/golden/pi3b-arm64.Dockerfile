@@ -19,7 +19,7 @@
 
 # ---- cross: runs on the build platform ($BUILDPLATFORM, native speed, no QEMU): Debian's cross
 # toolchain for arm64 (aarch64-linux-gnu-g++) and the target's libraries through multiarch.
-FROM --platform=$BUILDPLATFORM rpibuild/base:trixie-amd64-b53eb3eacf9cfaff AS cross
+FROM --platform=$BUILDPLATFORM rpibuild/base:trixie-amd64-65b13f73ea7430bd AS cross
 ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 PIP_DISABLE_PIP_VERSION_CHECK=1
 
 RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-amd64,target=/var/lib/apt/lists,sharing=locked \
@@ -41,7 +41,7 @@ ENV PATH=/usr/lib/ccache:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin
 COPY rpibuild/elf.py rpibuild/elf_gate.py /opt/rpibuild/
 
 # ---- system: the base (the build stages' packages bootstrapped into it) plus the venv (network settings live only here).
-FROM rpibuild/base:trixie-arm64-a2e035c8e6251017 AS system
+FROM rpibuild/base:trixie-arm64-85d8a4e4038b1ca1 AS system
 ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # The venv, written by the build platform's python of the same suite and version (cross stage):
@@ -131,7 +131,7 @@ RUN python /opt/rpibuild/verify.py --machine aarch64 --elf 183:2 --extension \
       --merge /opt/rpibuild/verify-torch.json --report /opt/rpibuild/verify.json
 
 # ---- runtime: the runtime base (its packages bootstrapped into it) with the venv and libqpu; no proxies, mirrors, CA or pip settings.
-FROM rpibuild/base:trixie-arm64-a2e035c8e6251017 AS runtime
+FROM rpibuild/base:trixie-arm64-85d8a4e4038b1ca1 AS runtime
 ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8
 COPY --from=extension /opt/rpibuild/venv /opt/rpibuild/venv
 COPY --from=extension /usr/local/lib /usr/local/lib

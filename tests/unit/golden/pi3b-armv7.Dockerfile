@@ -21,7 +21,7 @@
 
 # ---- cross: runs on the build platform ($BUILDPLATFORM, native speed, no QEMU): Debian's cross
 # toolchain for armhf (arm-linux-gnueabihf-g++) and the target's libraries through multiarch.
-FROM --platform=$BUILDPLATFORM rpibuild/base:trixie-amd64-b53eb3eacf9cfaff AS cross
+FROM --platform=$BUILDPLATFORM rpibuild/base:trixie-amd64-65b13f73ea7430bd AS cross
 ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 PIP_DISABLE_PIP_VERSION_CHECK=1
 
 RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-amd64,target=/var/lib/apt/lists,sharing=locked \
@@ -64,11 +64,11 @@ COPY torch-debian /opt/rpibuild/src/torch-debian
 FROM torch-source AS torch-c10
 RUN --mount=type=cache,id=rpibuild-torch-c10-build-armhf,target=/var/cache/rpibuild/torch,sharing=locked --mount=type=cache,id=rpibuild-torch-c10-ccache-armhf,target=/var/cache/rpibuild/ccache,sharing=locked \
     MAX_JOBS=2 bash /opt/rpibuild/src/torch-debian/build.sh --only c10 \
-      /opt/rpibuild/src/pytorch /var/cache/rpibuild/torch/c8bee2d640f5f4569660762b /opt/rpibuild/c10 \
+      /opt/rpibuild/src/pytorch /var/cache/rpibuild/torch/703fe623b919c73ec270addf /opt/rpibuild/c10 \
  && python3 /opt/rpibuild/elf_gate.py --elf 40:1:hf /opt/rpibuild/c10
 
 # ---- system: the base (the build stages' packages bootstrapped into it) plus the venv (network settings live only here).
-FROM rpibuild/base:trixie-armv7-3d09b322df755b8b AS system
+FROM rpibuild/base:trixie-armv7-c79d3ef9a7494fc1 AS system
 ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # The venv, written by the build platform's python of the same suite and version (cross stage):
@@ -81,8 +81,8 @@ ENV VIRTUAL_ENV=/opt/rpibuild/venv PATH=/opt/rpibuild/venv/bin:/usr/local/sbin:/
 # CPython (images/cross/target_site.py): unzipped and byte-compiled natively, not under QEMU.
 FROM cross AS torch-install
 COPY rpibuild/target_site.py /opt/rpibuild/target_site.py
-# No stored wheel for key c8bee2d640f5f4569660762b: `rpibuild build` compiles it before this build.
-RUN echo "rpibuild: the torch wheel from Debian's source (key c8bee2d640f5f4569660762b) is not compiled yet" >&2 && false
+# No stored wheel for key 703fe623b919c73ec270addf: `rpibuild build` compiles it before this build.
+RUN echo "rpibuild: the torch wheel from Debian's source (key 703fe623b919c73ec270addf) is not compiled yet" >&2 && false
 # The Debian packages holding the libraries the wheel links, if it carries their list (wheels
 # rpibuild built from Debian's source do: images/torch-debian/wheel_packages.py).
 COPY rpibuild/wheel_packages.py /opt/rpibuild/wheel_packages.py
@@ -171,7 +171,7 @@ RUN python /opt/rpibuild/verify.py --machine armv7l --elf 40:1:hf --extension \
       --merge /opt/rpibuild/verify-torch.json --report /opt/rpibuild/verify.json
 
 # ---- runtime: the runtime base (its packages bootstrapped into it) with the venv and libqpu; no proxies, mirrors, CA or pip settings.
-FROM rpibuild/base:trixie-armv7-3d09b322df755b8b AS runtime
+FROM rpibuild/base:trixie-armv7-c79d3ef9a7494fc1 AS runtime
 ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8
 COPY --from=torch /opt/rpibuild/torch-runtime-packages.txt /opt/rpibuild/torch-runtime-packages.txt
 # Packages the torch wheel names (its list was not known when planning): installed here

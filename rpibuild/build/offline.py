@@ -161,6 +161,7 @@ def _debian_source(profile: Profile, folder: Path, result: Gathered, engine: Eng
             field="base.bootstrap",
         )
     from rpibuild.build.base import ensure_base
+    from rpibuild.build.pipeline import proxy_buildargs
     from rpibuild.host.build_platform import cross_base_profile
 
     helper = ensure_base(cross_base_profile(profile), engine)
@@ -185,7 +186,7 @@ def _debian_source(profile: Profile, folder: Path, result: Gathered, engine: Eng
             str(folder.resolve()): {"bind": "/out", "mode": "rw"},
             str(scripts): {"bind": "/opt/rpibuild/torch-debian", "mode": "ro"},
         },
-        environment={"OWNER": owner, **_proxy_environment(profile)},
+        environment={"OWNER": owner, **proxy_buildargs(profile)},  # apt's proxies, as a build's
     )
     if code != 0:
         raise DownloadError(
@@ -195,17 +196,6 @@ def _debian_source(profile: Profile, folder: Path, result: Gathered, engine: Eng
             hint="check torch.version against the suite's archive and the apt mirror setting",
         )
     result.archives.append(f"debian/ ({package} {version} source, signed indexes of {bootstrap.suite})")
-
-
-def _proxy_environment(profile: Profile) -> dict[str, str]:
-    """The profile's proxies for apt in the gathering container (as a build passes them)."""
-    network = profile.network
-    found = {
-        "http_proxy": network.http_proxy,
-        "https_proxy": network.https_proxy,
-        "no_proxy": network.no_proxy,
-    }
-    return {name: value for name, value in found.items() if value}
 
 
 def _wheels(profile: Profile, pip_folder: Path, result: Gathered) -> None:

@@ -28,6 +28,7 @@ from rpibuild.config.model import Profile
 from rpibuild.engine import BuildEvent, StageTiming
 from rpibuild.errors import BuildError, RegistryError
 from rpibuild.planning.plan import COMPILE, REGISTRY, REGISTRY_OR_COMPILE, Plan
+from rpibuild.planning.stages import plan_stages
 from rpibuild.publish import wheel_artifact
 from rpibuild.publish.errors import DigestMismatch
 from rpibuild.torch_routes.debian import StoredWheel, store, store_dir
@@ -72,8 +73,11 @@ def resolve(profile: Profile, plan: Plan) -> Plan:
         return replace(plan, torch_wheel_remote=where.reference, torch_wheel_note=note)
     if remote is None:
         return replace(plan, torch_wheel_from=COMPILE, torch_wheel_remote=where.reference)
+    # The build fetches it, so its stages are those of a stored wheel: no compile stages.
+    native = plan.builder.native_platforms if plan.builder else ()
     return replace(
         plan,
+        stages=plan_stages(profile, torch_stored=True, native=native),
         torch_wheel_from=REGISTRY,
         torch_wheel_remote=where.reference,
         torch_wheel_note=f"sha256 {remote.sha256}",

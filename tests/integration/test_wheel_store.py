@@ -27,7 +27,7 @@ from test_registry import PASSWORD, USER, Registry, login
 from rpibuild.build import wheel_share
 from rpibuild.config import load_profile
 from rpibuild.config.model import Profile
-from rpibuild.engine import BuildEvent
+from rpibuild.engine import BuildEvent, Engine
 from rpibuild.planning.plan import make_plan
 from rpibuild.publish import oci, wheel_artifact
 from rpibuild.publish.errors import DigestMismatch
@@ -35,6 +35,7 @@ from rpibuild.publish.target import docker_config_dir
 from rpibuild.torch_routes.debian import RUNTIME_PACKAGES, StoredWheel, store, store_dir, stored_wheel
 
 PROFILE = "pi3b-armv7"
+REPOSITORY = "rpibuild-test/wheel-store"  # the images a build here tags (removed after it)
 
 
 @pytest.fixture(autouse=True)
@@ -94,6 +95,7 @@ def overrides(reg: Registry) -> list[str]:
         f"registry.url={reg.host}",
         "registry.insecure=true",
         "registry.namespace=team",
+        f"image.repository={REPOSITORY}",
     ]
 
 
@@ -187,6 +189,40 @@ def test_a_wheel_pushed_from_one_cache_is_fetched_into_a_fresh_one_and_nothing_c
     assert not {"torch-source", "torch-c10"} & set(plan.stages.names)
     assert not (fresh / "torch-compile").exists()
     assert PASSWORD not in registry.log_text()
+
+
+def test_an_armv7_build_with_a_fresh_cache_fetches_the_wheel_and_compiles_nothing(
+    engine: Engine, registry: Registry, small_wheel: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real build command, up to the target's first stage (the small wheel is no torch
+    that the image's torch stage could import): the wheel comes from the registry, and no
+    compile stage, compile log or compile folder appears."""
+    _, key, sha, shared = pushed_from_a_first_cache(registry, small_wheel, tmp_path, monkeypatch)
+    fresh = tmp_path / "cache-b"
+    bases_before = {tag for image in engine.client.images.list("rpibuild/base") for tag in image.tags}
+    try:
+        options = ("--target", "system", "--json", "--progress", "plain")
+        built = cli("build", "-p", PROFILE, *set_args(registry), *options, cache=fresh)
+        assert built.returncode == 0, built.stderr[-4000:]
+        outcome = json.loads(built.stdout)
+        wheel = outcome["torch_wheel"]
+        assert wheel["from"] == "registry" and wheel["compiled"] is False and wheel["sha256"] == sha
+        assert wheel["registry"]["reference"] == shared.reference == f"{registry.host}/team/torch-wheel:{key}"
+        assert wheel["registry"]["digest"] == shared.digest and not wheel["registry"]["pushed"]
+        assert Path(wheel["path"]).is_relative_to(fresh / "torch" / key)
+        names = [stage["name"] for stage in outcome["stages"]]
+        assert "torch-fetch" in names and not {"torch-source", "torch-build", "torch-c10"} & set(names)
+        assert not list((fresh / "logs").glob("*torch-build*"))
+        assert not (fresh / "torch-compile").exists()
+        assert "torch-fetch" in built.stderr and f"look up {shared.reference}" in built.stderr
+        assert PASSWORD not in built.stdout + built.stderr
+    finally:
+        for image in engine.client.images.list(REPOSITORY):
+            engine.remove_image(image.id, force=True)
+        for image in engine.client.images.list("rpibuild/base"):
+            made = [tag for tag in image.tags if tag not in bases_before and "-armv7-" in tag]
+            if made and len(made) == len(image.tags):  # the target base with this wheel's packages
+                engine.remove_image(image.id, force=True)
 
 
 def test_a_registry_without_the_artifact_means_compile_not_an_error(

@@ -150,6 +150,17 @@ def build_profile(
     sources = fetch_sources(profile)
 
     announce = on_event or (lambda _event: None)
+    # torch.wheel_store: registry: another host may have compiled this key already. Asked
+    # before any base is bootstrapped, so a registry that fails does so in seconds too.
+    torch_stages: list[StageTiming] = []
+    wheel_from = plan.torch_wheel_from
+    shared: Shared | None = None
+    if plan.torch_wheel is None and plan.torch_key and target not in TORCH_BUILD_STAGES:
+        fetched, shared, fetch_timing = wheel_share.fetch(profile, plan.torch_key, announce)
+        torch_stages += [fetch_timing] if fetch_timing else []
+        if fetched is not None:
+            wheel_from = REGISTRY
+            plan = make_plan(profile, target=target, builder=facts)
     # A foreign base's deferred work runs in the build platform's own base (not one with the
     # target's folded packages).
     finisher = finishing_profile(profile)
@@ -182,23 +193,15 @@ def build_profile(
     # The build platform's base first: the torch compile needs it; the target's bases after it,
     # when the wheel's Debian packages (folded into them) are known.
     bases = ensure_bases(("build platform",))
-    torch_stages: list[StageTiming] = []
     torch_wheel = plan.torch_wheel
-    wheel_from = plan.torch_wheel_from
-    shared: Shared | None = None
     if torch_wheel is None and plan.torch_key and target not in TORCH_BUILD_STAGES:
-        # torch.wheel_store: registry: another host may have compiled this key already.
-        torch_wheel, shared, fetch_timing = wheel_share.fetch(profile, plan.torch_key, announce)
-        torch_stages += [fetch_timing] if fetch_timing else []
-        wheel_from = REGISTRY
-        if torch_wheel is None:
-            # The long compile first, on its own: its wheel goes to the store, then the image
-            # build below copies it like any stored wheel (and later builds skip the compile).
-            torch_wheel, compile_stages = _build_torch_wheel(
-                profile, engine, plan, no_cache=no_cache, on_event=on_event, on_log=on_log
-            )
-            torch_stages += compile_stages
-            wheel_from = COMPILE
+        # The long compile first, on its own: its wheel goes to the store, then the image
+        # build below copies it like any stored wheel (and later builds skip the compile).
+        torch_wheel, compile_stages = _build_torch_wheel(
+            profile, engine, plan, no_cache=no_cache, on_event=on_event, on_log=on_log
+        )
+        torch_stages += compile_stages
+        wheel_from = COMPILE
         plan = make_plan(profile, target=target, builder=facts)
     bases.update(ensure_bases(("target", "runtime")))
     base = bases["target"]

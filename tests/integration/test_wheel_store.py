@@ -259,7 +259,7 @@ def test_a_tampered_wheel_blob_is_refused_with_exit_6_and_the_fix(
 
     built = cli("build", "-p", PROFILE, *set_args(registry), "--target", "system", "--json", cache=fresh)
     assert built.returncode == 6, built.stderr
-    failure = json.loads(built.stdout)
+    failure = json.loads(built.stdout)["error"]
     assert failure["exit_code"] == 6
     assert (
         "changed since" in failure["message"]

@@ -225,6 +225,26 @@ def test_an_armv7_build_with_a_fresh_cache_fetches_the_wheel_and_compiles_nothin
                 engine.remove_image(image.id, force=True)
 
 
+def test_doctor_says_the_registry_has_the_wheel_or_cannot_be_asked(
+    registry: Registry, small_wheel: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, _, sha, shared = pushed_from_a_first_cache(registry, small_wheel, tmp_path, monkeypatch)
+    fresh = tmp_path / "cache-b"
+
+    def torch_check() -> dict[str, object]:
+        result = cli("doctor", "-p", PROFILE, *set_args(registry), "--json", cache=fresh)
+        assert "Traceback" not in result.stderr
+        (check,) = [c for c in json.loads(result.stdout) if c["name"] == "torch wheel"]
+        return dict(check)
+
+    there = torch_check()
+    assert there["ok"] is True and shared.reference in str(there["detail"]) and sha in str(there["detail"])
+    registry.stop()
+    gone = torch_check()
+    assert gone["ok"] is False and "could not be asked" in str(gone["detail"])
+    assert "torch.wheel_store=local" in str(gone["fix"])
+
+
 def test_a_registry_without_the_artifact_means_compile_not_an_error(
     registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

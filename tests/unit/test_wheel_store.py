@@ -147,3 +147,32 @@ def test_the_plan_command_shows_the_registry_field_in_json_without_asking_for_a_
                                       "--set", "registry.url=registry.example", "--json"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert '"wheel_from": null' in result.output  # a pinned wheel: nothing to share, no registry asked
+
+
+def test_a_build_whose_registry_cannot_be_asked_stops_before_any_base_or_compile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exit 6 in seconds, not hours of compiling that the registry was there to save."""
+    import socket
+
+    from rpibuild.build.pipeline import build_profile
+    from rpibuild.errors import RegistryError
+    from rpibuild.publish import errors
+    from tests.unit.test_build_pipeline import compiling_engine
+
+    monkeypatch.setenv("RPIBUILD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(errors, "backoff_delays", lambda retries, *args: [0.0] * retries)
+    with socket.socket() as sock:  # a loopback port nothing listens on once closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    prof = load_profile(
+        "pi3b-armv7",
+        ["qpulib.enabled=false", "torch.wheel_store=registry", f"registry.url=127.0.0.1:{port}",
+         "registry.insecure=true"],
+        env={},
+    ).profile  # fmt: skip
+    engine, _ = compiling_engine(prof)
+    with pytest.raises(RegistryError, match=f"cannot reach 127.0.0.1:{port}") as caught:
+        build_profile(prof, engine)
+    assert caught.value.exit_code == ExitCode.REGISTRY
+    assert engine.calls == [] and engine.builds == [] and engine.runs == []

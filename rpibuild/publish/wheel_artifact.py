@@ -205,7 +205,14 @@ def _download(session: oci.Session, where: WheelLocation, descriptor: Mapping[st
 # ---------------------------------------------------------------- push
 
 
-def push(where: WheelLocation, record: dict[str, Any], wheel: Path, packages: Path) -> RemoteWheel:
+def push(
+    where: WheelLocation,
+    record: dict[str, Any],
+    wheel: Path,
+    packages: Path,
+    *,
+    retries: int = DEFAULT_RETRIES,
+) -> RemoteWheel:
     """Push the artifact under the key's tag (oras), then read it back: it must be what was sent."""
     registry = oci.Session(where.target, where.repository).client()
     annotations = {
@@ -217,9 +224,12 @@ def push(where: WheelLocation, record: dict[str, Any], wheel: Path, packages: Pa
     with tempfile.TemporaryDirectory(prefix="rpibuild-wheel-record-") as folder:
         config = Path(folder) / "record.json"
         config.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-        try:
-            with_retries(
-                lambda: registry.push(
+
+        def attempt() -> None:
+            """One push; oras raises ValueError or requests' errors, classified here so that
+            a transient one (unreachable, 5xx) is retried."""
+            try:
+                registry.push(
                     target=where.reference,
                     files=[f"{wheel}:{WHEEL_TYPE}", f"{packages}:{PACKAGES_TYPE}"],
                     manifest_config=f"{config}:{RECORD_TYPE}",
@@ -227,13 +237,13 @@ def push(where: WheelLocation, record: dict[str, Any], wheel: Path, packages: Pa
                     config_path=str(docker_config_dir() / "config.json"),
                     disable_path_validation=True,
                     quiet=True,
-                ),
-                retries=DEFAULT_RETRIES,
-            )
-        except (ValueError, OSError) as exc:
-            message = f"pushing the torch wheel to {where.reference} failed: {exc}"
-            raise classify(message, where.target.host) from None
-    pushed = find(where)
+                )
+            except (ValueError, OSError) as exc:
+                message = f"pushing the torch wheel to {where.reference} failed: {exc}"
+                raise classify(message, where.target.host) from None
+
+        with_retries(attempt, retries=retries)
+    pushed = find(where, retries=retries)
     if pushed is None or pushed.sha256 != record["wheel"]["sha256"]:
         raise DigestMismatch(f"{where.reference}: read back after the push, it is not the wheel pushed")
     return pushed

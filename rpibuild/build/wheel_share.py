@@ -69,7 +69,12 @@ def resolve(profile: Profile, plan: Plan) -> Plan:
     try:
         remote = wheel_artifact.find(where, retries=0)
     except RegistryError as exc:
-        note = f"the registry could not be asked: {exc.message}" + (f" ({exc.hint})" if exc.hint else "")
+        what = (
+            "its artifact is refused"
+            if isinstance(exc, DigestMismatch)
+            else "the registry could not be asked"
+        )
+        note = f"{what}, a build stops there (exit 6): {exc.message}" + (f" ({exc.hint})" if exc.hint else "")
         return replace(plan, torch_wheel_remote=where.reference, torch_wheel_note=note)
     if remote is None:
         return replace(plan, torch_wheel_from=COMPILE, torch_wheel_remote=where.reference)

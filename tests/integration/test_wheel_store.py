@@ -318,7 +318,10 @@ def test_an_artifact_whose_record_names_another_wheel_is_refused(
         disable_path_validation=True,
         quiet=True,
     )
-    use_cache(monkeypatch, tmp_path / "cache-b")
+    fresh = use_cache(monkeypatch, tmp_path / "cache-b")
+    planned = cli("plan", "-p", PROFILE, *set_args(registry), "--json", cache=fresh)
+    torch = json.loads(planned.stdout)["torch"]
+    assert torch["wheel_from"] == "registry or compile" and "artifact is refused" in torch["wheel_note"]
     with pytest.raises(DigestMismatch) as caught:
         wheel_share.fetch(profile, key, lambda _event: None)
     assert caught.value.exit_code == 6

@@ -103,14 +103,15 @@ def fetch(
         return None, None, None
     started = time.monotonic()
     where = wheel_artifact.location(profile, key)
-    announce(BuildEvent(FETCH_STAGE, 1, 1, f"look up {where.reference}", True))
+    announce(BuildEvent(FETCH_STAGE, 1, 2, f"look up {where.reference}", True))
     remote = wheel_artifact.find(where)
     if remote is None:
-        announce(BuildEvent(FETCH_STAGE, 1, 1, f"not in the registry: compiling (key {key})", False))
+        announce(BuildEvent(FETCH_STAGE, 2, 2, f"not in the registry: compiling (key {key})", True))
         timing = StageTiming(FETCH_STAGE, time.monotonic() - started, steps=1)
         announce(BuildEvent(FETCH_STAGE, 0, 0, "", False, finished=timing))
         return None, None, timing
-    announce(BuildEvent(FETCH_STAGE, 1, 1, f"pull {remote.wheel_name} ({remote.wheel['size']} bytes)", False))
+    size = remote.wheel["size"]
+    announce(BuildEvent(FETCH_STAGE, 2, 2, f"pull {remote.wheel_name} ({size} bytes, sha256 checked)", True))
     cache_dir().mkdir(parents=True, exist_ok=True)
     # Beside the store (same file system); the temporary folder takes a failed pull with it.
     with tempfile.TemporaryDirectory(prefix="rpibuild-fetch-", dir=cache_dir()) as tmp:
@@ -140,12 +141,14 @@ def publish(
         return None, None
     started = time.monotonic()
     where = wheel_artifact.location(profile, key)
-    announce(BuildEvent(PUSH_STAGE, 1, 1, f"push {stored.wheel.name} to {where.reference}", True))
+    announce(BuildEvent(PUSH_STAGE, 1, 2, f"look up {where.reference}", True))
     try:
         remote = wheel_artifact.find(where)
         if remote is not None:
+            announce(BuildEvent(PUSH_STAGE, 2, 2, "there already: left as it is", True))
             result = Shared(where.reference, remote.digest)
         else:
+            announce(BuildEvent(PUSH_STAGE, 2, 2, f"push {stored.wheel.name} with its build record", True))
             record = wheel_artifact.record_of(
                 key, profile.torch.version, profile.platform, stored.wheel, stored.runtime_packages
             )

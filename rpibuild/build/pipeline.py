@@ -17,15 +17,17 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from rpibuild.build import wheel_share
 from rpibuild.build.base import BaseImage, base_reference, ensure_base
 from rpibuild.build.base_finish import finishing_profile
 from rpibuild.build.context import fetch_sources
 from rpibuild.build.sources import cache_dir
+from rpibuild.build.wheel_share import Shared
 from rpibuild.config.model import Build, Profile
 from rpibuild.engine import BuildEvent, BuildRequest, BuildResult, Engine, StageTiming
 from rpibuild.engine.progress import TAIL_LINES, compile_status
 from rpibuild.errors import BuildError, ConfigError
-from rpibuild.planning.plan import Plan, make_plan, render_planned
+from rpibuild.planning.plan import COMPILE, REGISTRY, Plan, make_plan, render_planned
 from rpibuild.planning.render import Rendered
 from rpibuild.planning.stages import TORCH_BUILD_STAGES, check_cross
 from rpibuild.redact import mask_urls
@@ -148,6 +150,17 @@ def build_profile(
     sources = fetch_sources(profile)
 
     announce = on_event or (lambda _event: None)
+    # torch.wheel_store: registry: another host may have compiled this key already. Asked
+    # before any base is bootstrapped, so a registry that fails does so in seconds too.
+    torch_stages: list[StageTiming] = []
+    wheel_from = plan.torch_wheel_from
+    shared: Shared | None = None
+    if plan.torch_wheel is None and plan.torch_key and target not in TORCH_BUILD_STAGES:
+        fetched, shared, fetch_timing = wheel_share.fetch(profile, plan.torch_key, announce)
+        torch_stages += [fetch_timing] if fetch_timing else []
+        if fetched is not None:
+            wheel_from = REGISTRY
+            plan = make_plan(profile, target=target, builder=facts)
     # A foreign base's deferred work runs in the build platform's own base (not one with the
     # target's folded packages).
     finisher = finishing_profile(profile)
@@ -180,16 +193,15 @@ def build_profile(
     # The build platform's base first: the torch compile needs it; the target's bases after it,
     # when the wheel's Debian packages (folded into them) are known.
     bases = ensure_bases(("build platform",))
-    torch_stages: list[StageTiming] = []
     torch_wheel = plan.torch_wheel
-    compiled_now = False
     if torch_wheel is None and plan.torch_key and target not in TORCH_BUILD_STAGES:
         # The long compile first, on its own: its wheel goes to the store, then the image
         # build below copies it like any stored wheel (and later builds skip the compile).
-        torch_wheel, torch_stages = _build_torch_wheel(
+        torch_wheel, compile_stages = _build_torch_wheel(
             profile, engine, plan, no_cache=no_cache, on_event=on_event, on_log=on_log
         )
-        compiled_now = True
+        torch_stages += compile_stages
+        wheel_from = COMPILE
         plan = make_plan(profile, target=target, builder=facts)
     bases.update(ensure_bases(("target", "runtime")))
     base = bases["target"]
@@ -220,6 +232,11 @@ def build_profile(
         tags = [f"{tag}-{target}" for tag in tags]
     for tag in tags:
         engine.tag(result.image_id, tag)
+    after: list[StageTiming] = []
+    if torch_wheel is not None and shared is None:
+        # After the build passed: the wheel the registry lacks goes there for the next host.
+        shared, push_timing = wheel_share.publish(profile, plan.torch_key, torch_wheel, announce)
+        after += [push_timing] if push_timing else []
     return BuildOutcome(
         image=tags[0],
         id=result.image_id,
@@ -228,7 +245,7 @@ def build_profile(
         base=base,
         bases={role: image.as_dict() for role, image in bases.items()},
         places={stage.name: stage.place for stage in plan.stages.stages},
-        stages=[*torch_stages, *result.stages],
+        stages=[*torch_stages, *result.stages, *after],
         log_file=str(log_path),
         seconds=time.monotonic() - started,
         torch_wheel=None
@@ -236,7 +253,9 @@ def build_profile(
         else {
             "path": str(torch_wheel.wheel),
             "sha256": torch_wheel.sha256,
-            "compiled": compiled_now,
+            "compiled": wheel_from == COMPILE,
+            "from": wheel_from,
+            "registry": shared.as_dict() if shared else None,
         },
     )
 

@@ -168,6 +168,8 @@ def build(
                 on_progress=push_progress,
             )
         pushed = [r.as_dict() for r in results]
+    for outcome in outcomes:
+        _warn_unshared(outcome)
     if as_json:
         if len(outcomes) == 1:
             data = outcomes[0].as_dict()
@@ -231,6 +233,20 @@ def _wheel_sha(outcome: BuildOutcome) -> str | None:
     return str(outcome.torch_wheel["sha256"]) if outcome.torch_wheel else None
 
 
+def _warn_unshared(outcome: BuildOutcome) -> None:
+    """torch.wheel_store: registry, and the push failed: the build stands, the wheel is stored
+    here, and the next build pushes it; said on stderr whatever the output mode."""
+    from rpibuild import console
+
+    shared = (outcome.torch_wheel or {}).get("registry")
+    if isinstance(shared, dict) and shared.get("error"):
+        message = (
+            f"the torch wheel was not pushed to {shared['reference']}: {shared['error']}; "
+            "it is stored here, and the next build pushes it"
+        )
+        console.warn(console.escape(message))
+
+
 def _report(outcome: BuildOutcome) -> None:
     from rpibuild import console
 
@@ -240,10 +256,20 @@ def _report(outcome: BuildOutcome) -> None:
     for stage in outcome.stages:
         cached = " [dim](cached)[/dim]" if stage.cached else ""
         console.info(f"{stage.name:>9}  {stage.seconds:7.1f}s{cached}")
-    if outcome.torch_wheel:
-        how = "compiled now" if outcome.torch_wheel["compiled"] else "from the store"
-        console.info(f"{'torch':>9}  {console.escape(str(outcome.torch_wheel['path']))} ({how})")
-        console.info(f"{'':>9}  sha256 {outcome.torch_wheel['sha256']}")
+    wheel = outcome.torch_wheel
+    if wheel:
+        shared = wheel.get("registry")
+        remote = shared if isinstance(shared, dict) else {}
+        how = {
+            "compile": "compiled now",
+            "registry": f"fetched from {remote.get('reference')}",
+        }.get(str(wheel.get("from")), "from the store")
+        console.info(f"{'torch':>9}  {console.escape(str(wheel['path']))} ({console.escape(how)})")
+        console.info(f"{'':>9}  sha256 {wheel['sha256']}")
+        if remote.get("pushed"):
+            console.info(f"{'':>9}  pushed to {console.escape(remote['reference'])}@{remote['digest']}")
+        elif remote and not remote.get("error") and wheel.get("from") != "registry":
+            console.info(f"{'':>9}  in the registry already: {console.escape(remote['reference'])}")
     console.info(f"[green]done[/green] in {outcome.seconds:.0f}s: {', '.join(outcome.tags)}")
     console.info(f"log: {console.escape(outcome.log_file)}")
     click.echo(outcome.image)

@@ -25,8 +25,11 @@ def plan(profile: str | None, overrides: tuple[str, ...], builder: str | None, a
     each runs (the build platform natively, the target under QEMU or on a native node), the
     base images, the torch route, the pinned sources, the BuildKit secrets (names only), the
     cache keys, the tags and the labels. --json prints it as data. Without buildx the plan is
-    still printed, assuming the target's stages run under QEMU.
+    still printed, assuming the target's stages run under QEMU. A torch wheel compiled from
+    source is said to come from the store, the registry (torch.wheel_store: registry, which is
+    asked) or a compile.
     """
+    from rpibuild.build import wheel_share
     from rpibuild.config import load_profile
     from rpibuild.config.checks import check_buildable
     from rpibuild.engine import buildx
@@ -43,6 +46,7 @@ def plan(profile: str | None, overrides: tuple[str, ...], builder: str | None, a
     except HostSetupError as exc:  # no buildx or no engine: plan anyway, and say so
         unknown = exc.message
     made = make_plan(loaded.profile, builder=facts, builder_unknown=unknown)
+    made = wheel_share.resolve(loaded.profile, made)  # torch.wheel_store: registry: is it there?
     if as_json:
         emit_json(made.as_dict())
     else:

@@ -167,6 +167,12 @@ class Torch(_Model):
     git_ref: str | None = None
     max_jobs: int = Field(2, ge=1, le=64)
     build_env: dict[EnvName, str] = {}
+    wheel_store: Literal["local", "registry"] = Field(
+        "local",
+        description="where a wheel compiled from source (debian) is kept: local (rpibuild's cache) or "
+        "registry (also the profile's registry, as an OCI artifact tagged with the build key: "
+        "a host without it fetches it instead of compiling)",
+    )
 
     @field_validator("wheel", "sha256", "version", "git_ref", mode="before")
     @classmethod
@@ -338,6 +344,17 @@ class Profile(_Model):
             fits = ", ".join(QEMU_CPUS[self.platform]) or "none: it runs natively, without QEMU"
             raise FieldProblem(
                 ("verify", "qemu_cpu"), f"{cpu} cannot run {self.platform} code (models that can: {fits})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _wheel_store_has_a_registry(self) -> Profile:
+        """torch.wheel_store: registry shares the wheel through registry.url; without one there
+        is nowhere to look, which must not pass silently as "not shared"."""
+        if self.torch.wheel_store == "registry" and not self.registry.url:
+            raise FieldProblem(
+                ("torch", "wheel_store"),
+                "'registry' needs registry.url (the registry the wheel is pushed to and fetched from)",
             )
         return self
 

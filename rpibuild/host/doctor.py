@@ -172,14 +172,18 @@ def check_registry(profile: Profile) -> Check:
 
 
 def check_torch_wheel(profile: Profile, plan: Plan) -> Check:
-    """torch.source debian: whether the compiled wheel is in the store, or the next build
-    compiles it (hours). Information, never a failure."""
+    """torch.source debian: whether the compiled wheel is in the store, the team's registry
+    (check_shared_wheel), or the next build compiles it (hours). Information, never a failure,
+    but for a registry that cannot be asked."""
     from rpibuild.host.locks import is_held
     from rpibuild.torch_routes.debian_compile import compile_folders, compile_lock_name
 
     key = plan.torch_key
     if plan.torch_wheel is not None:
         return Check("torch wheel", True, f"stored: {plan.torch_wheel.wheel}")
+    shared = check_shared_wheel(profile, plan)
+    if shared is not None:
+        return shared
     started = compile_folders(profile).build / key
     if is_held(compile_lock_name(profile)):
         return Check(
@@ -201,6 +205,29 @@ def check_torch_wheel(profile: Profile, plan: Plan) -> Check:
         "from Debian's source, hours on a small host; an interrupted compile resumes from "
         f"{compile_folders(profile).root}",
     )
+
+
+def check_shared_wheel(profile: Profile, plan: Plan) -> Check | None:
+    """torch.wheel_store: registry and no stored wheel: whether the registry has it (the next
+    build fetches it) or cannot be asked (the build would stop, exit 6: a failure here). None
+    when the registry has no such wheel (the build compiles, as check_torch_wheel says)."""
+    from rpibuild.build import wheel_share
+    from rpibuild.planning.plan import REGISTRY, REGISTRY_OR_COMPILE
+
+    plan = wheel_share.resolve(profile, plan)
+    remote, note = plan.torch_wheel_remote, plan.torch_wheel_note
+    if plan.torch_wheel_from == REGISTRY:
+        detail = f"not stored here: the next build fetches it from {remote} ({note})"
+        return Check("torch wheel", True, detail)
+    if plan.torch_wheel_from == REGISTRY_OR_COMPILE:
+        return Check(
+            "torch wheel",
+            False,
+            f"not stored here (key {plan.torch_key}), and {note}",
+            "a build stops at this (exit 6) rather than compile for hours: fix the registry, "
+            "or compile here with --set torch.wheel_store=local",
+        )
+    return None
 
 
 def run_checks(profile: Profile | None, builder: str | None = None) -> list[Check]:

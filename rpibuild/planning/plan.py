@@ -22,6 +22,12 @@ from rpibuild.redact import mask_urls
 from rpibuild.torch_routes import route_of
 from rpibuild.torch_routes.debian import StoredWheel, stored_wheel
 
+# Where a keyed route's wheel comes from (Plan.torch_wheel_from).
+STORE = "store"  # rpibuild's cache on this host
+REGISTRY = "registry"  # torch.wheel_store: registry, and the registry has it
+COMPILE = "compile"  # nowhere: the build compiles it
+REGISTRY_OR_COMPILE = "registry or compile"  # the registry not asked (rpibuild.build.wheel_share)
+
 
 @dataclass(frozen=True)
 class BasePlan:
@@ -60,6 +66,12 @@ class Plan:
     # The builder's facts; None when the plan was made without asking the engine.
     builder: Builder | None = None
     builder_unknown: str = ""  # why the builder was not asked, when it was not
+    # A keyed route's wheel: STORE, REGISTRY, COMPILE or REGISTRY_OR_COMPILE ("" for other
+    # routes, and for a build that stops at a compile stage); with torch.wheel_store: registry,
+    # the artifact's reference and what the registry said.
+    torch_wheel_from: str = ""
+    torch_wheel_remote: str = ""
+    torch_wheel_note: str = ""
 
     @property
     def torch_key(self) -> str:
@@ -77,6 +89,9 @@ class Plan:
                 "installed_natively": plan.torch_installed_natively,
                 "compiled_on": plan.route.compiled_on or None,
                 "stored_wheel": str(self.torch_wheel.wheel) if self.torch_wheel else None,
+                "wheel_from": self.torch_wheel_from or None,
+                "wheel_registry": self.torch_wheel_remote or None,
+                "wheel_note": self.torch_wheel_note or None,
             },
             "stages": [
                 {"name": s.name, "platform": s.platform, "emulated": s.emulated, "place": s.place}
@@ -101,8 +116,7 @@ class Plan:
             torch += f", compiled on the {route.compiled_on}"
         if plan.torch_installed_natively:
             torch += ", installed by the build platform's pip"
-        if self.torch_wheel is not None:
-            torch += f", stored wheel {self.torch_wheel.wheel}"
+        torch += self._wheel_words()
         out = [
             f"profile   {self.profile} ({self.platform})",
             "build     "
@@ -125,6 +139,22 @@ class Plan:
             *(f"  {name}={value}" for name, value in self.labels.items()),
         ]
         return out
+
+    def _wheel_words(self) -> str:
+        """Where the wheel comes from, for the plan's torch line."""
+        remote, note = self.torch_wheel_remote, self.torch_wheel_note
+        if self.torch_wheel is not None:
+            return f", stored wheel {self.torch_wheel.wheel}"
+        if self.torch_wheel_from == REGISTRY:
+            return f", wheel fetched from the registry: {remote} ({note})"
+        if self.torch_wheel_from == COMPILE and remote:
+            return f", wheel compiled by the build (stored neither here nor at {remote})"
+        if self.torch_wheel_from == COMPILE:
+            return ", wheel compiled by the build (not stored here)"
+        if self.torch_wheel_from == REGISTRY_OR_COMPILE:
+            words = f", wheel fetched from {remote or 'the registry'} if it is there, else compiled"
+            return words + (f"; {note}" if note else "")
+        return ""
 
     def _builder_line(self) -> str:
         builder = self.builder
@@ -153,6 +183,10 @@ def make_plan(
     reuses = bool(torch_key) and target not in TORCH_BUILD_STAGES
     wheel = stored_wheel(torch_key) if reuses else None
     stages = plan_stages(profile, torch_stored=True, native=native) if wheel is not None else unstored
+    wheel_from = ""
+    if reuses:
+        shared = profile.torch.wheel_store == "registry"
+        wheel_from = STORE if wheel is not None else REGISTRY_OR_COMPILE if shared else COMPILE
     wheel_packages = stages.route.debian_packages(profile, wheel.wheel if wheel else None)
     base_profiles = plan_bases(profile, stages, wheel_packages)
     bases = [_base(role, base_profile) for role, base_profile in base_profiles.roles()]
@@ -173,6 +207,7 @@ def make_plan(
         builder=builder,
         builder_unknown=builder_unknown,
         base_profiles=base_profiles,
+        torch_wheel_from=wheel_from,
     )
 
 

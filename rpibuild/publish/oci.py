@@ -45,14 +45,17 @@ class Session:
         data: Any = None,
         content_type: str | None = None,
         accept: str | None = None,
+        stream: bool = False,
     ) -> requests.Response:
+        """One request to the registry, answering its authentication challenge through oras;
+        ``stream``: the body is read by the caller (a blob too big to hold in memory)."""
         url = self.target.base_url + path
         headers = dict(self.headers)
         if content_type:
             headers["Content-Type"] = content_type
         if accept:
             headers["Accept"] = accept
-        response = self._request(method, url, headers, data)
+        response = self._request(method, url, headers, data, stream)
         if response.status_code != 401:
             return response
         if self.registry is None:
@@ -69,16 +72,19 @@ class Session:
         if not changed:
             return response
         self.headers = {k: v for k, v in authed.items() if k == "Authorization"}
-        return self._request(method, url, {**headers, **self.headers}, data)
+        response.close()  # a streamed 401 would hold its connection
+        return self._request(method, url, {**headers, **self.headers}, data, stream)
 
-    def _request(self, method: str, url: str, headers: dict[str, str], data: Any) -> requests.Response:
+    def _request(
+        self, method: str, url: str, headers: dict[str, str], data: Any, stream: bool = False
+    ) -> requests.Response:
         """One request; a connection or TLS failure becomes the RegistryError that says so."""
         import requests
 
         session = self.registry.session if self.registry is not None else requests.Session()
         try:
             response: requests.Response = session.request(
-                method, url, headers=headers, data=data, timeout=TIMEOUT, verify=self.verify
+                method, url, headers=headers, data=data, timeout=TIMEOUT, verify=self.verify, stream=stream
             )
         except requests.exceptions.SSLError as exc:
             raise classify(f"TLS: {type(exc).__name__}: {exc}", self.target.host) from None
@@ -118,7 +124,7 @@ def manifest(target: Target, repository: str, reference: str) -> bytes:
         "GET", f"/v2/{repository}/manifests/{reference}", accept=", ".join(MANIFEST_TYPES)
     )
     if response.status_code >= 400:
-        codes = _codes(response)
+        codes = error_codes(response)
         raise classify(f"GET manifest {repository}:{reference}: HTTP {response.status_code} {codes}",
                        target.host, response.status_code)  # fmt: skip
     body = response.content
@@ -131,7 +137,7 @@ def manifest(target: Target, repository: str, reference: str) -> bytes:
     return body
 
 
-def _codes(response: requests.Response) -> str:
+def error_codes(response: requests.Response) -> str:
     """The registry's error codes and messages (``{"errors": [{"code", "message"}]}``)."""
     try:
         errors = response.json().get("errors") or []

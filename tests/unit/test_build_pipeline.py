@@ -199,7 +199,8 @@ def test_debian_torch_is_compiled_once_then_taken_from_the_store(tmp_path: Path)
     again = build_profile(prof, engine)  # a second build: straight from the store
     assert [b.request.target for b in engine.builds] == ["torch-source", None, None]
     assert len(engine.runs) == 1
-    assert again.torch_wheel == {**first.torch_wheel, "compiled": False}
+    assert again.torch_wheel == {**first.torch_wheel, "compiled": False, "from": "store"}
+    assert first.torch_wheel["from"] == "compile" and first.torch_wheel["registry"] is None
 
 
 def test_the_compile_keeps_its_work_in_host_folders_as_the_users_own(tmp_path: Path) -> None:

@@ -18,10 +18,13 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# The registry fixtures are test_registry's own: a real registry with htpasswd auth on
+# loopback, credentials in a temporary docker config (autouse), never the user's ~/.docker.
+import test_registry
 from test_registry import PASSWORD, USER, Registry, login
 
 from rpibuild.build import wheel_share
@@ -34,25 +37,12 @@ from rpibuild.publish.errors import DigestMismatch
 from rpibuild.publish.target import docker_config_dir
 from rpibuild.torch_routes.debian import RUNTIME_PACKAGES, StoredWheel, store, store_dir, stored_wheel
 
+# (the fixtures themselves: used by name)
+docker_config = test_registry.docker_config
+registry = test_registry.registry
+
 PROFILE = "pi3b-armv7"
 REPOSITORY = "rpibuild-test/wheel-store"  # the images a build here tags (removed after it)
-
-
-@pytest.fixture(autouse=True)
-def docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Credentials go to a temp docker config, never the user's ~/.docker."""
-    directory = tmp_path / "docker-config"
-    monkeypatch.setenv("DOCKER_CONFIG", str(directory))
-    return directory
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[Registry]:
-    reg = Registry(tmp_path / "registry")
-    reg.write_config()
-    reg.start()
-    yield reg
-    reg.stop()
 
 
 @pytest.fixture(scope="module")

@@ -120,6 +120,13 @@ def find(where: WheelLocation, *, retries: int = DEFAULT_RETRIES) -> RemoteWheel
     return with_retries(lambda: _find(where), retries=retries)
 
 
+def _refuse_error(response: Any, where: WheelLocation, what: str, *, detail: str = "") -> None:
+    """An HTTP error answer as the registry failure it is (cause and fix, rpibuild.publish.errors)."""
+    if response.status_code >= 400:
+        message = f"{what}: HTTP {response.status_code}" + (f" {detail}" if detail else "")
+        raise classify(message, where.target.host, response.status_code)
+
+
 def _find(where: WheelLocation) -> RemoteWheel | None:
     session = oci.Session(where.target, where.repository)
     response = session.send(
@@ -127,12 +134,7 @@ def _find(where: WheelLocation) -> RemoteWheel | None:
     )
     if response.status_code == 404:
         return None
-    if response.status_code >= 400:
-        raise classify(
-            f"GET {where.reference}: HTTP {response.status_code} {oci.error_codes(response)}",
-            where.target.host,
-            response.status_code,
-        )
+    _refuse_error(response, where, f"GET {where.reference}", detail=oci.error_codes(response))
     body = response.content
     digest = "sha256:" + hashlib.sha256(body).hexdigest()
     said = response.headers.get("Docker-Content-Digest")
@@ -179,12 +181,7 @@ def _download(session: oci.Session, where: WheelLocation, descriptor: Mapping[st
     digest, size = str(descriptor["digest"]), int(descriptor["size"])
     response = session.send("GET", f"/v2/{where.repository}/blobs/{digest}", stream=True)
     with response:
-        if response.status_code >= 400:
-            raise classify(
-                f"GET blob {digest} of {where.reference}: HTTP {response.status_code}",
-                where.target.host,
-                response.status_code,
-            )
+        _refuse_error(response, where, f"GET blob {digest} of {where.reference}")
         hashed, count = hashlib.sha256(), 0
         try:
             with path.open("wb") as out:
@@ -315,12 +312,7 @@ def _blob(session: oci.Session, where: WheelLocation, descriptor: Mapping[str, A
     """A small blob (the record), checked against its digest."""
     digest = str(descriptor["digest"])
     response = session.send("GET", f"/v2/{where.repository}/blobs/{digest}")
-    if response.status_code >= 400:
-        raise classify(
-            f"GET blob {digest} of {where.reference}: HTTP {response.status_code}",
-            where.target.host,
-            response.status_code,
-        )
+    _refuse_error(response, where, f"GET blob {digest} of {where.reference}")
     body = response.content
     if "sha256:" + hashlib.sha256(body).hexdigest() != digest:
         raise _tampered(where, f"its build record does not hash to {digest}")

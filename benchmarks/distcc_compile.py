@@ -67,8 +67,9 @@ def start_helpers(image: str, count: int, jobs: int) -> list[tuple[str, str, int
         port, stats_port = FIRST_PORT + n, FIRST_PORT + 100 + n
         name = f"rpibuild-bench-distccd-{n}-{os.getpid()}"
         subprocess.run(
-            ["docker", "run", "-d", "--name", name, "--network", "host", image, "--allow", "127.0.0.1",
-             "--listen", "127.0.0.1", "--port", str(port), "--stats-port", str(stats_port), "--jobs", str(jobs)],
+            ["docker", "run", "-d", "--name", name, "--network", "host", image,
+             "--allow", "127.0.0.1", "--listen", "127.0.0.1",
+             "--port", str(port), "--stats-port", str(stats_port), "--jobs", str(jobs)],
             check=True,
             capture_output=True,
         )  # fmt: skip
@@ -111,7 +112,7 @@ def measure(image: str, helper_image: str, count: int, jobs: int) -> tuple[float
             seconds = time.monotonic() - started
             if code != 0:
                 sys.exit(f"the compile with {count} helper(s) failed (exit code {code})")
-            return seconds, [stats(port) - b for (_, _, port), b in zip(helpers, before)], steps
+            return seconds, [stats(port) - b for (_, _, port), b in zip(helpers, before, strict=True)], steps
     finally:
         for name, _, _ in helpers:
             subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
@@ -129,9 +130,7 @@ def main() -> int:
     results = {n: measure(image, helper_image, n, args.jobs_per_helper) for n in counts}
     base = results[counts[0]][0]
     print(f"\nc10 (torch 2.6.0+dfsg-7, armhf), cold ccache, {os.cpu_count()} CPUs on this host")
-    print(
-        f"{'helpers':<8}{'seconds':>10}{'speed-up':>10}{'ninja steps':>13}  jobs per helper (distccd's own count)"
-    )
+    print(f"{'helpers':<8}{'seconds':>10}{'speed-up':>10}{'ninja steps':>13}  jobs per helper (distccd's)")
     for n in counts:
         seconds, jobs, steps = results[n]
         print(f"{n:<8}{seconds:>9.1f}s{base / seconds:>9.2f}x{steps:>13}  {', '.join(map(str, jobs)) or '-'}")

@@ -88,6 +88,12 @@ def test_a_second_engine_selected_as_builder_runs_the_compile_in_its_volumes(
                 check=True,
                 capture_output=True,
             )
+            args = [a for o in ARMV7 for a in ("--set", o)]
+            doctor = rpibuild("doctor", "-p", "pi3b-armv7", *args, "--builder", context, "--json")
+            checks = {c["name"]: c for c in json.loads(doctor.stdout)}
+            assert checks["torch compile"]["ok"], checks["torch compile"]
+            assert checks["torch compile"]["detail"].startswith(f"on the engine at {host} (")
+            assert "named volumes there" in checks["torch compile"]["detail"]
             # As `build --builder CONTEXT` connects: the context's engine is the builder's.
             selected = DockerEngine.connect(builder=context)
             place = compile_place(selected, prof, env={})

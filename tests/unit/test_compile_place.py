@@ -207,3 +207,16 @@ def test_an_image_already_on_the_compile_engine_is_not_sent_again() -> None:
     assert here.calls == [] and there.loaded == [] and lines == []
     bring_image(here, place, "sha256:" + "a" * 64, lines.append)
     assert there.loaded and lines == ["compile: copying the torch-source image to ssh://builder@build-server"]
+
+
+def test_where_and_with_whom_the_compile_runs_is_not_in_the_wheels_key() -> None:
+    """The same wheel, compiled elsewhere: helpers, jobs and the torch-compile stage (distcc's
+    client, images/torch-compile) leave the key alone, so a stored wheel stays valid."""
+    from rpibuild.planning import keys
+    from rpibuild.planning.render import render
+
+    prof = armv7()
+    assert torch_wheel_key(prof) == torch_wheel_key(armv7("torch.distcc_hosts=[h1/8]", "torch.max_jobs=64"))
+    chain = keys.stage_chain(render(prof).dockerfile, "torch-source")
+    assert "torch-compile" not in chain and "distcc-helper" not in chain
+    assert "cross" in chain  # the helper's toolchain is the compile's: the same stage

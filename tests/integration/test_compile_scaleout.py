@@ -75,8 +75,9 @@ def check_c10(out: Path) -> None:
 
 
 def test_a_second_engine_selected_as_builder_runs_the_compile_in_its_volumes(
-    engine: Engine, compile_image: str, tmp_path: Path
+    engine: Engine, compile_image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("RPIBUILD_CACHE", str(tmp_path / "cache"))  # no stored wheel: doctor's check shows
     root = Path("/var/tmp") / f"rpibuild-compile2-{os.getpid()}"  # short: unix socket paths are limited
     root.mkdir(parents=True)
     context = f"rpibuild-test-compile-{os.getpid()}"

@@ -220,3 +220,70 @@ def test_where_and_with_whom_the_compile_runs_is_not_in_the_wheels_key() -> None
     chain = keys.stage_chain(render(prof).dockerfile, "torch-source")
     assert "torch-compile" not in chain and "distcc-helper" not in chain
     assert "cross" in chain  # the helper's toolchain is the compile's: the same stage
+
+
+def test_only_plain_files_come_back_from_the_compile_container(tmp_path: Path) -> None:
+    """What a container hands back is flattened to plain files: no links, no climbing paths."""
+    import io
+    import tarfile
+
+    from rpibuild.engine.docker import extract_files
+
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as archive:
+
+        def add(name: str, body: bytes = b"", kind: bytes = tarfile.REGTYPE, link: str = "") -> None:
+            info = tarfile.TarInfo(name)
+            info.type, info.size, info.linkname = kind, len(body), link
+            archive.addfile(info, io.BytesIO(body) if body else None)
+
+        add("wheels", kind=tarfile.DIRTYPE)
+        add("wheels/" + WHEEL, b"wheel bytes")
+        add("wheels/../../escape.txt", b"x")
+        add("wheels/link", kind=tarfile.SYMTYPE, link="/etc/passwd")
+        add("wheels/hard", kind=tarfile.LNKTYPE, link="wheels/" + WHEEL)
+    raw = data.getvalue()
+    chunks = iter([raw[i : i + 700] for i in range(0, len(raw), 700)])
+    written = extract_files(chunks, tmp_path / "out")
+    assert sorted(p.name for p in written) == sorted([WHEEL, "escape.txt"])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted([WHEEL, "escape.txt"])
+    assert (
+        not (tmp_path / "escape.txt").exists() and (tmp_path / "out" / WHEEL).read_bytes() == b"wheel bytes"
+    )
+
+
+def test_the_engine_behind_a_builder(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rpibuild.engine import buildx
+    from rpibuild.engine.buildx import Builder, BuilderNode
+
+    contexts = {"server": "ssh://me@server", "default": "unix:///var/run/docker.sock"}
+    monkeypatch.setattr(buildx, "_context_host", contexts.get)
+
+    def builder(driver: str, endpoint: str, name: str = "b") -> Builder:
+        return Builder(name, driver, (BuilderNode("n0", endpoint, "running", ("linux/amd64",)),))
+
+    assert buildx.engine_address_of(builder("docker", "server", name="server")) == "ssh://me@server"
+    assert buildx.engine_address_of(builder("docker-container", "server")) == "ssh://me@server"
+    assert (
+        buildx.engine_address_of(builder("docker-container", "tcp://10.0.0.2:2376")) == "tcp://10.0.0.2:2376"
+    )
+    assert buildx.engine_address_of(builder("remote", "tcp://buildkitd:1234")) is None
+    assert buildx.engine_address_of(builder("kubernetes", "kubernetes:///b")) is None
+
+
+def test_only_this_hosts_default_socket_mounts_host_folders(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+    from typing import Any
+
+    from rpibuild.engine.docker import DockerEngine
+
+    def engine(address: str | None) -> DockerEngine:
+        client: Any = SimpleNamespace(api=None)
+        return DockerEngine(client, None, address)
+
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    assert engine(None).is_local and engine("unix:///var/run/docker.sock").is_local
+    assert not engine("unix:///var/tmp/engine2/docker.sock").is_local  # another engine's socket
+    assert not engine("ssh://me@server").is_local
+    monkeypatch.setenv("DOCKER_HOST", "tcp://server:2376")
+    assert not engine(None).is_local  # the default engine, but on another machine

@@ -138,7 +138,7 @@ def compile_wheel(
         if only is not None:
             command = ["bash", ONLY_SCRIPT, only, profile.target.elf_spec]
         if place.helpers:
-            # distccd answers on the helpers' addresses as the engine's machine reaches them.
+            # First name each helper that does not answer (distcc would only fall back quietly).
             command = ["bash", HELPERS_CHECK, *command]
         return engine.run_streaming(
             image,
@@ -146,7 +146,8 @@ def compile_wheel(
             on_line=on_line,
             volumes=volumes,
             environment=environment,
-            # Everything it needs is in the image; with distcc helpers, their network only.
+            # Everything it needs is in the image; with distcc helpers, the network of the
+            # engine's machine, which reaches them at the addresses given.
             network="host" if place.helpers else False,
             labels={LABEL: tag},
             **options,

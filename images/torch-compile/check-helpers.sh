@@ -3,9 +3,11 @@
 # here: distcc falls back to a local compile, and so does the build, only slower), then run
 # the compile (the arguments).
 #
-# Environment: DISTCC_HOSTS (set by rpibuild: HOST:PORT/LIMIT ... localhost/N).
+# Environment: DISTCC_HOSTS (set by rpibuild: HOST:PORT/LIMIT ... localhost/N), DISTCC_DIR.
 set -uo pipefail
 [ "$#" -ge 1 ] || { echo "usage: check-helpers.sh COMMAND..." >&2; exit 2; }
+# distcc makes its lock and state folders inside DISTCC_DIR, but not DISTCC_DIR itself.
+mkdir -p "${DISTCC_DIR:-$HOME/.distcc}"
 answering=0
 for entry in ${DISTCC_HOSTS:-}; do
     hostport=${entry%%/*}

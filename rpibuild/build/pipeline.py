@@ -29,7 +29,7 @@ from rpibuild.planning.plan import Plan, make_plan, render_planned
 from rpibuild.planning.render import Rendered
 from rpibuild.planning.stages import TORCH_BUILD_STAGES, check_cross
 from rpibuild.redact import mask_urls
-from rpibuild.torch_routes.compile_place import bring_image, compile_place
+from rpibuild.torch_routes.compile_place import bring_image, compile_place, distcc_helpers
 from rpibuild.torch_routes.debian import COMPILE_STAGE, StoredWheel, store
 from rpibuild.torch_routes.debian_compile import compile_wheel, discard_build_folder
 
@@ -144,6 +144,8 @@ def build_profile(
         raise ConfigError(
             f"unknown stage {target!r} (stages: {', '.join(plan.stages.names)})", field="--target"
         )
+    if plan.torch_key:
+        distcc_helpers(profile)  # a bad helper list fails now, not after the bases
     # Pinned sources first: an unreachable or tampered archive fails in seconds, not after
     # minutes of bootstrapping.
     sources = fetch_sources(profile)

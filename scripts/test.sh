@@ -45,7 +45,7 @@ log "lint (ruff) and types (mypy --strict: rpibuild/ and the fake engine, both e
 "$python" -m ruff check .
 "$python" -m ruff format --check .
 "$python" -m mypy
-if command -v shellcheck >/dev/null; then shellcheck scripts/*.sh images/qpulib/*.sh images/vc4c/*.sh images/torch-debian/*.sh; fi
+if command -v shellcheck >/dev/null; then shellcheck scripts/*.sh images/qpulib/*.sh images/vc4c/*.sh images/torch-debian/*.sh images/torch-compile/*.sh; fi
 
 # The extension's tests must run its QPULib kernels: --require-qpulib (declared by
 # images/torch-qpu/tests/conftest.py) makes a missing emulator backend or QPULib source

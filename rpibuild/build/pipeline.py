@@ -31,7 +31,8 @@ from rpibuild.planning.plan import COMPILE, REGISTRY, Plan, make_plan, render_pl
 from rpibuild.planning.render import Rendered
 from rpibuild.planning.stages import TORCH_BUILD_STAGES, check_cross
 from rpibuild.redact import mask_urls
-from rpibuild.torch_routes.debian import StoredWheel, store
+from rpibuild.torch_routes.compile_place import bring_image, compile_place, distcc_helpers
+from rpibuild.torch_routes.debian import COMPILE_STAGE, StoredWheel, store
 from rpibuild.torch_routes.debian_compile import compile_wheel, discard_build_folder
 
 FAILURE_HINTS = (
@@ -145,6 +146,8 @@ def build_profile(
         raise ConfigError(
             f"unknown stage {target!r} (stages: {', '.join(plan.stages.names)})", field="--target"
         )
+    if plan.torch_key:
+        distcc_helpers(profile)  # a bad helper list fails now, not after the bases
     # Pinned sources first: an unreachable or tampered archive fails in seconds, not after
     # minutes of bootstrapping.
     sources = fetch_sources(profile)
@@ -310,22 +313,24 @@ def _build_torch_wheel(
 ) -> tuple[StoredWheel, list[StageTiming]]:
     """Compile torch from Debian's source (hours; resumes from its host folders) into the store.
 
-    buildx builds the ``torch-source`` stage (the verified, patched source and the cross
-    toolchain); the compile runs in a container of it (``rpibuild.torch_routes.debian_compile``), logged
-    like a build, and its wheel and runtime package list land in rpibuild's wheel store.
+    buildx builds the ``torch-compile`` stage (the verified, patched source, the cross
+    toolchain and distcc); the compile runs in a container of it (``rpibuild.torch_routes.debian_compile``)
+    on the engine behind the builder (``compile_place``), logged like a build, and its wheel and
+    runtime package list land in rpibuild's wheel store.
     """
     key = plan.torch_key
     rendered = render_planned(profile, plan)
     request = BuildRequest(
         context=Path(),
         platform=plan.stages.platform_of("torch-source"),
-        target="torch-source",
+        target=COMPILE_STAGE,
         no_cache=no_cache,
         build_args=proxy_buildargs(profile),
         cache_from=tuple(profile.build.cache_from),
         cache_to=tuple(profile.build.cache_to),
-        stages=("cross", "torch-source"),
+        stages=("cross", "torch-source", COMPILE_STAGE),
     )
+    place = compile_place(engine, profile)
     source, _ = _run_build(profile, engine, rendered, request, on_event, on_log)
     log_path = _log_path(profile, "torch-build")
     if on_log is not None:
@@ -349,8 +354,9 @@ def _build_torch_wheel(
             on_line("waiting: another rpibuild is compiling torch in the same folder")
 
         out = Path(tmp) / "out"
+        bring_image(engine, place, source.image_id, on_line)
         code = compile_wheel(
-            engine, source.image_id, profile, out, key=key, fresh=no_cache, on_line=on_line, on_wait=on_wait
+            place, source.image_id, profile, out, key=key, fresh=no_cache, on_line=on_line, on_wait=on_wait
         )
         if code != 0:
             raise BuildError(
@@ -364,7 +370,7 @@ def _build_torch_wheel(
             stored = store(key, profile.torch.version, out)
         except (OSError, FileNotFoundError) as exc:
             raise BuildError(f"the torch wheel could not be stored: {exc}", stage="torch-build") from None
-    discard_build_folder(profile, key)
+    discard_build_folder(profile, key, place)
     timing = StageTiming("torch-build", time.monotonic() - started, steps=1)
     if on_event is not None:
         on_event(BuildEvent("torch-build", 0, 0, "", False, finished=timing))

@@ -107,6 +107,8 @@ def build(
     Stages (a cross build, the default; `rpibuild plan` shows a profile's own):
       base                                  bootstrapped (the target's packages in it) or pulled
       cross, torch-source, torch-c10        build platform: Debian's cross toolchain, torch's source
+      torch-compile, distcc-helper          build platform: the torch compile's image (it runs on
+                                              the builder's engine), a distcc helper's (--target)
       torch-install, qpulib-build,          build platform, native: C++ cross-compiled,
         extension-build                       wheels installed for the target
       system, torch, qpulib, extension      the target platform: files copied in

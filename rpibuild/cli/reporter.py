@@ -22,7 +22,7 @@ from typing import Any
 import click
 
 from rpibuild import console
-from rpibuild.engine.progress import BuildEvent, CompileMeter
+from rpibuild.engine.progress import PLACE_PREFIX, BuildEvent, CompileMeter
 from rpibuild.redact import mask_data, mask_urls
 
 MODES = ("auto", "plain", "quiet", "rawjson")
@@ -65,6 +65,7 @@ class Reporter:
         self._update = update or (lambda _message: None)
         self._meter = CompileMeter()
         self._compile_reported: float | None = None
+        self._compile_place = ""  # where the compile runs, from its first line
         self._started: dict[str, float] = {}
         self._group: str | None = None
         self._lock = threading.Lock()
@@ -157,6 +158,11 @@ class Reporter:
         elif event.line.startswith(WAITING):
             self._json("wait", stage=event.stage, line=event.line)
             self._say(console.escape(event.line))
+        elif event.line.startswith(PLACE_PREFIX):
+            # Where the compile runs and with how many jobs: shown always, and in its status.
+            self._compile_place = event.line.removeprefix(PLACE_PREFIX)
+            self._json("place", stage=event.stage, line=event.line)
+            self._say(console.escape(event.line))
         else:
             self._json("line", stage=event.stage, line=event.line)
             if self.mode in ("plain", "live"):
@@ -167,8 +173,9 @@ class Reporter:
         done, total = event.compiled
         elapsed, left = self._meter.update(time.monotonic(), done, total)
         eta = f", about {minutes(left)} left" if left is not None else ""
+        where = f" on {self._compile_place}" if self._compile_place else ""
         message = (
-            f"[{event.stage}] compiling {done}/{total} ({100 * done // max(total, 1)}%), "
+            f"[{event.stage}] compiling {done}/{total} ({100 * done // max(total, 1)}%){where}, "
             f"{minutes(elapsed)} elapsed{eta}"
         )
         self._activity_is(f"[{event.stage}] compiling")

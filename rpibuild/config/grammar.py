@@ -125,6 +125,22 @@ def git_ref(value: str) -> str:
     return value
 
 
+# distcc's host list entry for a TCP helper: HOST[:PORT][/LIMIT] (no ssh, pump or options).
+_DISTCC_HOST = re.compile(rf"{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*(?::[0-9]{{1,5}})?(?:/[0-9]{{1,3}})?")
+
+
+def distcc_host(value: str) -> str:
+    """A distcc helper: ``HOST[:PORT][/LIMIT]`` (name or IPv4; port 1-65535; limit 1-256 jobs)."""
+    _full(_DISTCC_HOST, value, "a distcc helper HOST[:PORT][/LIMIT] such as '192.168.1.20:3632/8'")
+    rest = value.split(":", 1)[1] if ":" in value else ""
+    port, _, limit = rest.partition("/") if rest else ("", "", value.partition("/")[2])
+    if port and not 1 <= int(port) <= 65535:
+        raise ValueError("has a port outside 1-65535")
+    if limit and not 1 <= int(limit) <= 256:
+        raise ValueError("has a job limit outside 1-256")
+    return value
+
+
 def registry_host(value: str) -> str:
     return _full(_REGISTRY, value, "a registry host[:port] such as 'registry.example:5000'")
 

@@ -72,6 +72,7 @@ def _optional(check: Callable[[str], str]) -> Callable[[Any, str | None], str | 
 DebianPackage = Annotated[str, AfterValidator(grammar.debian_package)]
 DebianComponent = Annotated[str, AfterValidator(grammar.debian_component)]
 EnvName = Annotated[str, AfterValidator(grammar.env_name)]
+DistccHost = Annotated[str, AfterValidator(grammar.distcc_host)]
 LabelKey = Annotated[str, AfterValidator(grammar.label_key)]
 TagTemplate = Annotated[str, AfterValidator(lambda v: grammar.tag_template(v, TAG_PLACEHOLDERS))]
 
@@ -165,13 +166,24 @@ class Torch(_Model):
     wheel: str | None = Field(None, description="path or URL of a wheel (source: wheel)")
     git_url: str = "https://github.com/pytorch/pytorch.git"
     git_ref: str | None = None
-    max_jobs: int = Field(2, ge=1, le=64)
+    max_jobs: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="compile jobs; default: the CPUs of the engine the compile runs on (plus "
+        "the distcc helpers' job limits)",
+    )
     build_env: dict[EnvName, str] = {}
     wheel_store: Literal["local", "registry"] = Field(
         "local",
         description="where a wheel compiled from source (debian) is kept: local (rpibuild's cache) or "
         "registry (also the profile's registry, as an OCI artifact tagged with the build key: "
         "a host without it fetches it instead of compiling)",
+    )
+    distcc_hosts: list[DistccHost] = Field(
+        [],
+        description="distcc helpers for the torch compile (HOST[:PORT][/LIMIT], each running "
+        "rpibuild's distcc-helper image); also RPIBUILD_DISTCC_HOSTS",
     )
 
     @field_validator("wheel", "sha256", "version", "git_ref", mode="before")

@@ -196,12 +196,37 @@ def select_builder(name: str | None) -> Builder:
     raise HostSetupError("buildx lists no builder", hint=INSTALL_HINT)
 
 
+# Drivers whose builds run in a container on a docker engine (their nodes' endpoints name it).
+ENGINE_DRIVERS = ("docker", "docker-container")
+ENGINE_SCHEMES = ("unix://", "tcp://", "ssh://", "npipe://")
+
+
+def engine_address_of(builder: Builder) -> str | None:
+    """The docker engine behind a builder, where other work for it can run (the torch compile):
+    a docker-driver builder's context endpoint, or a docker-container builder's first node's
+    engine (an address, or a docker context by name). None for a builder with no docker
+    engine behind it (remote BuildKit, kubernetes) or one buildx cannot name."""
+    if builder.driver == "docker":
+        return docker_host_of(builder)
+    if builder.driver not in ENGINE_DRIVERS or not builder.nodes:
+        return None
+    endpoint = builder.nodes[0].endpoint
+    if endpoint.startswith(ENGINE_SCHEMES):
+        return endpoint
+    return _context_host(endpoint) if endpoint else None
+
+
 def docker_host_of(builder: Builder) -> str | None:
     """The engine a docker-driver builder builds into (its docker context's endpoint)."""
     if not builder.loads_into_engine:
         return None
+    return _context_host(builder.name)
+
+
+def _context_host(context: str) -> str | None:
+    """A docker context's engine address, or None when there is no such context."""
     out = subprocess.run(
-        [docker_cli(), "context", "inspect", builder.name],
+        [docker_cli(), "context", "inspect", context],
         capture_output=True,
         text=True,
         timeout=30,

@@ -8,6 +8,9 @@ failures inside the stream.
 from __future__ import annotations
 
 import contextlib
+import io
+import os
+import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +26,13 @@ if TYPE_CHECKING:
     from rpibuild.engine import Engine
 
 START_HINT = "start the engine: bash scripts/setup-host.sh (or `dockerd &` as root)"
+# Where docker-py (and the docker CLI) find the engine when nothing else is said.
+DEFAULT_ADDRESS = "unix:///var/run/docker.sock"
+
+
+def default_address() -> str:
+    """The address of the engine rpibuild uses without --builder (DOCKER_HOST, else the socket)."""
+    return os.environ.get("DOCKER_HOST") or DEFAULT_ADDRESS
 
 
 @dataclass(frozen=True)
@@ -44,10 +54,15 @@ class ImageInfo:
 class DockerEngine:
     """A connection to a Docker engine, and the buildx builder that builds into it."""
 
-    def __init__(self, client: docker.DockerClient, builder: buildx.Builder | None = None) -> None:
+    def __init__(
+        self, client: docker.DockerClient, builder: buildx.Builder | None = None, address: str | None = None
+    ) -> None:
         self.client = client
         self.api = client.api
         self._builder = builder
+        # docker-py forgets a unix socket's path (its base_url is http+docker://localhost), so
+        # the address this engine was reached at is kept: it tells engines apart.
+        self.address = address or default_address()
 
     @classmethod
     def connect(cls, *, builder: str | None = None, timeout: int = 600) -> DockerEngine:
@@ -56,23 +71,34 @@ class DockerEngine:
         A docker-driver builder on another engine (a docker context, ssh:// included) builds
         into that engine's image store, so the images are inspected and tagged there.
         """
-        import docker
-        import docker.errors
-
         selected = buildx.select_builder(builder) if builder else None
         base_url = buildx.docker_host_of(selected) if selected else None
-        try:
-            if base_url:
-                client = docker.DockerClient(base_url=base_url, timeout=timeout)
-            else:
-                client = docker.from_env(timeout=timeout)
-            client.ping()
-        except docker.errors.DockerException as exc:
-            where = f" at {base_url}" if base_url else ""
-            raise EngineError(
-                f"cannot reach the Docker engine{where}: {_reason(exc)}", hint=START_HINT
-            ) from None
-        return cls(client, selected)
+        return cls(_client(base_url, timeout), selected, base_url)
+
+    @classmethod
+    def at(cls, address: str, *, timeout: int = 600) -> DockerEngine:
+        """The engine at ``address`` (unix://, tcp://, ssh://): a buildx node's own engine."""
+        return cls(_client(address, timeout), None, address)
+
+    @property
+    def is_local(self) -> bool:
+        """Whether this is the engine rpibuild reaches without --builder, over a unix socket:
+        the one engine whose containers can mount this host's folders."""
+        return self.address == default_address() and self.address.startswith("unix://")
+
+    def cpus(self) -> int:
+        """How many CPUs the engine's machine has (what its containers can use)."""
+        return max(int(self.info().get("NCPU") or 1), 1)
+
+    def compile_engine(self) -> DockerEngine:
+        """The engine behind this engine's builder, where a container doing the builder's work
+        (the torch compile) runs: this one for the docker driver (connect() reached the
+        builder's own engine); the first node's engine for a docker-container builder on
+        another engine; this one for a builder with no engine behind it (remote, kubernetes)."""
+        address = buildx.engine_address_of(self.builder)
+        if address is None or address == self.address:
+            return self
+        return DockerEngine.at(address)
 
     @property
     def builder(self) -> buildx.Builder:
@@ -285,15 +311,24 @@ class DockerEngine:
         cap_add: list[str] | None = None,
         environment: dict[str, str] | None = None,
         user: str | None = None,
-        network: bool = True,
+        network: bool | str = True,
         labels: dict[str, str] | None = None,
+        copy_out: tuple[str, Path] | None = None,
     ) -> int:
-        """Run a command, passing each output line to ``on_line``; returns its exit code."""
+        """Run a command, passing each output line to ``on_line``; returns its exit code.
+
+        ``volumes`` keys are host folders or named volumes. ``network``: True (the default
+        bridge), False (none) or a network mode such as "host". ``copy_out``: (folder in the
+        container, host folder): after a successful run the folder's files are copied out
+        (how results come back from an engine on another machine: no host folder is shared).
+        """
         options: dict[str, Any] = {"volumes": volumes, "cap_add": cap_add, "environment": environment}
         if user is not None:
             options["user"] = user
-        if not network:
+        if network is False:
             options["network_mode"] = "none"
+        elif isinstance(network, str):
+            options["network_mode"] = network
         with self._started(image, command, extra_labels=labels, **options) as container:
             pending = b""
             for chunk in container.logs(stream=True, follow=True):
@@ -303,7 +338,14 @@ class DockerEngine:
                     on_line(line.decode("utf-8", "replace"))
             if pending:
                 on_line(pending.decode("utf-8", "replace"))
-            return int(container.wait()["StatusCode"])
+            code = int(container.wait()["StatusCode"])
+            if code == 0 and copy_out is not None:
+                inside, host = copy_out
+                stream = self.get_archive(container.id, inside)
+                if stream is None:
+                    raise EngineError(f"the container left nothing in {inside}")
+                extract_files(stream, host)
+            return code
 
     def remove_labelled_containers(self, label: str) -> list[str]:
         """Remove every container carrying ``label`` (``key=value``), running or not; their ids.
@@ -327,6 +369,53 @@ class DockerEngine:
         for cid in ids:
             with contextlib.suppress(docker.errors.APIError):
                 self.api.remove_container(cid, force=True)
+
+    # -------------------------------------------------------------- volumes
+
+    def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
+        """Create the named volume unless it exists (volumes outlive containers and, unlike
+        BuildKit's cache mounts, are never garbage-collected)."""
+        import docker.errors
+
+        try:
+            self.api.create_volume(name, labels=labels)  # idempotent for an existing name
+        except docker.errors.APIError as exc:
+            raise EngineError(f"cannot create volume {name}: {_reason(exc)}") from None
+
+    def list_volumes(self, label: str) -> list[str]:
+        """The names of the volumes carrying ``label`` (key or key=value)."""
+        import docker.errors
+
+        try:
+            found = self.api.volumes(filters={"label": label}).get("Volumes") or []
+        except docker.errors.APIError as exc:
+            raise EngineError(f"cannot list volumes: {_reason(exc)}") from None
+        return sorted(str(volume["Name"]) for volume in found)
+
+    def remove_volume(self, name: str) -> None:
+        import docker.errors
+
+        try:
+            self.api.remove_volume(name, force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            raise EngineError(f"cannot remove volume {name}: {_reason(exc)}") from None
+
+    def save_image(self, image: str) -> Iterator[bytes]:
+        """``docker save`` of one image, as a stream of chunks (for ``load_stream`` elsewhere)."""
+        return _checked_stream(self.api.get_image(image, chunk_size=1 << 20), f"cannot save {image}")
+
+    def load_stream(self, chunks: Iterator[bytes]) -> None:
+        """``docker load`` from a stream of chunks (another engine's ``save_image``), nothing on disk."""
+        import docker.errors
+
+        try:
+            for chunk in _chunks(self.api.load_image(chunks)):
+                if "error" in chunk or "errorDetail" in chunk:
+                    raise EngineError(f"cannot load an image into {self.address}: {chunk.get('error')}")
+        except docker.errors.APIError as exc:
+            raise EngineError(f"cannot load an image into {self.address}: {_reason(exc)}") from None
 
     @contextlib.contextmanager
     def created_container(self, image: str, *, platform: str | None = None) -> Iterator[str]:
@@ -387,6 +476,65 @@ class DockerEngine:
             return list(self.api.inspect_image(ref).get("RepoDigests") or [])
         except docker.errors.APIError:
             return []
+
+
+def extract_files(stream: Iterator[bytes], folder: Path) -> list[Path]:
+    """The regular files of a ``get_archive`` tar stream (one folder: its files), written flat
+    into ``folder``. Only plain file names are taken: no links, devices or paths that climb."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    with tarfile.open(fileobj=io.BufferedReader(_StreamReader(stream)), mode="r|") as archive:
+        for member in archive:
+            name = Path(member.name).name
+            if not member.isfile() or name in ("", ".", ".."):
+                continue
+            source = archive.extractfile(member)
+            assert source is not None
+            target = folder / name
+            with target.open("wb") as out:
+                while block := source.read(1 << 20):
+                    out.write(block)
+            written.append(target)
+    return written
+
+
+class _StreamReader(io.RawIOBase):
+    """A file object over an iterator of byte chunks (tarfile reads a stream through it)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            try:
+                self._pending = next(self._chunks)
+            except StopIteration:
+                return 0
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+
+def _client(base_url: str | None, timeout: int) -> docker.DockerClient:
+    """A docker-py client of the engine at ``base_url`` (None: the environment's), pinged."""
+    import docker
+    import docker.errors
+
+    try:
+        if base_url:
+            client = docker.DockerClient(base_url=base_url, timeout=timeout)
+        else:
+            client = docker.from_env(timeout=timeout)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        where = f" at {base_url}" if base_url else ""
+        raise EngineError(f"cannot reach the Docker engine{where}: {_reason(exc)}", hint=START_HINT) from None
+    return client
 
 
 def _chunks(stream: Iterator[Any]) -> Iterator[dict[str, Any]]:

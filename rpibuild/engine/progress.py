@@ -27,6 +27,11 @@ _CANCELLED = "context canceled"
 _COMPILE_STATUS = re.compile(r"^\[rpibuild-ninja (?P<done>\d+)/(?P<total>\d+)\] ")
 
 
+# The torch compile's line that says where it runs and with how many jobs (the reporter shows
+# it always, and keeps it for the compile's status line).
+PLACE_PREFIX = "compile: runs on "
+
+
 def compile_status(line: str) -> tuple[int, int] | None:
     """(steps done, steps in all) if ``line`` is a compile's progress line, else None."""
     match = _COMPILE_STATUS.match(line)

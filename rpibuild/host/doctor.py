@@ -230,6 +230,21 @@ def check_shared_wheel(profile: Profile, plan: Plan) -> Check | None:
     return None
 
 
+def check_torch_compile(profile: Profile, builder: str | None) -> Check:
+    """torch.source debian: where the compile will run (the engine behind the builder), with
+    how many jobs and which distcc helpers; a helper list that does not parse fails here."""
+    from rpibuild.engine import DockerEngine
+    from rpibuild.errors import RpibuildError
+    from rpibuild.torch_routes.compile_place import compile_place
+
+    try:
+        place = compile_place(DockerEngine.connect(builder=builder, timeout=10), profile)
+    except RpibuildError as exc:
+        return Check("torch compile", False, exc.message, exc.hint)
+    folders = "host folders" if place.host_folders else "named volumes there"
+    return Check("torch compile", True, f"on {place.describe()}; build folder and ccache in {folders}")
+
+
 def run_checks(profile: Profile | None, builder: str | None = None) -> list[Check]:
     """Every check that matters for ``profile`` (all ARM handlers when no profile is given).
 
@@ -269,6 +284,8 @@ def run_checks(profile: Profile | None, builder: str | None = None) -> list[Chec
             checks.append(Check("build plan", False, exc.reason, exc.hint))
     if profile is not None and plan is not None and plan.torch_key:
         checks.append(check_torch_wheel(profile, plan))
+        if plan.torch_wheel is None and engine.ok:
+            checks.append(check_torch_compile(profile, builder or profile.build.builder))
     if profile is not None and profile.registry.url:
         checks.append(check_registry(profile))
     return checks

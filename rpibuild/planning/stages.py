@@ -25,6 +25,8 @@ CROSS_STAGES = (
     "cross",
     "torch-source",
     "torch-c10",
+    "torch-compile",
+    "distcc-helper",
     "torch-install",
     "qpulib-build",
     "extension-build",
@@ -32,7 +34,7 @@ CROSS_STAGES = (
 # Build-platform stages about torch's compile itself: a build that stops at one of them never
 # takes the wheel from the store, nor compiles it (rpibuild/torch_routes/debian_compile.py does, in a
 # container of torch-source).
-TORCH_BUILD_STAGES = ("cross", "torch-source", "torch-c10")
+TORCH_BUILD_STAGES = ("cross", "torch-source", "torch-c10", "torch-compile", "distcc-helper")
 
 
 @dataclass(frozen=True)

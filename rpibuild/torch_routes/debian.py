@@ -31,8 +31,11 @@ if TYPE_CHECKING:
     from rpibuild.config.model import Profile, Torch
 
 RUNTIME_PACKAGES = "torch-runtime-packages.txt"
-# The stage whose image the compile runs in (rpibuild.torch_routes.debian_compile).
+# The stage whose rendering (with every stage it is built from) the wheel's key hashes.
 WHEEL_STAGE = "torch-source"
+# The stage whose image the compile runs in (rpibuild.torch_routes.debian_compile): torch-source
+# plus distcc's client, outside the key.
+COMPILE_STAGE = "torch-compile"
 # Context files the wheel's stages copy that cannot change the wheel: the CA bundle only
 # lets the fetch through a TLS-intercepting proxy (the source is checked by Debian's
 # signatures and checksums), and with `ca_bundle: host` it changes with every update of the
@@ -46,7 +49,7 @@ TRANSPORT_MOUNT = re.compile(r"\s*--mount=type=bind,source=(?:pip-mirror|debian-
 # (the compile container's command line is built in rpibuild.torch_routes.debian_compile).
 RECIPE_VERSION = 2
 # The build-platform stages that compile the wheel (left out once it is stored).
-COMPILE_STAGES = ("torch-source", "torch-c10")
+COMPILE_STAGES = ("torch-source", "torch-c10", "torch-compile", "distcc-helper")
 # What Debian's pytorch source needs on the build platform (tools) and for the target
 # (libraries through multiarch); `apt-get build-dep -a` does not resolve for armhf, so named.
 TORCH_BUILD_PACKAGES = (
@@ -131,7 +134,9 @@ class DebianRoute(TorchRoute):
         if stored is not None:
             inside = f"torch/{stored.name}"
             return RouteFiles({**files, inside: stored}, wheel=inside)
-        return RouteFiles(files, {"torch-debian": images / "torch-debian"})
+        return RouteFiles(
+            files, {"torch-debian": images / "torch-debian", "torch-compile": images / "torch-compile"}
+        )
 
     def debian_packages(self, profile: Profile, stored: Path | None) -> tuple[str, ...] | None:
         """The list stored beside the wheel; unknown until the wheel is compiled."""

@@ -57,6 +57,15 @@ class FakeEngine:
     run_lines: list[str] = field(default_factory=list)
     run_code: int = 0
     runs: list[dict[str, Any]] = field(default_factory=list)
+    # Where it is reached; is_local: whether its containers can mount this host's folders
+    # (False: a second engine, whose compile uses named volumes and copies its results out).
+    address: str = "unix:///var/run/docker.sock"
+    is_local: bool = True
+    ncpu: int = 2
+    # The engine behind the builder (another FakeEngine), when it is not this one.
+    behind_builder: FakeEngine | None = None
+    volumes: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> labels
+    loaded: list[bytes] = field(default_factory=list)
 
     def add_image(
         self, ref: str, platform: str, image_id: str | None = None, labels: dict[str, str] | None = None
@@ -76,6 +85,35 @@ class FakeEngine:
         return info
 
     # ------------------------------------------------------------ Engine protocol
+    def cpus(self) -> int:
+        return self.ncpu
+
+    def compile_engine(self) -> FakeEngine:
+        return self.behind_builder or self
+
+    def save_image(self, image: str) -> Iterator[bytes]:
+        self.calls.append(f"save {image}")
+        yield f"image {image}".encode()
+
+    def load_stream(self, chunks: Iterator[bytes]) -> None:
+        data = b"".join(chunks)
+        self.calls.append("load stream")
+        self.loaded.append(data)
+        image = data.decode().removeprefix("image ")
+        self.add_image(image, "linux/amd64", image_id=image)
+
+    def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
+        self.calls.append(f"volume {name}")
+        self.volumes.setdefault(name, dict(labels))
+
+    def list_volumes(self, label: str) -> list[str]:
+        key, _, value = label.partition("=")
+        return sorted(n for n, labels in self.volumes.items() if labels.get(key) == value)
+
+    def remove_volume(self, name: str) -> None:
+        self.calls.append(f"remove volume {name}")
+        self.volumes.pop(name, None)
+
     def version(self) -> dict[str, Any]:
         return {"Version": "fake"}
 
@@ -172,8 +210,13 @@ class FakeEngine:
         for line in self.run_lines:
             on_line(line)
         if self.run_code == 0:
-            mounts = {bind["bind"]: Path(host) for host, bind in (volumes or {}).items()}
-            out = mounts["/opt/rpibuild/wheels"]
+            copy_out = options.get("copy_out")
+            if copy_out is not None:  # named volumes: the results come out of the container
+                out = Path(copy_out[1])
+                out.mkdir(parents=True, exist_ok=True)
+            else:
+                mounts = {bind["bind"]: Path(host) for host, bind in (volumes or {}).items()}
+                out = mounts["/opt/rpibuild/wheels"]
             for name, data in self.exports.items():
                 (out / name).write_bytes(data)
         return self.run_code

@@ -182,8 +182,9 @@ def test_debian_torch_is_compiled_once_then_taken_from_the_store(tmp_path: Path)
     assert first.torch_wheel is not None and first.torch_wheel["compiled"] is True
     assert str(first.torch_wheel["path"]).endswith(WHEEL)
     source_request, image_request = (b.request for b in engine.builds)
-    # buildx makes the source stage (an image of the build platform); a container of it compiles.
-    assert source_request.target == "torch-source" and source_request.platform == "linux/amd64"
+    # buildx makes the compile's stage (the source, the cross toolchain and distcc's client; an
+    # image of the build platform); a container of it compiles.
+    assert source_request.target == "torch-compile" and source_request.platform == "linux/amd64"
     (run,) = engine.runs
     assert run["image"] == built_id and run["command"][:2] == [
         "bash",
@@ -197,7 +198,7 @@ def test_debian_torch_is_compiled_once_then_taken_from_the_store(tmp_path: Path)
     assert image_request.target is None and "torch-source" not in image_request.stages
 
     again = build_profile(prof, engine)  # a second build: straight from the store
-    assert [b.request.target for b in engine.builds] == ["torch-source", None, None]
+    assert [b.request.target for b in engine.builds] == ["torch-compile", None, None]
     assert len(engine.runs) == 1
     assert again.torch_wheel == {**first.torch_wheel, "compiled": False, "from": "store"}
     assert first.torch_wheel["from"] == "compile" and first.torch_wheel["registry"] is None
@@ -229,7 +230,8 @@ def test_the_compile_keeps_its_work_in_host_folders_as_the_users_own(tmp_path: P
     assert mounts["/var/cache/rpibuild/ccache"] == (str(folders / "ccache"), "rw")
     assert run["user"] == f"{os.getuid()}:{os.getgid()}" and run["network"] is False
     assert run["command"][2:] == ["40:1:hf"]
-    assert run["environment"]["MAX_JOBS"] == str(prof.torch.max_jobs)
+    # torch.max_jobs unset: the engine's CPUs; no distcc without helpers.
+    assert run["environment"]["MAX_JOBS"] == str(engine.ncpu) and "CCACHE_PREFIX" not in run["environment"]
     # A compile container a killed rpibuild left running is removed first (under the lock).
     label = next(call for call in engine.calls if call.startswith("remove containers"))
     assert label.split()[-1] == f"io.rpibuild.torch-compile={run['labels']['io.rpibuild.torch-compile']}"

@@ -25,7 +25,8 @@ def test_armv7_compiles_torch_on_the_build_platform_and_runs_only_the_target_und
     stages = plan.stages
     assert stages.cross and stages.build_platform == "linux/amd64"
     assert stages.route.name == "debian" and stages.route.compiled_on == "build platform"
-    compile_torch, install = ("cross", "torch-source", "torch-c10"), ("torch-install", "qpulib-build")
+    compile_torch = ("cross", "torch-source", "torch-c10", "torch-compile", "distcc-helper")
+    install = ("torch-install", "qpulib-build")
     assert stages.names == (*compile_torch, *install, "extension-build", *TARGET_STAGES)
     places = {s.name: (s.platform, s.emulated) for s in stages.stages}
     assert places["torch-source"] == ("linux/amd64", False)

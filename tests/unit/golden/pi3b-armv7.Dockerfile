@@ -4,6 +4,8 @@
 #   cross            build platform, native
 #   torch-source     build platform, native
 #   torch-c10        build platform, native
+#   torch-compile    build platform, native
+#   distcc-helper    build platform, native
 #   torch-install    build platform, native
 #   qpulib-build     build platform, native
 #   extension-build  build platform, native
@@ -63,9 +65,31 @@ COPY torch-debian /opt/rpibuild/src/torch-debian
 # and ccache are cache mounts of its own: it never waits for, or touches, the wheel's compile.
 FROM torch-source AS torch-c10
 RUN --mount=type=cache,id=rpibuild-torch-c10-build-armhf,target=/var/cache/rpibuild/torch,sharing=locked --mount=type=cache,id=rpibuild-torch-c10-ccache-armhf,target=/var/cache/rpibuild/ccache,sharing=locked \
-    MAX_JOBS=2 bash /opt/rpibuild/src/torch-debian/build.sh --only c10 \
+    MAX_JOBS="$(nproc)" bash /opt/rpibuild/src/torch-debian/build.sh --only c10 \
       /opt/rpibuild/src/pytorch /var/cache/rpibuild/torch/703fe623b919c73ec270addf /opt/rpibuild/c10 \
  && python3 /opt/rpibuild/elf_gate.py --elf 40:1:hf /opt/rpibuild/c10
+
+# ---- torch-compile (build platform): the image rpibuild's compile container runs
+# (rpibuild/torch_routes/debian_compile.py): torch-source plus distcc's client, which hands compiles to
+# distcc helpers when torch.distcc_hosts names some (ccache's prefix; preprocessing stays here).
+# Not in the wheel's key: where and with whom the compile runs does not change the wheel.
+FROM torch-source AS torch-compile
+RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-amd64,target=/var/lib/apt/lists,sharing=locked \
+    apt-get update \
+ && apt-get install -y --no-install-recommends distcc
+COPY torch-compile /opt/rpibuild/src/torch-compile
+
+# ---- distcc-helper (build platform): a distcc helper for the compile, with the same cross toolchain
+# (arm-linux-gnueabihf-g++ from the cross stage) and distccd; run it on each helper machine
+# (README, "Compiling on many machines"): `docker run ... IMAGE --allow NETWORK`.
+FROM cross AS distcc-helper
+RUN --mount=type=cache,id=rpibuild-apt-archives-amd64,target=/var/cache/apt,sharing=locked --mount=type=cache,id=rpibuild-apt-lists-amd64,target=/var/lib/apt/lists,sharing=locked \
+    apt-get update \
+ && apt-get install -y --no-install-recommends distcc \
+ && update-distcc-symlinks
+COPY torch-compile/distccd.sh /opt/rpibuild/distccd.sh
+EXPOSE 3632 3633
+ENTRYPOINT ["bash", "/opt/rpibuild/distccd.sh"]
 
 # ---- system: the base (the build stages' packages bootstrapped into it) plus the venv (network settings live only here).
 FROM rpibuild/base:trixie-armv7-c79d3ef9a7494fc1 AS system

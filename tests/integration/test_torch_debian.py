@@ -149,6 +149,10 @@ def test_a_gathered_mirror_folder_supplies_the_source_and_a_tampered_one_is_refu
             env=env,
         )
 
+    # BuildKit keys the fetch step by the mounted folder's content: a file of this run's own
+    # makes the folder new to it, so the fetch runs here rather than coming from the cache of
+    # an earlier run (apt ignores files outside dists/ and pool/).
+    (archive / "rpibuild-test-run").write_text(str(tmp_path), encoding="utf-8")
     built = build_source(folder)
     assert built.returncode == 0, built.stderr[-4000:]
     log = Path(json.loads(built.stdout)["log_file"]).read_text()

@@ -19,7 +19,9 @@ from pathlib import Path
 import pytest
 from _engines import second_engine
 
-from rpibuild.build.base import BaseImage
+from rpibuild.build.base import BaseImage, base_reference
+from rpibuild.config import load_profile
+from rpibuild.planning.plan import make_plan
 from rpibuild.planning.stages import TARGET_STAGES
 
 SENTINEL = "s3cret-index-pa55word"
@@ -141,6 +143,11 @@ def test_unknown_builder_is_a_usage_error(profile_path: Path) -> None:
 # ---------------------------------------------------------------- a second engine
 
 
+def _on_this_engine(image: str) -> bool:
+    found = subprocess.run(["docker", "image", "inspect", image], capture_output=True, check=False)
+    return found.returncode == 0
+
+
 def test_a_second_engine_added_as_a_builder_builds_and_keeps_the_image(
     armhf_base: BaseImage, profile_path: Path
 ) -> None:
@@ -154,12 +161,17 @@ def test_a_second_engine_added_as_a_builder_builds_and_keeps_the_image(
                 check=True,
                 capture_output=True,
             )
-            # The base goes over once (no image hub here); the build itself runs on engine 2.
-            with subprocess.Popen(["docker", "save", armhf_base.image], stdout=subprocess.PIPE) as save:
-                subprocess.run(
-                    ["docker", "-H", host, "load"], stdin=save.stdout, check=True, capture_output=True
-                )
-            assert save.returncode == 0
+            # The bases go over (no image hub here): the ones this engine already has for the
+            # profile (the secret test above made them), else the minimal armhf one; engine 2
+            # bootstraps whatever is missing. The build itself runs on engine 2.
+            planned = make_plan(load_profile(profile_path, env={}).profile).base_profiles.roles()
+            present = [ref for ref in (base_reference(p) for _, p in planned) if _on_this_engine(ref)]
+            for image in present or [armhf_base.image]:
+                with subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE) as save:
+                    subprocess.run(
+                        ["docker", "-H", host, "load"], stdin=save.stdout, check=True, capture_output=True
+                    )
+                assert save.returncode == 0
             ls = rpibuild("doctor", "-p", str(profile_path), "--set", f"build.builder={context}", "--json")
             checks = {c["name"]: c for c in json.loads(ls.stdout)}
             assert checks["builder"]["ok"], checks["builder"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -105,3 +106,23 @@ def second_engine(root: Path) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@contextlib.contextmanager
+def second_engine_context(name: str) -> Iterator[tuple[str, str]]:
+    """A second engine (second_engine) and a docker context naming it, as `--builder NAME`
+    reaches it: yields (engine address, context name); both gone afterwards."""
+    root = Path("/var/tmp") / f"rpibuild-{name}-{os.getpid()}"  # short: unix socket paths are limited
+    root.mkdir(parents=True)
+    context = f"rpibuild-test-{name}-{os.getpid()}"
+    try:
+        with second_engine(root) as host:
+            subprocess.run(
+                ["docker", "context", "create", context, "--docker", f"host={host}"],
+                check=True,
+                capture_output=True,
+            )
+            yield host, context
+    finally:
+        subprocess.run(["docker", "context", "rm", "-f", context], capture_output=True, check=False)
+        shutil.rmtree(root, ignore_errors=True)

@@ -10,14 +10,13 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
 
 import pytest
-from _engines import second_engine
+from _engines import second_engine_context
 
 from rpibuild.build.base import BaseImage, base_reference
 from rpibuild.config import load_profile
@@ -151,49 +150,35 @@ def _on_this_engine(image: str) -> bool:
 def test_a_second_engine_added_as_a_builder_builds_and_keeps_the_image(
     armhf_base: BaseImage, profile_path: Path
 ) -> None:
-    root = Path("/var/tmp") / f"rpibuild-engine2-{os.getpid()}"  # short: unix socket paths are limited
-    root.mkdir(parents=True)
-    context = f"rpibuild-test-{os.getpid()}"
-    try:
-        with second_engine(root) as host:
-            subprocess.run(
-                ["docker", "context", "create", context, "--docker", f"host={host}"],
-                check=True,
-                capture_output=True,
-            )
-            # The bases go over (no image hub here): the ones this engine already has for the
-            # profile (the secret test above made them), else the minimal armhf one; engine 2
-            # bootstraps whatever is missing. The build itself runs on engine 2.
-            planned = make_plan(load_profile(profile_path, env={}).profile).base_profiles.roles()
-            present = [ref for ref in (base_reference(p) for _, p in planned) if _on_this_engine(ref)]
-            for image in present or [armhf_base.image]:
-                with subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE) as save:
-                    subprocess.run(
-                        ["docker", "-H", host, "load"], stdin=save.stdout, check=True, capture_output=True
-                    )
-                assert save.returncode == 0
-            ls = rpibuild("doctor", "-p", str(profile_path), "--set", f"build.builder={context}", "--json")
-            checks = {c["name"]: c for c in json.loads(ls.stdout)}
-            assert checks["builder"]["ok"], checks["builder"]
-            assert f"{context}, driver docker" in checks["builder"]["detail"]
+    with second_engine_context("engine2") as (host, context):
+        # The bases go over (no image hub here): the ones this engine already has for the
+        # profile (the secret test above made them), else the minimal armhf one; engine 2
+        # bootstraps whatever is missing. The build itself runs on engine 2.
+        planned = make_plan(load_profile(profile_path, env={}).profile).base_profiles.roles()
+        present = [ref for ref in (base_reference(p) for _, p in planned) if _on_this_engine(ref)]
+        for image in present or [armhf_base.image]:
+            with subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE) as save:
+                subprocess.run(
+                    ["docker", "-H", host, "load"], stdin=save.stdout, check=True, capture_output=True
+                )
+            assert save.returncode == 0
+        ls = rpibuild("doctor", "-p", str(profile_path), "--set", f"build.builder={context}", "--json")
+        checks = {c["name"]: c for c in json.loads(ls.stdout)}
+        assert checks["builder"]["ok"], checks["builder"]
+        assert f"{context}, driver docker" in checks["builder"]["detail"]
 
-            result = rpibuild("build", "-p", str(profile_path), "--builder", context, "--json")
-            assert result.returncode == 0, result.stderr[-3000:]
-            built = json.loads(result.stdout)
-            there = subprocess.run(
-                ["docker", "-H", host, "image", "inspect", built["tags"][0]],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            assert there.returncode == 0, "the image is not on the second engine"
-            assert json.loads(there.stdout)[0]["Id"] == built["id"]
-            assert json.loads(there.stdout)[0]["Architecture"] == "arm"
-            here = subprocess.run(
-                ["docker", "image", "inspect", built["id"]], capture_output=True, check=False
-            )
-            assert here.returncode != 0, "the image was built on this engine, not the second one"
-        assert Path("/sys/class/net/docker0").exists(), "this host's engine lost its bridge"
-    finally:
-        subprocess.run(["docker", "context", "rm", "-f", context], capture_output=True, check=False)
-        shutil.rmtree(root, ignore_errors=True)
+        result = rpibuild("build", "-p", str(profile_path), "--builder", context, "--json")
+        assert result.returncode == 0, result.stderr[-3000:]
+        built = json.loads(result.stdout)
+        there = subprocess.run(
+            ["docker", "-H", host, "image", "inspect", built["tags"][0]],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert there.returncode == 0, "the image is not on the second engine"
+        assert json.loads(there.stdout)[0]["Id"] == built["id"]
+        assert json.loads(there.stdout)[0]["Architecture"] == "arm"
+        here = subprocess.run(["docker", "image", "inspect", built["id"]], capture_output=True, check=False)
+        assert here.returncode != 0, "the image was built on this engine, not the second one"
+    assert Path("/sys/class/net/docker0").exists(), "this host's engine lost its bridge"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _engines import second_engine
+from _engines import second_engine_context
 
 from rpibuild.config import load_profile
 from rpibuild.config.model import Profile
@@ -78,66 +77,54 @@ def test_a_second_engine_selected_as_builder_runs_the_compile_in_its_volumes(
     engine: Engine, compile_image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RPIBUILD_CACHE", str(tmp_path / "cache"))  # no stored wheel: doctor's check shows
-    root = Path("/var/tmp") / f"rpibuild-compile2-{os.getpid()}"  # short: unix socket paths are limited
-    root.mkdir(parents=True)
-    context = f"rpibuild-test-compile-{os.getpid()}"
     prof = armv7()
-    try:
-        with second_engine(root) as host:
-            subprocess.run(
-                ["docker", "context", "create", context, "--docker", f"host={host}"],
-                check=True,
+    with second_engine_context("compile2") as (host, context):
+        args = [a for o in ARMV7 for a in ("--set", o)]
+        doctor = rpibuild("doctor", "-p", "pi3b-armv7", *args, "--builder", context, "--json")
+        checks = {c["name"]: c for c in json.loads(doctor.stdout)}
+        assert checks["torch compile"]["ok"], checks["torch compile"]
+        assert checks["torch compile"]["detail"].startswith(f"on the engine at {host} (")
+        assert "named volumes there" in checks["torch compile"]["detail"]
+        # As `build --builder CONTEXT` connects: the context's engine is the builder's.
+        selected = DockerEngine.connect(builder=context)
+        place = compile_place(selected, prof, env={})
+        assert place.engine.address == host and not place.host_folders
+        assert place.jobs == place.cpus == os.cpu_count()
+        lines: list[str] = []
+        bring_image(engine, place, compile_image, lines.append)  # built here, sent there
+        out = tmp_path / "out"
+        code = compile_wheel(
+            place, compile_image, prof, out, key="c10-test", fresh=True, on_line=lines.append, only="c10"
+        )
+        assert code == 0, "\n".join(lines[-60:])
+        assert any(line.startswith(f"compile: runs on the engine at {host}") for line in lines)
+        check_c10(out)
+
+        def volumes(docker: list[str]) -> list[str]:
+            listed = subprocess.run(
+                [*docker, "volume", "ls", "-q", "--filter", f"label={VOLUME_LABEL}"],
                 capture_output=True,
+                text=True,
+                check=True,
             )
-            args = [a for o in ARMV7 for a in ("--set", o)]
-            doctor = rpibuild("doctor", "-p", "pi3b-armv7", *args, "--builder", context, "--json")
-            checks = {c["name"]: c for c in json.loads(doctor.stdout)}
-            assert checks["torch compile"]["ok"], checks["torch compile"]
-            assert checks["torch compile"]["detail"].startswith(f"on the engine at {host} (")
-            assert "named volumes there" in checks["torch compile"]["detail"]
-            # As `build --builder CONTEXT` connects: the context's engine is the builder's.
-            selected = DockerEngine.connect(builder=context)
-            place = compile_place(selected, prof, env={})
-            assert place.engine.address == host and not place.host_folders
-            assert place.jobs == place.cpus == os.cpu_count()
-            lines: list[str] = []
-            bring_image(engine, place, compile_image, lines.append)  # built here, sent there
-            out = tmp_path / "out"
-            code = compile_wheel(
-                place, compile_image, prof, out, key="c10-test", fresh=True, on_line=lines.append, only="c10"
+            return listed.stdout.split()
+
+        there = volumes(["docker", "-H", host])
+        assert sorted(there) == ["rpibuild-torch-armhf-build-c10-test", "rpibuild-torch-armhf-ccache"]
+        assert not set(there) & set(volumes(["docker"])), "the volumes are on this engine"
+        # No compile container left on either engine; none ever on this one.
+        for docker in (["docker", "-H", host], ["docker"]):
+            left = subprocess.run(
+                [*docker, "ps", "-aq", "--filter", f"label={LABEL}"],
+                capture_output=True,
+                text=True,
+                check=True,
             )
-            assert code == 0, "\n".join(lines[-60:])
-            assert any(line.startswith(f"compile: runs on the engine at {host}") for line in lines)
-            check_c10(out)
-
-            def volumes(docker: list[str]) -> list[str]:
-                listed = subprocess.run(
-                    [*docker, "volume", "ls", "-q", "--filter", f"label={VOLUME_LABEL}"],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
-                return listed.stdout.split()
-
-            there = volumes(["docker", "-H", host])
-            assert sorted(there) == ["rpibuild-torch-armhf-build-c10-test", "rpibuild-torch-armhf-ccache"]
-            assert not set(there) & set(volumes(["docker"])), "the volumes are on this engine"
-            # No compile container left on either engine; none ever on this one.
-            for docker in (["docker", "-H", host], ["docker"]):
-                left = subprocess.run(
-                    [*docker, "ps", "-aq", "--filter", f"label={LABEL}"],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
-                assert left.stdout.strip() == ""
-            # The ccache there is warm: the build folder's discard keeps it.
-            discard_build_folder(prof, "c10-test", place)
-            assert volumes(["docker", "-H", host]) == ["rpibuild-torch-armhf-ccache"]
-        assert Path("/sys/class/net/docker0").exists(), "this host's engine lost its bridge"
-    finally:
-        subprocess.run(["docker", "context", "rm", "-f", context], capture_output=True, check=False)
-        shutil.rmtree(root, ignore_errors=True)
+            assert left.stdout.strip() == ""
+        # The ccache there is warm: the build folder's discard keeps it.
+        discard_build_folder(prof, "c10-test", place)
+        assert volumes(["docker", "-H", host]) == ["rpibuild-torch-armhf-ccache"]
+    assert Path("/sys/class/net/docker0").exists(), "this host's engine lost its bridge"
 
 
 # ---------------------------------------------------------------- distcc

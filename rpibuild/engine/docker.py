@@ -8,9 +8,7 @@ failures inside the stream.
 from __future__ import annotations
 
 import contextlib
-import io
 import os
-import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from rpibuild.engine import buildx
 from rpibuild.engine.progress import BuildEvent
+from rpibuild.engine.tar_stream import open_tar_stream
 from rpibuild.errors import EngineError, ImageMissing, RegistryError
 
 if TYPE_CHECKING:
@@ -483,7 +482,7 @@ def extract_files(stream: Iterator[bytes], folder: Path) -> list[Path]:
     into ``folder``. Only plain file names are taken: no links, devices or paths that climb."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    with tarfile.open(fileobj=io.BufferedReader(_StreamReader(stream)), mode="r|") as archive:
+    with open_tar_stream(stream) as archive:
         for member in archive:
             name = Path(member.name).name
             if not member.isfile() or name in ("", ".", ".."):
@@ -496,28 +495,6 @@ def extract_files(stream: Iterator[bytes], folder: Path) -> list[Path]:
                     out.write(block)
             written.append(target)
     return written
-
-
-class _StreamReader(io.RawIOBase):
-    """A file object over an iterator of byte chunks (tarfile reads a stream through it)."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._pending = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._pending:
-            try:
-                self._pending = next(self._chunks)
-            except StopIteration:
-                return 0
-        size = min(len(buffer), len(self._pending))
-        buffer[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
-        return size
 
 
 def _client(base_url: str | None, timeout: int) -> docker.DockerClient:

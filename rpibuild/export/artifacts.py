@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import io
 import json
 import re
-import tarfile
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -29,6 +27,7 @@ from rpibuild.build.pipeline import build_profile
 from rpibuild.build.sources import file_sha256
 from rpibuild.config.model import Profile
 from rpibuild.engine import BuildEvent, Engine
+from rpibuild.engine.tar_stream import open_tar_stream
 from rpibuild.errors import BuildError, ConfigError, ImageMissing
 from rpibuild.export import elf
 from rpibuild.export.rootfs import export_profile
@@ -67,28 +66,6 @@ class ArtifactsResult:
 # ---------------------------------------------------------------- copying out of a container
 
 
-class _ChunkStream(io.RawIOBase):
-    """A read-only file over an iterator of byte chunks (for tarfile's stream mode)."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks: Iterator[bytes] = iter(chunks)
-        self._rest = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        while not self._rest:
-            try:
-                self._rest = next(self._chunks)
-            except StopIteration:
-                return 0
-        size = min(len(buffer), len(self._rest))
-        buffer[:size] = self._rest[:size]
-        self._rest = self._rest[size:]
-        return size
-
-
 def _safe_relative(name: str) -> PurePosixPath | None:
     path = PurePosixPath(name)
     if path.is_absolute() or ".." in path.parts:
@@ -114,7 +91,7 @@ def copy_out(
         return None
     written: list[Path] = []
     top = PurePosixPath(source).name
-    with tarfile.open(fileobj=io.BufferedReader(_ChunkStream(stream)), mode="r|") as archive:
+    with open_tar_stream(stream) as archive:
         for member in archive:
             relative = _safe_relative(member.name)
             if relative is None or relative.parts[:1] != (top,) or len(relative.parts) < 2:

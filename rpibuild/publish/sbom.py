@@ -14,10 +14,8 @@ What is in the image is read from the image itself through the engine, never by 
 
 from __future__ import annotations
 
-import io
 import json
 import re
-import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from email.parser import HeaderParser
@@ -26,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from rpibuild import __version__
 from rpibuild.config.model import Profile
-from rpibuild.export.artifacts import _ChunkStream
+from rpibuild.engine.tar_stream import open_tar_stream
 from rpibuild.torch_routes import route_of
 
 if TYPE_CHECKING:
@@ -120,7 +118,7 @@ def _files(
     if stream is None:
         return {}
     found: dict[str, bytes] = {}
-    with tarfile.open(fileobj=io.BufferedReader(_ChunkStream(stream)), mode="r|") as archive:
+    with open_tar_stream(stream) as archive:
         for member in archive:
             if member.issym() and links is not None:
                 links[member.name] = member.linkname

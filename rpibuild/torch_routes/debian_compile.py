@@ -73,10 +73,10 @@ def compile_folders(profile: Profile) -> CompileFolders:
 
 def compile_lock_name(profile: Profile, place: CompilePlace | None = None) -> str:
     """The host lock a compile into the profile's folders (or an engine's volumes) holds."""
-    return f"torch-compile-{_tag(profile, place)}"
+    return f"torch-compile-{compile_tag(profile, place)}"
 
 
-def _tag(profile: Profile, place: CompilePlace | None) -> str:
+def compile_tag(profile: Profile, place: CompilePlace | None) -> str:
     """Names a compile's lock and container label: its host folder, or engine and architecture."""
     if place is None or place.host_folders:
         return compile_folders(profile).tag
@@ -116,7 +116,7 @@ def compile_wheel(
         raise ValueError(f"not a CMake target name: {only!r}")
     engine = place.engine
     with host_lock(compile_lock_name(profile, place), on_wait=on_wait):
-        tag = _tag(profile, place)
+        tag = compile_tag(profile, place)
         stale = engine.remove_labelled_containers(f"{LABEL}={tag}")
         if stale:
             on_line(f"compile: removed {len(stale)} compile container(s) an earlier rpibuild left running")

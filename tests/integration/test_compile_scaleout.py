@@ -32,7 +32,13 @@ from rpibuild.config.model import Profile
 from rpibuild.engine import DockerEngine, Engine
 from rpibuild.export.elf import read_header
 from rpibuild.torch_routes.compile_place import bring_image, compile_place
-from rpibuild.torch_routes.debian_compile import LABEL, VOLUME_LABEL, compile_wheel, discard_build_folder
+from rpibuild.torch_routes.debian_compile import (
+    LABEL,
+    VOLUME_LABEL,
+    compile_tag,
+    compile_wheel,
+    discard_build_folder,
+)
 
 pytestmark = pytest.mark.integration
 ARMV7 = ["qpulib.enabled=false", "extension.enabled=false"]
@@ -112,10 +118,11 @@ def test_a_second_engine_selected_as_builder_runs_the_compile_in_its_volumes(
         there = volumes(["docker", "-H", host])
         assert sorted(there) == ["rpibuild-torch-armhf-build-c10-test", "rpibuild-torch-armhf-ccache"]
         assert not set(there) & set(volumes(["docker"])), "the volumes are on this engine"
-        # No compile container left on either engine; none ever on this one.
+        # No container of this compile left on either engine; none ever on this one. (Only
+        # this place's: a user's own compile may be running on this engine meanwhile.)
         for docker in (["docker", "-H", host], ["docker"]):
             left = subprocess.run(
-                [*docker, "ps", "-aq", "--filter", f"label={LABEL}"],
+                [*docker, "ps", "-aq", "--filter", f"label={LABEL}={compile_tag(prof, place)}"],
                 capture_output=True,
                 text=True,
                 check=True,

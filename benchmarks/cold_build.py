@@ -8,6 +8,11 @@ image removed, a fresh rpibuild cache folder; then
   no-change       the same build again
   extension-edit  after an edit of the extension's C++ (a private copy, so ccache sees a change)
 
+A profile whose torch wheel is compiled from source (pi3b-armv7) is measured without that
+compile, as issue 25's goal reads: the wheel this checkout's key has in your rpibuild cache
+(build the profile once first) is put into each fresh cache under the key that revision
+asks for, as a team's wheel store would hand it over. Everything else starts cold.
+
 Prints wall seconds per phase, the base bootstrap's share, and each stage's seconds, for both
 revisions side by side with their ratio and the goals of issue 25 (cold <= 600 s, base
 <= 120 s, extension edit <= 60 s, no change <= 5 s). Figures only, no assertions.
@@ -30,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 GOALS = {"cold": 600.0, "base": 120.0, "extension-edit": 60.0, "no-change": 5.0}
@@ -51,17 +57,57 @@ def empty_the_engine() -> None:
         subprocess.run(["docker", "rmi", "--force", ref], check=True, capture_output=True)
 
 
+def checkout_env(checkout: Path, cache: Path | None) -> dict[str, str]:
+    """``checkout``'s rpibuild, with its own cache folder (None: the user's)."""
+    env = {**os.environ, "PYTHONPATH": str(checkout), "RPIBUILD_HOME": str(checkout)}
+    if cache is not None:
+        env["RPIBUILD_CACHE"] = str(cache)
+    return env
+
+
+def plan(checkout: Path, profile: str, settings: list[str], cache: Path | None) -> dict[str, Any]:
+    """``rpibuild plan --json`` of ``checkout``: its keys, and the wheel it would reuse."""
+    command = [sys.executable, "-m", "rpibuild", "plan", "-p", profile, "--json"]
+    for setting in settings:
+        command += ["--set", setting]
+    env = checkout_env(checkout, cache)
+    result = subprocess.run(command, cwd=checkout, env=env, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        sys.stderr.write(result.stderr[-4000:])
+        raise SystemExit(f"the plan of {checkout} failed (exit {result.returncode})")
+    planned: dict[str, Any] = json.loads(result.stdout)
+    return planned
+
+
+def stored_wheel_folder(profile: str, settings: list[str]) -> Path | None:
+    """The folder of the wheel this checkout's build of ``profile`` would reuse from the
+    user's cache; None when the profile compiles no wheel. Exits when it compiles one and
+    none is stored: the benchmark excludes the compile, it does not run it."""
+    planned = plan(REPO, profile, settings, None)
+    if "torch wheel" not in planned["keys"]:
+        return None
+    stored = planned["torch"].get("stored_wheel")
+    if not stored:
+        raise SystemExit(
+            f"{profile} compiles its torch wheel and none is stored for this checkout's key "
+            f"({planned['keys']['torch wheel']}): run `rpibuild build -p {profile}` once first"
+        )
+    return Path(stored).parent
+
+
+def seed_wheel(checkout: Path, profile: str, settings: list[str], cache: Path, wheel: Path) -> None:
+    """Put the stored wheel into ``cache`` under the key ``checkout`` asks for."""
+    key = plan(checkout, profile, settings, cache)["keys"]["torch wheel"]
+    shutil.copytree(wheel, cache / "sources" / "torch" / key)
+    print(f"[{checkout}] torch wheel from the store under key {key} (compile excluded)", file=sys.stderr)
+
+
 def build(checkout: Path, profile: str, settings: list[str], cache: Path) -> dict[str, object]:
     """One ``rpibuild build --json`` of ``checkout``'s rpibuild; its summary plus wall seconds."""
     command = [sys.executable, "-m", "rpibuild", "build", "-p", profile, "--json"]
     for setting in settings:
         command += ["--set", setting]
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(checkout),
-        "RPIBUILD_CACHE": str(cache),
-        "RPIBUILD_HOME": str(checkout),
-    }
+    env = checkout_env(checkout, cache)
     started = time.monotonic()
     result = subprocess.run(command, cwd=checkout, env=env, capture_output=True, text=True, check=False)
     wall = time.monotonic() - started
@@ -81,7 +127,9 @@ def edit(source: Path, token: str) -> None:
     )
 
 
-def measure(checkout: Path, profile: str, overrides: list[str], work: Path) -> dict[str, dict[str, object]]:
+def measure(
+    checkout: Path, profile: str, overrides: list[str], work: Path, wheel: Path | None
+) -> dict[str, dict[str, object]]:
     extension = work / "torch-qpu"
     shutil.copytree(
         checkout / "images" / "torch-qpu",
@@ -91,6 +139,8 @@ def measure(checkout: Path, profile: str, overrides: list[str], work: Path) -> d
     # Its own image repository: the benchmark never moves the profile's own tags.
     settings = [*overrides, f"extension.path={extension}", f"image.repository=rpibuild-benchmark/{profile}"]
     cache = work / "cache"
+    if wheel is not None:
+        seed_wheel(checkout, profile, settings, cache, wheel)
     empty_the_engine()
     out = {}
     print(f"[{checkout}] cold build", file=sys.stderr)
@@ -123,16 +173,19 @@ def main() -> int:
     parser.add_argument("--baseline", metavar="REV", help="also measure rpibuild at this git revision")
     args = parser.parse_args()
 
+    wheel = stored_wheel_folder(args.profile, args.overrides)
     runs: dict[str, dict[str, dict[str, object]]] = {}
     with tempfile.TemporaryDirectory(prefix="rpibuild-cold-") as tmp:
-        runs["this"] = measure(REPO, args.profile, args.overrides, Path(tmp, "this"))
+        runs["this"] = measure(REPO, args.profile, args.overrides, Path(tmp, "this"), wheel)
         if args.baseline:
             tree = Path(tmp, "baseline-tree")
             subprocess.run(
                 ["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), args.baseline], check=True
             )
             try:
-                runs[args.baseline] = measure(tree, args.profile, args.overrides, Path(tmp, "baseline"))
+                runs[args.baseline] = measure(
+                    tree, args.profile, args.overrides, Path(tmp, "baseline"), wheel
+                )
             finally:
                 subprocess.run(
                     ["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False
@@ -140,6 +193,8 @@ def main() -> int:
 
     names = list(runs)
     print(f"\nprofile {args.profile}, cold = engine build cache and bases emptied, fresh rpibuild cache")
+    if wheel is not None:
+        print(f"torch compile excluded: both paths were handed the stored wheel {wheel.name}")
     print(
         f"{'phase':<22}"
         + "".join(f"{n:>14}" for n in names)

@@ -307,15 +307,9 @@ def bootstrap_base(
             f"{qemu.status(platform.binfmt).problem()}",
             hint="rpibuild qemu install",
         )
-    mode = os.environ.get(DEBOOTSTRAP_MODE_ENV, "auto")
-    if mode not in ("auto", "host", "container"):
-        raise HostSetupError(f"{DEBOOTSTRAP_MODE_ENV}={mode}: expected auto, host or container")
     bootstrap = profile.base.bootstrap
     assert bootstrap is not None
-    tool = bootstrap.tool
-    on_host = mode == "host" or (mode == "auto" and shutil.which(tool) is not None)
-    if mode == "host" and shutil.which(tool) is None:
-        raise HostSetupError(f"{tool} is not installed", hint=f"apt-get install -y {tool}")
+    on_host = bootstrap_on_host(bootstrap.tool)
     log_dir().mkdir(parents=True, exist_ok=True)
     log_path = log_dir() / f"{bootstrap_name(profile)}.log"
     if on_log is not None:

@@ -113,19 +113,24 @@ def check_builder(name: str | None, platform: str | None) -> Check:
 
 
 def check_bootstrap_tool(tool: str = "mmdebstrap") -> Check:
-    """The bootstrap tool on the host, where a bootstrap will use it (root, mode auto or host)."""
-    from rpibuild.build.base import DEBOOTSTRAP_MODE_ENV
+    """Where bases are bootstrapped, decided as a bootstrap decides it (bootstrap_on_host):
+    the host's tool, or a helper container when rpibuild is not root or the tool is absent."""
+    from rpibuild.build.base import DEBOOTSTRAP_MODE_ENV, bootstrap_on_host
 
+    try:
+        on_host = bootstrap_on_host(tool)
+    except HostSetupError as err:
+        return Check(tool, False, err.message, err.hint)
+    if on_host:
+        return Check(tool, True, str(shutil.which(tool)))
     mode = os.environ.get(DEBOOTSTRAP_MODE_ENV, "auto")
-    if mode == "container" or (mode == "auto" and os.geteuid() != 0):
-        why = f"{DEBOOTSTRAP_MODE_ENV}=container" if mode == "container" else "not root"
-        return Check(tool, True, f"not used ({why}): bases are bootstrapped in a helper container")
-    path = shutil.which(tool)
-    if path is None:
-        return Check(
-            tool, False, "not installed (a helper container would be needed)", f"apt-get install -y {tool}"
-        )
-    return Check(tool, True, path)
+    if mode == "container":
+        why = f"{DEBOOTSTRAP_MODE_ENV}=container"
+    elif os.geteuid() != 0:
+        why = "not root"
+    else:
+        why = "not installed"
+    return Check(tool, True, f"not used ({why}): bases are bootstrapped in a helper container")
 
 
 def check_disk(root: str | None) -> Check:

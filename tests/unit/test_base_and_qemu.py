@@ -166,3 +166,41 @@ def test_a_non_root_user_bootstraps_in_a_container(monkeypatch: pytest.MonkeyPat
     assert not bootstrap_on_host()
     monkeypatch.setenv(DEBOOTSTRAP_MODE_ENV, "host")
     assert bootstrap_on_host()  # asked for explicitly: the user's call
+
+
+@pytest.mark.parametrize(
+    ("mode", "uid", "installed", "where"),
+    [
+        ("auto", 0, True, "host"),
+        ("auto", 1000, True, "not root"),
+        ("auto", 0, False, "not installed"),
+        ("container", 0, True, "DEBOOTSTRAP=container"),
+    ],
+)
+def test_doctor_says_where_bases_are_bootstrapped_as_the_bootstrap_decides(
+    monkeypatch: pytest.MonkeyPatch, mode: str, uid: int, installed: bool, where: str
+) -> None:
+    """One decision (bootstrap_on_host) for the bootstrap and for doctor's line about it."""
+    from rpibuild.build.base import DEBOOTSTRAP_MODE_ENV, bootstrap_on_host
+    from rpibuild.host.doctor import check_bootstrap_tool
+
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}" if installed else None)
+    monkeypatch.setenv(DEBOOTSTRAP_MODE_ENV, mode)
+    monkeypatch.setattr(os, "geteuid", lambda: uid)
+    check = check_bootstrap_tool()
+    assert check.ok
+    assert bootstrap_on_host() == (where == "host")
+    if where == "host":
+        assert check.detail == "/usr/bin/mmdebstrap"
+    else:
+        assert where in check.detail and "helper container" in check.detail
+
+
+def test_doctor_fails_a_host_bootstrap_asked_for_without_the_tool(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rpibuild.build.base import DEBOOTSTRAP_MODE_ENV
+    from rpibuild.host.doctor import check_bootstrap_tool
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setenv(DEBOOTSTRAP_MODE_ENV, "host")
+    check = check_bootstrap_tool()
+    assert not check.ok and check.fix == "apt-get install -y mmdebstrap"

@@ -7,8 +7,9 @@ packages the target's venv gets lie in ``pip/``, which a build mounts for its pi
 with no package index at all (``render.pip_conf``). Debian's pytorch source (``torch.source:
 debian``) lies in ``debian/`` as a small Debian archive: the source package and the suite's
 signed InRelease and Sources index, so the build's apt checks it offline exactly as it checks
-the mirror (``images/torch-debian/fetch.sh``). Debian's binary packages keep coming from the
-apt mirror settings.
+the mirror (``images/torch-debian/fetch.sh``); it is gathered through ``network.apt_mirror``
+when set, as builds reach Debian. Debian's binary packages keep coming from the apt mirror
+settings.
 
 The wheels are chosen on this host by the target's tags (``pip download --platform ...
 --only-binary=:all:``): the target's CPython version and glibc follow from its Debian suite.
@@ -165,29 +166,32 @@ def _debian_source(profile: Profile, folder: Path, result: Gathered, engine: Eng
     from rpibuild.host.build_platform import cross_base_profile
 
     helper = ensure_base(cross_base_profile(profile), engine)
-    scripts = resources.images_dir() / "torch-debian"
+    images = resources.images_dir()
     lines: list[str] = []
     owner = f"{os.getuid()}:{os.getgid()}"
-    command = [
-        "sh",
-        "-c",
-        'bash /opt/rpibuild/torch-debian/fetch.sh --gather "$@" && chown -R "$OWNER" /out/debian',
-        "gather",
-        package,
-        version,
-        bootstrap.suite,
-        "/out/debian",
-    ]
-    code = engine.run_streaming(
-        helper.image,
-        command,
-        on_line=lines.append,
-        volumes={
-            str(folder.resolve()): {"bind": "/out", "mode": "rw"},
-            str(scripts): {"bind": "/opt/rpibuild/torch-debian", "mode": "ro"},
-        },
-        environment={"OWNER": owner, **proxy_buildargs(profile)},  # apt's proxies, as a build's
-    )
+    script = 'bash /opt/rpibuild/torch-debian/fetch.sh --gather "$@" && chown -R "$OWNER" /out/debian'
+    volumes = {
+        str(folder.resolve()): {"bind": "/out", "mode": "rw"},
+        str(images / "torch-debian"): {"bind": "/opt/rpibuild/torch-debian", "mode": "ro"},
+    }
+    with tempfile.TemporaryDirectory(prefix="rpibuild-gather-") as private:
+        if profile.network.apt_mirror:
+            # As a build's stages do: apt reaches Debian through the mirror. It may carry
+            # credentials: a file mounted for this container only, never its command or env.
+            mirror = Path(private, "apt-mirror")
+            mirror.write_text(profile.network.apt_mirror + "\n", encoding="utf-8")
+            mirror.chmod(0o600)
+            volumes[str(mirror)] = {"bind": "/etc/rpibuild/apt-mirror", "mode": "ro"}
+            volumes[str(images / "gather")] = {"bind": "/opt/rpibuild/gather", "mode": "ro"}
+            script = f"bash /opt/rpibuild/gather/apt-mirror.sh /etc/rpibuild/apt-mirror && {script}"
+        command = ["sh", "-c", script, "gather", package, version, bootstrap.suite, "/out/debian"]
+        code = engine.run_streaming(
+            helper.image,
+            command,
+            on_line=lines.append,
+            volumes=volumes,
+            environment={"OWNER": owner, **proxy_buildargs(profile)},  # apt's proxies, as a build's
+        )
     if code != 0:
         raise DownloadError(
             f"Debian's {package} {version} source could not be gathered (exit {code})",

@@ -166,3 +166,82 @@ def test_a_gathered_mirror_folder_supplies_the_source_and_a_tampered_one_is_refu
     refused = build_source(tampered)
     assert refused.returncode == 5, refused.stderr[-3000:]
     assert "Hash Sum mismatch" in refused.stderr or "Size mismatch" in refused.stderr, refused.stderr[-3000:]
+
+
+class ForwardingMirror:
+    """An apt mirror on the engine's bridge: each GET goes to the first of the base's own
+    archives that has the path; every path asked for is recorded."""
+
+    def __init__(self, address: str, upstreams: list[str]) -> None:
+        import http.server
+        import shutil
+        import threading
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+
+        asked: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                asked.append(urllib.parse.unquote(self.path))
+                for upstream in upstreams:
+                    try:
+                        with urllib.request.urlopen(upstream + self.path, timeout=60) as answer:
+                            self.send_response(200)
+                            self.send_header("Content-Length", answer.headers["Content-Length"])
+                            self.end_headers()
+                            shutil.copyfileobj(answer, self.wfile)
+                            return
+                    except urllib.error.HTTPError as err:
+                        if err.code != 404:
+                            break
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.asked = asked
+        self.server = http.server.ThreadingHTTPServer((address, 0), Handler)
+        self.url = f"http://{address}:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_gather_reaches_debian_through_the_apt_mirror_setting(engine: Engine, tmp_path: Path) -> None:
+    """network.apt_mirror applies to `sources fetch --all`'s gather as to a build: apt asks the
+    mirror (here a forwarding one on the engine's bridge) for the signed indexes and the source
+    package, and what it gathers still passes apt's checks."""
+    import re
+
+    planned = json.loads(rpibuild("plan", *ARMV7, "--json").stdout)
+    (helper,) = [b["reference"] for b in planned["bases"] if b["role"] == "build platform"]
+    _, lists = engine.run(helper, ["sh", "-c", "cat /etc/apt/sources.list /etc/apt/sources.list.d/*"])
+    upstreams = list(dict.fromkeys(re.findall(r"https?://[^ ]+", lists)))
+    assert upstreams, lists
+    bridge = subprocess.run(
+        ["docker", "network", "inspect", "bridge", "--format", "{{json .IPAM.Config}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    gateway = json.loads(bridge.stdout)[0]["Gateway"]  # where a container reaches this host
+    mirror = ForwardingMirror(gateway, upstreams)
+    try:
+        folder = tmp_path / "mirror"
+        setting = f"network.apt_mirror={mirror.url}"
+        gathered = rpibuild("sources", "fetch", "--all", *ARMV7, "--set", setting, "-o", str(folder))
+    finally:
+        mirror.close()
+    assert gathered.returncode == 0, gathered.stderr[-3000:]
+    assert "/dists/trixie/InRelease" in mirror.asked, mirror.asked
+    (dsc,) = (folder / "debian/pool/main/p/pytorch").glob("pytorch_*.dsc")
+    assert f"/pool/main/p/pytorch/{dsc.name}" in mirror.asked
+    assert "/dists/trixie/main/source/Sources.xz" in mirror.asked

@@ -381,6 +381,17 @@ class DockerEngine:
         except docker.errors.APIError as exc:
             raise EngineError(f"cannot create volume {name}: {_reason(exc)}") from None
 
+    def running_labelled_containers(self, label: str) -> list[str]:
+        """The ids of the running containers carrying ``label`` (``key=value``), whoever
+        started them: work under way on this engine, e.g. a compile another host started."""
+        import docker.errors
+
+        try:
+            found = self.client.containers.list(filters={"label": label, "status": "running"})
+        except docker.errors.APIError as exc:
+            raise EngineError(f"cannot list containers: {_reason(exc)}") from None
+        return [container.id for container in found]
+
     def list_volumes(self, label: str) -> list[str]:
         """The names of the volumes carrying ``label`` (key or key=value)."""
         import docker.errors

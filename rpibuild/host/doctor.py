@@ -6,11 +6,15 @@ import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rpibuild.config.model import Profile
 from rpibuild.errors import ConfigError, EngineError, HostSetupError
 from rpibuild.host import qemu
 from rpibuild.planning.plan import Plan, make_plan
+
+if TYPE_CHECKING:
+    from rpibuild.torch_routes.compile_place import CompilePlace
 
 MIN_FREE_GIB = 10
 
@@ -176,12 +180,12 @@ def check_registry(profile: Profile) -> Check:
     return Check("registry", ok, detail, fix)
 
 
-def check_torch_wheel(profile: Profile, plan: Plan) -> Check:
+def check_torch_wheel(profile: Profile, plan: Plan, place: CompilePlace | None = None) -> Check:
     """torch.source debian: whether the compiled wheel is in the store, the team's registry
-    (check_shared_wheel), or the next build compiles it (hours). Information, never a failure,
-    but for a registry that cannot be asked."""
-    from rpibuild.host.locks import is_held
-    from rpibuild.torch_routes.debian_compile import compile_folders, compile_lock_name
+    (check_shared_wheel), or the next build compiles it (hours), and how far a compile at
+    ``place`` has got (running now, or a build folder it resumes). Information, never a
+    failure, but for a registry that cannot be asked."""
+    from rpibuild.torch_routes.debian_compile import compile_folders, compile_state
 
     key = plan.torch_key
     if plan.torch_wheel is not None:
@@ -189,26 +193,28 @@ def check_torch_wheel(profile: Profile, plan: Plan) -> Check:
     shared = check_shared_wheel(profile, plan)
     if shared is not None:
         return shared
-    started = compile_folders(profile).build / key
-    if is_held(compile_lock_name(profile)):
+    state = compile_state(profile, key, place)
+    where = "on this host" if place is None or place.engine.is_local else f"at {place.engine.address}"
+    if state.running:
         return Check(
             "torch wheel",
             True,
-            f"not compiled yet (key {key}): a compile is running now in {compile_folders(profile).root}; "
+            f"not compiled yet (key {key}): a compile is running now {where}; "
             "a build started meanwhile waits for it",
         )
-    if started.is_dir():
+    if state.started is not None:
         return Check(
             "torch wheel",
             True,
-            f"not compiled yet (key {key}): a compile was started in {started}; the next build resumes it",
+            f"not compiled yet (key {key}): a compile was started in {state.started}; "
+            "the next build resumes it",
         )
+    kept = compile_folders(profile).root if place is None or place.host_folders else "its volumes there"
     return Check(
         "torch wheel",
         True,
         f"not compiled yet (key {key}): the next build compiles torch {profile.torch.version} "
-        "from Debian's source, hours on a small host; an interrupted compile resumes from "
-        f"{compile_folders(profile).root}",
+        f"from Debian's source, hours on a small host; an interrupted compile resumes from {kept}",
     )
 
 
@@ -235,7 +241,7 @@ def check_shared_wheel(profile: Profile, plan: Plan) -> Check | None:
     return None
 
 
-def check_torch_compile(profile: Profile, builder: str | None) -> Check:
+def check_torch_compile(profile: Profile, builder: str | None) -> tuple[Check, CompilePlace | None]:
     """torch.source debian: where the compile will run (the engine behind the builder), with
     how many jobs and which distcc helpers; a helper list that does not parse fails here."""
     from rpibuild.engine import DockerEngine
@@ -245,9 +251,9 @@ def check_torch_compile(profile: Profile, builder: str | None) -> Check:
     try:
         place = compile_place(DockerEngine.connect(builder=builder, timeout=10), profile)
     except RpibuildError as exc:
-        return Check("torch compile", False, exc.message, exc.hint)
+        return Check("torch compile", False, exc.message, exc.hint), None
     folders = "host folders" if place.host_folders else "named volumes there"
-    return Check("torch compile", True, f"on {place.describe()}; build folder and ccache in {folders}")
+    return Check("torch compile", True, f"on {place.describe()}; build folder and ccache in {folders}"), place
 
 
 def run_checks(profile: Profile | None, builder: str | None = None) -> list[Check]:
@@ -288,9 +294,12 @@ def run_checks(profile: Profile | None, builder: str | None = None) -> list[Chec
         except ConfigError as exc:  # e.g. a cross build on a host that is not x86_64
             checks.append(Check("build plan", False, exc.reason, exc.hint))
     if profile is not None and plan is not None and plan.torch_key:
-        checks.append(check_torch_wheel(profile, plan))
+        compile_check, place = None, None
         if plan.torch_wheel is None and engine.ok:
-            checks.append(check_torch_compile(profile, builder or profile.build.builder))
+            compile_check, place = check_torch_compile(profile, builder or profile.build.builder)
+        checks.append(check_torch_wheel(profile, plan, place))
+        if compile_check is not None:
+            checks.append(compile_check)
     if profile is not None and profile.registry.url:
         checks.append(check_registry(profile))
     return checks

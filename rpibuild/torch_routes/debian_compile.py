@@ -202,6 +202,33 @@ def _engine_volumes(engine: Engine, profile: Profile, key: str, fresh: bool) -> 
     }
 
 
+@dataclass(frozen=True)
+class CompileState:
+    """How far the compile of one key has got at its place (for doctor)."""
+
+    running: bool  # now: this host holds its lock, or its container runs on the engine
+    started: str | None  # the build folder (or volume) a next compile resumes; None: none yet
+
+
+def compile_state(profile: Profile, key: str, place: CompilePlace | None) -> CompileState:
+    """Whether the compile of ``key`` at ``place`` runs now and what it resumes from. A compile
+    on another engine is seen there (its container's label), whichever host started it;
+    ``place`` None (no engine to ask): this host's folders and lock only."""
+    from rpibuild.host.locks import is_held
+
+    running = is_held(compile_lock_name(profile, place))
+    if place is not None and not running:
+        running = bool(place.engine.running_labelled_containers(f"{LABEL}={compile_tag(profile, place)}"))
+    if place is None or place.host_folders:
+        folder = compile_folders(profile).build / key
+        return CompileState(running, str(folder) if folder.is_dir() else None)
+    volume = volume_names(profile, key)[0]
+    found = place.engine.list_volumes(f"{VOLUME_LABEL}={profile.target.debian_arch}-build")
+    return CompileState(
+        running, f"the volume {volume} at {place.engine.address}" if volume in found else None
+    )
+
+
 def discard_build_folder(profile: Profile, key: str, place: CompilePlace | None = None) -> None:
     """Remove the key's build folder once its wheel is stored (gigabytes no build needs again:
     a build with this key takes the stored wheel, another key gets a folder of its own);

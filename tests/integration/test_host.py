@@ -191,7 +191,8 @@ def test_a_streamed_run_has_the_given_user_no_network_and_its_folder(
 
 
 def test_a_labelled_container_left_running_is_removed(engine: Engine, armhf_base: BaseImage) -> None:
-    """A compile container whose rpibuild was killed keeps running; the next compile removes it."""
+    """A compile container whose rpibuild was killed keeps running (doctor sees it running);
+    the next compile removes it, running or exited."""
     label = "io.rpibuild.torch-compile=integration-test"
     left = engine.client.containers.run(
         armhf_base.image,
@@ -200,6 +201,10 @@ def test_a_labelled_container_left_running_is_removed(engine: Engine, armhf_base
         labels={"io.rpibuild.torch-compile": "integration-test"},
     )
     try:
+        assert engine.running_labelled_containers(label) == [left.id]  # doctor: "running now"
+        left.kill()
+        left.wait()
+        assert engine.running_labelled_containers(label) == []  # exited: no longer under way
         assert engine.remove_labelled_containers(label) == [left.id]
         assert engine.client.containers.list(all=True, filters={"label": label}) == []
         assert engine.remove_labelled_containers(label) == []

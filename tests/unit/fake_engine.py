@@ -65,6 +65,7 @@ class FakeEngine:
     # The engine behind the builder (another FakeEngine), when it is not this one.
     behind_builder: FakeEngine | None = None
     volumes: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> labels
+    running: dict[str, list[str]] = field(default_factory=dict)  # label=value -> container ids
     loaded: list[bytes] = field(default_factory=list)
 
     def add_image(
@@ -224,6 +225,9 @@ class FakeEngine:
     def remove_labelled_containers(self, label: str) -> list[str]:
         self.calls.append(f"remove containers {label}")
         return []
+
+    def running_labelled_containers(self, label: str) -> list[str]:
+        return self.running.get(label, [])
 
     @contextlib.contextmanager
     def created_container(self, image: str, *, platform: str | None = None) -> Iterator[str]:

@@ -185,14 +185,38 @@ def test_doctor_says_where_the_compile_runs(monkeypatch: pytest.MonkeyPatch) -> 
 
     engine = FakeEngine(behind_builder=server())
     monkeypatch.setattr(DockerEngine, "connect", classmethod(lambda cls, **_: engine))
-    check = check_torch_compile(armv7(), "build-server")
+    check, place = check_torch_compile(armv7(), "build-server")
+    assert place is not None and place.engine is engine.behind_builder
     assert check.ok and check.detail == (
         "on the engine at ssh://builder@build-server (64 CPUs), 64 jobs; build folder and ccache in "
         "named volumes there"
     )
     monkeypatch.setenv("RPIBUILD_DISTCC_HOSTS", "bad;host")
-    bad = check_torch_compile(armv7(), None)
-    assert not bad.ok and "RPIBUILD_DISTCC_HOSTS" in bad.detail
+    bad, nowhere = check_torch_compile(armv7(), None)
+    assert not bad.ok and nowhere is None and "RPIBUILD_DISTCC_HOSTS" in bad.detail
+
+
+def test_doctor_sees_a_compile_on_the_builders_engine_whoever_started_it() -> None:
+    """A compile in the volumes of another engine: doctor asks that engine, not this host's
+    folders and locks: its container running there, else the key's build volume it resumes."""
+    from rpibuild.host.doctor import check_torch_wheel
+    from rpibuild.planning.plan import make_plan
+    from rpibuild.torch_routes.compile_place import compile_place
+    from rpibuild.torch_routes.debian_compile import LABEL, VOLUME_LABEL, compile_tag, volume_names
+
+    prof = armv7()
+    plan = make_plan(prof)
+    remote = server()
+    place = compile_place(FakeEngine(behind_builder=remote), prof, env={})
+    fresh = check_torch_wheel(prof, plan, place)
+    assert fresh.ok and "the next build compiles" in fresh.detail and "its volumes there" in fresh.detail
+    build_volume = volume_names(prof, plan.torch_key)[0]
+    remote.ensure_volume(build_volume, {VOLUME_LABEL: "armhf-build"})
+    started = check_torch_wheel(prof, plan, place)
+    assert f"started in the volume {build_volume} at ssh://builder@build-server" in started.detail
+    remote.running[f"{LABEL}={compile_tag(prof, place)}"] = ["c0ffee"]
+    running = check_torch_wheel(prof, plan, place)
+    assert "a compile is running now at ssh://builder@build-server" in running.detail
 
 
 def test_an_image_already_on_the_compile_engine_is_not_sent_again() -> None:

@@ -221,8 +221,12 @@ def test_the_gather_reaches_debian_through_the_apt_mirror_setting(engine: Engine
     package, and what it gathers still passes apt's checks."""
     import re
 
-    planned = json.loads(rpibuild("plan", *ARMV7, "--json").stdout)
-    (helper,) = [b["reference"] for b in planned["bases"] if b["role"] == "build platform"]
+    from rpibuild.build.base import ensure_base
+    from rpibuild.config import load_profile
+    from rpibuild.host.build_platform import cross_base_profile
+
+    profile = load_profile("pi3b-armv7", ["qpulib.enabled=false", "extension.enabled=false"], env={}).profile
+    helper = ensure_base(cross_base_profile(profile), engine).image  # where the gather runs
     _, lists = engine.run(helper, ["sh", "-c", "cat /etc/apt/sources.list /etc/apt/sources.list.d/*"])
     upstreams = list(dict.fromkeys(re.findall(r"https?://[^ ]+", lists)))
     assert upstreams, lists

@@ -98,7 +98,7 @@ def stored_wheel_folder(profile: str, settings: list[str]) -> Path | None:
 def seed_wheel(checkout: Path, profile: str, settings: list[str], cache: Path, wheel: Path) -> None:
     """Put the stored wheel into ``cache`` under the key ``checkout`` asks for."""
     key = plan(checkout, profile, settings, cache)["keys"]["torch wheel"]
-    shutil.copytree(wheel, cache / "sources" / "torch" / key)
+    shutil.copytree(wheel, cache / wheel.parent.name / key)  # the store: CACHE/torch/KEY
     print(f"[{checkout}] torch wheel from the store under key {key} (compile excluded)", file=sys.stderr)
 
 

@@ -65,11 +65,23 @@ def checkout_env(checkout: Path, cache: Path | None) -> dict[str, str]:
     return env
 
 
+def rpibuild_command(verb: str, profile: str, settings: list[str]) -> list[str]:
+    """``rpibuild VERB -p PROFILE --json --set ...``, run by this interpreter."""
+    return [
+        sys.executable,
+        "-m",
+        "rpibuild",
+        verb,
+        "-p",
+        profile,
+        "--json",
+        *(a for s in settings for a in ("--set", s)),
+    ]
+
+
 def plan(checkout: Path, profile: str, settings: list[str], cache: Path | None) -> dict[str, Any]:
     """``rpibuild plan --json`` of ``checkout``: its keys, and the wheel it would reuse."""
-    command = [sys.executable, "-m", "rpibuild", "plan", "-p", profile, "--json"]
-    for setting in settings:
-        command += ["--set", setting]
+    command = rpibuild_command("plan", profile, settings)
     env = checkout_env(checkout, cache)
     result = subprocess.run(command, cwd=checkout, env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -104,9 +116,7 @@ def seed_wheel(checkout: Path, profile: str, settings: list[str], cache: Path, w
 
 def build(checkout: Path, profile: str, settings: list[str], cache: Path) -> dict[str, object]:
     """One ``rpibuild build --json`` of ``checkout``'s rpibuild; its summary plus wall seconds."""
-    command = [sys.executable, "-m", "rpibuild", "build", "-p", profile, "--json"]
-    for setting in settings:
-        command += ["--set", setting]
+    command = rpibuild_command("build", profile, settings)
     env = checkout_env(checkout, cache)
     started = time.monotonic()
     result = subprocess.run(command, cwd=checkout, env=env, capture_output=True, text=True, check=False)

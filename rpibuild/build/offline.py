@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,12 +64,7 @@ class Gathered:
     elsewhere: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "folder": self.folder,
-            "archives": self.archives,
-            "wheels": self.wheels,
-            "elsewhere": self.elsewhere,
-        }
+        return asdict(self)
 
 
 def requirements(profile: Profile) -> list[str]:

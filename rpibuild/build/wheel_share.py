@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from rpibuild.build.sources import cache_dir
@@ -47,12 +47,7 @@ class Shared:
     error: str = ""  # why the push failed (a warning: the wheel is stored locally)
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "reference": self.reference,
-            "digest": self.digest,
-            "pushed": self.pushed,
-            "error": self.error,
-        }
+        return asdict(self)
 
 
 def shared(profile: Profile) -> bool:
